@@ -1,3 +1,17 @@
-export const WINDOW_BASE: u32 = 64 << 20;
-export function add(p: u32, v: u32): u32 { return atomic.add<u32>(p, v); }
-export function ld16(p: u32): u32 { return atomic.load<u16>(p); }
+// virtqueue.wasm: ring engine, chain parser, copies and shared tables (docs/internals.md).
+// No allocation, no static data, no shared state in globals: every thread instantiates this module
+// on the same shared memory.
+export * from './layout';
+export * from './errors';
+export { memtableClear, memtableAdd, gpaToWin, uaddrToWin } from './memtable';
+export {
+  queueSetup, queueSetBase, queueGetBase, queueReset, queuePop, queuePush, queueEnableNotify,
+  queueIsBroken, queueIsReady, queueSize,
+} from './queue';
+export { chainParse } from './chain';
+export { gather, scatter, subList } from './copy';
+export {
+  inodeInit, inodeLookup, inodeLastExisted, inodeAcquire, inodeRelease, inodeForget, inodeDropAll,
+  inodeDrainNext, inodeCount, handleInit, handleOpen, handleAcquire, handleFlags, handleRelease,
+  handleClose, handleDrainNext, handleCount,
+} from './tables';

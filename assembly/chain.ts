@@ -1,0 +1,116 @@
+import {
+  MAX_QUEUES, MAX_WORKERS, MAX_SEGS, SCRATCH_BASE, SCRATCH_SIZE, SCR_RCOUNT, SCR_WCOUNT, SCR_RTOTAL,
+  SCR_WTOTAL, SCR_RLIST, SCR_WLIST, Q_SIZE, Q_DESC, Q_READY,
+} from './layout';
+import {
+  BROKEN, BAD_ADDR, BAD_LEN, LOOP, NESTED_INDIRECT, ORDER, TOO_MANY_SEGS, BAD_INDIRECT, BAD_HEAD, BAD_SIZE,
+} from './errors';
+import { gpaToWin } from './memtable';
+import { qaddr } from './queue';
+
+export const VIRTQ_DESC_F_NEXT: u32 = 1;
+export const VIRTQ_DESC_F_WRITE: u32 = 2;
+export const VIRTQ_DESC_F_INDIRECT: u32 = 4;
+/** §2.6.5.3.1: an indirect table holds at most 32768 descriptors (Queue Size maximum). */
+export const MAX_INDIRECT: u32 = 32768;
+
+/** Append [win, win+len) to a segment list whose count lives at countPtr; merges with the previous
+ *  segment when contiguous in linear memory (fewer iovecs for preadv/pwritev). 0 or TOO_MANY_SEGS. */
+// @ts-ignore: decorator
+@inline function append(list: u32, countPtr: u32, win: u32, len: u32): i32 {
+  const c = load<u32>(countPtr);
+  if (c > 0) {
+    const last = list + (c - 1) * 8;
+    const lwin = load<u32>(last);
+    const llen = load<u32>(last, 4);
+    // lwin + llen cannot wrap: both lie inside one region of the window (< 2^32).
+    if (lwin + llen == win && u64(llen) + u64(len) <= 0xFFFFFFFF) {
+      store<u32>(last, llen + len, 4);
+      return 0;
+    }
+  }
+  if (c >= MAX_SEGS) return TOO_MANY_SEGS;
+  store<u32>(list + c * 8, win);
+  store<u32>(list + c * 8, len, 4);
+  store<u32>(countPtr, c + 1);
+  return 0;
+}
+
+/** Walk the chain of `head` into worker w's scratch (§2.6.5). 0 or an error; on error the counts and
+ *  lists describe what was accepted so far. */
+export function chainParse(q: u32, head: u32, w: u32): i32 {
+  if (w >= MAX_WORKERS) return BAD_SIZE;
+  const s = SCRATCH_BASE + w * SCRATCH_SIZE;
+  store<u32>(s, 0, SCR_RCOUNT);
+  store<u32>(s, 0, SCR_WCOUNT);
+  store<u32>(s, 0, SCR_RTOTAL);
+  store<u32>(s, 0, SCR_WTOTAL);
+  if (q >= MAX_QUEUES) return BROKEN;
+  const a = qaddr(q);
+  if (atomic.load<u32>(a, Q_READY) == 0) return BROKEN;
+  const size = load<u32>(a, Q_SIZE);
+  if (head >= size) return BAD_HEAD;
+
+  let table = load<u32>(a, Q_DESC);   // mapped for 16*size bytes in queueSetup
+  let tableLen = size;
+  let ttl = size;                     // a chain visits each descriptor at most once
+  let indirect = false;
+  let idx = head;
+  let rtotal: u64 = 0;
+  let wtotal: u64 = 0;
+  let writing = false;
+  while (true) {
+    if (ttl == 0) return LOOP;
+    ttl--;
+    // idx < tableLen (checked below / head check above), so d lies inside the mapped table.
+    const d = table + idx * 16;
+    const addr = load<u64>(d);
+    const len = load<u32>(d, 8);
+    const flags = <u32>load<u16>(d, 12);
+    const next = <u32>load<u16>(d, 14);
+    if ((flags & VIRTQ_DESC_F_INDIRECT) != 0) {
+      // §2.6.5.3.1: no indirect inside an indirect table; INDIRECT and NEXT never together.
+      if (indirect) return NESTED_INDIRECT;
+      if ((flags & VIRTQ_DESC_F_NEXT) != 0) return BAD_INDIRECT;
+      if (len == 0 || (len & 15) != 0 || len / 16 > MAX_INDIRECT) return BAD_INDIRECT;
+      const t = gpaToWin(addr, len);
+      if (t == 0) return BAD_ADDR;
+      // No alignment demand: plain wasm loads work unaligned.
+      table = t;
+      tableLen = len / 16;
+      ttl = tableLen;
+      indirect = true;
+      idx = 0;
+      continue;
+    }
+    if (len != 0) {
+      const win = gpaToWin(addr, len);
+      if (win == 0) return BAD_ADDR;
+      if ((flags & VIRTQ_DESC_F_WRITE) != 0) {
+        writing = true;
+        // §2.6.4.2 totals fit in u32 (the used element's len is u32).
+        if (wtotal + u64(len) > 0xFFFFFFFF) return BAD_LEN;
+        const r = append(s + SCR_WLIST, s + SCR_WCOUNT, win, len);
+        if (r != 0) return r;
+        wtotal += len;
+        store<u32>(s, <u32>wtotal, SCR_WTOTAL);
+      } else {
+        // §2.6.4.2: device-readable descriptors come before device-writable ones.
+        if (writing) return ORDER;
+        if (rtotal + u64(len) > 0xFFFFFFFF) return BAD_LEN;
+        const r = append(s + SCR_RLIST, s + SCR_RCOUNT, win, len);
+        if (r != 0) return r;
+        rtotal += len;
+        store<u32>(s, <u32>rtotal, SCR_RTOTAL);
+      }
+    } else if ((flags & VIRTQ_DESC_F_WRITE) != 0) {
+      writing = true;
+    } else if (writing) {
+      return ORDER;
+    }
+    if ((flags & VIRTQ_DESC_F_NEXT) == 0) return 0;
+    if (next >= tableLen) return BAD_HEAD;
+    idx = next;
+  }
+  return 0;
+}

@@ -1,0 +1,75 @@
+// Fixed addresses in the one shared linear memory (docs/internals.md, "One shared linear memory").
+// WASM globals are per instance, so every piece of shared state lives at one of these addresses.
+// All constants are exported as immutable globals; the TS loader reads them once.
+
+/** 64 KiB owned by TS (src/virtio/control.ts). */
+export const CONTROL_BASE: u32 = 0x100000;
+export const CONTROL_SIZE: u32 = 0x10000;
+
+/** Memory table: u32 count at +0, entries from +MEMTABLE_ENTRIES, MEMTABLE_STRIDE bytes each:
+ *  {u64 gpa, u64 size, u64 uaddr, u32 win, u32 pad}. */
+export const MEMTABLE_BASE: u32 = 0x110000;
+export const MEMTABLE_ENTRIES: u32 = 8;
+export const MEMTABLE_STRIDE: u32 = 32;
+export const MAX_REGIONS: u32 = 64;
+export const MEMTABLE_SIZE: u32 = 0x1000;
+
+/** Queue table: MAX_QUEUES records of QUEUE_STRIDE bytes (offsets Q_* below). */
+export const QUEUE_BASE: u32 = 0x111000;
+export const QUEUE_STRIDE: u32 = 128;
+export const MAX_QUEUES: u32 = 16;
+
+/** Per-worker counters (layout owned by src/virtio, later metrics). */
+export const STATS_BASE: u32 = 0x112000;
+export const STATS_STRIDE: u32 = 256;
+export const MAX_WORKERS: u32 = 32;
+
+/** Inode table: header (64 B), INODE_MAX slots of INODE_STRIDE bytes, then INODE_MAX u32 hash buckets. */
+export const INODE_BASE: u32 = 0x200000;
+export const INODE_MAX: u32 = 1 << 18;
+export const INODE_STRIDE: u32 = 48;
+export const INODE_SLOTS: u32 = INODE_BASE + 64;
+export const INODE_BUCKETS: u32 = INODE_SLOTS + INODE_MAX * INODE_STRIDE;
+export const INODE_SIZE: u32 = 64 + INODE_MAX * INODE_STRIDE + INODE_MAX * 4;
+
+/** Handle table: header (64 B), HANDLE_MAX slots of HANDLE_STRIDE bytes. */
+export const HANDLE_BASE: u32 = 0x1000000;
+export const HANDLE_MAX: u32 = 1 << 16;
+export const HANDLE_STRIDE: u32 = 16;
+export const HANDLE_SLOTS: u32 = HANDLE_BASE + 64;
+export const HANDLE_SIZE: u32 = 64 + HANDLE_MAX * HANDLE_STRIDE;
+
+/** Per-worker scratch: worker w owns [SCRATCH_BASE + w*SCRATCH_SIZE, +SCRATCH_SIZE). */
+export const SCRATCH_BASE: u32 = 0x2000000;
+export const SCRATCH_SIZE: u32 = 0x80000;
+export const MAX_SEGS: u32 = 2048;
+export const INBUF_SIZE: u32 = 132 * 1024;
+export const OUTBUF_SIZE: u32 = 132 * 1024;
+/** Scratch header: u32 rcount, wcount, rtotal, wtotal. */
+export const SCR_RCOUNT: u32 = 0;
+export const SCR_WCOUNT: u32 = 4;
+export const SCR_RTOTAL: u32 = 8;
+export const SCR_WTOTAL: u32 = 12;
+export const SCR_STAT: u32 = 64;
+export const SCR_STAT_SIZE: u32 = 128;
+export const SCR_RLIST: u32 = 0x100;
+export const SCR_WLIST: u32 = SCR_RLIST + MAX_SEGS * 8;
+export const SCR_SUBLIST: u32 = SCR_WLIST + MAX_SEGS * 8;
+export const SCR_INBUF: u32 = 0x10000;
+export const SCR_OUTBUF: u32 = SCR_INBUF + INBUF_SIZE;
+
+/** The guest window: regions are mapped in [WINDOW_BASE, WINDOW_END). */
+export const WINDOW_BASE: u32 = 64 << 20;
+export const WINDOW_END: u32 = 0xFFFF0000;
+
+// Queue record offsets (internal to AS, exported for tests and diagnostics).
+export const Q_LOCK: u32 = 0;
+export const Q_SIZE: u32 = 4;
+export const Q_DESC: u32 = 8;
+export const Q_AVAIL: u32 = 12;
+export const Q_USED: u32 = 16;
+export const Q_LAST_AVAIL: u32 = 20;
+export const Q_NEXT_USED: u32 = 24;
+export const Q_EVENT_IDX: u32 = 28;
+export const Q_BROKEN: u32 = 32;
+export const Q_READY: u32 = 36;
