@@ -3,6 +3,11 @@
 import { main } from '../dist/src/cli.js';
 
 main(process.argv.slice(2)).then(
-  (code) => { if (typeof code === 'number') process.exitCode = code; },
-  (err) => { process.stderr.write(`virtiofsd-ts: fatal: ${err && err.stack ? err.stack : err}\n`); process.exit(1); }
+  // Exit explicitly: a clean shutdown has released everything, and a stray handle must not keep an
+  // operator's SIGTERM from ending the process.
+  (code) => process.exit(typeof code === 'number' ? code : 0),
+  (err) => {
+    process.stderr.write(`virtiofsd-ts: fatal: ${err && err.stack ? err.stack : err}\n`);
+    process.exit(1);
+  },
 );

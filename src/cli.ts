@@ -1,0 +1,82 @@
+/**
+ * Command-line entry: options, logging, signals, exit codes.
+ * Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure, 2 bad options.
+ */
+import { createRequire } from 'node:module';
+import { USAGE, UsageError, parseArgs, validateConfig } from './config.js';
+import { Daemon } from './daemon.js';
+import { Logger } from './log.js';
+
+function version(): string {
+  const require = createRequire(import.meta.url);
+  try {
+    return (require('../../package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The backend capabilities, as `--print-capabilities` prints them (vhost-user.rst "Backend program conventions"). */
+export const CAPABILITIES = { type: 'fs' } as const;
+
+export async function main(argv: string[]): Promise<number> {
+  let cfg;
+  try {
+    cfg = parseArgs(argv);
+    if (cfg.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    if (cfg.version) {
+      process.stdout.write(`virtiofsd-ts ${version()}\n`);
+      return 0;
+    }
+    if (cfg.printCapabilities) {
+      process.stdout.write(`${JSON.stringify(CAPABILITIES, null, 2)}\n`);
+      return 0;
+    }
+    validateConfig(cfg);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`virtiofsd-ts: ${e.message}\nTry 'virtiofsd-ts --help' for more information.\n`);
+      return e.exitCode;
+    }
+    throw e;
+  }
+  const log = new Logger(cfg.logLevel);
+  for (const opt of cfg.ignored) log.warn(`option ${opt} is accepted for compatibility and has no effect`);
+  log.info(`virtiofsd-ts ${version()} starting (pid ${process.pid}, node ${process.version})`);
+  const daemon = new Daemon(cfg, log);
+  try {
+    await daemon.start();
+  } catch (e) {
+    log.error(`startup failed: ${(e as Error).message}`);
+    await daemon.stop().catch(() => undefined);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (stopping) {
+        log.warn(`${sig} again: exiting now`);
+        process.exit(1);
+      }
+      stopping = true;
+      log.info(`${sig}: finishing in-flight requests and shutting down`);
+      daemon.stop().then(
+        () => {
+          log.info('stopped');
+          resolve(0);
+        },
+        (e) => {
+          log.error(`shutdown failed: ${(e as Error).stack ?? e}`);
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGHUP', () => log.info('SIGHUP ignored'));
+    process.on('SIGPIPE', () => undefined);
+  });
+}

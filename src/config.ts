@@ -1,0 +1,280 @@
+/**
+ * Command-line options, compatible with virtiofsd: the Rust daemon's long options and the QEMU 7.2 C
+ * daemon's `-o opt[,opt]` spelling. Parsing is pure (no I/O) so it can be tested as a table; the
+ * checks that touch the file system are in validateConfig().
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { type LogLevel, isLogLevel } from './log.js';
+
+export type CacheMode = 'never' | 'metadata' | 'auto' | 'always';
+
+export interface Config {
+  socketPath?: string;
+  fd?: number;
+  sharedDir?: string;
+  cache: CacheMode;
+  threadPoolSize: number;
+  logLevel: LogLevel;
+  writeback: boolean;
+  xattr: boolean;
+  readdirplus: boolean;
+  announceSubmounts: boolean;
+  socketGroup?: string;
+  rlimitNofile?: number;
+  printCapabilities: boolean;
+  help: boolean;
+  version: boolean;
+  /** Accepted for compatibility, with no effect here; logged at startup. */
+  ignored: string[];
+}
+
+export class UsageError extends Error {
+  readonly code = 'VIRTIOFSD_USAGE';
+  static readonly brand = Symbol.for('virtiofsd-ts.UsageError');
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export const MAX_THREAD_POOL_SIZE = 32;
+
+export function defaultThreadPoolSize(): number {
+  return Math.max(2, Math.min(8, os.availableParallelism?.() ?? os.cpus().length));
+}
+
+export const USAGE = `Usage: virtiofsd-ts --socket-path=PATH --shared-dir=DIR [options]
+       virtiofsd-ts --socket-path=PATH -o source=DIR[,cache=auto] [options]
+
+A vhost-user-fs backend: serves DIR to a virtual machine over virtio-fs.
+
+Options:
+  --socket-path=PATH       vhost-user socket to listen on (alias: --socket)
+  --fd=N                   serve an already listening socket inherited as fd N
+  --shared-dir=DIR         directory to share (also -o source=DIR)
+  --cache=MODE             never|none|metadata|auto|always (default auto; also -o cache=)
+  --thread-pool-size=N     worker threads serving requests, 1..${MAX_THREAD_POOL_SIZE} (default: cores, 2..8)
+  --log-level=LEVEL        off|error|warn|info|debug|trace (default info; also -o log_level=)
+  --writeback              enable the guest's writeback cache (also -o writeback)
+  --no-readdirplus         disable READDIRPLUS (also -o no_readdirplus)
+  --print-capabilities     print the vhost-user backend capabilities (JSON) and exit
+  -d, --debug              same as --log-level=debug
+  -f                       run in the foreground (always the case; accepted for compatibility)
+  -h, --help               this text
+  -V, --version            version
+Accepted for compatibility with virtiofsd, without effect here: --sandbox, --seccomp, --modcaps,
+  --syslog, --inode-file-handles, --killpriv-v2, --no-killpriv-v2, --allow-direct-io,
+  --announce-submounts, --security-label, --preserve-noatime, --socket-group, --rlimit-nofile,
+  -o flock|no_flock|posix_lock|no_posix_lock|timeout=|sandbox=|modcaps=|announce_submounts|killpriv_v2.
+Not supported yet (refused): --xattr / -o xattr, --posix-acl, --xattrmap.
+`;
+
+function parseCache(v: string, where: string): CacheMode {
+  switch (v) {
+    case 'none':
+    case 'never':
+      return 'never';
+    case 'metadata':
+    case 'auto':
+    case 'always':
+      return v;
+    default:
+      throw new UsageError(`${where}: invalid cache mode '${v}' (never|none|metadata|auto|always)`);
+  }
+}
+
+function parseInt10(v: string, name: string, min: number, max: number): number {
+  if (!/^\d+$/.test(v)) throw new UsageError(`${name}: '${v}' is not a number`);
+  const n = Number(v);
+  if (n < min || n > max) throw new UsageError(`${name}: ${n} is out of range ${min}..${max}`);
+  return n;
+}
+
+/** Long options that take a value, with their handler. */
+type Setter = (c: Config, v: string) => void;
+const VALUED: Record<string, Setter> = {
+  'socket-path': (c, v) => { c.socketPath = nonEmpty(v, '--socket-path'); },
+  socket: (c, v) => { c.socketPath = nonEmpty(v, '--socket'); },
+  fd: (c, v) => { c.fd = parseInt10(v, '--fd', 0, 1 << 20); },
+  'shared-dir': (c, v) => { c.sharedDir = nonEmpty(v, '--shared-dir'); },
+  cache: (c, v) => { c.cache = parseCache(v, '--cache'); },
+  'thread-pool-size': (c, v) => { c.threadPoolSize = parseInt10(v, '--thread-pool-size', 1, MAX_THREAD_POOL_SIZE); },
+  'log-level': (c, v) => {
+    if (!isLogLevel(v)) throw new UsageError(`--log-level: invalid level '${v}' (off|error|warn|info|debug|trace)`);
+    c.logLevel = v;
+  },
+  'socket-group': (c, v) => { c.socketGroup = v; c.ignored.push('--socket-group'); },
+  'rlimit-nofile': (c, v) => { c.rlimitNofile = parseInt10(v, '--rlimit-nofile', 0, 1 << 30); c.ignored.push('--rlimit-nofile'); },
+  sandbox: (c, v) => { oneOf(v, ['namespace', 'chroot', 'none'], '--sandbox'); c.ignored.push(`--sandbox=${v}`); },
+  seccomp: (c, v) => { oneOf(v, ['none', 'kill', 'log', 'trap'], '--seccomp'); c.ignored.push(`--seccomp=${v}`); },
+  modcaps: (c, v) => { c.ignored.push(`--modcaps=${v}`); },
+  'inode-file-handles': (c, v) => { oneOf(v, ['never', 'prefer', 'mandatory'], '--inode-file-handles'); c.ignored.push('--inode-file-handles'); },
+  xattrmap: () => { throw new UsageError('--xattrmap: extended attributes are not supported yet'); },
+  tag: (c) => { c.ignored.push('--tag'); },
+};
+
+const FLAGS: Record<string, (c: Config) => void> = {
+  writeback: (c) => { c.writeback = true; },
+  'no-writeback': (c) => { c.writeback = false; },
+  readdirplus: (c) => { c.readdirplus = true; },
+  'no-readdirplus': (c) => { c.readdirplus = false; },
+  'print-capabilities': (c) => { c.printCapabilities = true; },
+  help: (c) => { c.help = true; },
+  version: (c) => { c.version = true; },
+  debug: (c) => { c.logLevel = 'debug'; },
+  xattr: () => { throw new UsageError('--xattr: extended attributes are not supported yet'); },
+  'posix-acl': () => { throw new UsageError('--posix-acl: POSIX ACLs are not supported yet'); },
+  'announce-submounts': (c) => { c.announceSubmounts = true; c.ignored.push('--announce-submounts'); },
+  'no-announce-submounts': (c) => { c.announceSubmounts = false; },
+  syslog: (c) => { c.ignored.push('--syslog'); },
+  'killpriv-v2': (c) => { c.ignored.push('--killpriv-v2'); },
+  'no-killpriv-v2': () => {},
+  'allow-direct-io': (c) => { c.ignored.push('--allow-direct-io'); },
+  'security-label': (c) => { c.ignored.push('--security-label'); },
+  'preserve-noatime': (c) => { c.ignored.push('--preserve-noatime'); },
+  foreground: () => {},
+};
+
+/** `-o` options of QEMU 7.2's virtiofsd. */
+function applyDashO(c: Config, list: string): void {
+  for (const item of list.split(',')) {
+    if (item === '') continue;
+    const eq = item.indexOf('=');
+    const key = eq < 0 ? item : item.slice(0, eq);
+    const val = eq < 0 ? undefined : item.slice(eq + 1);
+    const need = (): string => {
+      if (val === undefined || val === '') throw new UsageError(`-o ${key}: needs a value`);
+      return val;
+    };
+    const noVal = (): void => {
+      if (val !== undefined) throw new UsageError(`-o ${key}: takes no value`);
+    };
+    switch (key) {
+      case 'source': c.sharedDir = need(); break;
+      case 'cache': c.cache = parseCache(need(), '-o cache'); break;
+      case 'log_level': VALUED['log-level']!(c, need()); break;
+      case 'thread_pool_size': VALUED['thread-pool-size']!(c, need()); break;
+      case 'writeback': noVal(); c.writeback = true; break;
+      case 'no_writeback': noVal(); c.writeback = false; break;
+      case 'readdirplus': noVal(); c.readdirplus = true; break;
+      case 'no_readdirplus': noVal(); c.readdirplus = false; break;
+      case 'xattr': noVal(); throw new UsageError('-o xattr: extended attributes are not supported yet');
+      case 'no_xattr': noVal(); c.xattr = false; break;
+      case 'posix_acl': throw new UsageError('-o posix_acl: POSIX ACLs are not supported yet');
+      case 'no_posix_acl': noVal(); break;
+      case 'xattrmap': throw new UsageError('-o xattrmap: extended attributes are not supported yet');
+      case 'flock': case 'no_flock': case 'posix_lock': case 'no_posix_lock':
+      case 'announce_submounts': case 'killpriv_v2': case 'no_killpriv_v2': case 'allow_direct_io':
+      case 'no_allow_direct_io': case 'norace': case 'writeback_cache':
+        noVal(); c.ignored.push(`-o ${key}`); break;
+      case 'timeout': case 'sandbox': case 'modcaps': case 'max_idle_threads':
+        need(); c.ignored.push(`-o ${key}`); break;
+      default:
+        throw new UsageError(`-o: unknown option '${key}'`);
+    }
+  }
+}
+
+function nonEmpty(v: string, name: string): string {
+  if (v === '') throw new UsageError(`${name}: needs a value`);
+  return v;
+}
+
+function oneOf(v: string, allowed: string[], name: string): void {
+  if (!allowed.includes(v)) throw new UsageError(`${name}: invalid value '${v}' (${allowed.join('|')})`);
+}
+
+export function parseArgs(argv: string[]): Config {
+  const c: Config = {
+    cache: 'auto',
+    threadPoolSize: defaultThreadPoolSize(),
+    logLevel: 'info',
+    writeback: false,
+    xattr: false,
+    readdirplus: true,
+    announceSubmounts: false,
+    printCapabilities: false,
+    help: false,
+    version: false,
+    ignored: [],
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-o') {
+      const v = argv[++i];
+      if (v === undefined) throw new UsageError('-o: needs an option list');
+      applyDashO(c, v);
+      continue;
+    }
+    if (a.startsWith('-o') && a.length > 2 && !a.startsWith('--')) {
+      applyDashO(c, a.slice(2));
+      continue;
+    }
+    if (a === '-h') { c.help = true; continue; }
+    if (a === '-V') { c.version = true; continue; }
+    if (a === '-d') { c.logLevel = 'debug'; continue; }
+    if (a === '-f') continue;
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
+      const setter = VALUED[name];
+      if (setter) {
+        let v: string | undefined = eq < 0 ? undefined : a.slice(eq + 1);
+        if (v === undefined) {
+          v = argv[++i];
+          if (v === undefined) throw new UsageError(`--${name}: needs a value`);
+        }
+        setter(c, v);
+        continue;
+      }
+      const flag = FLAGS[name];
+      if (flag) {
+        if (eq >= 0) throw new UsageError(`--${name}: takes no value`);
+        flag(c);
+        continue;
+      }
+      throw new UsageError(`unknown option '${a}'`);
+    }
+    throw new UsageError(`unexpected argument '${a}'`);
+  }
+  if (c.help || c.version || c.printCapabilities) return c;
+  if (c.socketPath === undefined && c.fd === undefined) throw new UsageError('one of --socket-path or --fd is required');
+  if (c.socketPath !== undefined && c.fd !== undefined) throw new UsageError('--socket-path and --fd are mutually exclusive');
+  if (c.sharedDir === undefined) throw new UsageError('--shared-dir (or -o source=DIR) is required');
+  return c;
+}
+
+/** Checks against the file system. Throws UsageError (exit 2) with a message an operator can act on. */
+export function validateConfig(c: Config): void {
+  const dir = c.sharedDir!;
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch (e) {
+    throw new UsageError(`shared directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (!st.isDirectory()) throw new UsageError(`shared directory ${dir}: not a directory`);
+  if (c.socketPath !== undefined) {
+    const parent = path.dirname(path.resolve(c.socketPath));
+    if (!fs.existsSync(parent)) throw new UsageError(`socket path ${c.socketPath}: directory ${parent} does not exist`);
+    if (Buffer.byteLength(path.resolve(c.socketPath)) > 107 && Buffer.byteLength(c.socketPath) > 107) {
+      throw new UsageError(`socket path ${c.socketPath}: longer than the 107 bytes a Unix socket address holds`);
+    }
+    try {
+      const s = fs.lstatSync(c.socketPath);
+      if (!s.isSocket()) throw new UsageError(`socket path ${c.socketPath}: exists and is not a socket; refusing to replace it`);
+    } catch (e) {
+      if (e instanceof UsageError) throw e;
+    }
+  }
+  if (c.fd !== undefined) {
+    try {
+      fs.fstatSync(c.fd);
+    } catch {
+      throw new UsageError(`--fd=${c.fd}: not an open file descriptor`);
+    }
+  }
+}

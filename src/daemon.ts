@@ -1,0 +1,99 @@
+/**
+ * The daemon: composes the layers on the main thread (control plane) and starts the worker pool.
+ *   shared WebAssembly.Memory ── AS module (main's instance) ── GuestMemory / VirtioFsDevice
+ *   WorkerPool (piscina) ── worker.ts in each thread: QueueRunner + FuseServer + Passthrough
+ *   VhostUserListener ── Connection ── FrontendReqHandler ── VirtioFsDevice
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Config } from './config.js';
+import { Logger } from './log.js';
+import { native } from './native.js';
+import { sharedBuffer } from './memory/guest-memory.js';
+import { VirtioFsDevice } from './virtio/device.js';
+import { WorkerPool } from './virtio/pool.js';
+import { createSharedMemory, loadVirtqueueModule } from './virtio/wasm.js';
+import { VhostUserListener } from './vhost/listener.js';
+
+/** One hiprio queue and one request queue: what QEMU 7.2's vhost-user-fs-pci uses by default. */
+export const DEFAULT_NUM_QUEUES = 2;
+
+export interface WorkerInit {
+  rootFd: number;
+  procFdDir: number;
+  cache: Config['cache'];
+  writeback: boolean;
+  readdirplus: boolean;
+  logLevel: Config['logLevel'];
+}
+
+export class Daemon {
+  private listener: VhostUserListener | null = null;
+  private pool: WorkerPool | null = null;
+  private rootFd = -1;
+  private procFdDir = -1;
+
+  constructor(private readonly cfg: Config, readonly log: Logger) {}
+
+  async start(): Promise<void> {
+    const { cfg, log } = this;
+    // Modes come from the guest's requests as they are; the kernel already applied the guest's umask.
+    process.umask(0);
+    const memory = createSharedMemory();
+    const vq = await loadVirtqueueModule(memory);
+    native.setWindow(sharedBuffer(memory));
+
+    const C = native.constants;
+    const dir = path.resolve(cfg.sharedDir!);
+    this.rootFd = native.openat2(C.AT_FDCWD, Buffer.from(dir), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, 0);
+    if (this.rootFd < 0) throw new Error(`cannot open shared directory ${dir}: errno ${-this.rootFd}`);
+    this.procFdDir = native.openat2(C.AT_FDCWD, Buffer.from('/proc/self/fd'), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, 0);
+    if (this.procFdDir < 0) throw new Error(`cannot open /proc/self/fd (is /proc mounted?): errno ${-this.procFdDir}`);
+    const st = new Uint8Array(96);
+    const rc = native.statAt(this.rootFd, null, C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW, st);
+    if (rc < 0) throw new Error(`cannot stat shared directory ${dir}: errno ${-rc}`);
+    const dv = new DataView(st.buffer);
+    vq.inodeInit(this.rootFd, dv.getBigUint64(88, true), dv.getBigUint64(0, true));
+
+    const init: WorkerInit = {
+      rootFd: this.rootFd,
+      procFdDir: this.procFdDir,
+      cache: cfg.cache,
+      writeback: cfg.writeback,
+      readdirplus: cfg.readdirplus,
+      logLevel: cfg.logLevel,
+    };
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    this.pool = new WorkerPool(vq, memory, {
+      size: cfg.threadPoolSize,
+      filename: path.join(here, 'worker.js'),
+      workerData: { init },
+      log,
+    });
+    await this.pool.start();
+    const device = new VirtioFsDevice(vq, memory, this.pool, DEFAULT_NUM_QUEUES, log);
+    this.listener = new VhostUserListener(device, { socketPath: cfg.socketPath, fd: cfg.fd, log });
+    this.listener.listen();
+    log.info(
+      `serving ${dir} (cache=${cfg.cache}, writeback=${cfg.writeback ? 'on' : 'off'}, ${cfg.threadPoolSize} worker threads)`,
+    );
+    if (cfg.socketPath) {
+      log.info(
+        `attach a guest with: qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=<RAM>,share=on -numa node,memdev=mem ` +
+          `-chardev socket,id=vfs,path=${path.resolve(cfg.socketPath)} -device vhost-user-fs-pci,chardev=vfs,tag=<tag>` +
+          ` ; in the guest: mount -t virtiofs <tag> /mnt`,
+      );
+    }
+  }
+
+  /** SIGTERM/SIGINT: stop accepting, finish in-flight requests, release everything. */
+  async stop(): Promise<void> {
+    await this.listener?.close();
+    this.listener = null;
+    await this.pool?.stop();
+    this.pool = null;
+    if (this.rootFd >= 0) native.close(this.rootFd);
+    if (this.procFdDir >= 0) native.close(this.procFdDir);
+    this.rootFd = this.procFdDir = -1;
+  }
+}

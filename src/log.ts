@@ -1,0 +1,68 @@
+/**
+ * A small leveled logger. Lines go to stderr (stdout stays free for --print-capabilities and the like),
+ * one line each, with a timestamp, the level and the thread ("main" or "w<N>"), so that an operator can
+ * follow one request from the control plane into a worker.
+ */
+export const LOG_LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+const RANK: Record<LogLevel, number> = { off: 0, error: 1, warn: 2, info: 3, debug: 4, trace: 5 };
+
+export function isLogLevel(s: string): s is LogLevel {
+  return (LOG_LEVELS as readonly string[]).includes(s);
+}
+
+export class Logger {
+  private rank: number;
+  constructor(
+    public level: LogLevel = 'info',
+    private readonly thread = 'main',
+    private readonly sink: (line: string) => void = (l) => process.stderr.write(l),
+  ) {
+    this.rank = RANK[level];
+  }
+
+  setLevel(level: LogLevel): void {
+    this.level = level;
+    this.rank = RANK[level];
+  }
+
+  child(thread: string): Logger {
+    return new Logger(this.level, thread, this.sink);
+  }
+
+  enabled(level: LogLevel): boolean {
+    return RANK[level] <= this.rank && level !== 'off';
+  }
+
+  private write(level: LogLevel, msg: string): void {
+    if (!this.enabled(level)) return;
+    this.sink(`${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} [${this.thread}] ${msg}\n`);
+  }
+
+  error(msg: string): void { this.write('error', msg); }
+  warn(msg: string): void { this.write('warn', msg); }
+  info(msg: string): void { this.write('info', msg); }
+  debug(msg: string): void { this.write('debug', msg); }
+  trace(msg: string): void { this.write('trace', msg); }
+}
+
+/** Logs at most `burst` lines per `windowMs` for one key, so a hostile guest cannot flood the log. */
+export class RateLimitedLog {
+  private count = 0;
+  private windowStart = 0;
+  private suppressed = 0;
+  constructor(private readonly log: Logger, private readonly burst = 10, private readonly windowMs = 10_000) {}
+
+  warn(msg: string): void {
+    const now = Date.now();
+    if (now - this.windowStart > this.windowMs) {
+      if (this.suppressed > 0) this.log.warn(`(${this.suppressed} similar messages suppressed)`);
+      this.windowStart = now;
+      this.count = 0;
+      this.suppressed = 0;
+    }
+    if (this.count++ < this.burst) this.log.warn(msg);
+    else this.suppressed++;
+  }
+}

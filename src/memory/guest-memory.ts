@@ -1,0 +1,199 @@
+/**
+ * Guest memory: the frontend's memory regions mapped into the guest window of the shared
+ * WebAssembly.Memory, and the AS memory table that translates guest-physical and frontend-virtual
+ * addresses to window addresses. Main thread only, and only while the workers are paused: the table
+ * is rebuilt whole, then published (rust-vmm vhost's update_memory does the same).
+ */
+import { native } from '../native.js';
+import type { Logger } from '../log.js';
+import type { VqExports } from '../virtio/wasm.js';
+
+export const PAGE_SIZE = 4096;
+
+/** The shared memory's buffer (a SharedArrayBuffer: the Memory is created shared). */
+export function sharedBuffer(m: WebAssembly.Memory): SharedArrayBuffer {
+  return m.buffer as unknown as SharedArrayBuffer;
+}
+/** Regions are placed on 2 MiB boundaries in the window, so huge-page backed regions stay aligned. */
+const WINDOW_ALIGN = 2 * 1024 * 1024;
+
+export interface RegionDesc {
+  guestPhysAddr: bigint;
+  memorySize: bigint;
+  userspaceAddr: bigint;
+  mmapOffset: bigint;
+}
+
+export interface MappedRegion extends RegionDesc {
+  /** Window address of the region's first byte. */
+  win: number;
+  /** The page-aligned mapping that holds it. */
+  mapStart: number;
+  mapLen: number;
+}
+
+export class MemoryError extends Error {
+  readonly code = 'VIRTIOFSD_MEMORY';
+  static readonly brand = Symbol.for('virtiofsd-ts.MemoryError');
+  constructor(message: string, readonly errno: number) {
+    super(message);
+    this.name = 'MemoryError';
+  }
+}
+
+export class GuestMemory {
+  private regions: MappedRegion[] = [];
+  private readonly windowBase: number;
+  private readonly windowEnd: number;
+
+  constructor(
+    private readonly vq: VqExports,
+    private readonly memory: WebAssembly.Memory,
+    private readonly log: Logger,
+    private readonly maxRegions: number,
+  ) {
+    this.windowBase = vq.layout.WINDOW_BASE;
+    this.windowEnd = vq.layout.WINDOW_END;
+  }
+
+  get mapped(): readonly MappedRegion[] {
+    return this.regions;
+  }
+
+  get totalBytes(): bigint {
+    return this.regions.reduce((s, r) => s + r.memorySize, 0n);
+  }
+
+  /** Checks a region's numbers before anything is mapped (they come from the frontend). */
+  private validate(r: RegionDesc): void {
+    const U64 = (1n << 64n) - 1n;
+    if (r.memorySize === 0n) throw new MemoryError('memory region of size 0', 22);
+    if (r.guestPhysAddr + r.memorySize - 1n > U64 || r.userspaceAddr + r.memorySize - 1n > U64) {
+      throw new MemoryError('memory region wraps around the address space', 22);
+    }
+    if (r.mmapOffset + r.memorySize > (1n << 63n)) throw new MemoryError('memory region mmap offset too large', 22);
+  }
+
+  /** First fit in the window for `len` bytes (2 MiB aligned), or -1. */
+  private allocate(len: number, skip?: MappedRegion[]): number {
+    const used = this.regions
+      .filter((r) => !skip?.includes(r))
+      .map((r) => [r.mapStart, r.mapStart + r.mapLen] as const)
+      .sort((a, b) => a[0] - b[0]);
+    let cursor = this.windowBase;
+    for (const [s, e] of used) {
+      if (s - cursor >= len) return cursor;
+      cursor = Math.max(cursor, Math.ceil(e / WINDOW_ALIGN) * WINDOW_ALIGN);
+    }
+    return this.windowEnd - cursor >= len ? cursor : -1;
+  }
+
+  private mapOne(r: RegionDesc, fd: number): MappedRegion {
+    this.validate(r);
+    const delta = Number(r.mmapOffset % BigInt(PAGE_SIZE));
+    const mapLenBig = ((r.memorySize + BigInt(delta) + BigInt(PAGE_SIZE - 1)) / BigInt(PAGE_SIZE)) * BigInt(PAGE_SIZE);
+    const windowSize = this.windowEnd - this.windowBase;
+    if (mapLenBig > BigInt(windowSize)) {
+      throw new MemoryError(
+        `memory region of ${r.memorySize} bytes does not fit the ${windowSize}-byte guest window (guests with more than ~3.9 GiB of RAM are not supported yet)`,
+        12,
+      );
+    }
+    const mapLen = Number(mapLenBig);
+    const start = this.allocate(mapLen);
+    if (start < 0) {
+      throw new MemoryError(
+        `guest memory (${this.totalBytes + r.memorySize} bytes) does not fit the ${windowSize}-byte guest window (guests with more than ~3.9 GiB of RAM are not supported yet)`,
+        12,
+      );
+    }
+    const rc = native.mapFixed(sharedBuffer(this.memory), start, mapLen, fd, Number(r.mmapOffset - BigInt(delta)));
+    if (rc < 0) throw new MemoryError(`mmap of a guest memory region failed: errno ${-rc}`, -rc);
+    const m: MappedRegion = { ...r, win: start + delta, mapStart: start, mapLen };
+    this.log.debug(
+      `mapped region gpa=0x${r.guestPhysAddr.toString(16)} size=0x${r.memorySize.toString(16)} ua=0x${r.userspaceAddr.toString(16)} at window 0x${m.win.toString(16)}`,
+    );
+    return m;
+  }
+
+  private unmapOne(m: MappedRegion): void {
+    const rc = native.unmapFixed(sharedBuffer(this.memory), m.mapStart, m.mapLen);
+    if (rc < 0) this.log.error(`unmapping a guest memory region failed: errno ${-rc}`);
+  }
+
+  private publish(): void {
+    this.vq.memtableClear();
+    for (const m of this.regions) {
+      const rc = this.vq.memtableAdd(m.guestPhysAddr, m.memorySize, m.userspaceAddr, m.win);
+      if (rc < 0) throw new MemoryError(`memory table rejected a region (error ${rc})`, 22);
+    }
+  }
+
+  /**
+   * SET_MEM_TABLE: replaces the whole table. The fds are consumed (closed) whatever happens. On
+   * failure nothing is mapped (the old table is already gone: the frontend asked to replace it).
+   */
+  replace(regions: RegionDesc[], fds: number[]): void {
+    this.clear();
+    try {
+      if (regions.length > this.maxRegions) throw new MemoryError(`too many memory regions (${regions.length})`, 22);
+      this.checkOverlaps(regions);
+      for (let i = 0; i < regions.length; i++) this.regions.push(this.mapOne(regions[i]!, fds[i]!));
+      this.publish();
+    } catch (e) {
+      this.clear();
+      throw e;
+    } finally {
+      for (const fd of fds) native.close(fd);
+    }
+  }
+
+  /** ADD_MEM_REG. The fd is consumed. */
+  add(r: RegionDesc, fd: number): void {
+    try {
+      if (this.regions.length >= this.maxRegions) throw new MemoryError('no free memory slot', 28);
+      this.checkOverlaps([...this.regions, r]);
+      const m = this.mapOne(r, fd);
+      this.regions.push(m);
+      try {
+        this.publish();
+      } catch (e) {
+        this.regions.pop();
+        this.unmapOne(m);
+        this.publish();
+        throw e;
+      }
+    } finally {
+      native.close(fd);
+    }
+  }
+
+  /** REM_MEM_REG: the region is named by its guest address, size and user address. */
+  remove(r: RegionDesc): void {
+    const i = this.regions.findIndex(
+      (m) => m.guestPhysAddr === r.guestPhysAddr && m.memorySize === r.memorySize && m.userspaceAddr === r.userspaceAddr,
+    );
+    if (i < 0) throw new MemoryError(`REM_MEM_REG: no region at gpa 0x${r.guestPhysAddr.toString(16)}`, 22);
+    const [m] = this.regions.splice(i, 1);
+    this.publish();
+    this.unmapOne(m!);
+  }
+
+  /** Unmaps everything (disconnect, RESET_OWNER, replacement). */
+  clear(): void {
+    const old = this.regions;
+    this.regions = [];
+    this.vq.memtableClear();
+    for (const m of old) this.unmapOne(m);
+  }
+
+  private checkOverlaps(rs: RegionDesc[]): void {
+    const sorted = [...rs].sort((a, b) => (a.guestPhysAddr < b.guestPhysAddr ? -1 : 1));
+    for (let i = 1; i < sorted.length; i++) {
+      const p = sorted[i - 1]!;
+      if (p.guestPhysAddr + p.memorySize > sorted[i]!.guestPhysAddr) {
+        throw new MemoryError('memory regions overlap in guest-physical space', 22);
+      }
+    }
+  }
+}

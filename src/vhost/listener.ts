@@ -1,0 +1,134 @@
+/**
+ * The vhost-user socket: listens on --socket-path (or serves an inherited --fd), takes one frontend at
+ * a time, and after a disconnect resets the device and waits for the next one (the reference daemon
+ * exits instead; a guest reboot or a QEMU restart should not need a new daemon).
+ */
+import fs from 'node:fs';
+import { native } from '../native.js';
+import type { Logger } from '../log.js';
+import type { VirtioFsDevice } from '../virtio/device.js';
+import { Connection } from './connection.js';
+import { FrontendReqHandler } from './handler.js';
+
+const EAGAIN = 11;
+
+export interface ListenerOptions {
+  socketPath?: string;
+  /** An already listening socket (--fd), e.g. from systemd or libvirt. */
+  fd?: number;
+  log: Logger;
+}
+
+export class VhostUserListener {
+  private listenFd = -1;
+  private watch: { stop(): void } | null = null;
+  private conn: Connection | null = null;
+  private resetting: Promise<void> = Promise.resolve();
+  private closing = false;
+  connections = 0;
+
+  constructor(private readonly device: VirtioFsDevice, private readonly opts: ListenerOptions) {}
+
+  /** Binds (or adopts) the socket and starts accepting. Throws with a clear message on failure. */
+  listen(): void {
+    const { log } = this.opts;
+    if (this.opts.fd !== undefined) {
+      this.listenFd = this.opts.fd;
+    } else {
+      const path = this.opts.socketPath!;
+      // A stale socket file from an earlier run would make bind fail with EADDRINUSE. Only remove a
+      // socket, never another kind of file.
+      try {
+        const st = fs.lstatSync(path);
+        if (st.isSocket()) fs.unlinkSync(path);
+        else throw new Error(`${path} exists and is not a socket`);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+      const fd = native.listenUnix(path, 1);
+      if (fd < 0) throw new Error(`cannot listen on ${path}: ${errnoName(-fd)}`);
+      this.listenFd = fd;
+    }
+    this.watch = native.watchFd(this.listenFd, () => this.onAcceptable());
+    log.info(`waiting for a vhost-user frontend on ${this.opts.socketPath ?? `fd ${this.opts.fd}`}`);
+  }
+
+  private onAcceptable(): void {
+    for (;;) {
+      const fd = native.acceptUnix(this.listenFd);
+      if (fd === -EAGAIN) return;
+      if (fd < 0) {
+        this.opts.log.warn(`accept failed: ${errnoName(-fd)}`);
+        return;
+      }
+      if (this.conn !== null || this.closing) {
+        // One frontend per device: a second connection would fight over the same rings.
+        this.opts.log.warn('rejected a second vhost-user connection while one is active');
+        native.close(fd);
+        continue;
+      }
+      void this.resetting.then(() => this.adopt(fd));
+      // adopt() runs asynchronously; mark the slot taken now so a burst of connects is rejected
+      this.conn = PENDING;
+    }
+  }
+
+  private adopt(fd: number): void {
+    const log = this.opts.log;
+    if (this.closing) {
+      native.close(fd);
+      this.conn = null;
+      return;
+    }
+    this.connections++;
+    log.info(`vhost-user frontend connected (connection ${this.connections})`);
+    let conn: Connection;
+    const handler = new FrontendReqHandler(this.device, (req, payload) => conn.reply(req, payload), log);
+    conn = new Connection(fd, {
+      onMessage: (m) => {
+        void handler.enqueue(m);
+      },
+      onClose: (reason) => {
+        if (reason) log.warn(`vhost-user frontend disconnected: ${reason}`);
+        else log.info('vhost-user frontend disconnected');
+        this.resetting = handler.disconnect().then(
+          () => {
+            if (this.conn === conn) this.conn = null;
+            if (!this.closing) log.info('device reset; waiting for the next frontend');
+          },
+          (e) => log.error(`reset after disconnect failed: ${(e as Error).stack ?? e}`),
+        );
+      },
+    });
+    this.conn = conn;
+  }
+
+  /** Stops accepting, drops the frontend, resets the device. */
+  async close(): Promise<void> {
+    this.closing = true;
+    this.watch?.stop();
+    this.watch = null;
+    if (this.conn && this.conn !== PENDING) this.conn.close(null);
+    await this.resetting;
+    if (this.opts.fd === undefined && this.listenFd >= 0) {
+      native.close(this.listenFd);
+      try {
+        fs.unlinkSync(this.opts.socketPath!);
+      } catch {
+        /* already gone */
+      }
+    }
+    this.listenFd = -1;
+  }
+
+  get connected(): boolean {
+    return this.conn !== null && this.conn !== PENDING;
+  }
+}
+
+const PENDING = {} as Connection;
+
+function errnoName(e: number): string {
+  const names: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 13: 'EACCES', 98: 'EADDRINUSE', 20: 'ENOTDIR', 36: 'ENAMETOOLONG' };
+  return `${names[e] ?? 'errno'} (${e})`;
+}

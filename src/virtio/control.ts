@@ -1,0 +1,41 @@
+/**
+ * The control block: a small area of the shared linear memory (at the module's CONTROL_BASE) through
+ * which the control plane (main thread) steers the workers. Slots have names, never bare indices.
+ *
+ * Protocol: main changes queue or memory state only while every live worker is paused. To pause, main
+ * sets STATE=PAUSE, bumps GEN and writes every worker's control eventfd; a worker acknowledges a
+ * generation (ACK[w] = GEN) only at the top of its loop, i.e. with no request in flight. So "every live
+ * worker acked" means "nothing touches guest memory or the rings": main may unmap, remap and re-point.
+ */
+export const Ctl = {
+  GEN: 0,
+  STATE: 1,
+  NWORKERS: 2,
+  /** Worker w's last acknowledged generation. */
+  ACK: 16,
+  /** Worker w's control eventfd. */
+  CTLFD: 96,
+  /** Per queue q: Q + q*Q_STRIDE + {ACTIVE, KICKFD, CALLFD}. */
+  Q: 192,
+  Q_STRIDE: 4,
+  Q_ACTIVE: 0,
+  Q_KICKFD: 1,
+  Q_CALLFD: 2,
+} as const;
+
+export const CTL_MAX_WORKERS = 64;
+export const CTL_INTS = 1024;
+
+export enum WorkerState {
+  RUN = 0,
+  PAUSE = 1,
+  STOP = 2,
+}
+
+export function controlView(buffer: ArrayBufferLike, controlBase: number): Int32Array {
+  return new Int32Array(buffer, controlBase, CTL_INTS);
+}
+
+export function qslot(q: number, field: number): number {
+  return Ctl.Q + q * Ctl.Q_STRIDE + field;
+}

@@ -1,0 +1,148 @@
+/**
+ * The worker pool, seen from the control plane. piscina starts, sizes and supervises the threads; each
+ * worker runs one long-lived task (the queue loop in queue-runner.ts) so no request ever crosses a
+ * message port (dispatch through piscina costs ~30 µs a task, see DESIGN.md). The control plane steers
+ * the loops through the control block (control.ts) and one eventfd per worker.
+ */
+import { Piscina } from 'piscina';
+import { native } from '../native.js';
+import type { Logger } from '../log.js';
+import { CTL_MAX_WORKERS, Ctl, WorkerState, controlView } from './control.js';
+import type { VqExports } from './wasm.js';
+
+export interface PoolOptions {
+  size: number;
+  /** Absolute path of the compiled worker entry (a module whose default export takes {wid}). */
+  filename: string;
+  workerData: Record<string, unknown>;
+  log: Logger;
+}
+
+export class WorkerPool {
+  private readonly ctl: Int32Array;
+  private readonly piscina: Piscina;
+  private readonly ctlFds: number[] = [];
+  private readonly alive: boolean[] = [];
+  private readonly tasks: Promise<void>[] = [];
+  private stopping = false;
+  private paused = 0;
+
+  constructor(vq: VqExports, memory: WebAssembly.Memory, private readonly opts: PoolOptions) {
+    if (opts.size < 1 || opts.size > Math.min(CTL_MAX_WORKERS, vq.layout.MAX_WORKERS)) {
+      throw new RangeError(`thread pool size must be 1..${Math.min(CTL_MAX_WORKERS, vq.layout.MAX_WORKERS)}`);
+    }
+    this.ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
+    Atomics.store(this.ctl, Ctl.STATE, WorkerState.PAUSE);
+    Atomics.store(this.ctl, Ctl.NWORKERS, opts.size);
+    for (let w = 0; w < opts.size; w++) {
+      const fd = native.eventfd(0);
+      if (fd < 0) throw new Error(`eventfd: errno ${-fd}`);
+      this.ctlFds.push(fd);
+      Atomics.store(this.ctl, Ctl.CTLFD + w, fd);
+      Atomics.store(this.ctl, Ctl.ACK + w, -1);
+    }
+    this.piscina = new Piscina({
+      filename: opts.filename,
+      minThreads: opts.size,
+      maxThreads: opts.size,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      maxQueue: 0,
+      workerData: { memory, ...opts.workerData },
+    });
+  }
+
+  get size(): number {
+    return this.opts.size;
+  }
+
+  /** Starts every worker's loop and waits until each has come up (acked the current generation). */
+  async start(): Promise<void> {
+    for (let w = 0; w < this.opts.size; w++) this.launch(w);
+    await this.waitAcks(Atomics.load(this.ctl, Ctl.GEN), 30_000, 'start');
+    this.bump(WorkerState.RUN);
+  }
+
+  private launch(w: number): void {
+    this.alive[w] = true;
+    const p = (this.piscina.run({ wid: w }) as Promise<void>).then(
+      () => {
+        this.alive[w] = false;
+      },
+      (err: unknown) => {
+        this.alive[w] = false;
+        if (this.stopping) return;
+        this.opts.log.error(`worker ${w} died: ${(err as Error)?.stack ?? err}; restarting it`);
+        // A request handler never throws; this is a bug or a resource failure. Keep serving.
+        setTimeout(() => {
+          if (!this.stopping) this.launch(w);
+        }, 100).unref();
+      },
+    );
+    this.tasks[w] = p;
+  }
+
+  private bump(state: WorkerState): number {
+    Atomics.store(this.ctl, Ctl.STATE, state);
+    const gen = Atomics.add(this.ctl, Ctl.GEN, 1) + 1;
+    for (const fd of this.ctlFds) native.eventfdWrite(fd, 1);
+    return gen;
+  }
+
+  private async waitAcks(gen: number, timeoutMs: number, what: string): Promise<void> {
+    const t0 = Date.now();
+    let warned = false;
+    for (;;) {
+      let pending = -1;
+      for (let w = 0; w < this.opts.size; w++) {
+        if (this.alive[w] && Atomics.load(this.ctl, Ctl.ACK + w) !== gen) {
+          pending = w;
+          break;
+        }
+      }
+      if (pending < 0) return;
+      const elapsed = Date.now() - t0;
+      if (!warned && elapsed > 2000) {
+        warned = true;
+        this.opts.log.warn(`${what}: waiting for worker ${pending} to finish its request`);
+      }
+      if (elapsed > timeoutMs) throw new Error(`${what}: worker ${pending} did not respond in ${timeoutMs} ms`);
+      const r = Atomics.waitAsync(this.ctl, Ctl.ACK + pending, Atomics.load(this.ctl, Ctl.ACK + pending), 50);
+      if (r.async) await r.value;
+    }
+  }
+
+  /**
+   * Stops every worker at a request boundary and resolves when none holds a chain. Nested calls are
+   * counted: the workers run again after the matching number of resume() calls.
+   */
+  async pause(): Promise<void> {
+    this.paused++;
+    const gen = this.bump(WorkerState.PAUSE);
+    await this.waitAcks(gen, 120_000, 'pause');
+  }
+
+  /** Re-reads the control block (queue set, fds) and runs again. */
+  resume(): void {
+    if (this.paused > 0) this.paused--;
+    if (this.paused === 0 && !this.stopping) this.bump(WorkerState.RUN);
+  }
+
+  async withPaused<T>(fn: () => T | Promise<T>): Promise<T> {
+    await this.pause();
+    try {
+      return await fn();
+    } finally {
+      this.resume();
+    }
+  }
+
+  /** Lets in-flight requests finish, ends every loop and the threads. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.bump(WorkerState.STOP);
+    await Promise.race([Promise.allSettled(this.tasks), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    await this.piscina.destroy();
+    for (const fd of this.ctlFds) native.close(fd);
+  }
+}
