@@ -250,10 +250,11 @@ function prepareShare(dir: string): { hostfile: Buffer; expectedList: string[] }
 t.test(`virtio-fs foundation against ${KIND} daemon`, { skip: skip ?? false, bail: false }, async (tt) => {
   fs.mkdirSync(share, { recursive: true });
   const { hostfile, expectedList } = prepareShare(share);
-  let daemon = await start(KIND === 'reference' ? { extraArgs: ['-o', 'cache=auto'] } : {});
+  let daemon: DaemonHandle | undefined;
   let bigMd5 = '';
 
   await tt.test('boot 1: full workload (default options)', async (t1) => {
+    daemon = await start(KIND === 'reference' ? { extraArgs: ['-o', 'cache=auto'] } : {});
     const r = await boot(t1, 'boot1', SCRIPT1, SCRIPT1_STEPS);
     const vals = parseVals(r.output);
     const P = (p: string) => path.join(share, p);
@@ -316,6 +317,10 @@ t.test(`virtio-fs foundation against ${KIND} daemon`, { skip: skip ?? false, bai
   });
 
   await tt.test('boot 2: a second guest connection', async (t2) => {
+    if (!daemon) {
+      t2.fail('no daemon from boot 1 to reconnect to');
+      return;
+    }
     if (KIND === 'ours') {
       await sleep(500);
       t2.equal(daemon.exitCode(), undefined, 'our daemon survives the guest disconnect', { logs: daemon.logs() });
@@ -330,13 +335,14 @@ t.test(`virtio-fs foundation against ${KIND} daemon`, { skip: skip ?? false, bai
     t2.equal(fs.readFileSync(path.join(share, 'boot2.txt'), 'utf8'), 'second boot\n', 'second boot write seen on host');
     if (KIND === 'ours') {
       await sleep(300);
-      t2.equal(daemon.exitCode(), undefined, 'daemon still running after the second guest');
-      const st = await daemon.stop(10000);
-      t2.equal(st.signal, null, 'daemon exits on SIGTERM by itself (not killed)', { logs: daemon.logs() });
-      t2.equal(st.code, 0, 'daemon exit code after SIGTERM', { logs: daemon.logs() });
+      t2.equal(daemon!.exitCode(), undefined, 'daemon still running after the second guest');
+      const d = daemon!;
+      const st = await d.stop(10000);
+      t2.equal(st.signal, null, 'daemon exits on SIGTERM by itself (not killed)', { logs: d.logs() });
+      t2.equal(st.code, 0, 'daemon exit code after SIGTERM', { logs: d.logs() });
       t2.notOk(fs.existsSync(sock), 'daemon removed its socket on exit');
     } else {
-      const st = await Promise.race([daemon.exited, sleep(10000).then(() => null)]);
+      const st = await Promise.race([daemon!.exited, sleep(10000).then(() => null)]);
       t2.equal(st?.code, 0, 'reference exits 0 after the guest powers off');
     }
   });
@@ -348,7 +354,7 @@ t.test(`virtio-fs foundation against ${KIND} daemon`, { skip: skip ?? false, bai
     fs.writeFileSync(path.join(share3, 'hostfile.bin'), hostfile3);
     fs.writeFileSync(path.join(share3, 'mut.txt'), 'v1\n');
     fs.writeFileSync(path.join(share3, 'gone-on-host'), 'x');
-    daemon =
+    const d3 =
       KIND === 'ours'
         ? await start({ args: [`--socket-path=${sock}`, '-o', `source=${share3}`, '-o', 'cache=none'] }, share3)
         : await start({ extraArgs: ['-o', 'cache=none'] }, share3);
@@ -370,8 +376,8 @@ t.test(`virtio-fs foundation against ${KIND} daemon`, { skip: skip ?? false, bai
     t3.equal(vals.get('w3_md5'), md5(w3), 'host md5 of guest-written file matches');
     t3.equal(fs.readFileSync(path.join(share3, 'd3/b'), 'utf8'), 'z\n', 'mkdir+rename seen on host');
     if (KIND === 'ours') {
-      const st = await daemon.stop(10000);
-      t3.equal(st.code, 0, 'daemon exit code after SIGTERM', { logs: daemon.logs() });
+      const st = await d3.stop(10000);
+      t3.equal(st.code, 0, 'daemon exit code after SIGTERM', { logs: d3.logs() });
     }
   });
 });

@@ -1,0 +1,108 @@
+// Tests of the e2e harness itself: the cpio writer, marker parsing, and that the guest runner reports
+// failures (a wrong mount tag) and kills a hung guest at its timeout. The guest boots use the reference
+// daemon, so they do not depend on our daemon working.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  GUEST_PRELUDE,
+  buildBaseInitramfs,
+  cpioNewc,
+  guestSkipReason,
+  parseBlock,
+  parseSteps,
+  parseVals,
+  runGuest,
+  startDaemon,
+} from './harness.js';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-harness-'));
+t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+
+t.test('cpioNewc writes an archive GNU cpio can list', async (tt) => {
+  const buf = cpioNewc([
+    { name: 'd', mode: 0o040755 },
+    { name: 'd/f', mode: 0o100644, data: Buffer.from('hello') },
+    { name: 'd/l', mode: 0o120777, data: Buffer.from('f') },
+    { name: 'dev-console', mode: 0o020600, rdevMajor: 5, rdevMinor: 1 },
+  ]);
+  tt.equal(buf.length % 512, 0, 'padded to 512 bytes');
+  tt.equal(buf.subarray(0, 6).toString(), '070701', 'newc magic');
+  const r = spawnSync('cpio', ['-itv', '--quiet'], { input: buf, encoding: 'utf8' });
+  if (r.error || r.status === null) {
+    tt.pass('cpio listing', { skip: `cpio not runnable: ${r.error?.message}` });
+    return;
+  }
+  tt.equal(r.status, 0, 'cpio accepts it', { stderr: r.stderr });
+  const lines = r.stdout.trim().split('\n');
+  tt.equal(lines.length, 4, 'four entries');
+  tt.match(lines[0], /^drwxr-xr-x .* d$/);
+  tt.match(lines[1], /^-rw-r--r-- .* 5 .* d\/f$/);
+  tt.match(lines[2], /^lrwxrwxrwx .* d\/l -> f$/);
+  tt.match(lines[3], /^crw------- .* 5,\s*1 .* dev-console$/);
+});
+
+t.test('marker parsing', async (tt) => {
+  const out = [
+    'noise @@STEP a ok@@',
+    '@@STEP b FAIL rc=3@@',
+    '@@VAL k some value@@',
+    '@@BEGIN blk@@',
+    'x',
+    'y',
+    '@@END blk@@',
+  ].join('\n');
+  const steps = parseSteps(out);
+  tt.same(steps.get('a'), { ok: true, detail: '' });
+  tt.same(steps.get('b'), { ok: false, detail: 'rc=3' });
+  tt.equal(parseVals(out).get('k'), 'some value');
+  tt.same(parseBlock(out, 'blk'), ['x', 'y']);
+  tt.equal(parseBlock(out, 'none'), null);
+});
+
+const skip = guestSkipReason('reference');
+
+t.test('guest runs report failures and timeouts', { skip: skip ?? false }, async (tt) => {
+  const base = buildBaseInitramfs();
+  tt.ok(fs.statSync(base).size > 1 << 20, 'base initramfs built and cached');
+  tt.equal(buildBaseInitramfs(), base, 'second call reuses the cached image');
+
+  const share = path.join(root, 'share');
+  fs.mkdirSync(share);
+  const sock = path.join(root, 'ref.sock');
+
+  await tt.test('a wrong tag makes the guest mount fail', async (t1) => {
+    const d = await startDaemon('reference', { sharedDir: share, socketPath: sock });
+    const lines: string[] = [];
+    const r = await runGuest({
+      socketPath: sock,
+      tag: 'righttag',
+      timeoutSec: 120,
+      script: GUEST_PRELUDE + 'step mount mount -t virtiofs wrongtag /mnt\nstep check sh -c "exit 7"\nfinish\n',
+      onLine: (l) => lines.push(l),
+    });
+    t1.comment(`guest run ${r.durationMs} ms`);
+    t1.notOk(r.timedOut, 'not a timeout');
+    t1.equal(r.rc, 2, 'exit code is the number of failed steps');
+    const steps = parseSteps(r.output);
+    t1.equal(steps.get('mount')?.ok, false, 'mount step failed');
+    t1.equal(steps.get('check')?.detail, 'rc=7', 'a failing step reports its rc');
+    t1.ok(lines.some((l) => l.includes('@@BOOTED')), 'console lines were streamed to the caller');
+    t1.ok(r.bootMs !== null && r.bootMs > 0, 'boot time measured');
+    await Promise.race([d.exited, new Promise((res) => setTimeout(res, 10000))]);
+    await d.stop(2000);
+  });
+
+  await tt.test('a hung guest is killed at its timeout', async (t2) => {
+    const d = await startDaemon('reference', { sharedDir: share, socketPath: sock });
+    const timeoutSec = 15;
+    const r = await runGuest({ socketPath: sock, timeoutSec, script: 'echo hanging; sleep 100000\n' });
+    t2.ok(r.timedOut, 'reported as timed out');
+    t2.equal(r.rc, null, 'no exit marker');
+    t2.ok(r.output.includes('hanging'), 'console collected up to the hang');
+    t2.ok(r.durationMs < (timeoutSec + 12) * 1000, `QEMU gone within the timeout (+kill grace): ${r.durationMs} ms`);
+    await d.stop(2000);
+  });
+});
