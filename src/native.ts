@@ -1,0 +1,280 @@
+/**
+ * The native addon: the syscalls Node lacks (docs/internals.md, "The native addon").
+ *
+ * Every syscall wrapper returns a non-negative result or `-errno` and never throws for a failed syscall;
+ * only wrong argument types (or a buffer slice outside its buffer) throw a `TypeError`. Guest names are
+ * `Uint8Array` bytes without NUL: an embedded NUL gives `-EINVAL`, a name over 255 bytes `-ENAMETOOLONG`
+ * (symlink targets: 4095). Every fd the addon creates is `O_CLOEXEC`.
+ *
+ * The addon is context-aware: each worker thread loads its own instance, and per-thread state (the
+ * window of `setWindow`, active `watchFd` handles) is per instance.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** A guest name (one path component) or, where documented, a path. */
+export type Name = Uint8Array;
+
+export interface NativeConstants {
+  readonly O_RDONLY: number;
+  readonly O_WRONLY: number;
+  readonly O_RDWR: number;
+  readonly O_ACCMODE: number;
+  readonly O_CREAT: number;
+  readonly O_EXCL: number;
+  readonly O_NOCTTY: number;
+  readonly O_TRUNC: number;
+  readonly O_APPEND: number;
+  readonly O_NONBLOCK: number;
+  readonly O_NDELAY: number;
+  readonly O_DSYNC: number;
+  readonly O_SYNC: number;
+  readonly O_DIRECT: number;
+  readonly O_LARGEFILE: number;
+  readonly O_DIRECTORY: number;
+  readonly O_NOFOLLOW: number;
+  readonly O_NOATIME: number;
+  readonly O_CLOEXEC: number;
+  readonly O_PATH: number;
+  readonly O_TMPFILE: number;
+  readonly O_ASYNC: number;
+  readonly RESOLVE_NO_XDEV: number;
+  readonly RESOLVE_NO_MAGICLINKS: number;
+  readonly RESOLVE_NO_SYMLINKS: number;
+  readonly RESOLVE_BENEATH: number;
+  readonly RESOLVE_IN_ROOT: number;
+  readonly RESOLVE_CACHED: number;
+  readonly AT_FDCWD: number;
+  readonly AT_EMPTY_PATH: number;
+  readonly AT_SYMLINK_NOFOLLOW: number;
+  readonly AT_SYMLINK_FOLLOW: number;
+  readonly AT_REMOVEDIR: number;
+  readonly AT_EACCESS: number;
+  readonly AT_NO_AUTOMOUNT: number;
+  readonly RENAME_NOREPLACE: number;
+  readonly RENAME_EXCHANGE: number;
+  readonly RENAME_WHITEOUT: number;
+  readonly UTIME_NOW: number;
+  readonly UTIME_OMIT: number;
+  readonly S_IFMT: number;
+  readonly S_IFSOCK: number;
+  readonly S_IFLNK: number;
+  readonly S_IFREG: number;
+  readonly S_IFBLK: number;
+  readonly S_IFDIR: number;
+  readonly S_IFCHR: number;
+  readonly S_IFIFO: number;
+  readonly S_ISUID: number;
+  readonly S_ISGID: number;
+  readonly S_ISVTX: number;
+  readonly SEEK_SET: number;
+  readonly SEEK_CUR: number;
+  readonly SEEK_END: number;
+  readonly SEEK_DATA: number;
+  readonly SEEK_HOLE: number;
+  readonly FALLOC_FL_KEEP_SIZE: number;
+  readonly FALLOC_FL_PUNCH_HOLE: number;
+  readonly FALLOC_FL_COLLAPSE_RANGE: number;
+  readonly FALLOC_FL_ZERO_RANGE: number;
+  readonly FALLOC_FL_INSERT_RANGE: number;
+  readonly FALLOC_FL_UNSHARE_RANGE: number;
+  readonly F_OK: number;
+  readonly R_OK: number;
+  readonly W_OK: number;
+  readonly X_OK: number;
+  readonly POLLIN: number;
+  readonly POLLOUT: number;
+  readonly POLLERR: number;
+  readonly POLLHUP: number;
+  readonly POLLNVAL: number;
+  readonly NAME_MAX: number;
+  readonly PATH_MAX: number;
+  readonly IOV_MAX: number;
+  /** E* name → positive errno number (wrappers return the negation). */
+  readonly errno: Readonly<Record<ErrnoName, number>>;
+}
+
+export type ErrnoName =
+  | 'EPERM' | 'ENOENT' | 'ESRCH' | 'EINTR' | 'EIO' | 'ENXIO' | 'E2BIG' | 'ENOEXEC' | 'EBADF' | 'ECHILD'
+  | 'EAGAIN' | 'EWOULDBLOCK' | 'ENOMEM' | 'EACCES' | 'EFAULT' | 'ENOTBLK' | 'EBUSY' | 'EEXIST' | 'EXDEV'
+  | 'ENODEV' | 'ENOTDIR' | 'EISDIR' | 'EINVAL' | 'ENFILE' | 'EMFILE' | 'ENOTTY' | 'ETXTBSY' | 'EFBIG'
+  | 'ENOSPC' | 'ESPIPE' | 'EROFS' | 'EMLINK' | 'EPIPE' | 'EDOM' | 'ERANGE' | 'EDEADLK' | 'ENAMETOOLONG'
+  | 'ENOLCK' | 'ENOSYS' | 'ENOTEMPTY' | 'ELOOP' | 'ENOMSG' | 'EIDRM' | 'ENOSTR' | 'ENODATA' | 'ETIME'
+  | 'ENOSR' | 'ENOLINK' | 'EPROTO' | 'EBADMSG' | 'EOVERFLOW' | 'EILSEQ' | 'EUSERS' | 'ENOTSOCK'
+  | 'EDESTADDRREQ' | 'EMSGSIZE' | 'EPROTOTYPE' | 'ENOPROTOOPT' | 'EPROTONOSUPPORT' | 'EOPNOTSUPP'
+  | 'ENOTSUP' | 'EAFNOSUPPORT' | 'EADDRINUSE' | 'EADDRNOTAVAIL' | 'ENETDOWN' | 'ENETUNREACH'
+  | 'ECONNABORTED' | 'ECONNRESET' | 'ENOBUFS' | 'EISCONN' | 'ENOTCONN' | 'ETIMEDOUT' | 'ECONNREFUSED'
+  | 'EHOSTUNREACH' | 'EALREADY' | 'EINPROGRESS' | 'ESTALE' | 'EDQUOT' | 'ECANCELED' | 'EOWNERDEAD'
+  | 'ENOTRECOVERABLE';
+
+/** Bits of the `revents` passed to a `watchFd` callback. */
+export const WATCH_READABLE = 1;
+export const WATCH_ERROR = 2;
+
+export interface FdWatcher {
+  /** Stop watching and drop the callback; idempotent. The fd is not closed. */
+  stop(): void;
+}
+
+/** Size of the `statAt` output: struct fuse_attr (88 bytes) + u64 st_dev. */
+export const STAT_OUT_SIZE = 96;
+/** Offset of the u64 st_dev that follows struct fuse_attr in the `statAt` output. */
+export const STAT_DEV_OFFSET = 88;
+/** Size of struct fuse_kstatfs written by `fstatfs`. */
+export const STATFS_OUT_SIZE = 80;
+
+export interface Native {
+  // vhost-user socket
+  /** SOCK_STREAM|NONBLOCK|CLOEXEC unix socket bound to `path` and listening. Does not unlink. fd or -errno */
+  listenUnix(path: string, backlog: number): number;
+  /** New connection fd (NONBLOCK|CLOEXEC) or -errno (-EAGAIN when none is pending). */
+  acceptUnix(fd: number): number;
+  /** Blocking connected socket (for test frontends) or -errno. */
+  connectUnix(path: string): number;
+  /**
+   * recvmsg into buf[off, off+len) with MSG_CMSG_CLOEXEC. Bytes (0 = EOF) or -errno. Received fds go to
+   * fds[0..]; the remaining entries are set to -1; fds beyond fds.length are closed.
+   */
+  recvMsg(fd: number, buf: Uint8Array, off: number, len: number, fds: Int32Array): number;
+  /** sendmsg of buf[off, off+len) with the fds as SCM_RIGHTS (MSG_NOSIGNAL). Bytes or -errno. */
+  sendMsg(fd: number, buf: Uint8Array, off: number, len: number, fds: Int32Array | null): number;
+  /** libuv poll on this thread's loop; cb gets WATCH_READABLE (1) | WATCH_ERROR (2). Keeps the loop alive. */
+  watchFd(fd: number, cb: (revents: number) => void): FdWatcher;
+
+  // memory
+  /** Host virtual address of the buffer's first byte. */
+  memoryAddress(buf: SharedArrayBuffer): bigint;
+  /** mmap(MAP_SHARED|MAP_FIXED) fd at fileOff over buf[off, off+len); page aligned. 0 or -errno */
+  mapFixed(buf: SharedArrayBuffer, off: number, len: number, fd: number, fileOff: number): number;
+  /** Replace buf[off, off+len) with anonymous zero pages. 0 or -errno */
+  unmapFixed(buf: SharedArrayBuffer, off: number, len: number): number;
+  /** memfd of `size` bytes (MFD_CLOEXEC) or -errno. */
+  memfdCreate(name: string, size: number): number;
+
+  // eventfd / wait
+  /** EFD_NONBLOCK|EFD_CLOEXEC eventfd or -errno. */
+  eventfd(initval: number): number;
+  eventfdWrite(fd: number, v: number): number;
+  /** The counter (reset to 0) or -errno (-EAGAIN when 0). */
+  eventfdRead(fd: number): number;
+  /**
+   * poll(2) for POLLIN on fds[0..n); blocks the calling thread. revents[i] gets the POLL* bits.
+   * Number of ready fds (0 on timeout) or -errno (-EINTR is returned, not retried).
+   */
+  poll(fds: Int32Array, n: number, timeoutMs: number, revents: Int32Array): number;
+  close(fd: number): number;
+  fcntlGetFl(fd: number): number;
+
+  // file system
+  /** openat2 with O_CLOEXEC added; mode is ignored without O_CREAT/O_TMPFILE. fd or -errno */
+  openat2(dirfd: number, name: Name, flags: number, mode: number, resolve: number): number;
+  /** openat(procFdDir, "<fd>", flags|O_CLOEXEC) with O_NOFOLLOW/O_CREAT/O_EXCL removed. fd or -errno */
+  openProcFd(procFdDir: number, fd: number, flags: number): number;
+  /** fstatat (name null → AT_EMPTY_PATH); out (≥ 96 bytes) gets struct fuse_attr + u64 st_dev. */
+  statAt(dirfd: number, name: Name | null, flags: number, out: Uint8Array): number;
+  mkdirat(dirfd: number, name: Name, mode: number): number;
+  /** rdev is FUSE's (new_encode_dev) encoding. */
+  mknodat(dirfd: number, name: Name, mode: number, rdev: number): number;
+  unlinkat(dirfd: number, name: Name, flags: number): number;
+  renameat2(olddirfd: number, oldname: Name, newdirfd: number, newname: Name, flags: number): number;
+  /** oldname null → AT_EMPTY_PATH on olddirfd. */
+  linkat(olddirfd: number, oldname: Name | null, newdirfd: number, newname: Name, flags: number): number;
+  /** target: up to 4095 bytes. */
+  symlinkat(target: Uint8Array, dirfd: number, name: Name): number;
+  /** Length of the target written to out, or -errno. name null → the symlink dirfd itself. */
+  readlinkat(dirfd: number, name: Name | null, out: Uint8Array): number;
+  /** name null → chmod via /proc/self/fd/<dirfd>. */
+  fchmodat(dirfd: number, name: Name | null, mode: number): number;
+  /** name null → AT_EMPTY_PATH. uid/gid -1 (or 0xffffffff) = unchanged. */
+  fchownat(dirfd: number, name: Name | null, uid: number, gid: number, flags: number): number;
+  /** UTIME_NOW / UTIME_OMIT go in the nsec fields. name null → via /proc/self/fd/<dirfd>, flags ignored. */
+  utimensat(
+    dirfd: number,
+    name: Name | null,
+    aSec: number,
+    aNsec: number,
+    mSec: number,
+    mNsec: number,
+    flags: number,
+  ): number;
+  ftruncate(fd: number, len: number): number;
+  fallocate(fd: number, mode: number, off: number, len: number): number;
+  fsync(fd: number, datasync: boolean): number;
+  /** out (≥ 80 bytes) gets struct fuse_kstatfs. 0 or -errno */
+  fstatfs(fd: number, out: Uint8Array): number;
+  /** Bytes of linux_dirent64 records (0 at the end) or -errno. */
+  getdents64(fd: number, out: Uint8Array): number;
+  lseek(fd: number, off: number, whence: number): number;
+  /** faccessat2; name null → AT_EMPTY_PATH. */
+  faccessat(dirfd: number, name: Name | null, mode: number, flags: number): number;
+  /** F_DUPFD_CLOEXEC. */
+  dup(fd: number): number;
+  pread(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number;
+  pwrite(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number;
+
+  // zero copy against the shared memory
+  /** Per thread: the linear memory that segment lists and their addresses refer to. */
+  setWindow(buf: SharedArrayBuffer): void;
+  /**
+   * preadv from fd at pos into the `count` segments {u32 win, u32 len} at address `list`. Every segment must
+   * lie in the window (else -EFAULT, before any I/O). Bytes (short only at EOF or after an error) or -errno.
+   */
+  preadvWin(fd: number, list: number, count: number, pos: number): number;
+  /** pwritev counterpart of preadvWin. */
+  pwritevWin(fd: number, list: number, count: number, pos: number): number;
+  /** Per-thread setfsgid + setfsuid (raw syscalls). Returns 0. */
+  setCreds(uid: number, gid: number): number;
+
+  readonly constants: NativeConstants;
+}
+
+/** What the .node file exports: memory functions take a Uint8Array view of the whole buffer. */
+type RawNative = Omit<Native, 'memoryAddress' | 'mapFixed' | 'unmapFixed' | 'setWindow'> & {
+  memoryAddress(view: Uint8Array): bigint;
+  mapFixed(view: Uint8Array, off: number, len: number, fd: number, fileOff: number): number;
+  unmapFixed(view: Uint8Array, off: number, len: number): number;
+  setWindow(view: Uint8Array): void;
+};
+
+/** The package root: the nearest ancestor of this file holding package.json (works from src/ and dist/src/). */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error('virtiofsd-ts: package.json not found above ' + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+}
+
+export const ADDON_PATH = join(packageRoot(), 'native', 'build', 'Release', 'virtiofsd_native.node');
+
+const raw = createRequire(import.meta.url)(ADDON_PATH) as RawNative;
+
+// Node 20's N-API cannot read a SharedArrayBuffer directly, but can read a typed array over one. One view
+// per buffer, created once (a non-growable wasm memory's buffer never changes).
+const views = new WeakMap<SharedArrayBuffer, Uint8Array>();
+function viewOf(buf: SharedArrayBuffer): Uint8Array {
+  if (!(buf instanceof SharedArrayBuffer)) throw new TypeError('expected a SharedArrayBuffer');
+  let v = views.get(buf);
+  if (v === undefined) {
+    v = new Uint8Array(buf);
+    views.set(buf, v);
+  }
+  return v;
+}
+
+export const native: Native = {
+  ...raw,
+  memoryAddress: (buf) => raw.memoryAddress(viewOf(buf)),
+  mapFixed: (buf, off, len, fd, fileOff) => raw.mapFixed(viewOf(buf), off, len, fd, fileOff),
+  unmapFixed: (buf, off, len) => raw.unmapFixed(viewOf(buf), off, len),
+  setWindow: (buf) => raw.setWindow(viewOf(buf)),
+};
+
+/** Shorthand for the constants. */
+export const C: NativeConstants = raw.constants;
+/** Shorthand for the errno numbers (positive). */
+export const E: NativeConstants['errno'] = raw.constants.errno;
