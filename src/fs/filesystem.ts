@@ -1,0 +1,139 @@
+/**
+ * The file-system interface the FUSE server dispatches to: one method per opcode. Every method returns
+ * a value or a **negative errno** (never throws for a failed syscall; a throw is a bug and becomes EIO).
+ * A missing method answers ENOSYS. Node ids and file handles are u64 bigints; FUSE_ROOT_ID (1) is the
+ * share root. This layer knows nothing of the wire format (fuse → fs, never the reverse).
+ *
+ * Attributes are `Uint8Array`s holding a struct fuse_attr (88 bytes, little endian; linux/fuse.h), the
+ * layout native.statAt writes. A returned attr buffer may be a scratch buffer of the file system: it is
+ * valid only until the next call on the same instance (the server copies it at once).
+ */
+
+export interface Ctx {
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+export interface Entry {
+  /** 0 only in READDIRPLUS records for "." and ".." (no lookup reference taken) */
+  nodeid: bigint;
+  generation: bigint;
+  /** fuse_attr, 88 bytes */
+  attr: Uint8Array;
+}
+
+export interface Opened {
+  fh: bigint;
+  /** FOPEN_* bits the file system needs (the server adds the cache policy's own) */
+  openFlags: number;
+}
+
+export interface Created extends Opened {
+  entry: Entry;
+}
+
+export type TimeSpec = { sec: number; nsec: number } | 'now';
+
+/** SETATTR, decoded: only the present fields are to be changed. */
+export interface SetattrArgs {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atime?: TimeSpec;
+  mtime?: TimeSpec;
+  /** FATTR_FH: an open handle to use (truncate through it) */
+  fh?: bigint;
+  /** FATTR_KILL_SUIDGID */
+  killSuidgid?: boolean;
+}
+
+/** Where READ data goes: the server's Writer (zero copy into guest pages). */
+export interface FileSink {
+  readFromFile(fd: number, pos: number, off: number, len: number): number;
+}
+/** Where WRITE data comes from: the server's Reader. */
+export interface FileSource {
+  writeToFile(fd: number, pos: number, off: number, len: number): number;
+}
+
+/** READDIR(PLUS) output: the server encodes fuse_dirent/fuse_direntplus records. */
+export interface DirSink {
+  /** would a record with a name of this many bytes still fit? */
+  fits(nameLen: number): boolean;
+  /** bytes left in the reply */
+  remaining(): number;
+  /**
+   * Append a record; only after fits() said yes. `off` is the offset of the *next* entry (d_off).
+   * `entry` is required for READDIRPLUS (nodeid 0 for "." and "..") and ignored for READDIR.
+   */
+  add(ino: bigint, off: bigint, type: number, name: Uint8Array, entry: Entry | null): void;
+}
+
+export interface InitOptions {
+  /** FUSE_WRITEBACK_CACHE was negotiated: the kernel may read files opened O_WRONLY, and does O_APPEND itself */
+  writeback: boolean;
+}
+
+export interface FileSystem {
+  /** INIT succeeded; called once per session (again after DESTROY or a re-INIT). */
+  init?(opts: InitOptions): void;
+  /** DESTROY (or a new INIT): forget every inode but the root and close every handle. */
+  destroy?(): void;
+
+  /** LOOKUP: on success adds one lookup reference to the returned node id (undone by FORGET). */
+  lookup?(ctx: Ctx, parent: bigint, name: Uint8Array): Entry | number;
+  /** FORGET / BATCH_FORGET: drop `nlookup` lookup references. No reply, so no result. */
+  forget?(nodeid: bigint, nlookup: bigint): void;
+  getattr?(ctx: Ctx, nodeid: bigint, fh: bigint | null): Uint8Array | number;
+  /** returns the attributes after the change */
+  setattr?(ctx: Ctx, nodeid: bigint, args: SetattrArgs): Uint8Array | number;
+  /** the link target bytes */
+  readlink?(ctx: Ctx, nodeid: bigint): Uint8Array | number;
+
+  // Creating ops run as the caller (fsuid/fsgid = ctx.uid/ctx.gid) and, like lookup, add one lookup
+  // reference to the new entry. `mode` already has the caller's umask applied by the kernel
+  // (FUSE_DONT_MASK is not negotiated); `umask` is informational.
+  symlink?(ctx: Ctx, parent: bigint, name: Uint8Array, target: Uint8Array): Entry | number;
+  mknod?(ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, rdev: number, umask: number): Entry | number;
+  mkdir?(ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, umask: number): Entry | number;
+  link?(ctx: Ctx, nodeid: bigint, newParent: bigint, newName: Uint8Array): Entry | number;
+  /** CREATE: create-and-open; a lookup reference on the entry plus an open handle. */
+  create?(ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, flags: number, umask: number): Created | number;
+
+  unlink?(ctx: Ctx, parent: bigint, name: Uint8Array): number;
+  rmdir?(ctx: Ctx, parent: bigint, name: Uint8Array): number;
+  /** RENAME (flags 0) and RENAME2 (RENAME_NOREPLACE/EXCHANGE/WHITEOUT) */
+  rename?(ctx: Ctx, parent: bigint, name: Uint8Array, newParent: bigint, newName: Uint8Array, flags: number): number;
+
+  /** OPEN: `flags` are the guest's open(2) flags. Only regular files may be opened. */
+  open?(ctx: Ctx, nodeid: bigint, flags: number): Opened | number;
+  /** READ: bytes placed via sink.readFromFile(fd, offset, sinkOff, ≤size) or -errno. Short reads are EOF. */
+  read?(ctx: Ctx, nodeid: bigint, fh: bigint, offset: number, size: number, sink: FileSink, sinkOff: number): number;
+  /** WRITE: bytes taken via src.writeToFile(fd, offset, srcOff, size) or -errno. */
+  write?(ctx: Ctx, nodeid: bigint, fh: bigint, offset: number, size: number, src: FileSource, srcOff: number,
+    killSuidgid: boolean): number;
+  flush?(ctx: Ctx, nodeid: bigint, fh: bigint, lockOwner: bigint): number;
+  /** RELEASE: the handle is gone afterwards whatever the result. */
+  release?(ctx: Ctx, nodeid: bigint, fh: bigint, flags: number, flush: boolean, lockOwner: bigint): number;
+  fsync?(ctx: Ctx, nodeid: bigint, fh: bigint, datasync: boolean): number;
+  fallocate?(ctx: Ctx, nodeid: bigint, fh: bigint, mode: number, offset: number, length: number): number;
+  /** the resulting offset (≥ 0) or -errno */
+  lseek?(ctx: Ctx, nodeid: bigint, fh: bigint, offset: number, whence: number): number;
+
+  opendir?(ctx: Ctx, nodeid: bigint, flags: number): Opened | number;
+  /**
+   * READDIR / READDIRPLUS from `offset` (0 or a d_off previously returned) until the sink is full or the
+   * directory ends; 0 or -errno. With `plus`, every entry but "." and ".." gets a lookup reference
+   * (as LOOKUP would), taken only once the record is known to fit.
+   */
+  readdir?(ctx: Ctx, nodeid: bigint, fh: bigint, offset: bigint, sink: DirSink, plus: boolean): number;
+  releasedir?(ctx: Ctx, nodeid: bigint, fh: bigint): number;
+  fsyncdir?(ctx: Ctx, nodeid: bigint, fh: bigint, datasync: boolean): number;
+
+  /** struct fuse_kstatfs (80 bytes) */
+  statfs?(ctx: Ctx, nodeid: bigint): Uint8Array | number;
+  /** ACCESS: `mask` is R_OK|W_OK|X_OK (or F_OK = 0) checked for ctx; 0 or -errno */
+  access?(ctx: Ctx, nodeid: bigint, mask: number): number;
+}

@@ -1,0 +1,469 @@
+/**
+ * The FUSE wire protocol as Linux speaks it (include/uapi/linux/fuse.h, protocol 7.36 in Linux 6.1).
+ * Everything is little endian (virtio-fs is little endian on every architecture: virtio 1.1 §5.11).
+ * Struct sizes and field offsets are named after the C structs; encoders/decoders work on DataViews.
+ */
+
+export const FUSE_KERNEL_VERSION = 7;
+/** The minor we speak; we answer min(kernel minor, this). */
+export const FUSE_KERNEL_MINOR_VERSION = 36;
+/** Oldest minor we accept (7.27 is Linux 4.20's; virtio-fs itself needs 7.31). */
+export const FUSE_MIN_MINOR_VERSION = 27;
+
+export const FUSE_ROOT_ID = 1n;
+
+export enum Opcode {
+  Lookup = 1,
+  Forget = 2,
+  Getattr = 3,
+  Setattr = 4,
+  Readlink = 5,
+  Symlink = 6,
+  Mknod = 8,
+  Mkdir = 9,
+  Unlink = 10,
+  Rmdir = 11,
+  Rename = 12,
+  Link = 13,
+  Open = 14,
+  Read = 15,
+  Write = 16,
+  Statfs = 17,
+  Release = 18,
+  Fsync = 20,
+  Setxattr = 21,
+  Getxattr = 22,
+  Listxattr = 23,
+  Removexattr = 24,
+  Flush = 25,
+  Init = 26,
+  Opendir = 27,
+  Readdir = 28,
+  Releasedir = 29,
+  Fsyncdir = 30,
+  Getlk = 31,
+  Setlk = 32,
+  Setlkw = 33,
+  Access = 34,
+  Create = 35,
+  Interrupt = 36,
+  Bmap = 37,
+  Destroy = 38,
+  Ioctl = 39,
+  Poll = 40,
+  NotifyReply = 41,
+  BatchForget = 42,
+  Fallocate = 43,
+  Readdirplus = 44,
+  Rename2 = 45,
+  Lseek = 46,
+  CopyFileRange = 47,
+  SetupMapping = 48,
+  RemoveMapping = 49,
+  Syncfs = 50,
+  Tmpfile = 51,
+  Statx = 52,
+}
+
+// ---- INIT flags (fuse_init_in.flags / fuse_init_out.flags; flags2 holds bits 32..63) ----
+export const FUSE_ASYNC_READ = 1 << 0;
+export const FUSE_POSIX_LOCKS = 1 << 1;
+export const FUSE_FILE_OPS = 1 << 2;
+export const FUSE_ATOMIC_O_TRUNC = 1 << 3;
+export const FUSE_EXPORT_SUPPORT = 1 << 4;
+export const FUSE_BIG_WRITES = 1 << 5;
+export const FUSE_DONT_MASK = 1 << 6;
+export const FUSE_SPLICE_WRITE = 1 << 7;
+export const FUSE_SPLICE_MOVE = 1 << 8;
+export const FUSE_SPLICE_READ = 1 << 9;
+export const FUSE_FLOCK_LOCKS = 1 << 10;
+export const FUSE_HAS_IOCTL_DIR = 1 << 11;
+export const FUSE_AUTO_INVAL_DATA = 1 << 12;
+export const FUSE_DO_READDIRPLUS = 1 << 13;
+export const FUSE_READDIRPLUS_AUTO = 1 << 14;
+export const FUSE_ASYNC_DIO = 1 << 15;
+export const FUSE_WRITEBACK_CACHE = 1 << 16;
+export const FUSE_NO_OPEN_SUPPORT = 1 << 17;
+export const FUSE_PARALLEL_DIROPS = 1 << 18;
+export const FUSE_HANDLE_KILLPRIV = 1 << 19;
+export const FUSE_POSIX_ACL = 1 << 20;
+export const FUSE_ABORT_ERROR = 1 << 21;
+export const FUSE_MAX_PAGES = 1 << 22;
+export const FUSE_CACHE_SYMLINKS = 1 << 23;
+export const FUSE_NO_OPENDIR_SUPPORT = 1 << 24;
+export const FUSE_EXPLICIT_INVAL_DATA = 1 << 25;
+export const FUSE_MAP_ALIGNMENT = 1 << 26;
+export const FUSE_SUBMOUNTS = 1 << 27;
+export const FUSE_HANDLE_KILLPRIV_V2 = 1 << 28;
+export const FUSE_SETXATTR_EXT = 1 << 29;
+export const FUSE_INIT_EXT = 1 << 30;
+/** Bit 31; `>>> 0` keeps it unsigned. */
+export const FUSE_INIT_RESERVED = (1 << 31) >>> 0;
+// flags2 (bit n of flags2 is bit 32+n of the 64-bit flag set)
+export const FUSE_SECURITY_CTX2 = 1 << 0;
+export const FUSE_HAS_INODE_DAX2 = 1 << 1;
+export const FUSE_CREATE_SUPP_GROUP2 = 1 << 2;
+
+// ---- setattr valid bits ----
+export const FATTR_MODE = 1 << 0;
+export const FATTR_UID = 1 << 1;
+export const FATTR_GID = 1 << 2;
+export const FATTR_SIZE = 1 << 3;
+export const FATTR_ATIME = 1 << 4;
+export const FATTR_MTIME = 1 << 5;
+export const FATTR_FH = 1 << 6;
+export const FATTR_ATIME_NOW = 1 << 7;
+export const FATTR_MTIME_NOW = 1 << 8;
+export const FATTR_LOCKOWNER = 1 << 9;
+export const FATTR_CTIME = 1 << 10;
+export const FATTR_KILL_SUIDGID = 1 << 11;
+
+// ---- open_out.open_flags ----
+export const FOPEN_DIRECT_IO = 1 << 0;
+export const FOPEN_KEEP_CACHE = 1 << 1;
+export const FOPEN_NONSEEKABLE = 1 << 2;
+export const FOPEN_CACHE_DIR = 1 << 3;
+export const FOPEN_STREAM = 1 << 4;
+export const FOPEN_NOFLUSH = 1 << 5;
+export const FOPEN_PARALLEL_DIRECT_WRITES = 1 << 6;
+
+// ---- misc flags ----
+export const FUSE_GETATTR_FH = 1 << 0;
+export const FUSE_RELEASE_FLUSH = 1 << 0;
+export const FUSE_RELEASE_FLOCK_UNLOCK = 1 << 1;
+export const FUSE_WRITE_CACHE = 1 << 0;
+export const FUSE_WRITE_LOCKOWNER = 1 << 1;
+export const FUSE_WRITE_KILL_SUIDGID = 1 << 2;
+export const FUSE_READ_LOCKOWNER = 1 << 1;
+export const FUSE_FSYNC_FDATASYNC = 1 << 0;
+export const FUSE_OPEN_KILL_SUIDGID = 1 << 0;
+export const RENAME_NOREPLACE = 1 << 0;
+export const RENAME_EXCHANGE = 1 << 1;
+export const RENAME_WHITEOUT = 1 << 2;
+
+// ---- sizes ----
+export const IN_HEADER_SIZE = 40;
+export const OUT_HEADER_SIZE = 16;
+export const ATTR_SIZE = 88;
+export const ENTRY_OUT_SIZE = 128;
+export const ATTR_OUT_SIZE = 104;
+export const OPEN_OUT_SIZE = 16;
+export const WRITE_OUT_SIZE = 8;
+export const STATFS_OUT_SIZE = 80;
+export const INIT_IN_SIZE_COMPAT = 16; // before 7.36's INIT_EXT
+export const INIT_IN_SIZE = 64;
+export const INIT_OUT_SIZE = 64;
+export const FORGET_IN_SIZE = 8;
+export const BATCH_FORGET_IN_SIZE = 8;
+export const FORGET_ONE_SIZE = 16;
+export const GETATTR_IN_SIZE = 16;
+export const SETATTR_IN_SIZE = 88;
+export const MKNOD_IN_SIZE = 16;
+export const MKDIR_IN_SIZE = 8;
+export const RENAME_IN_SIZE = 8;
+export const RENAME2_IN_SIZE = 16;
+export const LINK_IN_SIZE = 8;
+export const OPEN_IN_SIZE = 8;
+export const CREATE_IN_SIZE = 16;
+export const RELEASE_IN_SIZE = 24;
+export const FLUSH_IN_SIZE = 24;
+export const READ_IN_SIZE = 40;
+export const WRITE_IN_SIZE = 40;
+export const FSYNC_IN_SIZE = 16;
+export const ACCESS_IN_SIZE = 8;
+export const FALLOCATE_IN_SIZE = 32;
+export const LSEEK_IN_SIZE = 24;
+export const LSEEK_OUT_SIZE = 8;
+export const DIRENT_NAME_OFFSET = 24; // FUSE_NAME_OFFSET
+export const DIRENTPLUS_NAME_OFFSET = ENTRY_OUT_SIZE + DIRENT_NAME_OFFSET; // 152
+export const NAME_MAX = 255;
+export const PATH_MAX = 4096;
+
+/** FUSE_DIRENT_ALIGN: records are padded to 8 bytes. */
+export function direntAlign(n: number): number {
+  return (n + 7) & ~7;
+}
+export function direntSize(nameLen: number): number {
+  return direntAlign(DIRENT_NAME_OFFSET + nameLen);
+}
+export function direntplusSize(nameLen: number): number {
+  return direntAlign(DIRENTPLUS_NAME_OFFSET + nameLen);
+}
+
+// ---- fuse_attr field offsets (also the layout native.statAt writes) ----
+export const AttrOff = {
+  ino: 0, size: 8, blocks: 16, atime: 24, mtime: 32, ctime: 40,
+  atimensec: 48, mtimensec: 52, ctimensec: 56, mode: 60, nlink: 64, uid: 68, gid: 72, rdev: 76,
+  blksize: 80, flags: 84,
+  /** not part of fuse_attr: native.statAt appends st_dev here */
+  dev: 88,
+} as const;
+
+// ---- headers ----
+export interface InHeader {
+  len: number;
+  opcode: number;
+  unique: bigint;
+  nodeid: bigint;
+  uid: number;
+  gid: number;
+  pid: number;
+  totalExtlen: number;
+}
+
+export function decodeInHeader(v: DataView, off = 0): InHeader {
+  return {
+    len: v.getUint32(off, true),
+    opcode: v.getUint32(off + 4, true),
+    unique: v.getBigUint64(off + 8, true),
+    nodeid: v.getBigUint64(off + 16, true),
+    uid: v.getUint32(off + 24, true),
+    gid: v.getUint32(off + 28, true),
+    pid: v.getUint32(off + 32, true),
+    totalExtlen: v.getUint16(off + 36, true),
+  };
+}
+
+export function encodeInHeader(v: DataView, off: number, h: InHeader): void {
+  v.setUint32(off, h.len, true);
+  v.setUint32(off + 4, h.opcode, true);
+  v.setBigUint64(off + 8, h.unique, true);
+  v.setBigUint64(off + 16, h.nodeid, true);
+  v.setUint32(off + 24, h.uid, true);
+  v.setUint32(off + 28, h.gid, true);
+  v.setUint32(off + 32, h.pid, true);
+  v.setUint16(off + 36, h.totalExtlen, true);
+  v.setUint16(off + 38, 0, true);
+}
+
+export interface OutHeader {
+  len: number;
+  error: number;
+  unique: bigint;
+}
+
+export function encodeOutHeader(v: DataView, off: number, len: number, error: number, unique: bigint): void {
+  v.setUint32(off, len, true);
+  v.setInt32(off + 4, error, true);
+  v.setBigUint64(off + 8, unique, true);
+}
+
+export function decodeOutHeader(v: DataView, off = 0): OutHeader {
+  return { len: v.getUint32(off, true), error: v.getInt32(off + 4, true), unique: v.getBigUint64(off + 8, true) };
+}
+
+// ---- INIT ----
+export interface InitIn {
+  major: number;
+  minor: number;
+  maxReadahead: number;
+  flags: number;
+  flags2: number;
+}
+
+/** `len` is the payload size: 16 bytes before 7.36, 64 with INIT_EXT. */
+export function decodeInitIn(v: DataView, off: number, len: number): InitIn {
+  const flags = v.getUint32(off + 12, true);
+  return {
+    major: v.getUint32(off, true),
+    minor: v.getUint32(off + 4, true),
+    maxReadahead: v.getUint32(off + 8, true),
+    flags,
+    flags2: len >= 20 && (flags & FUSE_INIT_EXT) !== 0 ? v.getUint32(off + 16, true) : 0,
+  };
+}
+
+export function encodeInitIn(v: DataView, off: number, i: InitIn): void {
+  v.setUint32(off, i.major, true);
+  v.setUint32(off + 4, i.minor, true);
+  v.setUint32(off + 8, i.maxReadahead, true);
+  v.setUint32(off + 12, i.flags >>> 0, true);
+  v.setUint32(off + 16, i.flags2 >>> 0, true);
+  for (let o = 20; o < INIT_IN_SIZE; o += 4) v.setUint32(off + o, 0, true);
+}
+
+export interface InitOut {
+  major: number;
+  minor: number;
+  maxReadahead: number;
+  flags: number;
+  maxBackground: number;
+  congestionThreshold: number;
+  maxWrite: number;
+  timeGran: number;
+  maxPages: number;
+  mapAlignment: number;
+  flags2: number;
+}
+
+export function encodeInitOut(v: DataView, off: number, o: InitOut): void {
+  v.setUint32(off, o.major, true);
+  v.setUint32(off + 4, o.minor, true);
+  v.setUint32(off + 8, o.maxReadahead, true);
+  v.setUint32(off + 12, o.flags >>> 0, true);
+  v.setUint16(off + 16, o.maxBackground, true);
+  v.setUint16(off + 18, o.congestionThreshold, true);
+  v.setUint32(off + 20, o.maxWrite, true);
+  v.setUint32(off + 24, o.timeGran, true);
+  v.setUint16(off + 28, o.maxPages, true);
+  v.setUint16(off + 30, o.mapAlignment, true);
+  v.setUint32(off + 32, o.flags2 >>> 0, true);
+  for (let i = 36; i < INIT_OUT_SIZE; i += 4) v.setUint32(off + i, 0, true);
+}
+
+export function decodeInitOut(v: DataView, off: number): InitOut {
+  return {
+    major: v.getUint32(off, true),
+    minor: v.getUint32(off + 4, true),
+    maxReadahead: v.getUint32(off + 8, true),
+    flags: v.getUint32(off + 12, true),
+    maxBackground: v.getUint16(off + 16, true),
+    congestionThreshold: v.getUint16(off + 18, true),
+    maxWrite: v.getUint32(off + 20, true),
+    timeGran: v.getUint32(off + 24, true),
+    maxPages: v.getUint16(off + 28, true),
+    mapAlignment: v.getUint16(off + 30, true),
+    flags2: v.getUint32(off + 32, true),
+  };
+}
+
+// ---- attr / entry ----
+/** Copies an 88-byte fuse_attr (e.g. native.statAt output) into `dst` at `off`. */
+export function copyAttr(dst: Uint8Array, off: number, attr: Uint8Array): void {
+  dst.set(attr.subarray(0, ATTR_SIZE), off);
+}
+
+export function encodeEntryOut(
+  dst: Uint8Array, off: number, nodeid: bigint, generation: bigint,
+  entryValid: number, attrValid: number, attr: Uint8Array | null,
+): void {
+  const v = new DataView(dst.buffer, dst.byteOffset + off, ENTRY_OUT_SIZE);
+  v.setBigUint64(0, nodeid, true);
+  v.setBigUint64(8, generation, true);
+  v.setBigUint64(16, BigInt(entryValid), true);
+  v.setBigUint64(24, BigInt(attrValid), true);
+  v.setUint32(32, 0, true);
+  v.setUint32(36, 0, true);
+  if (attr) copyAttr(dst, off + 40, attr);
+  else dst.fill(0, off + 40, off + ENTRY_OUT_SIZE);
+}
+
+export function encodeAttrOut(dst: Uint8Array, off: number, attrValid: number, attr: Uint8Array): void {
+  const v = new DataView(dst.buffer, dst.byteOffset + off, ATTR_OUT_SIZE);
+  v.setBigUint64(0, BigInt(attrValid), true);
+  v.setUint32(8, 0, true);
+  v.setUint32(12, 0, true);
+  copyAttr(dst, off + 16, attr);
+}
+
+export interface Attr {
+  ino: bigint; size: bigint; blocks: bigint; atime: bigint; mtime: bigint; ctime: bigint;
+  atimensec: number; mtimensec: number; ctimensec: number; mode: number; nlink: number;
+  uid: number; gid: number; rdev: number; blksize: number; flags: number;
+}
+
+export function decodeAttr(v: DataView, off: number): Attr {
+  return {
+    ino: v.getBigUint64(off, true), size: v.getBigUint64(off + 8, true), blocks: v.getBigUint64(off + 16, true),
+    atime: v.getBigUint64(off + 24, true), mtime: v.getBigUint64(off + 32, true), ctime: v.getBigUint64(off + 40, true),
+    atimensec: v.getUint32(off + 48, true), mtimensec: v.getUint32(off + 52, true), ctimensec: v.getUint32(off + 56, true),
+    mode: v.getUint32(off + 60, true), nlink: v.getUint32(off + 64, true), uid: v.getUint32(off + 68, true),
+    gid: v.getUint32(off + 72, true), rdev: v.getUint32(off + 76, true), blksize: v.getUint32(off + 80, true),
+    flags: v.getUint32(off + 84, true),
+  };
+}
+
+export interface EntryOut {
+  nodeid: bigint; generation: bigint; entryValid: bigint; attrValid: bigint; attr: Attr;
+}
+
+export function decodeEntryOut(v: DataView, off: number): EntryOut {
+  return {
+    nodeid: v.getBigUint64(off, true), generation: v.getBigUint64(off + 8, true),
+    entryValid: v.getBigUint64(off + 16, true), attrValid: v.getBigUint64(off + 24, true),
+    attr: decodeAttr(v, off + 40),
+  };
+}
+
+export function decodeAttrOut(v: DataView, off: number): { attrValid: bigint; attr: Attr } {
+  return { attrValid: v.getBigUint64(off, true), attr: decodeAttr(v, off + 16) };
+}
+
+// ---- small requests ----
+export interface SetattrIn {
+  valid: number; fh: bigint; size: bigint; lockOwner: bigint;
+  atime: bigint; mtime: bigint; ctime: bigint; atimensec: number; mtimensec: number; ctimensec: number;
+  mode: number; uid: number; gid: number;
+}
+
+export function decodeSetattrIn(v: DataView, off: number): SetattrIn {
+  return {
+    valid: v.getUint32(off, true), fh: v.getBigUint64(off + 8, true), size: v.getBigUint64(off + 16, true),
+    lockOwner: v.getBigUint64(off + 24, true), atime: v.getBigUint64(off + 32, true),
+    mtime: v.getBigUint64(off + 40, true), ctime: v.getBigUint64(off + 48, true),
+    atimensec: v.getUint32(off + 56, true), mtimensec: v.getUint32(off + 60, true),
+    ctimensec: v.getUint32(off + 64, true), mode: v.getUint32(off + 68, true),
+    uid: v.getUint32(off + 76, true), gid: v.getUint32(off + 80, true),
+  };
+}
+
+export function encodeSetattrIn(v: DataView, off: number, s: SetattrIn): void {
+  new Uint8Array(v.buffer, v.byteOffset + off, SETATTR_IN_SIZE).fill(0);
+  v.setUint32(off, s.valid, true); v.setBigUint64(off + 8, s.fh, true); v.setBigUint64(off + 16, s.size, true);
+  v.setBigUint64(off + 24, s.lockOwner, true); v.setBigUint64(off + 32, s.atime, true);
+  v.setBigUint64(off + 40, s.mtime, true); v.setBigUint64(off + 48, s.ctime, true);
+  v.setUint32(off + 56, s.atimensec, true); v.setUint32(off + 60, s.mtimensec, true);
+  v.setUint32(off + 64, s.ctimensec, true); v.setUint32(off + 68, s.mode, true);
+  v.setUint32(off + 76, s.uid, true); v.setUint32(off + 80, s.gid, true);
+}
+
+export interface ReadIn { fh: bigint; offset: bigint; size: number; readFlags: number; lockOwner: bigint; flags: number }
+export function decodeReadIn(v: DataView, off: number): ReadIn {
+  return {
+    fh: v.getBigUint64(off, true), offset: v.getBigUint64(off + 8, true), size: v.getUint32(off + 16, true),
+    readFlags: v.getUint32(off + 20, true), lockOwner: v.getBigUint64(off + 24, true), flags: v.getUint32(off + 32, true),
+  };
+}
+export function encodeReadIn(v: DataView, off: number, r: ReadIn): void {
+  v.setBigUint64(off, r.fh, true); v.setBigUint64(off + 8, r.offset, true); v.setUint32(off + 16, r.size, true);
+  v.setUint32(off + 20, r.readFlags, true); v.setBigUint64(off + 24, r.lockOwner, true);
+  v.setUint32(off + 32, r.flags, true); v.setUint32(off + 36, 0, true);
+}
+/** fuse_write_in has the same layout as fuse_read_in (write_flags where read_flags is). */
+export const decodeWriteIn = decodeReadIn;
+export const encodeWriteIn = encodeReadIn;
+
+export interface DirentOut { ino: bigint; off: bigint; type: number; name: Uint8Array }
+
+/** Writes a fuse_dirent (zero padded) at `off`; returns its padded size. */
+export function encodeDirent(dst: Uint8Array, off: number, ino: bigint, next: bigint, type: number, name: Uint8Array): number {
+  const size = direntSize(name.length);
+  const v = new DataView(dst.buffer, dst.byteOffset + off, DIRENT_NAME_OFFSET);
+  v.setBigUint64(0, ino, true);
+  v.setBigUint64(8, next, true);
+  v.setUint32(16, name.length, true);
+  v.setUint32(20, type, true);
+  dst.set(name, off + DIRENT_NAME_OFFSET);
+  dst.fill(0, off + DIRENT_NAME_OFFSET + name.length, off + size);
+  return size;
+}
+
+/** Decodes a fuse_dirent stream (READDIR) or a fuse_direntplus stream (READDIRPLUS). */
+export function decodeDirents(buf: Uint8Array, plus: boolean): Array<DirentOut & { entry?: EntryOut }> {
+  const out: Array<DirentOut & { entry?: EntryOut }> = [];
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let p = 0;
+  const base = plus ? ENTRY_OUT_SIZE : 0;
+  while (p + base + DIRENT_NAME_OFFSET <= buf.length) {
+    const d = p + base;
+    const namelen = v.getUint32(d + 16, true);
+    const rec: DirentOut & { entry?: EntryOut } = {
+      ino: v.getBigUint64(d, true), off: v.getBigUint64(d + 8, true), type: v.getUint32(d + 20, true),
+      name: buf.slice(d + DIRENT_NAME_OFFSET, d + DIRENT_NAME_OFFSET + namelen),
+    };
+    if (plus) rec.entry = decodeEntryOut(v, p);
+    out.push(rec);
+    p += plus ? direntplusSize(namelen) : direntSize(namelen);
+  }
+  return out;
+}
