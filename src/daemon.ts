@@ -54,6 +54,7 @@ export class Daemon {
     if (rc < 0) throw new Error(`cannot stat shared directory ${dir}: errno ${-rc}`);
     const dv = new DataView(st.buffer);
     vq.inodeInit(this.rootFd, dv.getBigUint64(88, true), dv.getBigUint64(0, true));
+    vq.handleInit();
 
     const init: WorkerInit = {
       rootFd: this.rootFd,
@@ -72,6 +73,12 @@ export class Daemon {
     });
     await this.pool.start();
     const device = new VirtioFsDevice(vq, memory, this.pool, DEFAULT_NUM_QUEUES, log);
+    // The guest's inodes and open files die with its connection (the next boot starts from FUSE_INIT).
+    device.resetHooks.push(() => {
+      vq.inodeDropAll();
+      for (let fd = vq.inodeDrainNext(); fd >= 0; fd = vq.inodeDrainNext()) native.close(fd);
+      for (let fd = vq.handleDrainNext(); fd >= 0; fd = vq.handleDrainNext()) native.close(fd);
+    });
     this.listener = new VhostUserListener(device, { socketPath: cfg.socketPath, fd: cfg.fd, log });
     this.listener.listen();
     log.info(

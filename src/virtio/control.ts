@@ -11,6 +11,9 @@ export const Ctl = {
   GEN: 0,
   STATE: 1,
   NWORKERS: 2,
+  /** 4 slots of FUSE session state shared by every worker (INIT reaches only one of them). */
+  SESSION: 8,
+  SESSION_LEN: 4,
   /** Worker w's last acknowledged generation. */
   ACK: 16,
   /** Worker w's control eventfd. */

@@ -50,6 +50,8 @@ export class VirtioFsDevice {
   /** VHOST_USER_F_PROTOCOL_FEATURES negotiated: rings start disabled until SET_VRING_ENABLE. */
   ringsStartDisabled = false;
   eventIdx = false;
+  /** Run (workers paused) when the driver goes away, to drop per-session state above this layer. */
+  readonly resetHooks: Array<() => void> = [];
 
   constructor(
     private readonly vq: VqExports,
@@ -209,6 +211,15 @@ export class VirtioFsDevice {
         this.vq.queueReset(q);
       }
       this.memory.clear();
+      // A new driver starts a new FUSE session with FUSE_INIT.
+      for (let i = 0; i < Ctl.SESSION_LEN; i++) Atomics.store(this.ctl, Ctl.SESSION + i, 0);
+      for (const hook of this.resetHooks) {
+        try {
+          hook();
+        } catch (e) {
+          this.log.error(`reset hook failed: ${(e as Error).stack ?? e}`);
+        }
+      }
       this.eventIdx = false;
       this.ringsStartDisabled = false;
     });

@@ -13,7 +13,7 @@ import type { VqExports } from './wasm.js';
 
 export type ChainHandler = (queue: number, r: GuestReader, w: GuestWriter) => number;
 
-/** Bytes of a chain's readable part copied before the handler looks at it (FUSE in-header + args). */
+/** Bytes of a chain's readable part copied before the handler looks at it; it may copy more. */
 export const DEFAULT_PREFIX = 4096;
 
 interface ActiveQueue {
@@ -49,6 +49,7 @@ export class QueueRunner {
     private readonly wid: number,
     private readonly handler: ChainHandler,
     private readonly log: Logger,
+    private readonly headPrefix = DEFAULT_PREFIX,
   ) {
     const L = vq.layout;
     this.ctl = controlView(memory.buffer, L.CONTROL_BASE);
@@ -125,7 +126,7 @@ export class QueueRunner {
     } else {
       const r = this.io.reader;
       const w = this.io.writer;
-      r.reset(rcount, rtotal, DEFAULT_PREFIX);
+      r.reset(rcount, rtotal, this.headPrefix);
       w.reset(wcount, wtotal);
       try {
         len = this.handler(a.q, r, w);
