@@ -1,0 +1,218 @@
+import t from 'tap';
+import {
+  FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ASYNC_READ, FUSE_DO_READDIRPLUS, FUSE_MAX_PAGES, FUSE_POSIX_LOCKS,
+  FUSE_WRITEBACK_CACHE, IN_HEADER_SIZE, Opcode, decodeEntryOut, encodeInHeader,
+} from '../../src/fuse/abi.js';
+import { BufferReader, BufferWriter } from '../../src/fuse/io.js';
+import { FuseServer, MAX_WRITE, type CachePolicy } from '../../src/fuse/server.js';
+import type { Ctx, Entry, FileSystem } from '../../src/fs/filesystem.js';
+import { FuseClient, concat, cstr, le } from '../helpers/fuse-client.js';
+
+const E = { ENOENT: 2, EIO: 5, EINVAL: 22, ENOSYS: 38, ENAMETOOLONG: 36, EPROTO: 71, EBADF: 9 };
+
+/** A fake file system that records calls. */
+class FakeFs implements FileSystem {
+  calls: string[] = [];
+  forgets: Array<[bigint, bigint]> = [];
+  destroyed = 0;
+  writeback: boolean | undefined;
+  init(o: { writeback: boolean }): void { this.writeback = o.writeback; }
+  destroy(): void { this.destroyed++; }
+  lookup(_c: Ctx, parent: bigint, name: Uint8Array): Entry | number {
+    const n = new TextDecoder().decode(name);
+    this.calls.push(`lookup ${parent} ${n}`);
+    if (n === 'missing') return -E.ENOENT;
+    if (n === 'boom') throw new Error('bug in fs');
+    return { nodeid: 77n, generation: 0n, attr: new Uint8Array(88).fill(1) };
+  }
+  forget(nodeid: bigint, n: bigint): void { this.forgets.push([nodeid, n]); }
+  unlink(_c: Ctx, _p: bigint, name: Uint8Array): number {
+    this.calls.push(`unlink ${new TextDecoder().decode(name)}`);
+    return 0;
+  }
+  open(): { fh: bigint; openFlags: number } { return { fh: 5n, openFlags: 0 }; }
+  read(_c: Ctx, _n: bigint, _fh: bigint, _off: number, size: number): number {
+    this.calls.push(`read ${size}`);
+    return 0;
+  }
+}
+
+function setup(opts: { cache?: CachePolicy; writeback?: boolean } = {}) {
+  const fs = new FakeFs();
+  const server = new FuseServer(fs, opts);
+  const c = new FuseClient(server);
+  return { fs, server, c };
+}
+
+t.test('INIT negotiation', async (t) => {
+  const { c, server, fs } = setup();
+  const r0 = c.lookup(1n, 'x');
+  t.equal(r0.error, -E.EIO, 'ops before INIT get EIO');
+  t.equal(r0.ret, 16);
+
+  const r = c.init(7, 38, FUSE_ASYNC_READ | FUSE_DO_READDIRPLUS | FUSE_MAX_PAGES | FUSE_POSIX_LOCKS | FUSE_WRITEBACK_CACHE);
+  t.equal(r.error, 0);
+  t.equal(r.len, 16 + 64);
+  t.equal(r.ret, r.len, 'returned length equals the header len');
+  t.equal(r.init!.major, 7);
+  t.equal(r.init!.minor, 36, 'minor = min(kernel, 36)');
+  t.equal(r.init!.maxWrite, MAX_WRITE);
+  t.equal(r.init!.maxPages, 256);
+  t.ok(r.init!.flags & FUSE_ASYNC_READ);
+  t.ok(r.init!.flags & FUSE_DO_READDIRPLUS);
+  t.notOk(r.init!.flags & FUSE_POSIX_LOCKS, 'no posix locks');
+  t.notOk(r.init!.flags & FUSE_WRITEBACK_CACHE, 'no writeback unless asked');
+  t.equal(fs.writeback, false);
+  t.ok(server.initialized);
+
+  const older = setup().c.init(7, 31, FUSE_ASYNC_READ);
+  t.equal(older.init!.minor, 31);
+  t.equal(older.init!.flags, FUSE_ASYNC_READ, 'only flags the kernel offers');
+
+  t.equal(setup().c.init(7, 20).error, -E.EPROTO, '7.20 is too old');
+  t.equal(setup().c.init(6, 40).error, -E.EPROTO, 'major 6');
+  const s8 = setup();
+  const r8 = s8.c.init(8, 0);
+  t.equal(r8.error, 0, 'major 8: a reply with our version');
+  t.equal(r8.init!.major, 7);
+  t.equal(r8.init!.minor, 36);
+  t.equal(r8.init!.flags, 0);
+  t.notOk(s8.server.initialized, 'not initialised: the kernel retries');
+
+  const wb = setup({ writeback: true });
+  t.ok(wb.c.init().init!.flags & FUSE_WRITEBACK_CACHE);
+  t.equal(wb.fs.writeback, true);
+
+  // short INIT payload
+  const s = setup();
+  t.equal(s.c.call(Opcode.Init, 0n, le([['u32', 7], ['u32', 36]])).error, -E.EINVAL);
+
+  // re-INIT resets the session
+  const re = setup();
+  re.c.init();
+  re.c.init();
+  t.equal(re.fs.destroyed, 1);
+  t.ok(re.server.initialized);
+});
+
+t.test('header checks', async (t) => {
+  const { c } = setup();
+  c.init();
+  const req = c.request(Opcode.Lookup, 1n, cstr('a'));
+  const r = c.raw(req.subarray(0, 30));
+  t.equal(r.error, -E.EINVAL, 'chain shorter than the header');
+  t.equal(r.ret, 16);
+  const big = c.call(Opcode.Lookup, 1n, cstr('a'), { len: 4096 });
+  t.equal(big.error, -E.EINVAL, 'in.len larger than the chain');
+  t.equal(big.unique, c.unique - 1n, 'reply carries the unique');
+  const small = c.call(Opcode.Lookup, 1n, cstr('a'), { len: 39 });
+  t.equal(small.error, -E.EINVAL, 'in.len below the header size');
+  t.equal(c.call(9999, 1n, new Uint8Array(8)).error, -E.ENOSYS, 'unknown opcode');
+  t.equal(c.call(Opcode.Getxattr, 1n, new Uint8Array(16)).error, -E.ENOSYS, 'xattr not enabled');
+  t.equal(c.call(Opcode.Getattr, 1n, new Uint8Array(16)).error, -E.ENOSYS, 'missing method → ENOSYS');
+  t.equal(c.call(Opcode.Open, 1n, new Uint8Array(4)).error, -E.EINVAL, 'short fixed args');
+  const boom = c.lookup(1n, 'boom');
+  t.equal(boom.error, -E.EIO, 'exception → EIO, no throw');
+  // a writer with no room at all: nothing written, no throw
+  const w = new BufferWriter(0);
+  t.equal(c.server.handle(new BufferReader(c.request(Opcode.Lookup, 1n, cstr('a'))), w), 0);
+  t.equal(w.written, 0);
+  // reply that does not fit: error header instead of an overflow
+  const tiny = c.call(Opcode.Lookup, 1n, cstr('a'), { capacity: 64 });
+  t.equal(tiny.error < 0, true);
+  t.equal(tiny.ret, 16);
+});
+
+t.test('names', async (t) => {
+  const { c, fs } = setup();
+  c.init();
+  const ok = c.lookup(1n, 'file');
+  t.equal(ok.error, 0);
+  t.equal(ok.ret, 16 + 128);
+  t.equal(ok.len, ok.ret);
+  t.equal(decodeEntryOut(ok.view, 0).nodeid, 77n);
+  t.equal(decodeEntryOut(ok.view, 0).attr.ino, 0x0101010101010101n, 'attr copied');
+  t.equal(decodeEntryOut(ok.view, 0).entryValid, 1n, 'auto: 1 s');
+  t.equal(c.lookup(1n, 'missing').error, -E.ENOENT);
+  t.equal(c.lookup(1n, 'a/b').error, -E.EINVAL, 'slash');
+  t.equal(c.call(Opcode.Lookup, 1n, new TextEncoder().encode('abc')).error, -E.EINVAL, 'no NUL');
+  t.equal(c.lookup(1n, '').error, -E.EINVAL, 'empty');
+  t.equal(c.lookup(1n, 'x'.repeat(256)).error, -E.ENAMETOOLONG, '256 bytes');
+  t.equal(c.lookup(1n, 'x'.repeat(255)).error, 0, '255 bytes is fine');
+  t.equal(c.lookup(1n, '..').error, -E.ENOENT, 'lookup ..');
+  t.equal(c.lookup(1n, '.').error, -E.ENOENT, 'lookup .');
+  t.equal(c.unlink(1n, '..').error, -E.EINVAL, 'unlink ..');
+  t.equal(c.unlink(1n, '...').error, 0, '... is a name');
+  // NUL beyond in.len (inside the chain) is not accepted
+  const req = c.request(Opcode.Lookup, 1n, cstr('abc'), { len: IN_HEADER_SIZE + 3 });
+  t.equal(c.raw(req).error, -E.EINVAL, 'NUL must be within the payload');
+  t.notOk(fs.calls.some((x) => x.includes('/')), 'fs never saw a bad name');
+  t.notOk(fs.calls.includes('unlink ..'));
+});
+
+t.test('forget and batch forget', async (t) => {
+  const { c, fs } = setup();
+  c.forget(5n, 1n);
+  t.same(fs.forgets, [], 'forget before INIT ignored');
+  c.init();
+  const r = c.forget(5n, 3n);
+  t.equal(r.ret, 0, 'no reply');
+  t.equal(r.written, 0);
+  t.same(fs.forgets, [[5n, 3n]]);
+  const batch = concat(le([['u32', 2], ['u32', 0]]), le([['u64', 10n], ['u64', 1n]]), le([['u64', 11n], ['u64', 2n]]));
+  const rb = c.call(Opcode.BatchForget, 0n, batch, { capacity: 0 });
+  t.equal(rb.ret, 0);
+  t.same(fs.forgets.slice(1), [[10n, 1n], [11n, 2n]]);
+  const lie = concat(le([['u32', 1000], ['u32', 0]]), le([['u64', 12n], ['u64', 1n]]));
+  t.equal(c.call(Opcode.BatchForget, 0n, lie).ret, 0);
+  t.equal(fs.forgets.length, 3, 'count beyond the buffer: nothing forgotten');
+});
+
+t.test('read size is capped', async (t) => {
+  const { c, fs } = setup();
+  c.init();
+  c.read(1n, 5n, 0, 8 * 1024 * 1024);
+  t.equal(fs.calls.at(-1), `read ${MAX_WRITE}`);
+  c.read(1n, 5n, 0, 4096, 1000);
+  t.equal(fs.calls.at(-1), 'read 984', 'capacity - 16');
+  const r = c.read(1n, 5n, 0, 10);
+  t.equal(r.ret, 16);
+  t.equal(r.len, 16);
+});
+
+t.test('cache policies', async (t) => {
+  for (const [cache, flags, tmo] of [['never', FOPEN_DIRECT_IO, 0n], ['metadata', FOPEN_DIRECT_IO, 86400n],
+    ['auto', 0, 1n], ['always', FOPEN_KEEP_CACHE, 86400n]] as const) {
+    const { c } = setup({ cache });
+    c.init();
+    t.equal(c.open(2n).openFlags, flags, `${cache} open flags`);
+    t.equal(decodeEntryOut(c.lookup(1n, 'f').view, 0).attrValid, tmo, `${cache} timeout`);
+  }
+});
+
+t.test('DESTROY', async (t) => {
+  const { c, fs, server } = setup();
+  c.init();
+  const r = c.call(Opcode.Destroy, 0n, new Uint8Array(0));
+  t.equal(r.error, 0);
+  t.equal(r.ret, 16);
+  t.equal(fs.destroyed, 1);
+  t.notOk(server.initialized);
+  t.equal(c.lookup(1n, 'a').error, -E.EIO);
+});
+
+t.test('shared session state across servers', async (t) => {
+  const session = new Int32Array(new SharedArrayBuffer(16));
+  const a = new FuseClient(new FuseServer(new FakeFs(), { session }));
+  const b = new FuseClient(new FuseServer(new FakeFs(), { session }));
+  t.equal(b.lookup(1n, 'x').error, -E.EIO);
+  a.init();
+  t.equal(b.lookup(1n, 'x').error, 0, 'INIT on one worker serves all');
+});
+
+t.test('in header encoding round trip', async (t) => {
+  const b = new Uint8Array(40);
+  encodeInHeader(new DataView(b.buffer), 0, { len: 40, opcode: 3, unique: 9n, nodeid: 1n, uid: 1, gid: 2, pid: 3, totalExtlen: 0 });
+  t.equal(b[4], 3);
+  t.equal(b[8], 9);
+});
