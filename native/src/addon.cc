@@ -84,6 +84,7 @@ class NativeAddon : public Napi::Addon<NativeAddon> {
   // setWindow state (per thread / per env).
   uint8_t* winBase = nullptr;
   uint64_t winLen = 0;
+  Napi::Reference<Napi::Value> winRef;  // keeps the window's buffer alive while winBase points into it
 
   std::unordered_map<uint32_t, Watcher*> watchers;
   uint32_t nextWatcherId = 1;
@@ -455,6 +456,9 @@ void NativeAddon::EnvCleanup(void* arg) {
   std::vector<uint32_t> ids;
   for (auto& kv : a->watchers) ids.push_back(kv.first);
   for (uint32_t id : ids) a->StopWatcher(id, true);
+  a->winRef.Reset();
+  a->winBase = nullptr;
+  a->winLen = 0;
 }
 
 Napi::Value stopWatcherJs(const Napi::CallbackInfo& info) {
@@ -773,8 +777,14 @@ Napi::Value NativeAddon::Linkat(const Napi::CallbackInfo& info) {
                 argName(info, 3, nn, kNameMax, false) && argI32(info, 4, flags));
   NAME_OR_ERR(on);
   NAME_OR_ERR(nn);
-  if (on.isNull) flags |= AT_EMPTY_PATH;
-  return res(env, linkat(od, on.buf, nd, nn.buf, flags));
+  if (!on.isNull) return res(env, linkat(od, on.buf, nd, nn.buf, flags));
+  // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (ENOENT without it); /proc/self/fd/N with AT_SYMLINK_FOLLOW
+  // links the same inode without it.
+  if (linkat(od, "", nd, nn.buf, flags | AT_EMPTY_PATH) == 0) return num(env, 0);
+  if (errno != ENOENT) return num(env, -errno);
+  char path[48];
+  procFdPath(path, sizeof path, od);
+  return res(env, linkat(AT_FDCWD, path, nd, nn.buf, AT_SYMLINK_FOLLOW));
 }
 
 Napi::Value NativeAddon::Symlinkat(const Napi::CallbackInfo& info) {
@@ -956,6 +966,7 @@ Napi::Value NativeAddon::SetWindow(const Napi::CallbackInfo& info) {
   uint8_t* p;
   size_t len;
   ARGS_OR_THROW(argBytes(info, 0, p, len));
+  winRef.Reset(info[0], 1);
   winBase = p;
   winLen = len;
   return info.Env().Undefined();
@@ -974,21 +985,28 @@ long vecIo(NativeAddon* a, int fd, uint64_t list, uint64_t count, uint64_t pos) 
     memcpy(&win, l + i * 8, 4);
     memcpy(&len, l + i * 8 + 4, 4);
   };
-  // The list is in shared memory; the guest cannot write it (it is scratch), but check once and then
-  // use the same values: copy the entries we validated into a local array.
-  std::vector<struct iovec> all;
-  all.reserve(static_cast<size_t>(count));
+  // The list is in shared memory: read each entry once, check it, and use only the checked copy.
+  // Common chains are short: no heap allocation below kStackIov segments.
+  constexpr size_t kStackIov = 64;
+  struct iovec stackIov[kStackIov];
+  std::vector<struct iovec> heapIov;
+  struct iovec* all = stackIov;
+  if (count > kStackIov) {
+    heapIov.resize(static_cast<size_t>(count));
+    all = heapIov.data();
+  }
+  size_t total = 0;
   for (uint64_t i = 0; i < count; i++) {
     uint32_t win, len;
     seg(i, win, len);
     if (static_cast<uint64_t>(win) > wl || static_cast<uint64_t>(len) > wl - win) return -EFAULT;
     if (len == 0) continue;
-    all.push_back({a->winBase + win, len});
+    all[total++] = {a->winBase + win, len};
   }
   long done = 0;
   size_t idx = 0;
-  while (idx < all.size()) {
-    size_t n = all.size() - idx;
+  while (idx < total) {
+    size_t n = total - idx;
     if (n > kIovMax) n = kIovMax;
     ssize_t r = kWrite ? pwritev(fd, &all[idx], static_cast<int>(n), static_cast<off_t>(pos))
                        : preadv(fd, &all[idx], static_cast<int>(n), static_cast<off_t>(pos));
@@ -1001,7 +1019,7 @@ long vecIo(NativeAddon* a, int fd, uint64_t list, uint64_t count, uint64_t pos) 
     pos += static_cast<uint64_t>(r);
     // Advance past fully transferred segments, trim a partially transferred one.
     size_t left = static_cast<size_t>(r);
-    while (left > 0 && idx < all.size()) {
+    while (left > 0 && idx < total) {
       if (left >= all[idx].iov_len) {
         left -= all[idx].iov_len;
         idx++;

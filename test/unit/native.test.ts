@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { ADDON_PATH, C, E, native, STAT_DEV_OFFSET, STAT_OUT_SIZE, STATFS_OUT_SIZE } from '../../src/native.js';
 
@@ -153,6 +154,52 @@ t.test('watchFd calls back on readable, stop() is final and idempotent', async (
   native.close(fd);
 });
 
+t.test('watchFd: one watcher per fd, worker teardown with active watchers, keeps the loop alive', async (t) => {
+  const fd = native.eventfd(0);
+  const w = native.watchFd(fd, () => {});
+  t.throws(() => native.watchFd(fd, () => {}), Error, 'libuv allows one poll handle per fd and loop');
+  w.stop();
+  const w2 = native.watchFd(fd, () => {});
+  t.ok(w2, 'the fd can be watched again after stop');
+  w2.stop();
+
+  // A worker terminated while its watchers are active must tear down cleanly (env cleanup hook).
+  for (let k = 0; k < 3; k++) {
+    const worker = new Worker(
+      `const { parentPort } = require('node:worker_threads');
+       const addon = require(${JSON.stringify(ADDON_PATH)});
+       const a = addon.watchFd(addon.eventfd(1), () => parentPort.postMessage('fired'));
+       const b = addon.watchFd(addon.eventfd(0), () => {});
+       b.stop();`,
+      { eval: true },
+    );
+    t.equal(await new Promise((r) => worker.once('message', r)), 'fired');
+    t.equal(await worker.terminate(), 1);
+  }
+
+  // An active watcher keeps the process alive; a stopped one does not.
+  const run = (code: string): Promise<string> =>
+    new Promise((resolve) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: 'ignore' });
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve('alive');
+      }, 1500);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve('exited');
+      });
+    });
+  const mod = JSON.stringify(new URL('../../src/native.js', import.meta.url).href);
+  const [active, stopped] = await Promise.all([
+    run(`const { native } = await import(${mod}); native.watchFd(native.eventfd(0), () => {});`),
+    run(`const { native } = await import(${mod}); native.watchFd(native.eventfd(0), () => {}).stop();`),
+  ]);
+  t.equal(active, 'alive');
+  t.equal(stopped, 'exited');
+  native.close(fd);
+});
+
 t.test('watchFd reports a hangup as an error', async (t) => {
   const dir = sockDir(t);
   const path = join(dir, 'sock');
@@ -167,7 +214,7 @@ t.test('watchFd reports a hangup as an error', async (t) => {
   });
   native.close(c);
   const rev = await got;
-  t.ok(rev & 1 || rev & 2, `revents ${rev}`);
+  t.equal(rev, 3, 'readable (EOF) and hangup');
   t.equal(native.recvMsg(s, new Uint8Array(8), 0, 8, new Int32Array(1)), 0, 'EOF');
   native.close(s);
   native.close(l);
@@ -582,12 +629,19 @@ t.test('setCreds is per thread', { skip: process.getuid!() !== 0 && 'needs root'
      const rc = addon.setCreds(65534, 65533);
      const fd = addon.openat2(d, new TextEncoder().encode('w'), addon.constants.O_CREAT | addon.constants.O_RDWR, 0o600, 0);
      addon.close(fd);
+     // With fsuid != 0 CAP_DAC_READ_SEARCH is dropped: before Linux 6.10 AT_EMPTY_PATH then gives ENOENT
+     // and linkat falls back to /proc/self/fd; either way the link must be made.
+     const p = addon.openat2(d, new TextEncoder().encode('w'), addon.constants.O_PATH, 0, 0);
+     const link = addon.linkat(p, null, d, new TextEncoder().encode('w2'), 0);
+     addon.close(p);
      addon.setCreds(0, 0);
-     return { rc, fd };`,
+     return { rc, fd, link };`,
     { shared },
-  )) as { rc: number; fd: number };
+  )) as { rc: number; fd: number; link: number };
   t.equal(r.rc, 0);
   t.ok(r.fd >= 0);
+  t.equal(r.link, 0, 'linkat of an O_PATH fd without CAP_DAC_READ_SEARCH');
+  t.equal(fs.statSync(join(shared, 'w2')).ino, fs.statSync(join(shared, 'w')).ino);
   const st = fs.statSync(join(shared, 'w'));
   t.equal(st.uid, 65534, 'created with the fsuid');
   t.equal(st.gid, 65533, 'created with the fsgid');
