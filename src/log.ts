@@ -3,6 +3,25 @@
  * one line each, with a timestamp, the level and the thread ("main" or "w<N>"), so that an operator can
  * follow one request from the control plane into a worker.
  */
+import { writeSync } from 'node:fs';
+
+/**
+ * A sink that writes straight to fd 2. Worker threads use it: their process.stderr is forwarded
+ * through the worker's event loop, which a queue loop blocked in poll(2) does not run, so lines
+ * would arrive late or never. One short write per line is atomic on a pipe (< PIPE_BUF).
+ */
+export function directStderr(line: string): void {
+  const b = Buffer.from(line);
+  for (let tries = 0, off = 0; off < b.length && tries < 100; tries++) {
+    try {
+      off += writeSync(2, b, off);
+    } catch (e) {
+      // stderr may be a non-blocking pipe (libuv sets O_NONBLOCK on it): retry briefly, then drop
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') return;
+    }
+  }
+}
+
 export const LOG_LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 

@@ -5,7 +5,7 @@
  */
 import { Piscina } from 'piscina';
 import type { WorkerInit } from './daemon.js';
-import { Logger } from './log.js';
+import { Logger, directStderr } from './log.js';
 import { native } from './native.js';
 import { FuseServer } from './fuse/server.js';
 import { IN_HEADER_SIZE, Opcode } from './fuse/abi.js';
@@ -31,7 +31,7 @@ native.setWindow(sharedBuffer(memory));
 
 export default function runWorker(task: { wid: number }): void {
   const wid = task.wid;
-  const log = new Logger(data.init.logLevel, `w${wid}`);
+  const log = new Logger(data.init.logLevel, `w${wid}`, directStderr);
   const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
   const fs = new Passthrough(vq, data.init.procFdDir, {});
   const server = new FuseServer(fs, {

@@ -25,6 +25,7 @@ export class VhostUserListener {
   private conn: Connection | null = null;
   private resetting: Promise<void> = Promise.resolve();
   private closing = false;
+  private waiting = false;
   connections = 0;
 
   constructor(private readonly device: VirtioFsDevice, private readonly opts: ListenerOptions) {}
@@ -61,15 +62,18 @@ export class VhostUserListener {
         this.opts.log.warn(`accept failed: ${errnoName(-fd)}`);
         return;
       }
-      if (this.conn !== null || this.closing) {
+      if ((this.conn !== null && !this.conn.isClosed) || this.waiting || this.closing) {
         // One frontend per device: a second connection would fight over the same rings.
         this.opts.log.warn('rejected a second vhost-user connection while one is active');
         native.close(fd);
         continue;
       }
-      void this.resetting.then(() => this.adopt(fd));
-      // adopt() runs asynchronously; mark the slot taken now so a burst of connects is rejected
-      this.conn = PENDING;
+      // A frontend that reconnects right after a disconnect waits for the reset of the old session.
+      this.waiting = true;
+      void this.resetting.then(() => {
+        this.waiting = false;
+        this.adopt(fd);
+      });
     }
   }
 
@@ -77,7 +81,6 @@ export class VhostUserListener {
     const log = this.opts.log;
     if (this.closing) {
       native.close(fd);
-      this.conn = null;
       return;
     }
     this.connections++;
@@ -108,7 +111,7 @@ export class VhostUserListener {
     this.closing = true;
     this.watch?.stop();
     this.watch = null;
-    if (this.conn && this.conn !== PENDING) this.conn.close(null);
+    this.conn?.close(null);
     await this.resetting;
     if (this.opts.fd === undefined && this.listenFd >= 0) {
       native.close(this.listenFd);
@@ -122,11 +125,9 @@ export class VhostUserListener {
   }
 
   get connected(): boolean {
-    return this.conn !== null && this.conn !== PENDING;
+    return this.conn !== null && !this.conn.isClosed;
   }
 }
-
-const PENDING = {} as Connection;
 
 function errnoName(e: number): string {
   const names: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 13: 'EACCES', 98: 'EADDRINUSE', 20: 'ENOTDIR', 36: 'ENAMETOOLONG' };
