@@ -38,6 +38,17 @@ const MAX_HOST_RECLEN = 280;
  *  O_TMPFILE, O_ASYNC, O_NOATIME, O_CLOEXEC…) is dropped. x86-64/aarch64 guests use the host's encoding. */
 const OPEN_KEEP = C.O_ACCMODE | C.O_APPEND | C.O_TRUNC | C.O_DIRECT | C.O_SYNC | C.O_DSYNC | C.O_LARGEFILE;
 
+const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * Seek a directory to `off` or, when a JS number cannot hold it exactly, to a point at most 8 KiB below
+ * it (the caller then skips records with d_off ≤ off). 0 or -errno.
+ */
+function seekDir(fd: number, off: bigint): number {
+  const r = native.lseek(fd, off > MAX_EXACT ? Number(off - 4096n) : Number(off), C.SEEK_SET);
+  return r < 0 ? r : 0;
+}
+
 export interface PassthroughOptions {
   /** allow mknod of block/char devices (default false: EPERM) */
   allowDevices?: boolean;
@@ -412,22 +423,24 @@ export class Passthrough implements FileSystem {
     if (offset > 0x7fffffffffffffffn) return -Errno.EINVAL;
     return this.withHandle(fh, (dfd) => {
       // The handle's file position is where the previous READDIR stopped (the kernel serialises
-      // readdir per open file). Seek only when the guest asks for another place: ext4 offsets are
-      // 63-bit hashes that a JS number cannot always hold exactly, so a needless seek could be wrong.
-      const pos = Number(offset);
-      const cur = native.lseek(dfd, 0, C.SEEK_CUR);
-      if (cur !== pos || offset === 0n) {
-        const r = native.lseek(dfd, pos, C.SEEK_SET);
+      // readdir per open file), so a sequential listing needs no seek. ext4 offsets are 63-bit hashes
+      // that a JS number (native.lseek) cannot always hold: seek a little *below* such an offset and skip
+      // the records whose d_off ≤ offset (those are the ones before it), instead of rounding past one.
+      let skipTo = 0n;
+      if (offset === 0n || native.lseek(dfd, 0, C.SEEK_CUR) !== Number(offset)) {
+        const r = seekDir(dfd, offset);
         if (r < 0) return r;
+        if (offset > MAX_EXACT) skipTo = offset;
       }
       let lastOff = offset;
-      const unit = plus ? 7 : 1; // host records grow at most this much as FUSE records (see below)
       let emitted = 0;
       for (;;) {
-        // Read only what must fit: a linux_dirent64 (ALIGN(20+n,8) ≥ 24) is never larger than its
-        // fuse_dirent (ALIGN(24+n,8)) and a fuse_direntplus adds 128 (+ ≤ 8 alignment) ≤ 6 records' worth,
-        // so the file position never runs ahead of what the guest received.
-        let want = Math.min(DIRENT_BUF, Math.floor(sink.remaining() / unit) & ~7);
+        // Read only what is sure to fit, so the file position never runs ahead of what the guest got
+        // (putting it back needs an lseek to a d_off a JS number may not hold exactly). A linux_dirent64
+        // is ALIGN(20+n, 8) ≥ 24 bytes; its fuse_dirent ALIGN(24+n, 8) is at most 8 more (× 4/3), its
+        // fuse_direntplus at most 136 more (× 6.67, we use 7).
+        const r = sink.remaining();
+        let want = Math.min(DIRENT_BUF, (plus ? Math.floor(r / 7) : Math.floor((r * 3) / 4)) & ~7);
         if (want < MAX_HOST_RECLEN) {
           if (emitted > 0) break;
           // nothing sent yet and little room: read one long-name-sized record and check it fits
@@ -445,9 +458,13 @@ export class Passthrough implements FileSystem {
           let e = p + 19;
           while (e < p + reclen && this.dents[e] !== 0) e++;
           const name = this.dents.subarray(p + 19, e);
+          if (next <= skipTo) {
+            p += reclen;
+            continue;
+          }
           if (!sink.fits(name.length)) {
-            // Does not fit after all: put the position back to the first record not sent.
-            native.lseek(dfd, Number(lastOff), C.SEEK_SET);
+            // Does not fit after all (only with a tiny reply buffer): put the position back.
+            seekDir(dfd, lastOff);
             return 0;
           }
           const dot = name.length <= 2 && name[0] === 0x2e && (name.length === 1 || name[1] === 0x2e);
