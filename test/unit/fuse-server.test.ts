@@ -111,6 +111,10 @@ t.test('header checks', async (t) => {
   t.equal(c.call(Opcode.Getxattr, 1n, new Uint8Array(16)).error, -E.ENOSYS, 'xattr not enabled');
   t.equal(c.call(Opcode.Getattr, 1n, new Uint8Array(16)).error, -E.ENOSYS, 'missing method → ENOSYS');
   t.equal(c.call(Opcode.Open, 1n, new Uint8Array(4)).error, -E.EINVAL, 'short fixed args');
+  // WRITE whose size claims more data than the request carries
+  const wi = le([['u64', 5], ['u64', 0], ['u32', 100], ['u32', 0], ['u64', 0], ['u32', 0], ['u32', 0]]);
+  t.equal(c.call(Opcode.Write, 2n, concat(wi, new Uint8Array(10))).error, -E.EINVAL, 'write size beyond the data');
+  t.equal(c.call(Opcode.Write, 2n, wi.subarray(0, 20)).error, -E.EINVAL, 'short write_in');
   const boom = c.lookup(1n, 'boom');
   t.equal(boom.error, -E.EIO, 'exception → EIO, no throw');
   // a writer with no room at all: nothing written, no throw
