@@ -5,7 +5,7 @@
  */
 import { Errno } from '../errors.js';
 import type { Ctx, DirSink, Entry, FileSystem, SetattrArgs, TimeSpec } from '../fs/filesystem.js';
-import type { Logger } from '../log.js';
+import { RateLimitedLog, type Logger } from '../log.js';
 import {
   ATTR_OUT_SIZE, ACCESS_IN_SIZE, BATCH_FORGET_IN_SIZE, CREATE_IN_SIZE, ENTRY_OUT_SIZE,
   FALLOCATE_IN_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE,
@@ -61,6 +61,8 @@ class ReplyError {
 export class FuseServer {
   private readonly fs: FileSystem;
   private readonly log: Logger | undefined;
+  /** guest-triggered warnings are rate limited: a hostile guest must not flood the log */
+  private readonly guestWarn: RateLimitedLog | undefined;
   private readonly session: Int32Array;
   private readonly writeback: boolean;
   private readonly timeout: number;
@@ -70,6 +72,7 @@ export class FuseServer {
   constructor(fs: FileSystem, opts: FuseServerOptions = {}) {
     this.fs = fs;
     this.log = opts.log;
+    this.guestWarn = opts.log ? new RateLimitedLog(opts.log) : undefined;
     this.session = opts.session ?? new Int32Array(4);
     if (this.session.length < 4) throw new RangeError('session needs 4 slots');
     this.writeback = opts.writeback ?? false;
@@ -111,7 +114,7 @@ export class FuseServer {
   }
 
   private warn(msg: string): void {
-    this.log?.warn(msg);
+    this.guestWarn?.warn(msg);
   }
 
   // ---- reply helpers ----
