@@ -15,8 +15,11 @@ import { WorkerPool } from './virtio/pool.js';
 import { createSharedMemory, loadVirtqueueModule } from './virtio/wasm.js';
 import { VhostUserListener } from './vhost/listener.js';
 
-/** One hiprio queue and one request queue: what QEMU 7.2's vhost-user-fs-pci uses by default. */
-export const DEFAULT_NUM_QUEUES = 2;
+/**
+ * Queues offered (GET_QUEUE_NUM): the hiprio queue and up to 15 request queues, so QEMU's
+ * `vhost-user-fs-pci,num-request-queues=N` works; a queue runs only once the frontend sets it up.
+ */
+export const DEFAULT_NUM_QUEUES = 16;
 
 export interface WorkerInit {
   rootFd: number;

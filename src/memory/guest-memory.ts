@@ -4,6 +4,7 @@
  * addresses to window addresses. Main thread only, and only while the workers are paused: the table
  * is rebuilt whole, then published (rust-vmm vhost's update_memory does the same).
  */
+import fs from 'node:fs';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
 import type { VqExports } from '../virtio/wasm.js';
@@ -90,6 +91,21 @@ export class GuestMemory {
 
   private mapOne(r: RegionDesc, fd: number): MappedRegion {
     this.validate(r);
+    // Touching a mapping past the end of its file raises SIGBUS, which would kill the daemon: the
+    // region must lie inside the file as it is now (memfd and hugetlbfs files have a size).
+    let st: fs.Stats;
+    try {
+      st = fs.fstatSync(fd);
+    } catch (e) {
+      throw new MemoryError(`memory region fd: ${(e as NodeJS.ErrnoException).code ?? e}`, 9);
+    }
+    if (!st.isFile()) throw new MemoryError('memory region fd is not a regular file (memfd, tmpfs or hugetlbfs expected)', 22);
+    if (r.mmapOffset + r.memorySize > BigInt(st.size)) {
+      throw new MemoryError(
+        `memory region (offset 0x${r.mmapOffset.toString(16)} + size 0x${r.memorySize.toString(16)}) extends past the end of its file (0x${st.size.toString(16)})`,
+        22,
+      );
+    }
     const delta = Number(r.mmapOffset % BigInt(PAGE_SIZE));
     const mapLenBig = ((r.memorySize + BigInt(delta) + BigInt(PAGE_SIZE - 1)) / BigInt(PAGE_SIZE)) * BigInt(PAGE_SIZE);
     const windowSize = this.windowEnd - this.windowBase;

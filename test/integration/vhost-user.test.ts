@@ -186,7 +186,7 @@ t.test('vhost-user protocol errors are rejected, not fatal', async (tt) => {
     fe.setProtocolFeatures(pf & (1n << 3n)); // REPLY_ACK
     fe.sendMessage(FrontendReq.SET_VRING_NUM, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, vringStatePayload(1, 1000));
     tt.not(fe.readReply(FrontendReq.SET_VRING_NUM).readBigUInt64LE(0), 0n, 'queue size 1000 (not a power of two) is refused');
-    fe.sendMessage(FrontendReq.SET_VRING_NUM, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, vringStatePayload(7, 256));
+    fe.sendMessage(FrontendReq.SET_VRING_NUM, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, vringStatePayload(16, 256));
     tt.not(fe.readReply(FrontendReq.SET_VRING_NUM).readBigUInt64LE(0), 0n, 'queue index out of range is refused');
     fe.sendMessage(FrontendReq.SET_FEATURES, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, Buffer.alloc(3));
     tt.not(fe.readReply(FrontendReq.SET_FEATURES).readBigUInt64LE(0), 0n, 'a short payload is refused');
@@ -199,12 +199,29 @@ t.test('vhost-user protocol errors are rejected, not fatal', async (tt) => {
     fe.sendMessage(FrontendReq.SET_MEM_TABLE, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, Buffer.alloc(8));
     tt.not(fe.readReply(FrontendReq.SET_MEM_TABLE).readBigUInt64LE(0), 0n, 'a memory table of 0 regions is refused');
     const q = fe.get(FrontendReq.GET_QUEUE_NUM).readBigUInt64LE(0);
-    tt.equal(q, 2n, 'the connection still answers');
+    tt.equal(q, 16n, 'the connection still answers (hiprio + 15 request queues)');
     // A second frontend while this one is connected is turned away.
     const fe2 = VhostUserFrontend.connect(sock);
     tt.throws(() => fe2.get(FrontendReq.GET_FEATURES), 'a second connection is closed');
     fe2.close();
-    tt.equal(fe.get(FrontendReq.GET_QUEUE_NUM).readBigUInt64LE(0), 2n, 'the first connection is unaffected');
+    tt.equal(fe.get(FrontendReq.GET_QUEUE_NUM).readBigUInt64LE(0), 16n, 'the first connection is unaffected');
+    // Guest RAM larger than the memfd behind it (touching it would raise SIGBUS) or than the window.
+    const memfd = native.memfdCreate('small', 1 << 20);
+    const table = (size: bigint): Buffer => {
+      const p = Buffer.alloc(40);
+      p.writeUInt32LE(1, 0);
+      p.writeBigUInt64LE(0n, 8);
+      p.writeBigUInt64LE(size, 16);
+      p.writeBigUInt64LE(0x7f0000000000n, 24);
+      return p;
+    };
+    fe.sendMessage(FrontendReq.SET_MEM_TABLE, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, table(64n << 20n), [memfd]);
+    tt.not(fe.readReply(FrontendReq.SET_MEM_TABLE).readBigUInt64LE(0), 0n, 'a region past the end of its memfd is refused');
+    fe.sendMessage(FrontendReq.SET_MEM_TABLE, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, table(8n << 30n), [memfd]);
+    tt.not(fe.readReply(FrontendReq.SET_MEM_TABLE).readBigUInt64LE(0), 0n, 'an 8 GiB guest is refused (window is < 4 GiB)');
+    fe.sendMessage(FrontendReq.SET_MEM_TABLE, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, table(1n << 20n), [memfd]);
+    tt.equal(fe.readReply(FrontendReq.SET_MEM_TABLE).readBigUInt64LE(0), 0n, 'a region inside its memfd is mapped');
+    native.close(memfd);
     // Framing we cannot trust: the daemon drops the connection.
     const hdr = Buffer.alloc(12);
     hdr.writeUInt32LE(FrontendReq.SET_FEATURES, 0);
