@@ -1,0 +1,61 @@
+/** The daemon binary as an operator runs it: exit codes, messages, signals, --fd. */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { native } from '../../src/native.js';
+import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
+import { RequestBuilder, parseReply } from '../../src/frontend/fuse-requests.js';
+import { repoRoot } from '../e2e/harness.js';
+
+const bin = path.join(repoRoot(), 'bin', 'virtiofsd-ts.js');
+const run = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 30_000 });
+
+t.test('bad options: a message and exit code 2', async (t) => {
+  const r = run(['--socket-path=/tmp/x.sock', '--shared-dir=/nonexistent-dir-for-test']);
+  t.equal(r.status, 2);
+  t.match(r.stderr, /shared directory \/nonexistent-dir-for-test: ENOENT/);
+  const r2 = run(['--socket-path=/tmp/x.sock', '--cache=bogus', '--shared-dir=/tmp']);
+  t.equal(r2.status, 2);
+  t.match(r2.stderr, /invalid cache mode 'bogus'/);
+  t.match(r2.stderr, /--help/);
+});
+
+t.test('--help, --version, --print-capabilities', async (t) => {
+  const h = run(['--help']);
+  t.equal(h.status, 0);
+  t.match(h.stdout, /--socket-path=PATH/);
+  const v = run(['--version']);
+  t.match(v.stdout, /^virtiofsd-ts \d+\.\d+\.\d+/);
+  const c = run(['--print-capabilities']);
+  t.equal(c.status, 0);
+  t.same(JSON.parse(c.stdout), { type: 'fs' });
+});
+
+t.test('--fd: serves an inherited listening socket; SIGTERM exits 0', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-fd-'));
+  const share = path.join(dir, 'share');
+  fs.mkdirSync(share);
+  fs.writeFileSync(path.join(share, 'f'), 'x');
+  const sock = path.join(dir, 's.sock');
+  const lfd = native.listenUnix(sock, 4);
+  t.ok(lfd >= 0, 'listening');
+  const child = spawn(process.execPath, [bin, '--fd=3', `--shared-dir=${share}`], { stdio: ['ignore', 'pipe', 'pipe', lfd] });
+  native.close(lfd);
+  let log = '';
+  child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  for (let i = 0; i < 100 && !/waiting for a vhost-user frontend/.test(log); i++) await new Promise((r) => setTimeout(r, 100));
+  const s = VirtioFsSession.open(sock);
+  const rb = new RequestBuilder();
+  const init = parseReply(await s.send(1, rb.init(), 4096));
+  t.equal(init.error, 0, 'FUSE_INIT over the inherited socket');
+  const e = parseReply(await s.send(1, rb.lookup(1n, 'f'), 4096));
+  t.equal(e.error, 0, 'lookup');
+  s.close();
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'SIGTERM: exit code 0');
+  t.match(log, /SIGTERM: finishing in-flight requests/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});

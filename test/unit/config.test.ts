@@ -1,0 +1,65 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { UsageError, parseArgs, validateConfig } from '../../src/config.js';
+
+t.test('virtiofsd spellings are accepted', async (t) => {
+  const table: Array<[string[], Partial<ReturnType<typeof parseArgs>>]> = [
+    [['--socket-path=/s', '--shared-dir=/d'], { socketPath: '/s', sharedDir: '/d', cache: 'auto' }],
+    [['--socket-path', '/s', '--shared-dir', '/d', '--cache', 'never'], { socketPath: '/s', cache: 'never' }],
+    [['--socket=/s', '-o', 'source=/d,cache=none'], { socketPath: '/s', sharedDir: '/d', cache: 'never' }],
+    [['--socket-path=/s', '-o', 'source=/d', '-o', 'cache=always'], { sharedDir: '/d', cache: 'always' }],
+    [['--socket-path=/s', '-osource=/d,cache=metadata,writeback'], { sharedDir: '/d', cache: 'metadata', writeback: true }],
+    [['--fd=3', '--shared-dir=/d', '--thread-pool-size=4', '--log-level=debug'], { fd: 3, threadPoolSize: 4, logLevel: 'debug' }],
+    [['--socket-path=/s', '--shared-dir=/d', '-d', '-f'], { logLevel: 'debug' }],
+    [['--socket-path=/s', '--shared-dir=/d', '--no-readdirplus'], { readdirplus: false }],
+    [['--socket-path=/s', '-o', 'source=/d,no_readdirplus,log_level=warn,flock,timeout=5'], { readdirplus: false, logLevel: 'warn' }],
+    [['--socket-path=/s', '--shared-dir=/d', '--sandbox=none', '--seccomp=none'], {}],
+    [['--print-capabilities'], { printCapabilities: true }],
+    [['--help'], { help: true }],
+    [['-V'], { version: true }],
+  ];
+  for (const [argv, want] of table) t.match(parseArgs(argv), want, argv.join(' '));
+  t.same(parseArgs(['--socket-path=/s', '--shared-dir=/d', '--sandbox=namespace']).ignored, ['--sandbox=namespace'], 'no-effect options are recorded for a log line');
+});
+
+t.test('bad options are usage errors (exit code 2) with a message naming the problem', async (t) => {
+  const table: Array<[string[], RegExp]> = [
+    [['--shared-dir=/d'], /--socket-path or --fd/],
+    [['--socket-path=/s'], /--shared-dir/],
+    [['--socket-path=/s', '--fd=3', '--shared-dir=/d'], /mutually exclusive/],
+    [['--socket-path=/s', '--shared-dir=/d', '--cache=sometimes'], /invalid cache mode 'sometimes'/],
+    [['--socket-path=/s', '-o', 'source=/d,cache=bogus'], /invalid cache mode/],
+    [['--socket-path=/s', '--shared-dir=/d', '--thread-pool-size=0'], /out of range/],
+    [['--socket-path=/s', '--shared-dir=/d', '--thread-pool-size=99'], /out of range/],
+    [['--socket-path=/s', '--shared-dir=/d', '--thread-pool-size=two'], /not a number/],
+    [['--socket-path=/s', '--shared-dir=/d', '--log-level=loud'], /invalid level/],
+    [['--socket-path=/s', '--shared-dir=/d', '--frobnicate'], /unknown option '--frobnicate'/],
+    [['--socket-path=/s', '-o', 'source=/d,frob'], /unknown option 'frob'/],
+    [['--socket-path=/s', '-o', 'source='], /needs a value/],
+    [['--socket-path=/s', '-o'], /needs an option list/],
+    [['--socket-path'], /needs a value/],
+    [['--socket-path=/s', '--shared-dir=/d', 'extra'], /unexpected argument/],
+    [['--socket-path=/s', '--shared-dir=/d', '--xattr'], /not supported yet/],
+    [['--socket-path=/s', '-o', 'source=/d,xattr'], /not supported yet/],
+    [['--socket-path=/s', '--shared-dir=/d', '--writeback=yes'], /takes no value/],
+    [['--socket-path=/s', '--shared-dir=/d', '--sandbox=jail'], /invalid value 'jail'/],
+  ];
+  for (const [argv, re] of table) {
+    t.throws(() => parseArgs(argv), { name: 'UsageError', exitCode: 2, message: re }, argv.join(' '));
+  }
+});
+
+t.test('validateConfig checks the file system', async (t) => {
+  const dir = t.testdir({ share: {}, file: 'x', sock: {} });
+  const ok = parseArgs([`--socket-path=${path.join(dir, 'vfsd.sock')}`, `--shared-dir=${path.join(dir, 'share')}`]);
+  t.doesNotThrow(() => validateConfig(ok), 'a directory and a fresh socket path');
+  t.throws(() => validateConfig({ ...ok, sharedDir: path.join(dir, 'missing') }), UsageError, 'missing shared dir');
+  t.throws(() => validateConfig({ ...ok, sharedDir: path.join(dir, 'file') }), /not a directory/);
+  t.throws(() => validateConfig({ ...ok, socketPath: path.join(dir, 'nodir', 's.sock') }), /does not exist/);
+  t.throws(() => validateConfig({ ...ok, socketPath: path.join(dir, 'file') }), /not a socket/, 'never replaces a regular file');
+  t.throws(() => validateConfig({ ...ok, socketPath: undefined, fd: 987654 }), /not an open file descriptor/);
+  t.throws(() => validateConfig({ ...ok, socketPath: path.join(os.tmpdir(), 'x'.repeat(120)) }), /107 bytes/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
