@@ -207,6 +207,8 @@ export interface Native {
   /** Bytes of linux_dirent64 records (0 at the end) or -errno. */
   getdents64(fd: number, out: Uint8Array): number;
   lseek(fd: number, off: number, whence: number): number;
+  /** lseek with a 64-bit offset (directory cookies): the new offset, or -errno, as a bigint. */
+  lseekBig(fd: number, off: bigint, whence: number): bigint;
   /** faccessat2; name null → AT_EMPTY_PATH. */
   faccessat(dirfd: number, name: Name | null, mode: number, flags: number): number;
   /** F_DUPFD_CLOEXEC. */

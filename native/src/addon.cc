@@ -130,6 +130,7 @@ class NativeAddon : public Napi::Addon<NativeAddon> {
   Napi::Value Fstatfs(const Napi::CallbackInfo& info);
   Napi::Value Getdents64(const Napi::CallbackInfo& info);
   Napi::Value Lseek(const Napi::CallbackInfo& info);
+  Napi::Value LseekBig(const Napi::CallbackInfo& info);
   Napi::Value Faccessat(const Napi::CallbackInfo& info);
   Napi::Value Dup(const Napi::CallbackInfo& info);
   Napi::Value Pread(const Napi::CallbackInfo& info);
@@ -923,6 +924,24 @@ Napi::Value NativeAddon::Lseek(const Napi::CallbackInfo& info) {
   return num(info.Env(), static_cast<double>(r));
 }
 
+// Directory offsets (ext4 hashes) use all 63 bits: a JS number cannot hold them, so this variant takes
+// and returns a BigInt (negative = -errno).
+Napi::Value NativeAddon::LseekBig(const Napi::CallbackInfo& info) {
+  int32_t fd, whence;
+  ARGS_OR_THROW(argI32(info, 0, fd));
+  if (info.Length() < 3 || !info[1].IsBigInt() || !info[2].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "expected (fd, bigint, whence)").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  bool lossless = false;
+  int64_t off = info[1].As<Napi::BigInt>().Int64Value(&lossless);
+  whence = info[2].As<Napi::Number>().Int32Value();
+  if (!lossless) return Napi::BigInt::New(info.Env(), static_cast<int64_t>(-EINVAL));
+  off_t r = lseek(fd, static_cast<off_t>(off), whence);
+  if (r < 0) return Napi::BigInt::New(info.Env(), static_cast<int64_t>(-errno));
+  return Napi::BigInt::New(info.Env(), static_cast<int64_t>(r));
+}
+
 Napi::Value NativeAddon::Faccessat(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t dirfd, mode, flags;
@@ -1136,6 +1155,7 @@ NativeAddon::NativeAddon(Napi::Env env, Napi::Object exports) {
       InstanceMethod("fstatfs", &NativeAddon::Fstatfs, napi_enumerable),
       InstanceMethod("getdents64", &NativeAddon::Getdents64, napi_enumerable),
       InstanceMethod("lseek", &NativeAddon::Lseek, napi_enumerable),
+      InstanceMethod("lseekBig", &NativeAddon::LseekBig, napi_enumerable),
       InstanceMethod("faccessat", &NativeAddon::Faccessat, napi_enumerable),
       InstanceMethod("dup", &NativeAddon::Dup, napi_enumerable),
       InstanceMethod("pread", &NativeAddon::Pread, napi_enumerable),

@@ -38,15 +38,10 @@ const MAX_HOST_RECLEN = 280;
  *  O_TMPFILE, O_ASYNC, O_NOATIME, O_CLOEXEC…) is dropped. x86-64/aarch64 guests use the host's encoding. */
 const OPEN_KEEP = C.O_ACCMODE | C.O_APPEND | C.O_TRUNC | C.O_DIRECT | C.O_SYNC | C.O_DSYNC | C.O_LARGEFILE;
 
-const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
-
-/**
- * Seek a directory to `off` or, when a JS number cannot hold it exactly, to a point at most 8 KiB below
- * it (the caller then skips records with d_off ≤ off). 0 or -errno.
- */
+/** Seeks a directory to a cookie (ext4 cookies are 63-bit hashes: bigint all the way). 0 or -errno. */
 function seekDir(fd: number, off: bigint): number {
-  const r = native.lseek(fd, off > MAX_EXACT ? Number(off - 4096n) : Number(off), C.SEEK_SET);
-  return r < 0 ? r : 0;
+  const r = native.lseekBig(fd, off, C.SEEK_SET);
+  return r < 0n ? Number(r) : 0;
 }
 
 export interface PassthroughOptions {
@@ -423,20 +418,17 @@ export class Passthrough implements FileSystem {
     if (offset > 0x7fffffffffffffffn) return -Errno.EINVAL;
     return this.withHandle(fh, (dfd) => {
       // The handle's file position is where the previous READDIR stopped (the kernel serialises
-      // readdir per open file), so a sequential listing needs no seek. ext4 offsets are 63-bit hashes
-      // that a JS number (native.lseek) cannot always hold: seek a little *below* such an offset and skip
-      // the records whose d_off ≤ offset (those are the ones before it), instead of rounding past one.
-      let skipTo = 0n;
-      if (offset === 0n || native.lseek(dfd, 0, C.SEEK_CUR) !== Number(offset)) {
+      // readdir per open file), so a sequential listing needs no seek; any other offset is a cookie
+      // (d_off) we handed out earlier, or 0.
+      if (offset === 0n || native.lseekBig(dfd, 0n, C.SEEK_CUR) !== offset) {
         const r = seekDir(dfd, offset);
         if (r < 0) return r;
-        if (offset > MAX_EXACT) skipTo = offset;
       }
       let lastOff = offset;
       let emitted = 0;
       for (;;) {
-        // Read only what is sure to fit, so the file position never runs ahead of what the guest got
-        // (putting it back needs an lseek to a d_off a JS number may not hold exactly). A linux_dirent64
+        // Read only what is sure to fit, so the file position rarely runs ahead of what the guest got
+        // (then it is put back with a seek to the last cookie sent). A linux_dirent64
         // is ALIGN(20+n, 8) ≥ 24 bytes; its fuse_dirent ALIGN(24+n, 8) is at most 8 more (× 4/3), its
         // fuse_direntplus at most 136 more (× 6.67, we use 7).
         const r = sink.remaining();
@@ -458,10 +450,6 @@ export class Passthrough implements FileSystem {
           let e = p + 19;
           while (e < p + reclen && this.dents[e] !== 0) e++;
           const name = this.dents.subarray(p + 19, e);
-          if (next <= skipTo) {
-            p += reclen;
-            continue;
-          }
           if (!sink.fits(name.length)) {
             // Does not fit after all (only with a tiny reply buffer): put the position back.
             seekDir(dfd, lastOff);
