@@ -46,6 +46,10 @@ export async function main(argv: string[]): Promise<number> {
   const log = new Logger(cfg.logLevel);
   for (const opt of cfg.ignored) log.warn(`option ${opt} is accepted for compatibility and has no effect`);
   log.info(`virtiofsd-ts ${version()} starting (pid ${process.pid}, node ${process.version})`);
+  // The daemon serves guests that outlive any one request: a bug in a callback must cost that
+  // callback, not every guest's file system. Log it loudly and keep serving.
+  process.on('uncaughtException', (e) => log.error(`internal error (continuing): ${e.stack ?? e}`));
+  process.on('unhandledRejection', (e) => log.error(`internal error (continuing): ${(e as Error)?.stack ?? e}`));
   const daemon = new Daemon(cfg, log);
   try {
     await daemon.start();

@@ -4,6 +4,7 @@
  * features), applies it to the device and replies. Messages are handled strictly in order, one at a
  * time, even though applying one may wait for the workers to pause.
  */
+import fs from 'node:fs';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
 import { DeviceError, type VirtioFsDevice } from '../virtio/device.js';
@@ -34,6 +35,15 @@ import {
 } from './message.js';
 
 const bit = (n: bigint | number): bigint => 1n << BigInt(n);
+
+/** An eventfd's /proc/self/fd link reads "anon_inode:[eventfd]". */
+export function isEventfd(fd: number): boolean {
+  try {
+    return fs.readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventfd]';
+  } catch {
+    return false;
+  }
+}
 
 /** What we offer in GET_FEATURES. */
 export const BACKEND_FEATURES =
@@ -150,6 +160,9 @@ export class FrontendReqHandler {
       return { q, fd: -1 };
     }
     if (m.fds.length !== 1) throw new VhostUserProtocolError(`${reqName(m.request)}: expected 1 fd, got ${m.fds.length}`);
+    // Workers poll kick fds and write call fds from the request path: anything but an eventfd (a
+    // regular file is always readable, a full pipe blocks the writer) would spin or hang a worker.
+    if (!isEventfd(m.fds[0]!)) throw new VhostUserProtocolError(`${reqName(m.request)}: queue ${q}: the fd is not an eventfd`);
     return { q, fd: this.take(m, 0) };
   }
 

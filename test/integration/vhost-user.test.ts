@@ -221,6 +221,13 @@ t.test('vhost-user protocol errors are rejected, not fatal', async (tt) => {
     tt.not(fe.readReply(FrontendReq.SET_MEM_TABLE).readBigUInt64LE(0), 0n, 'an 8 GiB guest is refused (window is < 4 GiB)');
     fe.sendMessage(FrontendReq.SET_MEM_TABLE, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, table(1n << 20n), [memfd]);
     tt.equal(fe.readReply(FrontendReq.SET_MEM_TABLE).readBigUInt64LE(0), 0n, 'a region inside its memfd is mapped');
+    // A kick fd that is not an eventfd (a regular file is always readable: a worker would spin).
+    const fileFd = fs.openSync(path.join(share, 'hello.txt'), 'r');
+    fe.sendMessage(FrontendReq.SET_VRING_KICK, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, u64Payload(1n), [fileFd]);
+    tt.not(fe.readReply(FrontendReq.SET_VRING_KICK).readBigUInt64LE(0), 0n, 'a regular file as kick fd is refused');
+    fe.sendMessage(FrontendReq.SET_VRING_CALL, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, u64Payload(1n), [memfd]);
+    tt.not(fe.readReply(FrontendReq.SET_VRING_CALL).readBigUInt64LE(0), 0n, 'a memfd as call fd is refused');
+    fs.closeSync(fileFd);
     native.close(memfd);
     // Framing we cannot trust: the daemon drops the connection.
     const hdr = Buffer.alloc(12);
