@@ -1,0 +1,245 @@
+import t from 'tap';
+import { Worker } from 'node:worker_threads';
+import { createSharedMemory, loadVirtqueueModule, type VqExports } from '../../src/virtio/wasm.js';
+
+const memory = createSharedMemory();
+const vq: VqExports = await loadVirtqueueModule(memory);
+const L = vq.layout;
+const ROOT_DEV = 0x803n, ROOT_INO = 2n, ROOT_FD = 3;
+const id = (gen: number, slot: number) => (BigInt(gen) << 32n) | BigInt(slot);
+
+t.beforeEach(() => { vq.inodeInit(ROOT_FD, ROOT_DEV, ROOT_INO); vq.handleInit(); });
+
+t.test('root inode', async (t) => {
+  t.equal(vq.inodeCount(), 1);
+  t.equal(vq.inodeAcquire(1n), ROOT_FD);
+  t.equal(vq.inodeRelease(1n), -1);
+  t.equal(vq.inodeLookup(ROOT_DEV, ROOT_INO, 99), 1n, 'looking the root up again gives nodeid 1');
+  t.equal(vq.inodeLastExisted(), 1);
+  t.equal(vq.inodeForget(1n, 1000n), -1, 'the root is never dropped');
+  t.equal(vq.inodeAcquire(1n), ROOT_FD);
+  t.equal(vq.inodeRelease(1n), -1);
+  vq.inodeDropAll();
+  t.equal(vq.inodeDrainNext(), -1, 'DESTROY keeps the root');
+  t.equal(vq.inodeAcquire(1n), ROOT_FD);
+  t.equal(vq.inodeCount(), 1);
+});
+
+t.test('insert, existing, forget, stale nodeid after reuse', async (t) => {
+  const a = vq.inodeLookup(5n, 10n, 100);
+  t.equal(a, id(1, 2), 'first free slot is 2, gen 1');
+  t.equal(vq.inodeLastExisted(), 0);
+  t.equal(vq.inodeLookup(5n, 10n, 101), a);
+  t.equal(vq.inodeLastExisted(), 1, 'caller closes its own fd 101');
+  t.equal(vq.inodeLookup(6n, 10n, 102), id(1, 3), 'same ino, other dev: another inode');
+  t.equal(vq.inodeLastExisted(), 0);
+  t.equal(vq.inodeCount(), 3);
+  t.equal(vq.inodeAcquire(a), 100);
+  t.equal(vq.inodeRelease(a), -1);
+  t.equal(vq.inodeForget(a, 1n), -1, 'one lookup left');
+  t.equal(vq.inodeAcquire(a), 100);
+  t.equal(vq.inodeRelease(a), -1);
+  t.equal(vq.inodeForget(a, 1n), 100, 'last lookup gone: fd to close');
+  t.equal(vq.inodeCount(), 2);
+  t.equal(vq.inodeAcquire(a), -1, 'forgotten nodeid is stale');
+  t.equal(vq.inodeForget(a, 1n), -1);
+  const b = vq.inodeLookup(5n, 10n, 103);
+  t.equal(vq.inodeLastExisted(), 0, 'a forgotten inode is not found again');
+  t.equal(b, id(2, 2), 'slot reused with a new generation');
+  t.equal(vq.inodeAcquire(a), -1, 'old generation rejected');
+  t.equal(vq.inodeRelease(a), -1);
+  t.equal(vq.inodeAcquire(b), 103);
+  t.equal(vq.inodeRelease(b), -1);
+  t.equal(vq.inodeForget(b, 50n), 103, 'nlookup larger than the count drops to zero');
+  for (const bad of [0n, 2n, id(0, 2), id(1, 1), id(7, 4000), id(1, L.INODE_MAX + 5), 0xffffffffffffffffn]) {
+    t.equal(vq.inodeAcquire(bad), -1, `unknown ${bad}`);
+    t.equal(vq.inodeForget(bad, 1n), -1);
+    t.equal(vq.inodeRelease(bad), -1);
+  }
+});
+
+t.test('pins: forget while pinned defers the close to the last release', async (t) => {
+  const x = vq.inodeLookup(9n, 9n, 200);
+  t.equal(vq.inodeAcquire(x), 200);
+  t.equal(vq.inodeAcquire(x), 200);
+  t.equal(vq.inodeForget(x, 1n), -1, 'pinned: not closed yet');
+  t.equal(vq.inodeCount(), 2, 'still occupies its slot');
+  t.equal(vq.inodeAcquire(x), -1, 'no new users of a forgotten inode');
+  const y = vq.inodeLookup(9n, 9n, 201);
+  t.equal(vq.inodeLastExisted(), 0, 'unhashed at forget: a new lookup gets a fresh inode');
+  t.not(y, x);
+  t.equal(vq.inodeRelease(x), -1);
+  t.equal(vq.inodeRelease(x), 200, 'last release returns the fd');
+  t.equal(vq.inodeRelease(x), -1, 'and the nodeid is gone');
+  t.equal(vq.inodeCount(), 2);
+  t.equal(vq.inodeAcquire(y), 201);
+  t.equal(vq.inodeRelease(y), -1);
+  t.equal(vq.inodeRelease(y), -1, 'release without a pin is ignored');
+  t.equal(vq.inodeForget(y, 1n), 201);
+});
+
+t.test('generations above 2^31 come back as unsigned bigints', async (t) => {
+  const a = vq.inodeLookup(1n, 1n, 50);
+  t.equal(vq.inodeForget(a, 1n), 50);
+  // Age slot 2 as if it had been reused ~4 billion times.
+  new DataView(memory.buffer).setUint32(L.INODE_SLOTS + 2 * L.INODE_STRIDE + 4, 0xfffffff0, true);
+  const b = vq.inodeLookup(1n, 2n, 51);
+  t.equal(b, id(0xfffffff1, 2));
+  t.ok(b > 0n);
+  t.equal(vq.inodeAcquire(b), 51);
+  t.equal(vq.inodeRelease(b), -1);
+  t.equal(vq.inodeForget(b, 1n), 51);
+  new DataView(memory.buffer).setUint32(L.INODE_SLOTS + 2 * L.INODE_STRIDE + 4, 0xffffffff, true);
+  t.equal(vq.inodeLookup(1n, 3n, 52), id(1, 2), 'gen wraps past 0');
+});
+
+t.test('many inodes: hash chains, forget half, look the rest up again', async (t) => {
+  const n = 20000;
+  const ids: bigint[] = [];
+  for (let i = 0; i < n; i++) ids.push(vq.inodeLookup(BigInt(i % 7), BigInt(i * 4096), 1000 + i));
+  t.equal(new Set(ids).size, n, 'all distinct');
+  t.equal(vq.inodeCount(), n + 1);
+  let bad = 0;
+  for (let i = 0; i < n; i += 2) if (vq.inodeForget(ids[i]!, 1n) !== 1000 + i) bad++;
+  t.equal(bad, 0, 'each forget returns its own fd');
+  for (let i = 0; i < n; i++) {
+    const again = vq.inodeLookup(BigInt(i % 7), BigInt(i * 4096), 5);
+    const existed = vq.inodeLastExisted();
+    if (i % 2 === 1 && (again !== ids[i] || existed !== 1)) bad++;
+    if (i % 2 === 0 && (again === ids[i] || existed !== 0)) bad++;
+  }
+  t.equal(bad, 0, 'remaining inodes found, forgotten ones recreated');
+  t.equal(vq.inodeCount(), n + 1);
+});
+
+t.test('inode table full', async (t) => {
+  let last = 0n;
+  for (let i = 2; i < L.INODE_MAX; i++) last = vq.inodeLookup(1n, BigInt(i), i);
+  t.equal(last, id(1, L.INODE_MAX - 1));
+  t.equal(vq.inodeCount(), L.INODE_MAX - 1);
+  t.equal(vq.inodeLookup(2n, 2n, 7), 0n, 'full');
+  t.equal(vq.inodeLookup(1n, 5n, 7), id(1, 5), 'known inodes still found when full');
+  t.equal(vq.inodeForget(id(1, 5), 2n), 5);
+  t.equal(vq.inodeLookup(2n, 2n, 7), id(2, 5), 'a freed slot is reused');
+});
+
+t.test('DROP_ALL then drain', async (t) => {
+  const a = vq.inodeLookup(1n, 1n, 11);
+  const b = vq.inodeLookup(1n, 2n, 12);
+  const c = vq.inodeLookup(1n, 3n, 13);
+  vq.inodeLookup(1n, 3n, 99);
+  t.equal(vq.inodeAcquire(b), 12);
+  vq.inodeDropAll();
+  t.equal(vq.inodeAcquire(a), -1);
+  const fds: number[] = [];
+  for (let fd = vq.inodeDrainNext(); fd !== -1; fd = vq.inodeDrainNext()) fds.push(fd);
+  t.same(fds.sort(), [11, 13], 'unpinned fds, each once');
+  t.equal(vq.inodeDrainNext(), -1);
+  t.equal(vq.inodeCount(), 2, 'root and the pinned inode');
+  t.equal(vq.inodeRelease(b), 12, 'pinned one returned by its release');
+  t.equal(vq.inodeCount(), 1);
+  t.equal(vq.inodeForget(c, 1n), -1);
+  const d = vq.inodeLookup(1n, 2n, 14);
+  t.equal(vq.inodeLastExisted(), 0);
+  vq.inodeDropAll();
+  t.equal(vq.inodeDrainNext(), 14, 'cursor rewound for the next round');
+  t.equal(vq.inodeAcquire(d), -1);
+});
+
+t.test('file handles', async (t) => {
+  const h = vq.handleOpen(10, 0o2);
+  t.equal(h, id(1, 1));
+  t.equal(vq.handleCount(), 1);
+  t.equal(vq.handleAcquire(h), 10);
+  t.equal(vq.handleFlags(h), 0o2);
+  t.equal(vq.handleClose(h), -1, 'pinned: deferred');
+  t.equal(vq.handleAcquire(h), -1, 'closed');
+  t.equal(vq.handleFlags(h), -1);
+  t.equal(vq.handleClose(h), -2, 'closing twice');
+  t.equal(vq.handleRelease(h), 10, 'last release returns the fd');
+  t.equal(vq.handleCount(), 0);
+  t.equal(vq.handleRelease(h), -1);
+  const h2 = vq.handleOpen(20, 0);
+  t.equal(h2, id(2, 1), 'slot reused with a new generation');
+  t.equal(vq.handleAcquire(h), -1, 'stale fh');
+  t.equal(vq.handleClose(h), -2);
+  t.equal(vq.handleAcquire(h2), 20);
+  t.equal(vq.handleRelease(h2), -1);
+  t.equal(vq.handleRelease(h2), -1, 'release without a pin is ignored');
+  t.equal(vq.handleClose(h2), 20, 'unpinned: close now');
+  for (const bad of [0n, 1n, id(5, 1), id(1, L.HANDLE_MAX + 1), 0xffffffffffffffffn]) {
+    t.equal(vq.handleAcquire(bad), -1);
+    t.equal(vq.handleClose(bad), -2);
+    t.equal(vq.handleRelease(bad), -1);
+  }
+});
+
+t.test('handle table full and drain', async (t) => {
+  const hs: bigint[] = [];
+  for (let i = 1; i < L.HANDLE_MAX; i++) hs.push(vq.handleOpen(i, 0));
+  t.equal(hs.length, L.HANDLE_MAX - 1);
+  t.ok(hs.every((h) => h !== 0n));
+  t.equal(vq.handleOpen(5, 0), 0n, 'full');
+  t.equal(vq.handleClose(hs[4]!), 5);
+  t.not(vq.handleOpen(6, 0), 0n);
+  vq.handleInit();
+  const a = vq.handleOpen(30, 0), b = vq.handleOpen(31, 0), c = vq.handleOpen(32, 0);
+  t.equal(vq.handleAcquire(b), 31);
+  const fds: number[] = [];
+  for (let fd = vq.handleDrainNext(); fd !== -1; fd = vq.handleDrainNext()) fds.push(fd);
+  t.same(fds, [30, 32]);
+  t.equal(vq.handleAcquire(a), -1);
+  t.equal(vq.handleAcquire(b), -1, 'pinned handle is closed by the drain');
+  t.equal(vq.handleRelease(b), 31);
+  t.equal(vq.handleCount(), 0);
+  t.equal(vq.handleClose(c), -2);
+});
+
+t.test('two worker threads share the tables without corrupting counts', { timeout: 60000 }, async (t) => {
+  const N = 50000; // with 3 shared inodes the workers collide constantly (no lock: hangs or miscounts)
+  const go = new Int32Array(new SharedArrayBuffer(4));
+  const url = new URL('../../src/virtio/wasm.js', import.meta.url).href;
+  const code = `
+    const { workerData, parentPort } = require('node:worker_threads');
+    (async () => {
+      const { loadVirtqueueModule } = await import(workerData.url);
+      const vq = await loadVirtqueueModule(workerData.memory);
+      const r = { created: 0, freed: 0, errors: 0, handles: 0 };
+      Atomics.add(workerData.go, 0, 1);
+      Atomics.notify(workerData.go, 0);
+      while (Atomics.load(workerData.go, 0) < 2) Atomics.wait(workerData.go, 0, Atomics.load(workerData.go, 0), 10);
+      for (let i = 0; i < workerData.n; i++) {
+        const ino = 1000 + ((i * 7 + workerData.w) % 3);
+        const id = vq.inodeLookup(9n, BigInt(ino), ino);
+        if (id === 0n) { r.errors++; continue; }
+        if (vq.inodeLastExisted() === 0) r.created++;
+        if (vq.inodeAcquire(id) !== ino) r.errors++;
+        if (vq.inodeRelease(id) !== -1) r.errors++;
+        const fd = vq.inodeForget(id, 1n);
+        if (fd === ino) r.freed++; else if (fd !== -1) r.errors++;
+        const h = vq.handleOpen(ino, 0);
+        if (vq.handleAcquire(h) !== ino) r.errors++;
+        if (vq.handleClose(h) !== -1) r.errors++;
+        if (vq.handleRelease(h) === ino) r.handles++; else r.errors++;
+      }
+      parentPort.postMessage(r);
+    })().catch((e) => parentPort.postMessage({ error: String(e && e.stack || e) }));`;
+  const run = (w: number) => new Promise<Record<string, number | string>>((resolve, reject) => {
+    const wk = new Worker(code, { eval: true, workerData: { memory, url, go, n: N, w } });
+    wk.once('message', (m) => { resolve(m); void wk.terminate(); });
+    wk.once('error', reject);
+  });
+  const [r0, r1] = await Promise.all([run(0), run(1)]);
+  t.notOk(r0!.error ?? r1!.error, 'workers ran');
+  t.equal(r0!.errors, 0);
+  t.equal(r1!.errors, 0);
+  t.equal(Number(r0!.created) + Number(r1!.created), Number(r0!.freed) + Number(r1!.freed), 'every created inode freed exactly once');
+  t.ok(Number(r0!.created) > 3, 'inodes were recreated many times');
+  t.ok(Number(r0!.created) + Number(r1!.created) < 2 * N, 'the workers did find each other\'s inodes');
+  t.equal(r0!.handles, N);
+  t.equal(r1!.handles, N);
+  t.equal(vq.inodeCount(), 1, 'only the root is left');
+  t.equal(vq.handleCount(), 0);
+  t.equal(Atomics.load(new Int32Array(memory.buffer, L.INODE_BASE, 1), 0), 0, 'inode lock free');
+  t.equal(Atomics.load(new Int32Array(memory.buffer, L.HANDLE_BASE, 1), 0), 0, 'handle lock free');
+});
