@@ -436,3 +436,24 @@ t.test('gather, scatter, subList at boundaries', async (t) => {
   t.equal(sub(0, 10, 2), VqError.TOO_MANY_SEGS);
   t.same(sub(0, 8, 2), [[A, 3], [B, 5]], 'fits in max');
 });
+
+t.test('a second instance on the same memory shares all state', async (t) => {
+  const vq2 = await loadVirtqueueModule(memory);
+  t.not(vq2, vq);
+  t.same(vq2.layout, vq.layout);
+  const d = driver(8);
+  const a = d.addChain({ writable: [8] });
+  const b = d.addChain({ writable: [8] });
+  t.equal(vq2.queuePop(0), a.head, 'popped by instance 2');
+  t.equal(vq.queuePop(0), b.head, 'instance 1 continues after it');
+  t.equal(vq2.chainParse(0, a.head, W + 1), 0);
+  t.equal(vq.queuePush(0, a.head, 8), 1);
+  t.equal(vq2.queuePush(0, b.head, 4), 1);
+  t.same(d.takeUsed(), [{ id: a.head, len: 8 }, { id: b.head, len: 4 }]);
+  vq.inodeInit(3, 1n, 1n);
+  const x = vq.inodeLookup(1n, 2n, 10);
+  t.equal(vq.inodeLastExisted(), 0);
+  t.equal(vq2.inodeLookup(1n, 2n, 11), x);
+  t.equal(vq2.inodeLastExisted(), 1, 'lastExisted is per instance');
+  t.equal(vq.inodeLastExisted(), 0);
+});
