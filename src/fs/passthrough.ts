@@ -338,9 +338,15 @@ export class Passthrough implements FileSystem {
 
   create(ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, flags: number, _umask: number): Created | number {
     return this.withInode(parent, (pfd) => {
-      const f = this.openFlags(flags) | (flags & C.O_EXCL) | C.O_CREAT | C.O_NOFOLLOW;
+      // O_NONBLOCK: if the name is an existing FIFO (a race, or a hostile guest), open must not wait for
+      // a writer and block the worker; on regular files it has no effect.
+      const f = this.openFlags(flags) | (flags & C.O_EXCL) | C.O_CREAT | C.O_NOFOLLOW | C.O_NONBLOCK;
       const ofd = this.asCaller(ctx, () => native.openat2(pfd, name, f, mode & 0o7777, RESOLVE));
       if (ofd < 0) return ofd;
+      if (this.statFd(ofd) < 0 || (this.mode & C.S_IFMT) !== C.S_IFREG) {
+        native.close(ofd);
+        return -Errno.EACCES;
+      }
       // The inode fd for exactly the file we opened (no second name resolution, no race).
       const pathFd = native.openProcFd(this.procSelfFd, ofd, C.O_PATH);
       if (pathFd < 0) {

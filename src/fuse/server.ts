@@ -65,6 +65,8 @@ export class FuseServer {
   private readonly guestWarn: RateLimitedLog | undefined;
   private readonly session: Int32Array;
   private readonly writeback: boolean;
+  /** The session flags this server last told its file system about. */
+  private seenFlags = -1;
   private readonly timeout: number;
   private readonly openFlags: number;
   private readonly dirOpenFlags: number;
@@ -230,6 +232,12 @@ export class FuseServer {
     if (!this.initialized) {
       this.warn(`op ${h.opcode} before INIT`);
       return this.errorReply(w, u, -Errno.EIO);
+    }
+    // INIT reached one worker's server only: pick the negotiated options up from the shared session.
+    const flags = Atomics.load(this.session, S_FLAGS);
+    if (flags !== this.seenFlags) {
+      this.seenFlags = flags;
+      this.fs.init?.({ writeback: (flags & FUSE_WRITEBACK_CACHE) !== 0 });
     }
     const ctx: Ctx = { uid: h.uid, gid: h.gid, pid: h.pid };
     const node = h.nodeid;
@@ -499,6 +507,7 @@ export class FuseServer {
     if (this.writeback) wanted |= FUSE_WRITEBACK_CACHE;
     const flags = (init.flags & wanted) >>> 0;
     this.fs.init?.({ writeback: (flags & FUSE_WRITEBACK_CACHE) !== 0 });
+    this.seenFlags = flags | 0;
     encodeInitOut(ov, 0, {
       major: FUSE_KERNEL_VERSION, minor, maxReadahead: init.maxReadahead, flags, maxBackground: 64,
       congestionThreshold: 48, maxWrite: MAX_WRITE, timeGran: 1, maxPages: MAX_PAGES, mapAlignment: 0, flags2: 0,

@@ -1,0 +1,43 @@
+/** Hostile or racy requests that once could hang a worker or desynchronise workers. */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import t from 'tap';
+import { FUSE_WRITEBACK_CACHE } from '../../src/fuse/abi.js';
+import { FuseServer } from '../../src/fuse/server.js';
+import { Passthrough } from '../../src/fs/passthrough.js';
+import { native } from '../../src/native.js';
+import { FuseClient, MapTables } from '../helpers/fuse-client.js';
+
+t.test('CREATE of an existing FIFO does not block the worker', async (t) => {
+  const dir = t.testdir({});
+  execFileSync('mkfifo', [join(dir, 'p')]);
+  const fs = Passthrough.open(dir, new MapTables());
+  t.teardown(() => { fs.destroy(); native.close(fs.procFd); });
+  const c = new FuseClient(new FuseServer(fs, { cache: 'auto' }));
+  t.equal(c.init().error, 0);
+  // Without O_EXCL, O_RDONLY: a plain open(2) of the FIFO would wait for a writer forever.
+  const r = c.create(1n, 'p', 0o100 /* O_CREAT */, 0o100644);
+  t.ok(r.error < 0, `refused with ${r.error}`);
+  const r2 = c.create(1n, 'p', 0o101 /* O_CREAT|O_WRONLY */, 0o100644);
+  t.ok(r2.error < 0, `write side refused with ${r2.error}`);
+});
+
+t.test('negotiated writeback reaches every worker, not only the one that saw INIT', async (t) => {
+  const dir = t.testdir({ f: 'data' });
+  const tables = new MapTables();
+  const session = new Int32Array(new SharedArrayBuffer(16));
+  const fsA = Passthrough.open(dir, tables);
+  const fsB = new Passthrough(tables, fsA.procFd);
+  t.teardown(() => { fsA.destroy(); native.close(fsA.procFd); });
+  const a = new FuseClient(new FuseServer(fsA, { cache: 'auto', writeback: true, session }));
+  const b = new FuseClient(new FuseServer(fsB, { cache: 'auto', writeback: true, session }));
+  const init = a.init();
+  t.ok((init.init!.flags & FUSE_WRITEBACK_CACHE) !== 0, 'writeback negotiated');
+  // Worker B opens O_WRONLY: with writeback the kernel may read to fill pages, so B must open O_RDWR.
+  const e = b.entry(b.lookup(1n, 'f'));
+  const o = b.open(e.nodeid, 1 /* O_WRONLY */);
+  t.equal(o.error, 0);
+  const rd = b.read(e.nodeid, o.fh!, 0, 4);
+  t.equal(rd.error, 0, 'a read through the write-only handle works (opened O_RDWR)');
+  t.equal(new TextDecoder().decode(rd.data), 'data');
+});
