@@ -9,10 +9,9 @@
  * The addon is context-aware: each worker thread loads its own instance, and per-thread state (the
  * window of `setWindow`, active `watchFd` handles) is per instance.
  */
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from './package-root.js';
 
 /** A guest name (one path component) or, where documented, a path. */
 export type Name = Uint8Array;
@@ -240,16 +239,6 @@ type RawNative = Omit<Native, 'memoryAddress' | 'mapFixed' | 'unmapFixed' | 'set
   setWindow(view: Uint8Array): void;
 };
 
-/** The package root: the nearest ancestor of this file holding package.json (works from src/ and dist/src/). */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('virtiofsd-ts: package.json not found above ' + fileURLToPath(import.meta.url));
-    dir = up;
-  }
-}
 
 export const ADDON_PATH = join(packageRoot(), 'native', 'build', 'Release', 'virtiofsd_native.node');
 

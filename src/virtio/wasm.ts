@@ -3,10 +3,9 @@
  * the one shared memory. The layout constants are read once into `layout`; functions whose wasm
  * result is u32 or u64 are wrapped so JS sees unsigned values (wasm i32/i64 results are signed).
  */
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../package-root.js';
 
 /** Negative i32 codes returned by the AS module (assembly/errors.ts). */
 export const VqError = {
@@ -99,16 +98,6 @@ export function createSharedMemory(): WebAssembly.Memory {
   return new WebAssembly.Memory({ initial: 65536, maximum: 65536, shared: true });
 }
 
-/** The package root: the nearest directory above this file that holds package.json. */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('virtiofsd-ts: package.json not found above ' + fileURLToPath(import.meta.url));
-    dir = up;
-  }
-}
 
 /** Path of the compiled module (build/virtqueue.wasm under the package root). */
 export function virtqueueWasmPath(): string {
