@@ -348,6 +348,8 @@ export interface RunGuestOptions {
   /** Extra files for the per-run archive: path (no leading /) → content. */
   files?: Record<string, string | Buffer>;
   extraQemuArgs?: string[];
+  /** Let a guest `reboot` restart the VM in the same QEMU (default false: QEMU exits, -no-reboot). */
+  allowReboot?: boolean;
 }
 
 export interface GuestResult {
@@ -398,7 +400,8 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestResult> {
     '-kernel', k.vmlinuz,
     '-initrd', initrd,
     '-append', 'console=ttyS0 quiet panic=-1',
-    '-nodefaults', '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
+    '-nodefaults', '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
+    ...(opts.allowReboot ? [] : ['-no-reboot']),
     ...(opts.extraQemuArgs ?? []),
   ];
   const start = Date.now();
