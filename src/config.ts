@@ -60,6 +60,7 @@ Options:
   --log-level=LEVEL        off|error|warn|info|debug|trace (default info; also -o log_level=)
   --writeback              enable the guest's writeback cache (also -o writeback)
   --no-readdirplus         disable READDIRPLUS (also -o no_readdirplus)
+  --rlimit-nofile=N        raise the open-file limit to N (default: 1000000, or the hard limit)
   --print-capabilities     print the vhost-user backend capabilities (JSON) and exit
   -d, --debug              same as --log-level=debug
   -f                       run in the foreground (always the case; accepted for compatibility)
@@ -67,7 +68,7 @@ Options:
   -V, --version            version
 Accepted for compatibility with virtiofsd, without effect here: --sandbox, --seccomp, --modcaps,
   --syslog, --inode-file-handles, --killpriv-v2, --no-killpriv-v2, --allow-direct-io,
-  --announce-submounts, --security-label, --preserve-noatime, --socket-group, --rlimit-nofile,
+  --announce-submounts, --security-label, --preserve-noatime, --socket-group,
   -o flock|no_flock|posix_lock|no_posix_lock|timeout=|sandbox=|modcaps=|announce_submounts|killpriv_v2.
 Not supported yet (refused): --xattr / -o xattr, --posix-acl, --xattrmap.
 `;
@@ -107,7 +108,7 @@ const VALUED: Record<string, Setter> = {
     c.logLevel = v;
   },
   'socket-group': (c, v) => { c.socketGroup = v; c.ignored.push('--socket-group'); },
-  'rlimit-nofile': (c, v) => { c.rlimitNofile = parseInt10(v, '--rlimit-nofile', 0, 1 << 30); c.ignored.push('--rlimit-nofile'); },
+  'rlimit-nofile': (c, v) => { c.rlimitNofile = parseInt10(v, '--rlimit-nofile', 0, 1 << 30); },
   sandbox: (c, v) => { oneOf(v, ['namespace', 'chroot', 'none'], '--sandbox'); c.ignored.push(`--sandbox=${v}`); },
   seccomp: (c, v) => { oneOf(v, ['none', 'kill', 'log', 'trap'], '--seccomp'); c.ignored.push(`--seccomp=${v}`); },
   modcaps: (c, v) => { c.ignored.push(`--modcaps=${v}`); },

@@ -21,6 +21,9 @@ import { VhostUserListener } from './vhost/listener.js';
  */
 export const DEFAULT_NUM_QUEUES = 16;
 
+/** What we ask for RLIMIT_NOFILE unless --rlimit-nofile says otherwise (the inode table holds 2^18). */
+export const DEFAULT_RLIMIT_NOFILE = 1_000_000;
+
 export interface WorkerInit {
   rootFd: number;
   procFdDir: number;
@@ -42,6 +45,11 @@ export class Daemon {
     const { cfg, log } = this;
     // Modes come from the guest's requests as they are; the kernel already applied the guest's umask.
     process.umask(0);
+    // Every inode the guest holds is an open O_PATH fd (and every open file one more).
+    const nofile = native.raiseNofile(cfg.rlimitNofile ?? DEFAULT_RLIMIT_NOFILE);
+    if (nofile < 0) log.warn(`cannot raise the open-file limit: errno ${-nofile}`);
+    else if (nofile < 65536) log.warn(`open-file limit is ${nofile}: a guest that keeps many files cached may see ENFILE`);
+    else log.debug(`open-file limit ${nofile}`);
     const memory = createSharedMemory();
     const vq = await loadVirtqueueModule(memory);
     native.setWindow(sharedBuffer(memory));

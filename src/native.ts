@@ -212,6 +212,8 @@ export interface Native {
   faccessat(dirfd: number, name: Name | null, mode: number, flags: number): number;
   /** F_DUPFD_CLOEXEC. */
   dup(fd: number): number;
+  /** Raise RLIMIT_NOFILE's soft limit to `want` (0: to the hard limit); the limit in force or -errno. */
+  raiseNofile(want: number): number;
   pread(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number;
   pwrite(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number;
 

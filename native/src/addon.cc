@@ -23,6 +23,7 @@
 #include <linux/openat2.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -133,6 +134,7 @@ class NativeAddon : public Napi::Addon<NativeAddon> {
   Napi::Value LseekBig(const Napi::CallbackInfo& info);
   Napi::Value Faccessat(const Napi::CallbackInfo& info);
   Napi::Value Dup(const Napi::CallbackInfo& info);
+  Napi::Value RaiseNofile(const Napi::CallbackInfo& info);
   Napi::Value Pread(const Napi::CallbackInfo& info);
   Napi::Value Pwrite(const Napi::CallbackInfo& info);
   Napi::Value SetWindow(const Napi::CallbackInfo& info);
@@ -960,6 +962,31 @@ Napi::Value NativeAddon::Dup(const Napi::CallbackInfo& info) {
   return res(info.Env(), fcntl(fd, F_DUPFD_CLOEXEC, 0));
 }
 
+// Every inode the guest looks up holds an O_PATH fd: raise RLIMIT_NOFILE's soft limit to `want`
+// (raising the hard limit too where we may, up to fs.nr_open). Returns the soft limit now in force.
+Napi::Value NativeAddon::RaiseNofile(const Napi::CallbackInfo& info) {
+  double want;
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "expected a number").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  want = info[0].As<Napi::Number>().DoubleValue();
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return num(info.Env(), -errno);
+  rlim_t target = want > 0 ? static_cast<rlim_t>(want) : rl.rlim_max;
+  if (target > rl.rlim_max) {
+    struct rlimit up = {target, target};
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0) return num(info.Env(), static_cast<double>(target));
+    target = rl.rlim_max;  // not allowed (no CAP_SYS_RESOURCE, or above fs.nr_open): take what we may
+  }
+  if (target > rl.rlim_cur) {
+    struct rlimit up = {target, rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &up) != 0) return num(info.Env(), -errno);
+    rl.rlim_cur = target;
+  }
+  return num(info.Env(), static_cast<double>(rl.rlim_cur));
+}
+
 Napi::Value NativeAddon::Pread(const Napi::CallbackInfo& info) {
   int32_t fd;
   uint8_t* p;
@@ -1158,6 +1185,7 @@ NativeAddon::NativeAddon(Napi::Env env, Napi::Object exports) {
       InstanceMethod("lseekBig", &NativeAddon::LseekBig, napi_enumerable),
       InstanceMethod("faccessat", &NativeAddon::Faccessat, napi_enumerable),
       InstanceMethod("dup", &NativeAddon::Dup, napi_enumerable),
+      InstanceMethod("raiseNofile", &NativeAddon::RaiseNofile, napi_enumerable),
       InstanceMethod("pread", &NativeAddon::Pread, napi_enumerable),
       InstanceMethod("pwrite", &NativeAddon::Pwrite, napi_enumerable),
       InstanceMethod("setWindow", &NativeAddon::SetWindow, napi_enumerable),
