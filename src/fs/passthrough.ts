@@ -31,6 +31,8 @@ const RESOLVE = C.RESOLVE_BENEATH | C.RESOLVE_NO_MAGICLINKS | C.RESOLVE_NO_SYMLI
 const PATH_FLAGS = C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC;
 const STAT_FLAGS = C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW;
 const DIRENT_BUF = 64 * 1024;
+/** the empty name, for AT_EMPTY_PATH calls on an inode's own O_PATH fd */
+const EMPTY_NAME = new Uint8Array(0);
 /** the largest linux_dirent64 record: ALIGN(19 + 255 + 1, 8) */
 const MAX_HOST_RECLEN = 280;
 
@@ -227,9 +229,15 @@ export class Passthrough implements FileSystem {
           x === undefined ? [0, C.UTIME_OMIT] : x === 'now' ? [0, C.UTIME_NOW] : [x.sec, x.nsec];
         const [as, an] = t(a.atime);
         const [ms, mn] = t(a.mtime);
-        // Via /proc/self/fd: a symlink's own times cannot be set this way; refuse rather than follow.
-        if (type === C.S_IFLNK) return -Errno.EOPNOTSUPP;
-        r = native.utimensat(fd, null, as, an, ms, mn, 0);
+        if (type === C.S_IFLNK) {
+          // The link's own times (utimensat AT_SYMLINK_NOFOLLOW in the guest): AT_EMPTY_PATH on the O_PATH
+          // fd names the link itself; the /proc/self/fd route would follow it. Kernels before 5.8 refuse
+          // AT_EMPTY_PATH here (EINVAL): then refuse rather than follow, as before.
+          r = native.utimensat(fd, EMPTY_NAME, as, an, ms, mn, C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW);
+          if (r === -Errno.EINVAL) return -Errno.EOPNOTSUPP;
+        } else {
+          r = native.utimensat(fd, null, as, an, ms, mn, 0);
+        }
         if (r < 0) return r;
       }
       r = this.statFd(fd);
