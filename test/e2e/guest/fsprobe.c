@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -1317,6 +1318,277 @@ static int t_cwd_relative(void) {
   return 0;
 }
 
+
+/* ---- harder cases ------------------------------------------------------------------------- */
+
+static int t_offsets_around_4g(void) {
+  int fd;
+  OK(fd = open(P("around4g"), O_RDWR | O_CREAT | O_TRUNC, 0644));
+  size_t n = 8192;
+  unsigned char w[8192], r[8192];
+  for (size_t i = 0; i < n; i++) w[i] = pat(i + 11);
+  const off_t at = 4 * GIB - 4096; /* crosses 2^32 */
+  CHECK(pwrite(fd, w, n, at) == (ssize_t)n, "pwrite across 4 GiB: %s", strerror(errno));
+  CHECK(pread_all(fd, r, n, at) == 0 && memcmp(w, r, n) == 0, "read back across 4 GiB");
+  off_t o = lseek(fd, 0, SEEK_DATA);
+  CHECK(o >= 4 * GIB - 8192 && o <= at, "SEEK_DATA -> %lld (%s)", (long long)o, strerror(errno));
+  OK(fallocate(fd, 0, 6 * GIB, 65536));
+  struct stat st;
+  OK(fstat(fd, &st));
+  CHECK(st.st_size == 6 * GIB + 65536, "size after fallocate beyond 6 GiB %lld", (long long)st.st_size);
+  OK(ftruncate(fd, 4 * GIB + 1));
+  OK(fstat(fd, &st));
+  CHECK(st.st_size == 4 * GIB + 1, "ftruncate to 4 GiB + 1: %lld", (long long)st.st_size);
+  CHECK(pread(fd, r, 100, 4 * GIB) == 1 && r[0] == w[4096], "last byte after ftruncate");
+  /* copy_file_range at offsets beyond 4 GiB */
+  int out;
+  OK(out = open(P("around4g-copy"), O_RDWR | O_CREAT | O_TRUNC, 0644));
+  loff_t io = at, oo = 5 * GIB;
+  ssize_t k = copy_file_range(fd, &io, out, &oo, 4097, 0);
+  CHECK(k > 0, "copy_file_range beyond 4 GiB: %s", strerror(errno));
+  CHECK(pread(out, r, (size_t)k, 5 * GIB) == k && memcmp(r, w, (size_t)k) == 0, "copied data beyond 4 GiB");
+  close(out);
+  close(fd);
+  return 0;
+}
+
+static int t_big_direct_io(void) {
+  size_t n = 8 << 20;
+  void *buf;
+  CHECK(posix_memalign(&buf, 4096, n) == 0, "posix_memalign");
+  unsigned char *b = buf;
+  for (size_t i = 0; i < n; i++) b[i] = pat(i ^ (i >> 12));
+  int fd;
+  OK(fd = open(P("bigdirect"), O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644));
+  CHECK(pwrite(fd, buf, n, 0) == (ssize_t)n, "8 MiB O_DIRECT write: %s", strerror(errno));
+  memset(buf, 0, n);
+  CHECK(pread(fd, buf, n, 0) == (ssize_t)n, "8 MiB O_DIRECT read: %s", strerror(errno));
+  for (size_t i = 0; i < n; i++) CHECK(b[i] == pat(i ^ (i >> 12)), "byte %zu differs", i);
+  /* O_DIRECT read over a hole and past EOF */
+  OK(ftruncate(fd, n + (1 << 20)));
+  CHECK(pread(fd, buf, 1 << 20, n) == 1 << 20, "hole read");
+  for (size_t i = 0; i < (1 << 20); i++) CHECK(b[i] == 0, "hole byte %zu not zero", i);
+  CHECK(pread(fd, buf, 4096, n + (2 << 20)) == 0, "O_DIRECT read past EOF");
+  close(fd);
+  free(buf);
+  return 0;
+}
+
+static int t_parallel_workers(void) {
+  enum { KIDS = 8, FILES = 120 };
+  OK(mkdir(P("par"), 0755));
+  OK(write_file(P("par/shared"), "shared", 6, 0644));
+  pid_t pids[KIDS];
+  for (int k = 0; k < KIDS; k++) {
+    pids[k] = fork();
+    if (pids[k] == 0) {
+      char dir[64];
+      snprintf(dir, sizeof dir, "par/k%d", k);
+      if (mkdir(P("%s", dir), 0755) < 0) _exit(10);
+      char data[3000];
+      for (int i = 0; i < FILES; i++) {
+        int len = 100 + (i * 37 + k * 11) % 2900;
+        for (int j = 0; j < len; j++) data[j] = (char)(j + i + k);
+        if (write_file(P("%s/f%d", dir, i), data, (size_t)len, 0644) < 0) _exit(11);
+        struct stat st;
+        if (stat(P("par/shared"), &st) < 0 || st.st_size != 6) _exit(12);
+        if (i % 3 == 0 && link(P("%s/f%d", dir, i), P("par/k%d-l%d", k, i)) < 0) _exit(13);
+      }
+      for (int i = 0; i < FILES; i++) {
+        int len = 100 + (i * 37 + k * 11) % 2900;
+        char got[3000];
+        if (read_file(P("%s/f%d", dir, i), got, sizeof got) != len) _exit(14);
+        for (int j = 0; j < len; j++) if (got[j] != (char)(j + i + k)) _exit(15);
+        if (rename(P("%s/f%d", dir, i), P("%s/g%d", dir, i)) < 0) _exit(16);
+        if (i % 2 == 0 && unlink(P("%s/g%d", dir, i)) < 0) _exit(17);
+      }
+      for (int i = 0; i < FILES; i += 3) {
+        struct stat st;
+        if (stat(P("par/k%d-l%d", k, i), &st) < 0 || st.st_nlink != (i % 2 == 0 ? 1u : 2u)) _exit(18);
+      }
+      _exit(0);
+    }
+  }
+  int bad = 0, why = 0;
+  for (int k = 0; k < KIDS; k++) {
+    int st;
+    waitpid(pids[k], &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) { bad++; why = WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st); }
+  }
+  CHECK(!bad, "%d of %d workers failed (last code %d)", bad, KIDS, why);
+  for (int k = 0; k < KIDS; k++) {
+    DIR *d = opendir(P("par/k%d", k));
+    CHECK(d, "opendir k%d", k);
+    int c = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) if (e->d_name[0] == 'g') c++;
+    closedir(d);
+    CHECK(c == FILES / 2, "k%d has %d files, expected %d", k, c, FILES / 2);
+  }
+  return 0;
+}
+
+static int t_rm_rf_while_reading(void) {
+  enum { N = 1500 };
+  OK(mkdir(P("rmrf"), 0755));
+  for (int i = 0; i < N; i++) {
+    int fd = open(P("rmrf/victim-%05d-padding-padding-padding", i), O_WRONLY | O_CREAT | O_EXCL, 0644);
+    CHECK(fd >= 0, "create %d: %s", i, strerror(errno));
+    close(fd);
+  }
+  static unsigned char seen[N];
+  memset(seen, 0, sizeof seen);
+  int removed = 0, rounds = 0;
+  for (;;) {
+    int fd;
+    OK(fd = open(P("rmrf"), O_RDONLY | O_DIRECTORY));
+    char buf[1024];
+    int got = 0;
+    for (;;) {
+      long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
+      CHECK(n >= 0, "getdents64: %s", strerror(errno));
+      if (n == 0) break;
+      for (long p = 0; p < n;) {
+        struct { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; } *d = (void *)(buf + p);
+        p += d->reclen;
+        if (d->name[0] == '.') continue;
+        int i;
+        CHECK(sscanf(d->name, "victim-%d-", &i) == 1 && i >= 0 && i < N, "unexpected name %s", d->name);
+        CHECK(!seen[i], "%s listed again after it was unlinked (round %d)", d->name, rounds);
+        seen[i] = 1;
+        CHECK(unlinkat(fd, d->name, 0) == 0, "unlink %s: %s", d->name, strerror(errno));
+        removed++;
+        got++;
+      }
+    }
+    close(fd);
+    rounds++;
+    if (!got) break;
+    CHECK(rounds < 20, "still not empty after %d rounds", rounds);
+  }
+  CHECK(removed == N, "removed %d of %d", removed, N);
+  OK(rmdir(P("rmrf")));
+  return 0;
+}
+
+static int t_readdir_while_adding(void) {
+  OK(mkdir(P("grow"), 0755));
+  for (int i = 0; i < 300; i++) OK(write_file(P("grow/old-%04d", i), "", 0, 0644));
+  int fd;
+  OK(fd = open(P("grow"), O_RDONLY | O_DIRECTORY));
+  static unsigned char seen[300];
+  memset(seen, 0, sizeof seen);
+  char buf[600];
+  int added = 0;
+  for (;;) {
+    long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
+    CHECK(n >= 0, "getdents64: %s", strerror(errno));
+    if (n == 0) break;
+    for (long p = 0; p < n;) {
+      struct { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; } *d = (void *)(buf + p);
+      p += d->reclen;
+      int i;
+      if (sscanf(d->name, "old-%d", &i) == 1) {
+        CHECK(i >= 0 && i < 300 && !seen[i], "old entry %s seen twice", d->name);
+        seen[i] = 1;
+      }
+    }
+    if (added < 300) {
+      for (int j = 0; j < 10; j++, added++) OK(write_file(P("grow/new-%04d", added), "", 0, 0644));
+    }
+  }
+  close(fd);
+  for (int i = 0; i < 300; i++) CHECK(seen[i], "old entry %d never listed", i);
+  return 0;
+}
+
+static int t_o_creat_dangling_symlink(void) {
+  OK(symlink("dangle-target", P("dangle")));
+  ERRNO(open(P("dangle"), O_WRONLY | O_CREAT | O_EXCL, 0644), EEXIST);
+  int fd;
+  OK(fd = open(P("dangle"), O_WRONLY | O_CREAT, 0644));
+  OK(write(fd, "via link", 8));
+  close(fd);
+  CHECK(file_is(P("dangle-target"), "via link"), "the target was not created through the link");
+  struct stat st;
+  OK(lstat(P("dangle"), &st));
+  CHECK(S_ISLNK(st.st_mode), "the link was replaced");
+  return 0;
+}
+
+static int t_symlink_4095(void) {
+  char target[4096];
+  for (int i = 0; i < 4095; i++) target[i] = (i % 100 == 99) ? '/' : 'x';
+  target[4095] = 0;
+  OK(symlink(target, P("sym4095")));
+  char buf[4200];
+  ssize_t n = readlink(P("sym4095"), buf, sizeof buf);
+  CHECK(n == 4095 && memcmp(buf, target, 4095) == 0, "readlink of a 4095-byte target -> %zd", n);
+  return 0;
+}
+
+static int t_utimensat_symlink_nofollow(void) {
+  OK(write_file(P("tl-target"), "", 0, 0644));
+  OK(symlink("tl-target", P("tl-link")));
+  struct timespec ts[2] = {{1111111111, 1}, {1222222222, 2}};
+  OK(utimensat(AT_FDCWD, P("tl-link"), ts, AT_SYMLINK_NOFOLLOW));
+  struct stat st;
+  OK(lstat(P("tl-link"), &st));
+  CHECK(st.st_mtim.tv_sec == 1222222222 && st.st_mtim.tv_nsec == 2, "link mtime %lld.%09ld",
+        (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+  OK(stat(P("tl-target"), &st));
+  CHECK(st.st_mtim.tv_sec != 1222222222, "the target's times were changed instead");
+  return 0;
+}
+
+static int t_mknod_char_device(void) {
+  OK(mknod(P("hc-null"), S_IFCHR | 0666, makedev(1, 3)));
+  struct stat st;
+  OK(stat(P("hc-null"), &st));
+  CHECK(S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3), "mode %o rdev %lx", st.st_mode, (unsigned long)st.st_rdev);
+  int fd;
+  OK(fd = open(P("hc-null"), O_WRONLY));
+  OK(write(fd, "x", 1));
+  close(fd);
+  return 0;
+}
+
+static int t_stat_host_file(void) {
+  struct stat st;
+  OK(stat(P("../fixture/data.bin"), &st));
+  printf("@@VAL fixture_stat %llu %lld %lld %lld.%09ld %o %u %u@@\n", (unsigned long long)st.st_ino,
+         (long long)st.st_size, (long long)st.st_blocks, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+         st.st_mode & 07777, st.st_uid, st.st_gid);
+  return 0;
+}
+
+static int t_user_in_setgid_and_truncate(void) {
+  if (access(P("users"), F_OK) < 0) OK(mkdir(P("users"), 0777));
+  OK(chmod(P("users"), 0777));
+  OK(mkdir(P("users/grp"), 0775));
+  OK(chown(P("users/grp"), 0, USER_ID));
+  OK(chmod(P("users/grp"), 02777));
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setresgid(2000, 2000, 2000) < 0 || setresuid(USER_ID, USER_ID, USER_ID) < 0) _exit(2);
+    if (write_file(P("users/grp/uf"), "0123456789", 10, 0644) < 0) _exit(3);
+    if (truncate(P("users/grp/uf"), 4) < 0) _exit(4); /* setattr by path as the owner */
+    if (chown(P("users/grp/uf"), -1, 2000) < 0) _exit(5); /* chgrp to own group */
+    int fd = open(P("users/grp/uf"), O_RDWR);
+    if (fd < 0 || ftruncate(fd, 2) < 0) _exit(6);
+    close(fd);
+    _exit(0);
+  }
+  int st;
+  OK(waitpid(pid, &st, 0));
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "user child failed with %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+  struct stat s;
+  OK(stat(P("users/grp/uf"), &s));
+  CHECK(s.st_uid == USER_ID && s.st_gid == 2000 && s.st_size == 2, "owner %u:%u size %lld", s.st_uid, s.st_gid,
+        (long long)s.st_size);
+  return 0;
+}
+
 /* files the host verifies (names hc-*; see functional.test.ts) */
 static int t_host_files(void) {
   size_t n = (1 << 20) + 123;
@@ -1406,6 +1678,17 @@ static const struct check checks[] = {
   {"inode_stable_after_forget", t_inode_stable_after_drop_caches},
   {"open_close_many", t_open_close_many},
   {"cwd_relative_at", t_cwd_relative},
+  {"offsets_around_4g", t_offsets_around_4g},
+  {"big_direct_io", t_big_direct_io},
+  {"parallel_workers", t_parallel_workers},
+  {"rm_rf_while_reading", t_rm_rf_while_reading},
+  {"readdir_while_adding", t_readdir_while_adding},
+  {"o_creat_dangling_symlink", t_o_creat_dangling_symlink},
+  {"symlink_4095", t_symlink_4095},
+  {"utimensat_symlink_nofollow", t_utimensat_symlink_nofollow},
+  {"mknod_char_device", t_mknod_char_device},
+  {"stat_host_file", t_stat_host_file},
+  {"user_setgid_truncate_chgrp", t_user_in_setgid_and_truncate},
   {"host_files", t_host_files},
 };
 
