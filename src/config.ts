@@ -21,6 +21,8 @@ export interface Config {
   xattr: boolean;
   readdirplus: boolean;
   announceSubmounts: boolean;
+  /** Let the guest create block/char device nodes (as virtiofsd does); --no-device-nodes refuses. */
+  deviceNodes: boolean;
   socketGroup?: string;
   rlimitNofile?: number;
   printCapabilities: boolean;
@@ -60,6 +62,8 @@ Options:
   --log-level=LEVEL        off|error|warn|info|debug|trace (default info; also -o log_level=)
   --writeback              enable the guest's writeback cache (also -o writeback)
   --no-readdirplus         disable READDIRPLUS (also -o no_readdirplus)
+  --no-device-nodes        refuse guest mknod of block/char devices (EPERM). The daemon never opens
+                           device nodes either way; this keeps them out of the host directory.
   --rlimit-nofile=N        raise the open-file limit to N (default: 1000000, or the hard limit)
   --print-capabilities     print the vhost-user backend capabilities (JSON) and exit
   -d, --debug              same as --log-level=debug
@@ -122,6 +126,7 @@ const FLAGS: Record<string, (c: Config) => void> = {
   'no-writeback': (c) => { c.writeback = false; },
   readdirplus: (c) => { c.readdirplus = true; },
   'no-readdirplus': (c) => { c.readdirplus = false; },
+  'no-device-nodes': (c) => { c.deviceNodes = false; },
   'print-capabilities': (c) => { c.printCapabilities = true; },
   help: (c) => { c.help = true; },
   version: (c) => { c.version = true; },
@@ -197,6 +202,7 @@ export function parseArgs(argv: string[]): Config {
     xattr: false,
     readdirplus: true,
     announceSubmounts: false,
+    deviceNodes: true,
     printCapabilities: false,
     help: false,
     version: false,

@@ -30,6 +30,7 @@ export interface WorkerInit {
   cache: Config['cache'];
   writeback: boolean;
   readdirplus: boolean;
+  allowDevices: boolean;
   logLevel: Config['logLevel'];
 }
 
@@ -73,6 +74,7 @@ export class Daemon {
       cache: cfg.cache,
       writeback: cfg.writeback,
       readdirplus: cfg.readdirplus,
+      allowDevices: cfg.deviceNodes,
       logLevel: cfg.logLevel,
     };
     const here = path.dirname(fileURLToPath(import.meta.url));

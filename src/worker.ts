@@ -33,10 +33,11 @@ export default function runWorker(task: { wid: number }): void {
   const wid = task.wid;
   const log = new Logger(data.init.logLevel, `w${wid}`, directStderr);
   const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
-  const fs = new Passthrough(vq, data.init.procFdDir, {});
+  const fs = new Passthrough(vq, data.init.procFdDir, { allowDevices: data.init.allowDevices });
   const server = new FuseServer(fs, {
     cache: data.init.cache,
     writeback: data.init.writeback,
+    readdirplus: data.init.readdirplus,
     log,
     session: ctl.subarray(Ctl.SESSION, Ctl.SESSION + Ctl.SESSION_LEN),
   });

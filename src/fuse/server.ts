@@ -33,6 +33,8 @@ export interface FuseServerOptions {
   cache?: CachePolicy;
   /** negotiate FUSE_WRITEBACK_CACHE */
   writeback?: boolean;
+  /** negotiate READDIRPLUS (default true) */
+  readdirplus?: boolean;
   log?: Logger;
   /**
    * Session state shared by every worker's FuseServer (INIT reaches one worker only): 4 × i32 in a
@@ -65,6 +67,7 @@ export class FuseServer {
   private readonly guestWarn: RateLimitedLog | undefined;
   private readonly session: Int32Array;
   private readonly writeback: boolean;
+  private readonly readdirplus: boolean;
   /** The session flags this server last told its file system about. */
   private seenFlags = -1;
   private readonly timeout: number;
@@ -78,6 +81,7 @@ export class FuseServer {
     this.session = opts.session ?? new Int32Array(4);
     if (this.session.length < 4) throw new RangeError('session needs 4 slots');
     this.writeback = opts.writeback ?? false;
+    this.readdirplus = opts.readdirplus ?? true;
     const cache = opts.cache ?? 'auto';
     // entry/attr timeouts and open flags per cache policy (the reference daemon's meaning of the names)
     switch (cache) {
@@ -505,6 +509,7 @@ export class FuseServer {
     const minor = Math.min(init.minor, FUSE_KERNEL_MINOR_VERSION);
     let wanted = WANTED_FLAGS;
     if (this.writeback) wanted |= FUSE_WRITEBACK_CACHE;
+    if (!this.readdirplus) wanted &= ~(FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO);
     const flags = (init.flags & wanted) >>> 0;
     this.fs.init?.({ writeback: (flags & FUSE_WRITEBACK_CACHE) !== 0 });
     this.seenFlags = flags | 0;

@@ -46,11 +46,7 @@ const EXPECTED_FAIL: Record<string, string> = {
 /**
  * Steps where ours deliberately differs from the reference (reported, not asserted), with the reason.
  */
-const POLICY_DIFF: Record<string, string> = {
-  mknod_char_device:
-    'ours refuses guest-created block/char device nodes by default (EPERM, PassthroughOptions.allowDevices): ' +
-    'a device node made by the guest in the share would give host users access to host hardware',
-};
+const POLICY_DIFF: Record<string, string> = {};
 
 type Steps = Map<string, { ok: boolean; detail: string }>;
 

@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import t from 'tap';
-import { FUSE_WRITEBACK_CACHE } from '../../src/fuse/abi.js';
+import { FUSE_DO_READDIRPLUS, FUSE_READDIRPLUS_AUTO, FUSE_WRITEBACK_CACHE } from '../../src/fuse/abi.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { native } from '../../src/native.js';
@@ -40,4 +40,14 @@ t.test('negotiated writeback reaches every worker, not only the one that saw INI
   const rd = b.read(e.nodeid, o.fh!, 0, 4);
   t.equal(rd.error, 0, 'a read through the write-only handle works (opened O_RDWR)');
   t.equal(new TextDecoder().decode(rd.data), 'data');
+});
+
+t.test('readdirplus can be turned off', async (t) => {
+  const dir = t.testdir({ f: 'x' });
+  const fs = Passthrough.open(dir, new MapTables());
+  t.teardown(() => { fs.destroy(); native.close(fs.procFd); });
+  const on = new FuseClient(new FuseServer(fs, { cache: 'auto' })).init();
+  t.ok((on.init!.flags & FUSE_DO_READDIRPLUS) !== 0, 'offered by default');
+  const off = new FuseClient(new FuseServer(fs, { cache: 'auto', readdirplus: false })).init();
+  t.equal(off.init!.flags & (FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO), 0, 'not negotiated with readdirplus: false');
 });
