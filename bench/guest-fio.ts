@@ -752,7 +752,7 @@ function foreignQemus(): number {
   return n;
 }
 
-/** Waits until no other guest runs and the host is mostly idle (at most `maxSec`). */
+/** Waits until the host is mostly idle (at most `maxSec`). */
 async function waitQuiet(maxSec: number): Promise<void> {
   const deadline = Date.now() + maxSec * 1000;
   let said = false;
@@ -762,7 +762,8 @@ async function waitQuiet(maxSec: number): Promise<void> {
     const b = hostCpuTicks();
     const busyPct = (100 * (b.busy - a.busy)) / CLK_TCK;
     const q = foreignQemus();
-    if (q === 0 && busyPct < 30) {
+    // An idle foreign guest (a hung test waiting for its timeout) does not matter; its load does.
+    if (busyPct < 30) {
       if (said) console.log('host is quiet now');
       return;
     }
