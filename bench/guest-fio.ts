@@ -47,6 +47,8 @@ export interface Options {
   /** Run our daemon under `node --cpu-prof` (main thread and workers) and summarise the profiles. */
   profile: boolean;
   oursArgs: string[];
+  /** extra reference-daemon arguments, e.g. `-o allow_direct_io` (it strips O_DIRECT by default) */
+  refArgs: string[];
   cpus: number;
   memMiB: number;
   /** rounds (reference then ours each); the table keeps each job's best uncontended figure */
@@ -66,6 +68,7 @@ export function parseOptions(args: string[]): Options {
     ioengine: 'psync',
     profile: false,
     oursArgs: [],
+    refArgs: [],
     cpus: 2,
     memMiB: 2048,
     repeat: 1,
@@ -103,6 +106,9 @@ export function parseOptions(args: string[]): Options {
         break;
       case '--ours-args':
         o.oursArgs = v.split(/\s+/).filter(Boolean);
+        break;
+      case '--ref-args':
+        o.refArgs = v.split(/\s+/).filter(Boolean);
         break;
       case '--cpus':
         o.cpus = Number(v);
@@ -634,7 +640,7 @@ async function runOne(kind: DaemonKind, o: Options, jobs: JobSpec[], ff: FioFile
   }
   let started: Promise<DaemonHandle>;
   try {
-    started = startDaemon(kind, { sharedDir: share, socketPath: sock, extraArgs: kind === 'ours' ? o.oursArgs : undefined });
+    started = startDaemon(kind, { sharedDir: share, socketPath: sock, extraArgs: kind === 'ours' ? o.oursArgs : o.refArgs });
   } finally {
     if (saved === undefined) delete process.env.NODE_OPTIONS;
     else process.env.NODE_OPTIONS = saved;
