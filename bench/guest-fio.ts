@@ -860,7 +860,7 @@ export async function main(args: string[]): Promise<number> {
     'ratio = ours / reference (higher is better for every metric); latency: fio clat per I/O, or the mean time per operation;\n' +
       `* = measured while other host load exceeded ${CONTENDED_PCT}% of a core${o.repeat > 1 ? `; best of ${o.repeat} rounds` : ''}.`,
   );
-  for (const r of runs) if (r.profile) console.log(`\nCPU profiles of ours (${r.profile.length} threads):\n\n${r.profile.join('\n\n')}`);
+  for (const r of runs) if (r.profile?.length) console.log(`\nCPU profiles of ours (${r.profile.length} threads):\n\n${r.profile.join('\n\n')}`);
 
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const outDir = path.join(repoRoot(), 'bench', 'results');
