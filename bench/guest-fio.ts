@@ -7,7 +7,7 @@
 // with the host's fio, every shared library `ldd` lists for it and the dynamic loader, at the same
 // paths. While each job runs, the daemon's threads (and QEMU) are sampled from /proc so the report
 // can say where the daemon spends its CPU, or that it waits.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import {
   buildBaseInitramfs,
   cpioNewc,
+  daemonCommand,
   defaultCacheDir,
   findKernel,
   guestSkipReason,
@@ -598,6 +599,47 @@ export function parseFio(spec: JobSpec, text: string): JobResult {
 // ---------------------------------------------------------------------------------------------
 // One guest boot against one daemon
 
+/** Our daemon under `node --cpu-prof`: a DaemonHandle like startDaemon's, with node flags in front. */
+async function startProfiled(socketPath: string, argv: string[]): Promise<DaemonHandle> {
+  const o = { socketPath };
+  fs.rmSync(socketPath, { force: true });
+  const [cmd, ...args] = argv;
+  const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+  let status: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve((status = { code, signal }))),
+  );
+  const h: DaemonHandle = {
+    kind: 'ours',
+    child,
+    pid: child.pid ?? -1,
+    socketPath: o.socketPath,
+    logs: () => log,
+    exited,
+    exitCode: () => (status ? status.code : undefined),
+    async stop(graceMs = 10000) {
+      if (status) return status;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => status || child.kill('SIGKILL'), graceMs);
+      const s = await exited;
+      clearTimeout(t);
+      return s;
+    },
+  };
+  const deadline = Date.now() + 15000;
+  while (!fs.existsSync(o.socketPath)) {
+    if (status || Date.now() > deadline) {
+      await h.stop(2000);
+      throw new Error(`profiled daemon did not start:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return h;
+}
+
 export interface DaemonRun {
   kind: DaemonKind;
   results: JobResult[];
@@ -631,21 +673,20 @@ async function runOne(kind: DaemonKind, o: Options, jobs: JobSpec[], ff: FioFile
   const share = makeFixture(path.join(root, kind), o.sizeMiB);
   const sock = path.join(root, kind, 'vfs.sock');
   let profileDir: string | undefined;
-  const saved = process.env.NODE_OPTIONS;
+  const dopts: { sharedDir: string; socketPath: string; extraArgs?: string[] } = {
+    sharedDir: share,
+    socketPath: sock,
+    extraArgs: kind === 'ours' ? o.oursArgs : o.refArgs,
+  };
+  let profArgs: string[] | undefined;
   if (kind === 'ours' && o.profile) {
     profileDir = path.join(root, 'cpuprof');
     fs.mkdirSync(profileDir, { recursive: true });
-    // startDaemon spawns synchronously, so the variable only reaches that one child.
-    process.env.NODE_OPTIONS = `${saved ?? ''} --cpu-prof --cpu-prof-dir=${profileDir}`.trim();
+    // node refuses --cpu-prof in NODE_OPTIONS: spell out the command with the flags before the script.
+    const { cmd, args } = daemonCommand('ours', dopts);
+    profArgs = [cmd, '--cpu-prof', `--cpu-prof-dir=${profileDir}`, ...args];
   }
-  let started: Promise<DaemonHandle>;
-  try {
-    started = startDaemon(kind, { sharedDir: share, socketPath: sock, extraArgs: kind === 'ours' ? o.oursArgs : o.refArgs });
-  } finally {
-    if (saved === undefined) delete process.env.NODE_OPTIONS;
-    else process.env.NODE_OPTIONS = saved;
-  }
-  const daemon = await started;
+  const daemon = profArgs ? await startProfiled(sock, profArgs) : await startDaemon(kind, dopts);
   const sampler = new CpuSampler(kind, daemon.pid, sock);
   const results = new Map<string, JobResult>();
   const cpu = new Map<string, JobCpu | null>();
