@@ -23,6 +23,8 @@ export interface Config {
   announceSubmounts: boolean;
   /** Let the guest create block/char device nodes (as virtiofsd does); --no-device-nodes refuses. */
   deviceNodes: boolean;
+  /** Keep the guest's O_DIRECT on host files (--allow-direct-io, -o allow_direct_io). */
+  allowDirectIo: boolean;
   socketGroup?: string;
   rlimitNofile?: number;
   printCapabilities: boolean;
@@ -62,6 +64,8 @@ Options:
   --log-level=LEVEL        off|error|warn|info|debug|trace (default info; also -o log_level=)
   --writeback              enable the guest's writeback cache (also -o writeback)
   --no-readdirplus         disable READDIRPLUS (also -o no_readdirplus)
+  --allow-direct-io        pass the guest's O_DIRECT on to host files (also -o allow_direct_io);
+                           by default host I/O goes through the host page cache
   --no-device-nodes        refuse guest mknod of block/char devices (EPERM). The daemon never opens
                            device nodes either way; this keeps them out of the host directory.
   --rlimit-nofile=N        raise the open-file limit to N (default: 1000000, or the hard limit)
@@ -71,7 +75,7 @@ Options:
   -h, --help               this text
   -V, --version            version
 Accepted for compatibility with virtiofsd, without effect here: --sandbox, --seccomp, --modcaps,
-  --syslog, --inode-file-handles, --killpriv-v2, --no-killpriv-v2, --allow-direct-io,
+  --syslog, --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
   --announce-submounts, --security-label, --preserve-noatime, --socket-group,
   -o flock|no_flock|posix_lock|no_posix_lock|timeout=|sandbox=|modcaps=|announce_submounts|killpriv_v2.
 Not supported yet (refused): --xattr / -o xattr, --posix-acl, --xattrmap.
@@ -138,7 +142,7 @@ const FLAGS: Record<string, (c: Config) => void> = {
   syslog: (c) => { c.ignored.push('--syslog'); },
   'killpriv-v2': (c) => { c.ignored.push('--killpriv-v2'); },
   'no-killpriv-v2': () => {},
-  'allow-direct-io': (c) => { c.ignored.push('--allow-direct-io'); },
+  'allow-direct-io': (c) => { c.allowDirectIo = true; },
   'security-label': (c) => { c.ignored.push('--security-label'); },
   'preserve-noatime': (c) => { c.ignored.push('--preserve-noatime'); },
   foreground: () => {},
@@ -172,9 +176,11 @@ function applyDashO(c: Config, list: string): void {
       case 'posix_acl': throw new UsageError('-o posix_acl: POSIX ACLs are not supported yet');
       case 'no_posix_acl': noVal(); break;
       case 'xattrmap': throw new UsageError('-o xattrmap: extended attributes are not supported yet');
+      case 'allow_direct_io': noVal(); c.allowDirectIo = true; break;
+      case 'no_allow_direct_io': noVal(); c.allowDirectIo = false; break;
       case 'flock': case 'no_flock': case 'posix_lock': case 'no_posix_lock':
-      case 'announce_submounts': case 'killpriv_v2': case 'no_killpriv_v2': case 'allow_direct_io':
-      case 'no_allow_direct_io': case 'norace': case 'writeback_cache':
+      case 'announce_submounts': case 'killpriv_v2': case 'no_killpriv_v2':
+      case 'norace': case 'writeback_cache':
         noVal(); c.ignored.push(`-o ${key}`); break;
       case 'timeout': case 'sandbox': case 'modcaps': case 'max_idle_threads':
         need(); c.ignored.push(`-o ${key}`); break;
@@ -203,6 +209,7 @@ export function parseArgs(argv: string[]): Config {
     readdirplus: true,
     announceSubmounts: false,
     deviceNodes: true,
+    allowDirectIo: false,
     printCapabilities: false,
     help: false,
     version: false,

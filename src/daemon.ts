@@ -31,6 +31,7 @@ export interface WorkerInit {
   writeback: boolean;
   readdirplus: boolean;
   allowDevices: boolean;
+  allowDirectIo: boolean;
   logLevel: Config['logLevel'];
 }
 
@@ -75,6 +76,7 @@ export class Daemon {
       writeback: cfg.writeback,
       readdirplus: cfg.readdirplus,
       allowDevices: cfg.deviceNodes,
+      allowDirectIo: cfg.allowDirectIo,
       logLevel: cfg.logLevel,
     };
     const here = path.dirname(fileURLToPath(import.meta.url));

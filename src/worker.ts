@@ -33,7 +33,7 @@ export default function runWorker(task: { wid: number }): void {
   const wid = task.wid;
   const log = new Logger(data.init.logLevel, `w${wid}`, directStderr);
   const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
-  const fs = new Passthrough(vq, data.init.procFdDir, { allowDevices: data.init.allowDevices });
+  const fs = new Passthrough(vq, data.init.procFdDir, { allowDevices: data.init.allowDevices, allowDirectIo: data.init.allowDirectIo });
   const server = new FuseServer(fs, {
     cache: data.init.cache,
     writeback: data.init.writeback,

@@ -5,7 +5,7 @@ import t from 'tap';
 import { FUSE_DO_READDIRPLUS, FUSE_READDIRPLUS_AUTO, FUSE_WRITEBACK_CACHE } from '../../src/fuse/abi.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
-import { native } from '../../src/native.js';
+import { C, native } from '../../src/native.js';
 import { FuseClient, MapTables } from '../helpers/fuse-client.js';
 
 t.test('CREATE of an existing FIFO does not block the worker', async (t) => {
@@ -50,4 +50,22 @@ t.test('readdirplus can be turned off', async (t) => {
   t.ok((on.init!.flags & FUSE_DO_READDIRPLUS) !== 0, 'offered by default');
   const off = new FuseClient(new FuseServer(fs, { cache: 'auto', readdirplus: false })).init();
   t.equal(off.init!.flags & (FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO), 0, 'not negotiated with readdirplus: false');
+});
+
+t.test('the guest O_DIRECT reaches the host only with allowDirectIo', async (t) => {
+  const dir = t.testdir({ f: 'x'.repeat(4096) });
+  for (const allow of [false, true]) {
+    const tables = new MapTables();
+    const fs = Passthrough.open(dir, tables, { allowDirectIo: allow });
+    const c = new FuseClient(new FuseServer(fs, { cache: 'auto' }));
+    c.init();
+    const e = c.entry(c.lookup(1n, 'f'));
+    const o = c.open(e.nodeid, C.O_RDONLY | C.O_DIRECT);
+    t.equal(o.error, 0);
+    const fd = tables.handleAcquire(o.fh!);
+    t.equal((native.fcntlGetFl(fd) & C.O_DIRECT) !== 0, allow, `allowDirectIo=${allow}: host fd O_DIRECT ${allow}`);
+    tables.handleRelease(o.fh!);
+    fs.destroy();
+    native.close(fs.procFd);
+  }
 });
