@@ -214,6 +214,12 @@ export interface Native {
   dup(fd: number): number;
   /** Raise RLIMIT_NOFILE's soft limit to `want` (0: to the hard limit); the limit in force or -errno. */
   raiseNofile(want: number): number;
+  /** epoll_create1(EPOLL_CLOEXEC): fd or -errno. */
+  epollCreate(): number;
+  /** Watch fd for EPOLLIN (EPOLLEXCLUSIVE if `exclusive`: one waiter woken per event). 0 or -errno. */
+  epollAdd(epfd: number, fd: number, exclusive: boolean): number;
+  /** Blocks; ready fds into out[0..n). n or -errno (-EINTR not retried). */
+  epollWait(epfd: number, out: Int32Array, timeoutMs: number): number;
   pread(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number;
   pwrite(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number;
 

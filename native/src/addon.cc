@@ -21,6 +21,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/openat2.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -134,6 +135,9 @@ class NativeAddon : public Napi::Addon<NativeAddon> {
   Napi::Value LseekBig(const Napi::CallbackInfo& info);
   Napi::Value Faccessat(const Napi::CallbackInfo& info);
   Napi::Value Dup(const Napi::CallbackInfo& info);
+  Napi::Value EpollCreate(const Napi::CallbackInfo& info);
+  Napi::Value EpollAdd(const Napi::CallbackInfo& info);
+  Napi::Value EpollWait(const Napi::CallbackInfo& info);
   Napi::Value RaiseNofile(const Napi::CallbackInfo& info);
   Napi::Value Pread(const Napi::CallbackInfo& info);
   Napi::Value Pwrite(const Napi::CallbackInfo& info);
@@ -632,6 +636,43 @@ Napi::Value NativeAddon::Poll(const Napi::CallbackInfo& info) {
   int r = poll(pfd, n, timeout);
   if (r < 0) return num(env, -errno);
   for (uint32_t i = 0; i < n; i++) rev[i] = pfd[i].revents;
+  return num(env, r);
+}
+
+// Queue workers wait on the kick eventfds through one epoll set each. EPOLLEXCLUSIVE (Linux 4.5) makes
+// a kick wake one idle worker instead of all of them (a thundering herd that, on a small host, steals
+// CPU from the guest's vCPUs).
+Napi::Value NativeAddon::EpollCreate(const Napi::CallbackInfo& info) {
+  return res(info.Env(), epoll_create1(EPOLL_CLOEXEC));
+}
+
+Napi::Value NativeAddon::EpollAdd(const Napi::CallbackInfo& info) {
+  int32_t epfd, fd;
+  ARGS_OR_THROW(argI32(info, 0, epfd) && argI32(info, 1, fd));
+  bool exclusive = info.Length() > 2 && info[2].ToBoolean().Value();
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN | (exclusive ? EPOLLEXCLUSIVE : 0);
+  ev.data.fd = fd;
+  return res(info.Env(), epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev));
+}
+
+// Blocks the calling thread (a worker). Ready fds go to out[0..n); -EINTR is returned, not retried.
+Napi::Value NativeAddon::EpollWait(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t epfd, timeout;
+  int32_t* out;
+  size_t nout;
+  ARGS_OR_THROW(argI32(info, 0, epfd) && argI32Array(info, 1, out, nout) && argI32(info, 2, timeout));
+  struct epoll_event evs[64];
+  int max = nout < 64 ? static_cast<int>(nout) : 64;
+  if (max <= 0) {
+    typeError(env, "empty output array");
+    return Napi::Value();
+  }
+  int r = epoll_wait(epfd, evs, max, timeout);
+  if (r < 0) return num(env, -errno);
+  for (int i = 0; i < r; i++) out[i] = evs[i].data.fd;
   return num(env, r);
 }
 
@@ -1185,6 +1226,9 @@ NativeAddon::NativeAddon(Napi::Env env, Napi::Object exports) {
       InstanceMethod("lseekBig", &NativeAddon::LseekBig, napi_enumerable),
       InstanceMethod("faccessat", &NativeAddon::Faccessat, napi_enumerable),
       InstanceMethod("dup", &NativeAddon::Dup, napi_enumerable),
+      InstanceMethod("epollCreate", &NativeAddon::EpollCreate, napi_enumerable),
+      InstanceMethod("epollAdd", &NativeAddon::EpollAdd, napi_enumerable),
+      InstanceMethod("epollWait", &NativeAddon::EpollWait, napi_enumerable),
       InstanceMethod("raiseNofile", &NativeAddon::RaiseNofile, napi_enumerable),
       InstanceMethod("pread", &NativeAddon::Pread, napi_enumerable),
       InstanceMethod("pwrite", &NativeAddon::Pwrite, napi_enumerable),

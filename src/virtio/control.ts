@@ -14,6 +14,8 @@ export const Ctl = {
   /** 4 slots of FUSE session state shared by every worker (INIT reaches only one of them). */
   SESSION: 8,
   SESSION_LEN: 4,
+  /** Workers asleep waiting for kicks (see QueueRunner: a busy worker hands work on only if > 0). */
+  IDLE: 12,
   /** Worker w's last acknowledged generation. */
   ACK: 16,
   /** Worker w's control eventfd. */

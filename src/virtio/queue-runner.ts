@@ -38,6 +38,9 @@ export class QueueRunner {
   private queues: ActiveQueue[] = [];
   private readonly pollFds: Int32Array;
   private readonly revents: Int32Array;
+  /** This worker's epoll set: its control eventfd and every active queue's kick fd (exclusive). */
+  private epfd = -1;
+  private readonly ready: Int32Array;
   private rr = 0;
   private readonly badLog: RateLimitedLog;
   private readonly brokenSeen = new Set<number>();
@@ -57,8 +60,9 @@ export class QueueRunner {
     this.counts = new Uint32Array(memory.buffer, this.scratch, 4);
     this.io = new GuestChainIo(vq, memory.buffer, this.scratch);
     this.ctlFd = Atomics.load(this.ctl, Ctl.CTLFD + wid);
-    this.pollFds = new Int32Array(L.MAX_QUEUES + 1);
-    this.revents = new Int32Array(L.MAX_QUEUES + 1);
+    this.pollFds = new Int32Array(1);
+    this.revents = new Int32Array(1);
+    this.ready = new Int32Array(L.MAX_QUEUES + 1);
     this.badLog = new RateLimitedLog(log);
   }
 
@@ -67,7 +71,11 @@ export class QueueRunner {
     for (;;) {
       const gen = Atomics.load(this.ctl, Ctl.GEN);
       if (gen !== this.myGen) this.reload(gen);
-      if (this.state === WorkerState.STOP) return;
+      if (this.state === WorkerState.STOP) {
+        if (this.epfd >= 0) native.close(this.epfd);
+        this.epfd = -1;
+        return;
+      }
       if (this.state === WorkerState.PAUSE) {
         this.sleep(false);
         continue;
@@ -91,10 +99,27 @@ export class QueueRunner {
       queues.push({ q, kick: Atomics.load(this.ctl, qslot(q, Ctl.Q_KICKFD)), call: Atomics.load(this.ctl, qslot(q, Ctl.Q_CALLFD)) });
     }
     this.queues = queues;
+    this.rebuildEpoll();
     this.myGen = gen;
     // Acknowledge only here, at the top of the loop, with no chain in flight (see control.ts).
     Atomics.store(this.ctl, Ctl.ACK + this.wid, gen);
     Atomics.notify(this.ctl, Ctl.ACK + this.wid);
+  }
+
+  /**
+   * The kick fds are watched with EPOLLEXCLUSIVE: a kick wakes one idle worker, not all of them. The
+   * set is rebuilt whenever the queue set changes (only while paused, so no kick is in flight for it).
+   */
+  private rebuildEpoll(): void {
+    if (this.epfd >= 0) native.close(this.epfd);
+    this.epfd = native.epollCreate();
+    if (this.epfd < 0) throw new Error(`epoll_create1: errno ${-this.epfd}`);
+    const add = (fd: number, exclusive: boolean): void => {
+      const r = native.epollAdd(this.epfd, fd, exclusive);
+      if (r < 0) throw new Error(`epoll_ctl(${fd}): errno ${-r}`);
+    };
+    add(this.ctlFd, false);
+    for (const a of this.queues) if (a.kick >= 0) add(a.kick, true);
   }
 
   /** Pops and serves at most one chain, round robin over the queues. True if one was served. */
@@ -105,6 +130,12 @@ export class QueueRunner {
       const head = this.vq.queuePop(a.q);
       if (head >= 0) {
         this.rr = (this.rr + i + 1) % n;
+        // A kick woke one worker only. If others sleep, ask the driver to kick for the next request
+        // (avail_event = last_avail) and hand already-pending requests on with a kick of our own, so a
+        // slow request here does not hold up the ones behind it.
+        if (Atomics.load(this.ctl, Ctl.IDLE) > 0 && this.vq.queueEnableNotify(a.q) === 1 && a.kick >= 0) {
+          native.eventfdWrite(a.kick, 1);
+        }
         this.serve(a, head);
         return true;
       }
@@ -141,17 +172,20 @@ export class QueueRunner {
     if (this.vq.queuePush(a.q, head, len) === 1 && a.call >= 0) native.eventfdWrite(a.call, 1);
   }
 
-  /** Sleeps in poll(2) on the control eventfd (and the kick eventfds if `kicks`), then drains them. */
+  /**
+   * Sleeps until the control eventfd (and, if `kicks`, a kick eventfd) fires, then drains what fired.
+   * Kick fds are O_NONBLOCK and shared by every worker: another worker may have drained the counter
+   * first, so EAGAIN is normal here.
+   */
   private sleep(kicks: boolean): void {
-    let n = 0;
-    this.pollFds[n++] = this.ctlFd;
-    if (kicks) for (const a of this.queues) if (a.kick >= 0) this.pollFds[n++] = a.kick;
-    const r = native.poll(this.pollFds, n, -1, this.revents);
-    if (r <= 0) return; // EINTR or spurious: the loop re-checks everything anyway
-    for (let i = 0; i < n; i++) {
-      // Kick fds are O_NONBLOCK and shared by every worker: another worker may have drained the
-      // counter first, so EAGAIN is normal here.
-      if (this.revents[i] !== 0) native.eventfdRead(this.pollFds[i]!);
+    if (!kicks) {
+      this.pollFds[0] = this.ctlFd;
+      if (native.poll(this.pollFds, 1, -1, this.revents) > 0) native.eventfdRead(this.ctlFd);
+      return;
     }
+    Atomics.add(this.ctl, Ctl.IDLE, 1);
+    const r = native.epollWait(this.epfd, this.ready, -1);
+    Atomics.sub(this.ctl, Ctl.IDLE, 1);
+    for (let i = 0; i < r; i++) native.eventfdRead(this.ready[i]!);
   }
 }
