@@ -471,7 +471,10 @@ class CpuSampler {
 
   constructor(private readonly kind: DaemonKind, private readonly pid: number, private readonly socketPath: string) {}
 
-  /** Our queue workers sleep in poll(2) (syscall 7); learn their tids while the daemon is idle. */
+  /**
+   * Our queue workers sleep in epoll_wait(2) (syscall 232) or, paused, poll(2) (7); learn their tids
+   * while the daemon is idle. (The main thread's libuv loop also uses epoll, but it is the pid.)
+   */
   classify(): void {
     for (const [tid, st] of threadsOf(this.pid)) {
       if (this.roles.has(tid)) continue;
@@ -483,7 +486,7 @@ class CpuSampler {
       if (this.kind === 'ours') {
         try {
           const sc = fs.readFileSync(`/proc/${this.pid}/task/${tid}/syscall`, 'latin1').split(' ')[0];
-          if (sc === '7') role = 'worker';
+          if (sc === '7' || sc === '232' || sc === '281') role = 'worker';
         } catch {
           /* not permitted: stays 'other' */
         }
