@@ -103,7 +103,7 @@ export function formatSummary(s: ProfileSummary): string {
   ];
   for (const r of s.top) {
     if (r.selfMs < 1) continue;
-    const pct = s.busyMs > 0 && !r.fn.startsWith('(idle)') ? ((100 * r.selfMs) / s.busyMs).toFixed(1).padStart(5) + '%' : '      ';
+    const pct = s.busyMs > 0 && !r.fn.startsWith('(idle)') ? `${((100 * r.selfMs) / s.busyMs).toFixed(1).padStart(5)}%` : '      ';
     lines.push(`  ${r.selfMs.toFixed(0).padStart(8)} ms self ${pct}  ${r.totalMs.toFixed(0).padStart(8)} ms total  ${r.fn}`);
   }
   return lines.join('\n');
@@ -117,6 +117,6 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   const top = topArg ? Number(topArg.slice(6)) : 25;
-  for (const f of profileFiles(target)) console.log(formatSummary(summarise(f, top)) + '\n');
+  for (const f of profileFiles(target)) console.log(`${formatSummary(summarise(f, top))}\n`);
   return 0;
 }

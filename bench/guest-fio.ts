@@ -205,7 +205,7 @@ export function guestScript(o: Options, jobs: JobSpec[], libDirs: string[]): str
     lines.push(
       'mkdir -p /mnt/meta/d && cd /mnt/meta/d || exit 1',
       'meta() { echo "@@JOB-START $1@@"; t0=$(up); }',
-      'metaend() { t1=$(up); echo "@@JOB-END $1 rc=$2@@"; echo "@@META $1 ' + N + ' $t0 $t1 rc=$2@@"; }',
+      `metaend() { t1=$(up); echo "@@JOB-END $1 rc=$2@@"; echo "@@META $1 ${N} $t0 $t1 rc=$2@@"; }`,
       `meta meta-create; i=0; r=0; while [ $i -lt ${N} ]; do : > f$i || r=1; i=$((i+1)); done; metaend meta-create $r`,
       'cd / && sync && echo 2 > /proc/sys/vm/drop_caches && cd /mnt/meta/d',
       `meta meta-stat; i=0; r=0; while [ $i -lt ${N} ]; do [ -e f$i ] || r=1; i=$((i+1)); done; metaend meta-stat $r`,
@@ -214,7 +214,7 @@ export function guestScript(o: Options, jobs: JobSpec[], libDirs: string[]): str
     );
   }
   lines.push('umount /mnt', 'exit 0');
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -613,7 +613,10 @@ async function startProfiled(socketPath: string, argv: string[]): Promise<Daemon
   child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
   let status: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve((status = { code, signal }))),
+    child.on('exit', (code, signal) => {
+      status = { code, signal };
+      resolve(status);
+    }),
   );
   const h: DaemonHandle = {
     kind: 'ours',
@@ -721,12 +724,14 @@ async function runOne(kind: DaemonKind, o: Options, jobs: JobSpec[], ff: FioFile
       } else block.lines.push(line);
       return;
     }
-    let m: RegExpExecArray | null;
+    const jobEnd = /@@JOB-END (\S+) rc=(\d+)@@/.exec(line);
+    const fioBegin = /@@BEGIN fio:(\S+)@@/.exec(line);
+    const m = /@@META (\S+) (\d+) ([\d.]+) ([\d.]+) rc=(\d+)@@/.exec(line);
     if (line.includes('@@BOOTED')) sampler.classify();
-    else if ((m = /@@JOB-START (\S+)@@/.exec(line))) sampler.begin();
-    else if ((m = /@@JOB-END (\S+) rc=(\d+)@@/.exec(line))) cpu.set(m[1]!, sampler.end());
-    else if ((m = /@@BEGIN fio:(\S+)@@/.exec(line))) block = { name: m[1]!, lines: [] };
-    else if ((m = /@@META (\S+) (\d+) ([\d.]+) ([\d.]+) rc=(\d+)@@/.exec(line))) {
+    else if (/@@JOB-START (\S+)@@/.test(line)) sampler.begin();
+    else if (jobEnd) cpu.set(jobEnd[1]!, sampler.end());
+    else if (fioBegin) block = { name: fioBegin[1]!, lines: [] };
+    else if (m) {
       const spec = specOf(m[1]!);
       if (!spec) return;
       const n = Number(m[2]);
@@ -899,7 +904,7 @@ export async function main(args: string[]): Promise<number> {
     else console.log(`kept ${root}`);
   }
   const runs = o.daemons.map((k) => bestOf(all.filter((r) => r.kind === k))).filter((r) => r !== undefined);
-  console.log('\n' + table(runs, jobs));
+  console.log(`\n${table(runs, jobs)}`);
   console.log(
     'ratio = ours / reference (higher is better for every metric); latency: fio clat per I/O, or the mean time per operation;\n' +
       `* = measured while other host load exceeded ${CONTENDED_PCT}% of a core${o.repeat > 1 ? `; best of ${o.repeat} rounds` : ''}.`,
@@ -913,7 +918,7 @@ export async function main(args: string[]): Promise<number> {
   const kernel = findKernel();
   fs.writeFileSync(
     out,
-    JSON.stringify(
+    `${JSON.stringify(
       {
         benchmark: 'guest-fio',
         date: new Date().toISOString(),
@@ -933,7 +938,7 @@ export async function main(args: string[]): Promise<number> {
       },
       null,
       2,
-    ) + '\n',
+    )}\n`,
   );
   console.log(`\nresults: ${path.relative(process.cwd(), out)}`);
   return all.every((r) => r.guest.rc === 0) ? 0 : 1;

@@ -7,7 +7,7 @@ main(process.argv.slice(2)).then(
   // operator's SIGTERM from ending the process.
   (code) => process.exit(typeof code === 'number' ? code : 0),
   (err) => {
-    process.stderr.write(`virtiofsd-ts: fatal: ${err && err.stack ? err.stack : err}\n`);
+    process.stderr.write(`virtiofsd-ts: fatal: ${err?.stack ? err.stack : err}\n`);
     process.exit(1);
   },
 );

@@ -20,7 +20,7 @@ function version(): string {
 export const CAPABILITIES = { type: 'fs' } as const;
 
 export async function main(argv: string[]): Promise<number> {
-  let cfg;
+  let cfg: ReturnType<typeof parseArgs>;
   try {
     cfg = parseArgs(argv);
     if (cfg.help) {

@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from './config.js';
-import { Logger } from './log.js';
+import type { Logger } from './log.js';
 import { native } from './native.js';
 import { sharedBuffer } from './memory/guest-memory.js';
 import { VirtioFsDevice } from './virtio/device.js';

@@ -99,7 +99,9 @@ export function cstr(s: string | Uint8Array): Uint8Array {
 export function u32s(...v: number[]): Uint8Array {
   const a = new Uint8Array(4 * v.length);
   const dv = new DataView(a.buffer);
-  v.forEach((x, i) => dv.setUint32(4 * i, x >>> 0, true));
+  v.forEach((x, i) => {
+    dv.setUint32(4 * i, x >>> 0, true);
+  });
   return a;
 }
 

@@ -47,7 +47,7 @@ export class VhostUserFrontend {
   }
 
   private sendRaw(buf: Uint8Array, fds: number[] | null): void {
-    const fdArr = fds && fds.length ? Int32Array.from(fds) : null;
+    const fdArr = fds?.length ? Int32Array.from(fds) : null;
     let off = 0;
     while (off < buf.length) {
       const n = native.sendMsg(this.fd, buf, off, buf.length - off, off === 0 ? fdArr : null);

@@ -65,7 +65,7 @@ async function boot(
       onLine?.(l);
     },
   });
-  timings.push(`${name} ${(r.durationMs / 1000).toFixed(1)}s (modules loaded ${r.bootMs === null ? "never" : (r.bootMs / 1000).toFixed(1) + "s"})`);
+  timings.push(`${name} ${(r.durationMs / 1000).toFixed(1)}s (modules loaded ${r.bootMs === null ? "never" : `${(r.bootMs / 1000).toFixed(1)}s`})`);
   tt.comment(`${name}: ${r.durationMs} ms total, modules loaded at ${r.bootMs} ms`);
   const diag = {
     console: r.output.split('\n').slice(-80).join('\n'),

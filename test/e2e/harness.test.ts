@@ -80,7 +80,7 @@ t.test('guest runs report failures and timeouts', { skip: skip ?? false }, async
       socketPath: sock,
       tag: 'righttag',
       timeoutSec: 120,
-      script: GUEST_PRELUDE + 'step mount mount -t virtiofs wrongtag /mnt\nstep check sh -c "exit 7"\nfinish\n',
+      script: `${GUEST_PRELUDE}step mount mount -t virtiofs wrongtag /mnt\nstep check sh -c "exit 7"\nfinish\n`,
       onLine: (l) => lines.push(l),
     });
     t1.comment(`guest run ${r.durationMs} ms`);

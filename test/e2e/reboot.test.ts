@@ -67,5 +67,5 @@ sleep 30
   const md5 = crypto.createHash('md5').update(fs.readFileSync(path.join(share, 'phase1.bin'))).digest('hex');
   t.equal(md5, fs.readFileSync(path.join(share, 'phase1.md5'), 'utf8').trim(), 'phase 1 data intact on the host');
   t.equal(daemon.exitCode(), undefined, 'daemon still running');
-  if (r.rc !== 0) t.comment(r.output.slice(-3000) + '\n--- daemon ---\n' + daemon.logs().slice(-3000));
+  if (r.rc !== 0) t.comment(`${r.output.slice(-3000)}\n--- daemon ---\n${daemon.logs().slice(-3000)}`);
 });

@@ -38,8 +38,8 @@ t.test('chainParse never traps and its lists are always inside guest RAM', async
       fc.integer({ min: 0, max: SIZE }),
       (main, indirect, head) => {
         runs++;
-        main.forEach((x, i) => d.writeDesc(i, x));
-        indirect.forEach((x, i) => d.writeDesc(i, x, TABLE));
+        for (const [i, x] of main.entries()) d.writeDesc(i, x);
+        for (const [i, x] of indirect.entries()) d.writeDesc(i, x, TABLE);
         const rc = vq.chainParse(0, head, W);
         seen.add(rc);
         if (!codes.has(rc)) return false;
@@ -74,7 +74,7 @@ t.test('queuePop on random avail rings returns a head < size or EMPTY/BROKEN', a
         vq.queueReset(0);
         vq.queueSetBase(0, base);
         if (vq.queueSetup(0, SIZE, d.descUa, d.availUa, d.usedUa, 0) !== 0) return false;
-        ring.forEach((h) => d.pushAvail(h));
+        for (const h of ring) d.pushAvail(h);
         d.setAvailIdx(idx);
         const pending = (idx - base) & 0xffff;
         for (let i = 0; i <= Math.min(pending, SIZE); i++) {
