@@ -59,6 +59,7 @@ export class Daemon {
     const C = native.constants;
     const dir = path.resolve(cfg.sharedDir!);
     this.rootFd = native.openat2(C.AT_FDCWD, Buffer.from(dir), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, 0);
+    if (this.rootFd === -38) throw new Error('this kernel has no openat2(2) (Linux 5.6 or later is required)');
     if (this.rootFd < 0) throw new Error(`cannot open shared directory ${dir}: errno ${-this.rootFd}`);
     this.procFdDir = native.openat2(C.AT_FDCWD, Buffer.from('/proc/self/fd'), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, 0);
     if (this.procFdDir < 0) throw new Error(`cannot open /proc/self/fd (is /proc mounted?): errno ${-this.procFdDir}`);
