@@ -267,7 +267,14 @@ export class FrontendReqHandler {
       case FrontendReq.GET_VRING_BASE: {
         const s = readVringState(m);
         const q = this.queueIndex(m, s.index);
-        const base = await d.getVringBase(q);
+        // The frontend blocks until this reply comes: answer even if stopping the ring failed.
+        let base: number;
+        try {
+          base = await d.getVringBase(q);
+        } catch (e) {
+          this.log.error(`GET_VRING_BASE: queue ${q}: ${(e as Error).message}; answering with the last known base`);
+          base = d.ring(q).base;
+        }
         this.send(m.request, vringStatePayload(q, base));
         return true;
       }
