@@ -60,6 +60,8 @@ Options:
   --fd=N                   serve an already listening socket inherited as fd N
   --shared-dir=DIR         directory to share (also -o source=DIR)
   --cache=MODE             never|none|metadata|auto|always (default auto; also -o cache=)
+  --socket-group=GROUP     make the socket group-accessible (0660) to GROUP (a name or a number);
+                           by default only the owner may connect (0600)
   --thread-pool-size=N     worker threads serving requests, 1..${MAX_THREAD_POOL_SIZE} (default: cores, 2..8)
   --log-level=LEVEL        off|error|warn|info|debug|trace (default info; also -o log_level=)
   --writeback              enable the guest's writeback cache (also -o writeback)
@@ -76,7 +78,7 @@ Options:
   -V, --version            version
 Accepted for compatibility with virtiofsd, without effect here: --sandbox, --seccomp, --modcaps,
   --syslog, --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
-  --announce-submounts, --security-label, --preserve-noatime, --socket-group,
+  --announce-submounts, --security-label, --preserve-noatime,
   -o flock|no_flock|posix_lock|no_posix_lock|timeout=|sandbox=|modcaps=|announce_submounts|killpriv_v2.
 Not supported yet (refused): --xattr / -o xattr, --posix-acl, --xattrmap.
 `;
@@ -115,7 +117,7 @@ const VALUED: Record<string, Setter> = {
     if (!isLogLevel(v)) throw new UsageError(`--log-level: invalid level '${v}' (off|error|warn|info|debug|trace)`);
     c.logLevel = v;
   },
-  'socket-group': (c, v) => { c.socketGroup = v; c.ignored.push('--socket-group'); },
+  'socket-group': (c, v) => { c.socketGroup = nonEmpty(v, '--socket-group'); },
   'rlimit-nofile': (c, v) => { c.rlimitNofile = parseInt10(v, '--rlimit-nofile', 0, 1 << 30); },
   sandbox: (c, v) => { oneOf(v, ['namespace', 'chroot', 'none'], '--sandbox'); c.ignored.push(`--sandbox=${v}`); },
   seccomp: (c, v) => { oneOf(v, ['none', 'kill', 'log', 'trap'], '--seccomp'); c.ignored.push(`--seccomp=${v}`); },
@@ -284,6 +286,9 @@ export function validateConfig(c: Config): void {
       if (e instanceof UsageError) throw e;
     }
   }
+  if (c.socketGroup !== undefined && resolveGroup(c.socketGroup) === undefined) {
+    throw new UsageError(`--socket-group: no group '${c.socketGroup}'`);
+  }
   if (c.fd !== undefined) {
     try {
       fs.fstatSync(c.fd);
@@ -291,4 +296,18 @@ export function validateConfig(c: Config): void {
       throw new UsageError(`--fd=${c.fd}: not an open file descriptor`);
     }
   }
+}
+
+/** A group name (from /etc/group) or number → gid. */
+export function resolveGroup(g: string): number | undefined {
+  if (/^\d+$/.test(g)) return Number(g);
+  try {
+    for (const line of fs.readFileSync('/etc/group', 'utf8').split('\n')) {
+      const [name, , gid] = line.split(':');
+      if (name === g && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
+    }
+  } catch {
+    /* no /etc/group: only numbers work */
+  }
+  return undefined;
 }

@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Config } from './config.js';
+import { type Config, resolveGroup } from './config.js';
 import type { Logger } from './log.js';
 import { native } from './native.js';
 import { sharedBuffer } from './memory/guest-memory.js';
@@ -95,7 +95,8 @@ export class Daemon {
       for (let fd = vq.inodeDrainNext(); fd >= 0; fd = vq.inodeDrainNext()) native.close(fd);
       for (let fd = vq.handleDrainNext(); fd >= 0; fd = vq.handleDrainNext()) native.close(fd);
     });
-    this.listener = new VhostUserListener(device, { socketPath: cfg.socketPath, fd: cfg.fd, log });
+    const socketGid = cfg.socketGroup !== undefined ? resolveGroup(cfg.socketGroup) : undefined;
+    this.listener = new VhostUserListener(device, { socketPath: cfg.socketPath, fd: cfg.fd, socketGid, log });
     this.listener.listen();
     log.info(
       `serving ${dir} (cache=${cfg.cache}, writeback=${cfg.writeback ? 'on' : 'off'}, ${cfg.threadPoolSize} worker threads)`,

@@ -14,6 +14,8 @@ const EAGAIN = 11;
 
 export interface ListenerOptions {
   socketPath?: string;
+  /** gid allowed to connect (socket mode 0660); otherwise the socket is 0600. */
+  socketGid?: number;
   /** An already listening socket (--fd), e.g. from systemd or libvirt. */
   fd?: number;
   log: Logger;
@@ -46,9 +48,24 @@ export class VhostUserListener {
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       }
-      const fd = native.listenUnix(path, 1);
+      // Whoever can connect is a frontend: it hands us memory and asks for file operations as root.
+      // bind(2) creates the socket file under the process umask, which the daemon keeps at 0 (guest
+      // modes are used as given): create it 0600, then open it to the group if asked.
+      const oldMask = process.umask(0o077);
+      let fd: number;
+      try {
+        fd = native.listenUnix(path, 1);
+      } finally {
+        process.umask(oldMask);
+      }
       if (fd < 0) throw new Error(`cannot listen on ${path}: ${errnoName(-fd)}`);
       this.listenFd = fd;
+      if (this.opts.socketGid !== undefined) {
+        fs.chownSync(path, process.getuid?.() ?? 0, this.opts.socketGid);
+        fs.chmodSync(path, 0o660);
+      } else {
+        fs.chmodSync(path, 0o600);
+      }
     }
     this.watch = native.watchFd(this.listenFd, () => this.onAcceptable());
     log.info(`waiting for a vhost-user frontend on ${this.opts.socketPath ?? `fd ${this.opts.fd}`}`);

@@ -59,3 +59,24 @@ t.test('--fd: serves an inherited listening socket; SIGTERM exits 0', async (t) 
   t.match(log, /SIGTERM: finishing in-flight requests/);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+t.test('the socket is 0600 by default, 0660 for --socket-group', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-perm-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  for (const [extra, mode] of [[[], 0o600], [['--socket-group=0'], 0o660]] as const) {
+    const sock = path.join(dir, 's.sock');
+    const child = spawn(process.execPath, [bin, `--socket-path=${sock}`, `--shared-dir=${dir}`, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    for (let i = 0; i < 100 && !/waiting for a vhost-user frontend/.test(log); i++) await new Promise((r) => setTimeout(r, 100));
+    const st = fs.statSync(sock);
+    t.equal(st.mode & 0o777, mode, `${extra.join(' ') || 'default'}: mode ${mode.toString(8)}`);
+    if (extra.length) t.equal(st.gid, 0, 'group set');
+    child.kill('SIGTERM');
+    t.equal(await exited, 0);
+  }
+  const r = run([`--socket-path=${path.join(dir, 'x.sock')}`, `--shared-dir=${dir}`, '--socket-group=no-such-group-xyz']);
+  t.equal(r.status, 2);
+  t.match(r.stderr, /no group 'no-such-group-xyz'/);
+});
