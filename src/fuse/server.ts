@@ -358,6 +358,8 @@ export class FuseServer {
       }
       case Opcode.Read: {
         this.need(h, r, READ_IN_SIZE);
+        // The header is encoded by hand below: there must be room for it (else no reply at all).
+        this.room(w, 0);
         const rd = decodeReadIn(v, P);
         const pos = this.offset(rd.offset);
         const size = Math.max(0, Math.min(rd.size, MAX_WRITE, w.capacity - OUT_HEADER_SIZE));
