@@ -95,20 +95,35 @@ export class VirtioFsDevice {
         const rc = this.vq.queueSetup(q, r.num, r.addr!.desc, r.addr!.avail, r.addr!.used, this.eventIdx ? 1 : 0);
         if (rc < 0) {
           this.log.error(`queue ${q}: cannot start: ring addresses are invalid or unmapped (error ${rc})`);
+          this.stopRing(q, r);
           r.failed = true;
-          r.active = false;
         } else {
-          if (!r.active) this.vq.queueSetBase(q, r.base);
+          if (!r.active) {
+            this.vq.queueSetBase(q, r.base);
+            this.log.info(`queue ${q} started (size ${r.num}, avail index ${r.base})`);
+          }
           r.active = true;
         }
       } else {
-        r.active = false;
+        this.stopRing(q, r);
       }
       Atomics.store(this.ctl, qslot(q, Ctl.Q_ACTIVE), r.active ? 1 : 0);
       Atomics.store(this.ctl, qslot(q, Ctl.Q_KICKFD), r.kick);
       Atomics.store(this.ctl, qslot(q, Ctl.Q_CALLFD), r.call);
     }
     for (let q = this.numQueues; q < this.vq.layout.MAX_QUEUES; q++) Atomics.store(this.ctl, qslot(q, Ctl.Q_ACTIVE), 0);
+  }
+
+  /**
+   * A running ring stops (disabled, memory gone, addresses broken): remember where it was, so that a
+   * restart and GET_VRING_BASE continue from there (QEMU's vhost_dev_stop disables every ring, then
+   * reads each one's base and hands it back with SET_VRING_BASE on restart). Workers are paused.
+   */
+  private stopRing(q: number, r: Vring): void {
+    if (!r.active) return;
+    r.base = this.vq.queueGetBase(q);
+    r.active = false;
+    this.log.info(`queue ${q} stopped (avail index ${r.base})`);
   }
 
   async setMemTable(regions: RegionDesc[], fds: number[]): Promise<void> {
@@ -156,9 +171,8 @@ export class VirtioFsDevice {
   async getVringBase(q: number): Promise<number> {
     const r = this.ring(q);
     return this.change(() => {
-      const base = r.active ? this.vq.queueGetBase(q) : r.base;
-      r.base = base;
-      r.active = false;
+      this.stopRing(q, r);
+      const base = r.base;
       r.failed = false;
       // The ring is stopped: a later start needs a new kick fd (libvhost-user does the same).
       this.closeFd(r, 'kick');
@@ -204,6 +218,7 @@ export class VirtioFsDevice {
     await this.change(() => {
       for (let q = 0; q < this.numQueues; q++) {
         const r = this.rings[q]!;
+        this.stopRing(q, r);
         this.closeFd(r, 'kick');
         this.closeFd(r, 'call');
         this.closeFd(r, 'err');
