@@ -75,36 +75,46 @@ function compareVersions(a: string, b: string): number {
   return 0;
 }
 
-/**
- * The guest kernel: env VIRTIOFSD_TS_KERNEL (a kernel version like `6.1.0-56-amd64` or a path to a
- * vmlinuz-<kver>), else the newest 6.1 /boot/vmlinuz-*, else the newest one with modules.
- */
-export function findKernel(): KernelInfo | null {
-  const env = process.env.VIRTIOFSD_TS_KERNEL;
+/** A kernel given as a version like `6.1.0-56-amd64` or a path to a vmlinuz-<kver>; null if absent. */
+export function kernelInfo(spec: string): KernelInfo | null {
   const mk = (kver: string, vmlinuz: string): KernelInfo | null => {
     const modulesDir = path.join('/lib/modules', kver);
     return fs.existsSync(vmlinuz) && fs.existsSync(modulesDir) ? { kver, vmlinuz, modulesDir } : null;
   };
-  if (env) {
-    if (env.includes('/')) {
-      const m = /vmlinuz-(.+)$/.exec(path.basename(env));
-      return m?.[1] ? mk(m[1], env) : null;
-    }
-    return mk(env, `/boot/vmlinuz-${env}`);
+  if (spec.includes('/')) {
+    const m = /vmlinuz-(.+)$/.exec(path.basename(spec));
+    return m?.[1] ? mk(m[1], spec) : null;
   }
+  return mk(spec, `/boot/vmlinuz-${spec}`);
+}
+
+/** Every bootable kernel in /boot (with its /lib/modules directory), newest first. */
+export function listKernels(): KernelInfo[] {
   let names: string[] = [];
   try {
     names = fs.readdirSync('/boot').filter((n) => n.startsWith('vmlinuz-'));
   } catch {
-    return null;
+    return [];
   }
   const kvers = names.map((n) => n.slice('vmlinuz-'.length)).sort(compareVersions).reverse();
-  const candidates = [...kvers.filter((k) => k.startsWith('6.1.')), ...kvers];
-  for (const k of candidates) {
-    const info = mk(k, `/boot/vmlinuz-${k}`);
-    if (info) return info;
-  }
-  return null;
+  return kvers.map((k) => kernelInfo(k)).filter((k): k is KernelInfo => k !== null);
+}
+
+/** The newest bootable kernel whose version is at least `min` (e.g. `6.11`), or null. */
+export function findKernelAtLeast(min: string): KernelInfo | null {
+  return listKernels().find((k) => compareVersions(k.kver.split('-')[0]!.split('+')[0]!, min) >= 0) ?? null;
+}
+
+/**
+ * The guest kernel: env VIRTIOFSD_TS_KERNEL (a kernel version like `6.1.0-56-amd64` or a path to a
+ * vmlinuz-<kver>), else the newest 6.1 /boot/vmlinuz-*, else the newest one with modules. A second,
+ * newer kernel (e.g. 6.12 from bookworm-backports, for multiqueue) does not change this default.
+ */
+export function findKernel(): KernelInfo | null {
+  const env = process.env.VIRTIOFSD_TS_KERNEL;
+  if (env) return kernelInfo(env);
+  const all = listKernels();
+  return all.find((k) => k.kver.startsWith('6.1.')) ?? all[0] ?? null;
 }
 
 /**
@@ -350,6 +360,10 @@ export interface RunGuestOptions {
   extraQemuArgs?: string[];
   /** Let a guest `reboot` restart the VM in the same QEMU (default false: QEMU exits, -no-reboot). */
   allowReboot?: boolean;
+  /** The kernel to boot: a KernelInfo, a version (`6.12.95+deb12-amd64`) or a vmlinuz path (default findKernel()). */
+  kernel?: KernelInfo | string;
+  /** Extra vhost-user-fs-pci properties, e.g. `num-request-queues=4`. */
+  deviceProps?: string[];
 }
 
 export interface GuestResult {
@@ -366,8 +380,8 @@ export interface GuestResult {
 }
 
 export async function runGuest(opts: RunGuestOptions): Promise<GuestResult> {
-  const k = findKernel();
-  if (!k) throw new Error('no guest kernel found');
+  const k = opts.kernel === undefined ? findKernel() : typeof opts.kernel === 'string' ? kernelInfo(opts.kernel) : opts.kernel;
+  if (!k) throw new Error(`no guest kernel found${typeof opts.kernel === 'string' ? ` (${opts.kernel})` : ''}`);
   const tag = opts.tag ?? 'myfs';
   const mem = opts.memMiB ?? 2048;
   const timeoutSec = opts.timeoutSec ?? 120;
@@ -396,7 +410,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestResult> {
     '-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
     '-numa', 'node,memdev=mem',
     '-chardev', `socket,id=char0,path=${opts.socketPath}`,
-    '-device', `vhost-user-fs-pci,queue-size=1024,chardev=char0,tag=${tag}`,
+    '-device', ['vhost-user-fs-pci', 'queue-size=1024', 'chardev=char0', `tag=${tag}`, ...(opts.deviceProps ?? [])].join(','),
     '-kernel', k.vmlinuz,
     '-initrd', initrd,
     '-append', 'console=ttyS0 quiet panic=-1',
