@@ -27,8 +27,12 @@ import {
 
 const QUEUES = 4; // request queues (the device has 1 hiprio + QUEUES)
 const JOBS = 4; // one per vCPU
-const FILE_MIB = 8; // per job: written, read back and checksummed
-const SMALL = 150; // per job: small files created, 1/3 of them removed again
+// VIRTIOFSD_TS_MQ_SCALE=N multiplies the workload, VIRTIOFSD_TS_MQ_THREADS sets the daemon's workers
+// (default 4), for stress runs by hand.
+const SCALE = Math.max(1, Number(process.env.VIRTIOFSD_TS_MQ_SCALE ?? 1) || 1);
+const THREADS = Number(process.env.VIRTIOFSD_TS_MQ_THREADS ?? 4) || 4;
+const FILE_MIB = 8 * SCALE; // per job: written, read back and checksummed
+const SMALL = 150 * SCALE; // per job: small files created, 1/3 of them removed again
 const TAG = 'mqfs';
 
 const md5 = (b: Buffer | string) => createHash('md5').update(b).digest('hex');
@@ -112,7 +116,7 @@ t.test('virtio-fs multi-queue: parallel workload over several request queues', {
   const daemon = await startDaemon('ours', {
     sharedDir: share,
     socketPath: sock,
-    extraArgs: ['--thread-pool-size=4'],
+    extraArgs: [`--thread-pool-size=${THREADS}`],
   });
   t.teardown(async () => {
     await daemon.stop(5000);
@@ -127,7 +131,7 @@ t.test('virtio-fs multi-queue: parallel workload over several request queues', {
     files: { 'job.sh': JOB },
     cpus: JOBS,
     deviceProps: [`num-request-queues=${QUEUES}`],
-    timeoutSec: 420,
+    timeoutSec: 300 * SCALE,
     onLine: (l) => {
       if (process.env.VIRTIOFSD_TS_E2E_VERBOSE) console.error(`[mq] ${l}`);
     },
