@@ -11,6 +11,7 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
@@ -34,6 +35,7 @@ const THREADS = Number(process.env.VIRTIOFSD_TS_MQ_THREADS ?? 4) || 4;
 const FILE_MIB = 8 * SCALE; // per job: written, read back and checksummed
 const SMALL = 150 * SCALE; // per job: small files created, 1/3 of them removed again
 const TAG = 'mqfs';
+const STOP_CONTS = 3; // QMP stop + cont cycles while the jobs run
 
 const md5 = (b: Buffer | string) => createHash('md5').update(b).digest('hex');
 
@@ -90,7 +92,12 @@ while [ $n -lt ${JOBS} ]; do
   ( taskset $((1 << n)) sh /job.sh $n > /tmp/j$n.log 2>&1; echo $? > /tmp/j$n.rc ) &
   n=$((n+1))
 done
+echo "@@JOBS started@@"
 wait
+# The host pauses and resumes the VM while the jobs run; wait until it is done.
+i=0
+while [ ! -e /mnt/stopcont.done ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+step stopcont_done test -e /mnt/stopcont.done
 n=0
 while [ $n -lt ${JOBS} ]; do
   echo "@@BEGIN job$n@@"; cat /tmp/j$n.log; echo "@@END job$n@@"
@@ -101,6 +108,48 @@ echo "@@BEGIN interrupts@@"; grep -i virtio /proc/interrupts; echo "@@END interr
 step umount umount /mnt
 finish
 `;
+
+/** A minimal QMP client: one command at a time, events skipped. */
+async function qmpConnect(sockPath: string): Promise<{ cmd(c: string): Promise<unknown>; close(): void }> {
+  const deadline = Date.now() + 30_000;
+  let sock: net.Socket | undefined;
+  while (!sock) {
+    try {
+      sock = await new Promise<net.Socket>((res, rej) => {
+        const s = net.createConnection(sockPath, () => res(s));
+        s.once('error', rej);
+      });
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  let buf = '';
+  const waiters: Array<(m: Record<string, unknown>) => void> = [];
+  sock.on('data', (d) => {
+    buf += d.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i).trim();
+      buf = buf.slice(i + 1);
+      if (!line) continue;
+      const m = JSON.parse(line) as Record<string, unknown>;
+      if ('event' in m) continue;
+      waiters.shift()?.(m);
+    }
+  });
+  const next = () => new Promise<Record<string, unknown>>((res) => waiters.push(res));
+  await next(); // greeting
+  const cmd = async (c: string): Promise<unknown> => {
+    const p = next();
+    sock!.write(JSON.stringify({ execute: c }) + '\n');
+    const m = await p;
+    if ('error' in m) throw new Error(`QMP ${c}: ${JSON.stringify(m.error)}`);
+    return m.return;
+  };
+  await cmd('qmp_capabilities');
+  return { cmd, close: () => sock!.destroy() };
+}
 
 t.test('virtio-fs multi-queue: parallel workload over several request queues', { skip: skip ?? false }, async (t) => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-mq-'));
@@ -123,6 +172,33 @@ t.test('virtio-fs multi-queue: parallel workload over several request queues', {
     fs.rmSync(root, { recursive: true, force: true });
   });
 
+  // While the jobs run, stop and continue the VM a few times: QEMU then stops every ring
+  // (SET_VRING_ENABLE 0, GET_VRING_BASE) and starts it again from the base we returned, with
+  // requests in flight on all queues.
+  const qmpPath = path.join(root, 'qmp.sock');
+  const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+  let stopConts = 0;
+  let stopContError: string | null = null;
+  let stopCont: Promise<void> | null = null;
+  const runStopCont = async (): Promise<void> => {
+    let q: Awaited<ReturnType<typeof qmpConnect>> | undefined;
+    try {
+      q = await qmpConnect(qmpPath);
+      for (let k = 0; k < STOP_CONTS; k++) {
+        await sleep(400);
+        await q.cmd('stop');
+        await sleep(300);
+        await q.cmd('cont');
+        stopConts++;
+      }
+    } catch (e) {
+      stopContError = String((e as Error)?.message ?? e);
+    } finally {
+      q?.close();
+      fs.writeFileSync(path.join(share, 'stopcont.done'), '');
+    }
+  };
+
   const r = await runGuest({
     socketPath: sock,
     tag: TAG,
@@ -131,11 +207,14 @@ t.test('virtio-fs multi-queue: parallel workload over several request queues', {
     files: { 'job.sh': JOB },
     cpus: JOBS,
     deviceProps: [`num-request-queues=${QUEUES}`],
-    timeoutSec: 300 * SCALE,
+    timeoutSec: 180 * SCALE,
+    extraQemuArgs: ['-qmp', `unix:${qmpPath},server=on,wait=off`],
     onLine: (l) => {
       if (process.env.VIRTIOFSD_TS_E2E_VERBOSE) console.error(`[mq] ${l}`);
+      if (!stopCont && l.includes('@@JOBS started@@')) stopCont = runStopCont();
     },
   });
+  if (stopCont) await stopCont;
   // Let the daemon finish logging the ring stops (GET_VRING_BASE comes as QEMU shuts down).
   await new Promise((res) => setTimeout(res, 300));
   const logs = daemon.logs();
@@ -152,10 +231,12 @@ t.test('virtio-fs multi-queue: parallel workload over several request queues', {
   }
   t.equal(r.rc, 0, 'guest script exit code', r.rc === 0 ? {} : diag);
   const steps = parseSteps(r.output);
-  for (const s of ['mount', ...Array.from({ length: JOBS }, (_, n) => `job${n}`), 'umount']) {
+  for (const s of ['mount', 'stopcont_done', ...Array.from({ length: JOBS }, (_, n) => `job${n}`), 'umount']) {
     t.ok(steps.get(s)?.ok, `guest step ${s}`, steps.get(s)?.ok ? {} : { step: steps.get(s) ?? 'missing', ...diag });
   }
   t.equal(parseVals(r.output).get('ncpu'), String(JOBS), 'guest has one vCPU per job');
+  t.equal(stopContError, null, 'QMP stop/cont worked');
+  t.equal(stopConts, STOP_CONTS, `the VM was stopped and continued ${STOP_CONTS} times during the workload`);
 
   // Host side: every job's data.
   const cpus = new Set<string>();
@@ -196,15 +277,33 @@ t.test('virtio-fs multi-queue: parallel workload over several request queues', {
   t.equal(cpus.size, JOBS, `jobs ran on ${JOBS} different vCPUs (${[...cpus].join(',')})`);
 
   // Daemon side: which queues ran, and how many requests each popped.
+  // Each run of a queue goes from "started (avail index A)" to "stopped (avail index B)": B - A
+  // requests (mod 2^16). A restart must continue at the index the queue stopped at.
   const started = new Map<number, number>();
-  for (const m of logs.matchAll(/queue (\d+) started \(size (\d+), avail index (\d+)\)/g)) started.set(Number(m[1]), Number(m[3]));
+  const starts = new Map<number, number>();
   const popped = new Map<number, number>();
-  for (const m of logs.matchAll(/queue (\d+) stopped \(avail index (\d+)\)/g)) {
+  let resumedAt = 0;
+  let badResume = '';
+  const lastStop = new Map<number, number>();
+  for (const m of logs.matchAll(/queue (\d+) (started|stopped) \((?:size \d+, )?avail index (\d+)\)/g)) {
     const q = Number(m[1]);
-    popped.set(q, (Number(m[2]) - (started.get(q) ?? 0)) & 0xffff);
+    const idx = Number(m[3]);
+    if (m[2] === 'started') {
+      started.set(q, idx);
+      starts.set(q, (starts.get(q) ?? 0) + 1);
+      if (lastStop.has(q)) {
+        if (lastStop.get(q) !== idx) badResume += ` q${q}: stopped at ${lastStop.get(q)}, restarted at ${idx};`;
+        else if (idx > 0) resumedAt++;
+      }
+    } else {
+      popped.set(q, (popped.get(q) ?? 0) + ((idx - (started.get(q) ?? 0)) & 0xffff));
+      lastStop.set(q, idx);
+    }
   }
   const expectQueues = Array.from({ length: QUEUES + 1 }, (_, q) => q);
   t.same([...started.keys()].sort((a, b) => a - b), expectQueues, `daemon started hiprio + ${QUEUES} request queues`, { daemonLogs: logs });
+  t.equal(badResume, '', 'every restarted queue continued at the avail index it stopped at');
+  t.ok(resumedAt >= QUEUES, `queues resumed mid-stream after stop/cont (${resumedAt} restarts at a non-zero index; starts per queue: ${expectQueues.map((q) => starts.get(q) ?? 0).join(',')})`);
   const perQueue = expectQueues.map((q) => `q${q}=${popped.get(q) ?? '?'}`).join(' ');
   t.comment(`requests popped per queue: ${perQueue}`);
   t.comment(`guest interrupts:\n${(parseBlock(r.output, 'interrupts') ?? []).join('\n')}`);
