@@ -352,10 +352,24 @@ export class Passthrough implements FileSystem {
 
   create(ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, flags: number, _umask: number): Created | number {
     return this.withInode(parent, (pfd) => {
-      // O_NONBLOCK: if the name is an existing FIFO (a race, or a hostile guest), open must not wait for
-      // a writer and block the worker; on regular files it has no effect.
+      // Create with O_EXCL first: O_CREAT alone opens an existing FIFO or device node, and that open is
+      // itself the harm (a FIFO's reader sees a writer, a watchdog or tape device acts on open). An
+      // existing name is opened only if it is a regular file, by reopening its O_PATH fd.
+      // O_NONBLOCK: belt and braces should a FIFO appear anyway; on regular files it has no effect.
       const f = this.openFlags(flags) | (flags & C.O_EXCL) | C.O_CREAT | C.O_NOFOLLOW | C.O_NONBLOCK;
-      const ofd = this.asCaller(ctx, () => native.openat2(pfd, name, f, mode & 0o7777, RESOLVE));
+      let ofd = this.asCaller(ctx, () => native.openat2(pfd, name, f | C.O_EXCL, mode & 0o7777, RESOLVE));
+      if (ofd === -Errno.EEXIST && (flags & C.O_EXCL) === 0) {
+        const efd = native.openat2(pfd, name, PATH_FLAGS, 0, RESOLVE);
+        if (efd < 0) return efd;
+        const r = this.statFd(efd);
+        const type = this.mode & C.S_IFMT;
+        if (r < 0 || type !== C.S_IFREG) {
+          native.close(efd);
+          return r < 0 ? r : type === C.S_IFLNK ? -Errno.ELOOP : type === C.S_IFDIR ? -Errno.EISDIR : -Errno.EACCES;
+        }
+        ofd = this.asCaller(ctx, () => native.openProcFd(this.procSelfFd, efd, f & ~(C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW)));
+        native.close(efd);
+      }
       if (ofd < 0) return ofd;
       if (this.statFd(ofd) < 0 || (this.mode & C.S_IFMT) !== C.S_IFREG) {
         native.close(ofd);
