@@ -214,6 +214,8 @@ export interface Native {
   dup(fd: number): number;
   /** Raise RLIMIT_NOFILE's soft limit to `want` (0: to the hard limit); the limit in force or -errno. */
   raiseNofile(want: number): number;
+  /** Ensure F_SEAL_SHRINK on a memfd (0), or -errno if it cannot be sealed (not a memfd, sealed shut). */
+  sealShrink(fd: number): number;
   /** epoll_create1(EPOLL_CLOEXEC): fd or -errno. */
   epollCreate(): number;
   /** Watch fd for EPOLLIN (EPOLLEXCLUSIVE if `exclusive`: one waiter woken per event). 0 or -errno. */

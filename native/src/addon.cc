@@ -135,6 +135,7 @@ class NativeAddon : public Napi::Addon<NativeAddon> {
   Napi::Value LseekBig(const Napi::CallbackInfo& info);
   Napi::Value Faccessat(const Napi::CallbackInfo& info);
   Napi::Value Dup(const Napi::CallbackInfo& info);
+  Napi::Value SealShrink(const Napi::CallbackInfo& info);
   Napi::Value EpollCreate(const Napi::CallbackInfo& info);
   Napi::Value EpollAdd(const Napi::CallbackInfo& info);
   Napi::Value EpollWait(const Napi::CallbackInfo& info);
@@ -566,7 +567,8 @@ Napi::Value NativeAddon::MemfdCreate(const Napi::CallbackInfo& info) {
   std::string name;
   uint64_t size;
   ARGS_OR_THROW(argString(info, 0, name) && argU64(info, 1, size));
-  int fd = memfd_create(name.c_str(), MFD_CLOEXEC);
+  // Sealable, like QEMU's memory-backend-memfd, so a backend can forbid shrinking (SealShrink).
+  int fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return num(env, -errno);
   if (size > 0 && ftruncate(fd, static_cast<off_t>(size)) < 0) {
     int e = errno;
@@ -642,6 +644,18 @@ Napi::Value NativeAddon::Poll(const Napi::CallbackInfo& info) {
 // Queue workers wait on the kick eventfds through one epoll set each. EPOLLEXCLUSIVE (Linux 4.5) makes
 // a kick wake one idle worker instead of all of them (a thundering herd that, on a small host, steals
 // CPU from the guest's vCPUs).
+// Guest RAM arrives as a memfd we map: if the frontend could later shrink it, touching the lost pages
+// would raise SIGBUS in a worker. Make sure F_SEAL_SHRINK is set (QEMU's memfd backend seals by
+// default). 0 if sealed (already or now), -errno if the fd cannot be sealed (not a memfd, or SEAL_SEAL).
+Napi::Value NativeAddon::SealShrink(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  ARGS_OR_THROW(argI32(info, 0, fd));
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0) return num(info.Env(), -errno);
+  if (seals & F_SEAL_SHRINK) return num(info.Env(), 0);
+  return res(info.Env(), fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK));
+}
+
 Napi::Value NativeAddon::EpollCreate(const Napi::CallbackInfo& info) {
   return res(info.Env(), epoll_create1(EPOLL_CLOEXEC));
 }
@@ -1226,6 +1240,7 @@ NativeAddon::NativeAddon(Napi::Env env, Napi::Object exports) {
       InstanceMethod("lseekBig", &NativeAddon::LseekBig, napi_enumerable),
       InstanceMethod("faccessat", &NativeAddon::Faccessat, napi_enumerable),
       InstanceMethod("dup", &NativeAddon::Dup, napi_enumerable),
+      InstanceMethod("sealShrink", &NativeAddon::SealShrink, napi_enumerable),
       InstanceMethod("epollCreate", &NativeAddon::EpollCreate, napi_enumerable),
       InstanceMethod("epollAdd", &NativeAddon::EpollAdd, napi_enumerable),
       InstanceMethod("epollWait", &NativeAddon::EpollWait, napi_enumerable),

@@ -44,6 +44,7 @@ export class MemoryError extends Error {
 
 export class GuestMemory {
   private regions: MappedRegion[] = [];
+  private warnedUnsealed = false;
   private readonly windowBase: number;
   private readonly windowEnd: number;
 
@@ -100,6 +101,14 @@ export class GuestMemory {
       throw new MemoryError(`memory region fd: ${(e as NodeJS.ErrnoException).code ?? e}`, 9);
     }
     if (!st.isFile()) throw new MemoryError('memory region fd is not a regular file (memfd, tmpfs or hugetlbfs expected)', 22);
+    // ... and must stay so: a memfd gets F_SEAL_SHRINK (QEMU's memfd backend sets it by default).
+    const sealed = native.sealShrink(fd);
+    if (sealed < 0 && !this.warnedUnsealed) {
+      this.warnedUnsealed = true;
+      this.log.warn(
+        `guest memory fd cannot be sealed against shrinking (errno ${-sealed}): a frontend that truncates it would crash the daemon`,
+      );
+    }
     if (r.mmapOffset + r.memorySize > BigInt(st.size)) {
       throw new MemoryError(
         `memory region (offset 0x${r.mmapOffset.toString(16)} + size 0x${r.memorySize.toString(16)}) extends past the end of its file (0x${st.size.toString(16)})`,

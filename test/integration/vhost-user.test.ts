@@ -93,6 +93,16 @@ t.test('FUSE over real rings: lookup, read, create, write, read back', async (tt
   }
 });
 
+t.test('guest memory cannot be shrunk under the daemon (F_SEAL_SHRINK)', async (tt) => {
+  const { s } = await session();
+  try {
+    tt.throws(() => fs.ftruncateSync(s.memfd, 4096), { code: 'EPERM' }, 'shrinking the memfd is refused after SET_MEM_TABLE');
+  } finally {
+    s.close();
+  }
+  await alive(tt);
+});
+
 t.test('many requests in flight on one queue', async (tt) => {
   const { s, rb, call } = await session({ queueSize: 256, slotBytes: 16384 });
   try {
