@@ -3,7 +3,8 @@
  * with `vhost-user-fs-pci,num-request-queues=4` and 4 vCPUs runs one workload per vCPU, each pinned
  * with taskset, in parallel. The host checks every byte the guest wrote and read, and the daemon's own
  * log says which queues were started and how far each one's avail index moved (= requests it popped):
- * more than one request queue must have carried requests.
+ * more than one request queue must have carried requests. While the jobs run the host stops and
+ * continues the VM over QMP, so every ring is stopped and restarted with requests in flight.
  *
  * Needs a second guest kernel >= 6.11 (`apt-get install -t bookworm-backports linux-image-amd64`, see
  * .ci/run); the 6.1 kernel stays the default of the other e2e tests. VIRTIOFSD_TS_MQ_KERNEL picks one.
