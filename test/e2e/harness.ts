@@ -177,7 +177,7 @@ export function cpioNewc(entries: CpioEntry[]): Buffer {
   const mtime = 0; // reproducible
   const one = (e: CpioEntry) => {
     const data = e.data ?? Buffer.alloc(0);
-    const nameBuf = Buffer.from(e.name + '\0');
+    const nameBuf = Buffer.from(`${e.name}\0`);
     const header =
       '070701' +
       hex(ino++) +
@@ -262,7 +262,7 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /tmp /mnt /run
 mount -t tmpfs tmpfs /tmp
 echo 0 > /proc/sys/kernel/printk 2>/dev/null
-for m in ${modules.map((m) => '/lib/modules/' + m.replace(/\.(xz|zst|gz)$/, '')).join(' ')}; do
+for m in ${modules.map((m) => `/lib/modules/${m.replace(/\.(xz|zst|gz)$/, '')}`).join(' ')}; do
   insmod "$m" || echo "@@INSMOD FAILED $m@@"
 done
 echo "@@BOOTED uptime=$(cut -d' ' -f1 /proc/uptime)@@"
@@ -428,8 +428,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestResult> {
     const s = chunk.toString('latin1');
     output += s;
     partial += s;
-    let i: number;
-    while ((i = partial.indexOf('\n')) >= 0) {
+    for (let i = partial.indexOf('\n'); i >= 0; i = partial.indexOf('\n')) {
       const line = partial.slice(0, i).replace(/\r/g, '');
       partial = partial.slice(i + 1);
       if (bootMs === null && line.includes('@@BOOTED')) bootMs = Date.now() - start;

@@ -129,8 +129,7 @@ async function qmpConnect(sockPath: string): Promise<{ cmd(c: string): Promise<u
   const waiters: Array<(m: Record<string, unknown>) => void> = [];
   sock.on('data', (d) => {
     buf += d.toString();
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
       const line = buf.slice(0, i).trim();
       buf = buf.slice(i + 1);
       if (!line) continue;
@@ -143,7 +142,7 @@ async function qmpConnect(sockPath: string): Promise<{ cmd(c: string): Promise<u
   await next(); // greeting
   const cmd = async (c: string): Promise<unknown> => {
     const p = next();
-    sock!.write(JSON.stringify({ execute: c }) + '\n');
+    sock!.write(`${JSON.stringify({ execute: c })}\n`);
     const m = await p;
     if ('error' in m) throw new Error(`QMP ${c}: ${JSON.stringify(m.error)}`);
     return m.return;

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { parseReply } from '../../src/frontend/fuse-requests.js';
-import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
+import type { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { native } from '../../src/native.js';
 import { alive, canaryIntact, fuseSession, leaksCanary, prng, seedFromEnv, sleep, startHostile, withTimeout, type HostileEnv } from '../fuzz/hostile-kit.js';
 
@@ -99,7 +99,9 @@ t.test('bad chains are returned with zero length and the queue keeps serving', a
         desc(head, { addr: GPA + BigInt(data), len: 40, flags: F_NEXT, next: head + 1 });
         // 20 writable descriptors of the whole 256 MiB memory each: 5 GiB in total
         const ids = [head + 1, ...spare.flatMap((sp) => [sp * 2, sp * 2 + 1])].slice(0, 20);
-        ids.forEach((id, k) => desc(id, { addr: GPA, len: s.mem.length, flags: F_WRITE | (k < ids.length - 1 ? F_NEXT : 0), next: ids[k + 1] ?? 0 }));
+        for (const [k, id] of ids.entries()) {
+          desc(id, { addr: GPA, len: s.mem.length, flags: F_WRITE | (k < ids.length - 1 ? F_NEXT : 0), next: ids[k + 1] ?? 0 });
+        }
       }, 10],
     ];
     for (const [what, build, extra] of cases) {
