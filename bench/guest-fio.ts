@@ -7,7 +7,7 @@
 // with the host's fio, every shared library `ldd` lists for it and the dynamic loader, at the same
 // paths. While each job runs, the daemon's threads (and QEMU) are sampled from /proc so the report
 // can say where the daemon spends its CPU, or that it waits.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,7 +15,6 @@ import * as path from 'node:path';
 import {
   buildBaseInitramfs,
   cpioNewc,
-  daemonCommand,
   defaultCacheDir,
   findKernel,
   guestSkipReason,
@@ -23,7 +22,6 @@ import {
   runGuest,
   startDaemon,
   type CpioEntry,
-  type DaemonHandle,
   type DaemonKind,
   type GuestResult,
 } from '../test/e2e/harness.js';
@@ -602,50 +600,6 @@ export function parseFio(spec: JobSpec, text: string): JobResult {
 // ---------------------------------------------------------------------------------------------
 // One guest boot against one daemon
 
-/** Our daemon under `node --cpu-prof`: a DaemonHandle like startDaemon's, with node flags in front. */
-async function startProfiled(socketPath: string, argv: string[]): Promise<DaemonHandle> {
-  const o = { socketPath };
-  fs.rmSync(socketPath, { force: true });
-  const [cmd, ...args] = argv;
-  const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-  let status: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => {
-      status = { code, signal };
-      resolve(status);
-    }),
-  );
-  const h: DaemonHandle = {
-    kind: 'ours',
-    child,
-    pid: child.pid ?? -1,
-    socketPath: o.socketPath,
-    logs: () => log,
-    exited,
-    exitCode: () => (status ? status.code : undefined),
-    async stop(graceMs = 10000) {
-      if (status) return status;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => status || child.kill('SIGKILL'), graceMs);
-      const s = await exited;
-      clearTimeout(t);
-      return s;
-    },
-  };
-  const deadline = Date.now() + 15000;
-  while (!fs.existsSync(o.socketPath)) {
-    if (status || Date.now() > deadline) {
-      await h.stop(2000);
-      throw new Error(`profiled daemon did not start:\n${log}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return h;
-}
-
 export interface DaemonRun {
   kind: DaemonKind;
   results: JobResult[];
@@ -679,20 +633,17 @@ async function runOne(kind: DaemonKind, o: Options, jobs: JobSpec[], ff: FioFile
   const share = makeFixture(path.join(root, kind), o.sizeMiB);
   const sock = path.join(root, kind, 'vfs.sock');
   let profileDir: string | undefined;
-  const dopts: { sharedDir: string; socketPath: string; extraArgs?: string[] } = {
+  const dopts: { sharedDir: string; socketPath: string; extraArgs?: string[]; nodeArgs?: string[] } = {
     sharedDir: share,
     socketPath: sock,
     extraArgs: kind === 'ours' ? o.oursArgs : o.refArgs,
   };
-  let profArgs: string[] | undefined;
   if (kind === 'ours' && o.profile) {
     profileDir = path.join(root, 'cpuprof');
     fs.mkdirSync(profileDir, { recursive: true });
-    // node refuses --cpu-prof in NODE_OPTIONS: spell out the command with the flags before the script.
-    const { cmd, args } = daemonCommand('ours', dopts);
-    profArgs = [cmd, '--cpu-prof', `--cpu-prof-dir=${profileDir}`, ...args];
+    dopts.nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
   }
-  const daemon = profArgs ? await startProfiled(sock, profArgs) : await startDaemon(kind, dopts);
+  const daemon = await startDaemon(kind, dopts);
   const sampler = new CpuSampler(kind, daemon.pid, sock);
   const results = new Map<string, JobResult>();
   const cpu = new Map<string, JobCpu | null>();

@@ -28,6 +28,7 @@ import {
   type DaemonHandle,
   type DaemonKind,
   type GuestResult,
+  which,
 } from './harness.js';
 
 const TAG = 'vfsfunc';
@@ -55,18 +56,6 @@ type Steps = Map<string, { ok: boolean; detail: string }>;
 
 const PROBE_SRC = path.join(repoRoot(), 'test', 'e2e', 'guest', 'fsprobe.c');
 
-function which(cmd: string): string | null {
-  for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
-    const p = path.join(d, cmd);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  return null;
-}
 
 /** Compile (or reuse) the static probe. Returns its path, or `{skip}` with the reason. */
 function buildProbe(): string | { skip: string } {

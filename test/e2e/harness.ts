@@ -33,7 +33,7 @@ export function repoRoot(): string {
 export const REFERENCE_DAEMON = process.env.VIRTIOFSD_TS_REFERENCE ?? '/usr/lib/qemu/virtiofsd';
 export const QEMU = process.env.VIRTIOFSD_TS_QEMU ?? 'qemu-system-x86_64';
 
-function which(cmd: string): string | null {
+export function which(cmd: string): string | null {
   if (cmd.includes('/')) return fs.existsSync(cmd) ? cmd : null;
   for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
     const p = path.join(d, cmd);
@@ -538,6 +538,8 @@ export interface StartDaemonOptions {
   extraArgs?: string[];
   /** Replace the default argument spelling entirely (socket and dir are not added). */
   args?: string[];
+  /** For 'ours': node flags before the script (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  nodeArgs?: string[];
   socketTimeoutMs?: number;
 }
 
@@ -559,7 +561,7 @@ export function daemonCommand(kind: DaemonKind, o: StartDaemonOptions): { cmd: s
   if (kind === 'ours') {
     const bin = path.join(repoRoot(), 'bin', 'virtiofsd-ts.js');
     const args = o.args ?? [`--socket-path=${o.socketPath}`, `--shared-dir=${o.sharedDir}`, ...(o.extraArgs ?? [])];
-    return { cmd: process.execPath, args: [bin, ...args] };
+    return { cmd: process.execPath, args: [...(o.nodeArgs ?? []), bin, ...args] };
   }
   const extra = o.extraArgs ?? [];
   const hasCache = extra.some((a) => a.startsWith('cache=') || a.includes('cache='));
