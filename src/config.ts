@@ -66,6 +66,7 @@ Options:
   --log-level=LEVEL        off|error|warn|info|debug|trace (default info; also -o log_level=)
   --writeback              enable the guest's writeback cache (also -o writeback)
   --no-readdirplus         disable READDIRPLUS (also -o no_readdirplus)
+  --xattr                  serve extended attributes (also -o xattr; off by default, -o no_xattr)
   --allow-direct-io        pass the guest's O_DIRECT on to host files (also -o allow_direct_io);
                            by default host I/O goes through the host page cache
   --no-device-nodes        refuse guest mknod of block/char devices (EPERM). The daemon never opens
@@ -80,7 +81,7 @@ Accepted for compatibility with virtiofsd, without effect here: --sandbox, --sec
   --syslog, --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
   --announce-submounts, --security-label, --preserve-noatime,
   -o flock|no_flock|posix_lock|no_posix_lock|timeout=|sandbox=|modcaps=|announce_submounts|killpriv_v2.
-Not supported yet (refused): --xattr / -o xattr, --posix-acl, --xattrmap.
+Not supported yet (refused): --posix-acl, --xattrmap.
 `;
 
 function parseCache(v: string, where: string): CacheMode {
@@ -137,7 +138,7 @@ const FLAGS: Record<string, (c: Config) => void> = {
   help: (c) => { c.help = true; },
   version: (c) => { c.version = true; },
   debug: (c) => { c.logLevel = 'debug'; },
-  xattr: () => { throw new UsageError('--xattr: extended attributes are not supported yet'); },
+  xattr: (c) => { c.xattr = true; },
   'posix-acl': () => { throw new UsageError('--posix-acl: POSIX ACLs are not supported yet'); },
   'announce-submounts': (c) => { c.announceSubmounts = true; c.ignored.push('--announce-submounts'); },
   'no-announce-submounts': (c) => { c.announceSubmounts = false; },
@@ -173,7 +174,7 @@ function applyDashO(c: Config, list: string): void {
       case 'no_writeback': noVal(); c.writeback = false; break;
       case 'readdirplus': noVal(); c.readdirplus = true; break;
       case 'no_readdirplus': noVal(); c.readdirplus = false; break;
-      case 'xattr': noVal(); throw new UsageError('-o xattr: extended attributes are not supported yet');
+      case 'xattr': noVal(); c.xattr = true; break;
       case 'no_xattr': noVal(); c.xattr = false; break;
       case 'posix_acl': throw new UsageError('-o posix_acl: POSIX ACLs are not supported yet');
       case 'no_posix_acl': noVal(); break;

@@ -32,6 +32,8 @@ export interface WorkerInit {
   readdirplus: boolean;
   allowDevices: boolean;
   allowDirectIo: boolean;
+  /** serve extended attributes (--xattr, -o xattr) */
+  xattr: boolean;
   logLevel: Config['logLevel'];
 }
 
@@ -78,6 +80,7 @@ export class Daemon {
       readdirplus: cfg.readdirplus,
       allowDevices: cfg.deviceNodes,
       allowDirectIo: cfg.allowDirectIo,
+      xattr: cfg.xattr,
       logLevel: cfg.logLevel,
     };
     const here = path.dirname(fileURLToPath(import.meta.url));
@@ -99,7 +102,8 @@ export class Daemon {
     this.listener = new VhostUserListener(device, { socketPath: cfg.socketPath, fd: cfg.fd, socketGid, log });
     this.listener.listen();
     log.info(
-      `serving ${dir} (cache=${cfg.cache}, writeback=${cfg.writeback ? 'on' : 'off'}, ${cfg.threadPoolSize} worker threads)`,
+      `serving ${dir} (cache=${cfg.cache}, writeback=${cfg.writeback ? 'on' : 'off'}, xattr=${cfg.xattr ? 'on' : 'off'}, ` +
+        `${cfg.threadPoolSize} worker threads)`,
     );
     if (cfg.socketPath) {
       log.info(

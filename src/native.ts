@@ -212,6 +212,18 @@ export interface Native {
   faccessat(dirfd: number, name: Name | null, mode: number, flags: number): number;
   /** F_DUPFD_CLOEXEC. */
   dup(fd: number): number;
+  /**
+   * fgetxattr on a real (not O_PATH) fd: the value into `out`, whose length is the buffer size; with
+   * `out` null or empty, only the value's size. Bytes or -errno (-ERANGE if `out` is too small, -ENODATA
+   * if there is no such attribute). Names: 1..255 bytes (XATTR_NAME_MAX), else -ERANGE.
+   */
+  fgetxattr(fd: number, name: Name, out: Uint8Array | null): number;
+  /** fsetxattr of `value` (flags: XATTR_CREATE 1 / XATTR_REPLACE 2). 0 or -errno. */
+  fsetxattr(fd: number, name: Name, value: Uint8Array, flags: number): number;
+  /** flistxattr: the NUL-separated names into `out` (null or empty: the size only). Bytes or -errno. */
+  flistxattr(fd: number, out: Uint8Array | null): number;
+  /** fremovexattr. 0 or -errno. */
+  fremovexattr(fd: number, name: Name): number;
   /** Raise RLIMIT_NOFILE's soft limit to `want` (0: to the hard limit); the limit in force or -errno. */
   raiseNofile(want: number): number;
   /** Ensure F_SEAL_SHRINK on a memfd (0), or -errno if it cannot be sealed (not a memfd, sealed shut). */

@@ -38,6 +38,7 @@ export default function runWorker(task: { wid: number }): void {
     cache: data.init.cache,
     writeback: data.init.writeback,
     readdirplus: data.init.readdirplus,
+    xattr: data.init.xattr,
     log,
     session: ctl.subarray(Ctl.SESSION, Ctl.SESSION + Ctl.SESSION_LEN),
   });

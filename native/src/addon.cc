@@ -32,6 +32,7 @@
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <unordered_map>
@@ -135,6 +136,10 @@ class NativeAddon : public Napi::Addon<NativeAddon> {
   Napi::Value LseekBig(const Napi::CallbackInfo& info);
   Napi::Value Faccessat(const Napi::CallbackInfo& info);
   Napi::Value Dup(const Napi::CallbackInfo& info);
+  Napi::Value Fgetxattr(const Napi::CallbackInfo& info);
+  Napi::Value Fsetxattr(const Napi::CallbackInfo& info);
+  Napi::Value Flistxattr(const Napi::CallbackInfo& info);
+  Napi::Value Fremovexattr(const Napi::CallbackInfo& info);
   Napi::Value SealShrink(const Napi::CallbackInfo& info);
   Napi::Value EpollCreate(const Napi::CallbackInfo& info);
   Napi::Value EpollAdd(const Napi::CallbackInfo& info);
@@ -1017,6 +1022,70 @@ Napi::Value NativeAddon::Dup(const Napi::CallbackInfo& info) {
   return res(info.Env(), fcntl(fd, F_DUPFD_CLOEXEC, 0));
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Extended attributes, on a real (not O_PATH) fd: the caller reopens the inode through /proc/self/fd.
+
+// An xattr name: 1..255 bytes (XATTR_NAME_MAX) without NUL. Empty or longer is -ERANGE, as the xattr
+// syscalls answer (not -ENAMETOOLONG); an embedded NUL is -EINVAL like every other name here.
+bool argXattrName(const Napi::CallbackInfo& info, size_t i, Name& n) {
+  if (!argName(info, i, n, kNameMax, false)) return false;
+  if (n.err == -ENAMETOOLONG || (n.err == 0 && n.buf[0] == 0)) n.err = -ERANGE;
+  return true;
+}
+
+// An output buffer, or null/undefined/empty for "the size only" (the syscall's size 0).
+bool argOutOrNull(const Napi::CallbackInfo& info, size_t i, uint8_t*& data, size_t& len) {
+  if (i < info.Length() && (info[i].IsNull() || info[i].IsUndefined())) {
+    data = nullptr;
+    len = 0;
+    return true;
+  }
+  if (!argBytes(info, i, data, len)) return false;
+  if (len == 0) data = nullptr;
+  return true;
+}
+
+Napi::Value NativeAddon::Fgetxattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  Name name;
+  uint8_t* out;
+  size_t outLen;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argXattrName(info, 1, name) && argOutOrNull(info, 2, out, outLen));
+  NAME_OR_ERR(name);
+  return res(env, NOINTR(fgetxattr(fd, name.buf, out, outLen)));
+}
+
+Napi::Value NativeAddon::Fsetxattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd, flags;
+  Name name;
+  uint8_t* value;
+  size_t valueLen;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argXattrName(info, 1, name) && argBytes(info, 2, value, valueLen) &&
+                argI32(info, 3, flags));
+  NAME_OR_ERR(name);
+  return res(env, NOINTR(fsetxattr(fd, name.buf, valueLen ? value : nullptr, valueLen, flags)));
+}
+
+Napi::Value NativeAddon::Flistxattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  uint8_t* out;
+  size_t outLen;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argOutOrNull(info, 1, out, outLen));
+  return res(env, NOINTR(flistxattr(fd, reinterpret_cast<char*>(out), outLen)));
+}
+
+Napi::Value NativeAddon::Fremovexattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  Name name;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argXattrName(info, 1, name));
+  NAME_OR_ERR(name);
+  return res(env, NOINTR(fremovexattr(fd, name.buf)));
+}
+
 // Every inode the guest looks up holds an O_PATH fd: raise RLIMIT_NOFILE's soft limit to `want`
 // (raising the hard limit too where we may, up to fs.nr_open). Returns the soft limit now in force.
 Napi::Value NativeAddon::RaiseNofile(const Napi::CallbackInfo& info) {
@@ -1240,6 +1309,10 @@ NativeAddon::NativeAddon(Napi::Env env, Napi::Object exports) {
       InstanceMethod("lseekBig", &NativeAddon::LseekBig, napi_enumerable),
       InstanceMethod("faccessat", &NativeAddon::Faccessat, napi_enumerable),
       InstanceMethod("dup", &NativeAddon::Dup, napi_enumerable),
+      InstanceMethod("fgetxattr", &NativeAddon::Fgetxattr, napi_enumerable),
+      InstanceMethod("fsetxattr", &NativeAddon::Fsetxattr, napi_enumerable),
+      InstanceMethod("flistxattr", &NativeAddon::Flistxattr, napi_enumerable),
+      InstanceMethod("fremovexattr", &NativeAddon::Fremovexattr, napi_enumerable),
       InstanceMethod("sealShrink", &NativeAddon::SealShrink, napi_enumerable),
       InstanceMethod("epollCreate", &NativeAddon::EpollCreate, napi_enumerable),
       InstanceMethod("epollAdd", &NativeAddon::EpollAdd, napi_enumerable),

@@ -136,4 +136,17 @@ export interface FileSystem {
   statfs?(ctx: Ctx, nodeid: bigint): Uint8Array | number;
   /** ACCESS: `mask` is R_OK|W_OK|X_OK (or F_OK = 0) checked for ctx; 0 or -errno */
   access?(ctx: Ctx, nodeid: bigint, mask: number): number;
+
+  // Extended attributes (served only when the daemon runs with --xattr / -o xattr; the server answers
+  // ENOSYS otherwise). Names are 1..255 bytes without NUL, values ≤ 64 KiB: the server checked both.
+  // `out` may be the reply scratch itself (the value lands where the reply is built): an empty `out`
+  // asks for the size only.
+  /** SETXATTR: flags XATTR_CREATE (1) / XATTR_REPLACE (2). 0 or -errno */
+  setxattr?(ctx: Ctx, nodeid: bigint, name: Uint8Array, value: Uint8Array, flags: number): number;
+  /** GETXATTR: the value into `out`; its length (or, `out` empty, its size) or -errno (ERANGE: too small) */
+  getxattr?(ctx: Ctx, nodeid: bigint, name: Uint8Array, out: Uint8Array): number;
+  /** LISTXATTR: the NUL-separated names into `out`; bytes (or, `out` empty, the size needed) or -errno */
+  listxattr?(ctx: Ctx, nodeid: bigint, out: Uint8Array): number;
+  /** REMOVEXATTR. 0 or -errno */
+  removexattr?(ctx: Ctx, nodeid: bigint, name: Uint8Array): number;
 }

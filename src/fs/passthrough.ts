@@ -544,4 +544,53 @@ export class Passthrough implements FileSystem {
       return (bits & m) === m ? 0 : -Errno.EACCES;
     });
   }
+
+  // ---- extended attributes ----
+  //
+  // f*xattr needs a real fd (an O_PATH fd gives EBADF), and the l*xattr path calls would need a path.
+  // So, as the reference daemons do, the inode's O_PATH fd is reopened through /proc/self/fd — only
+  // for a regular file or a directory (the type of an inode never changes, so stat-then-open has no
+  // race; the magic link names the inode itself, never a path). Symlinks are not followed, FIFOs,
+  // sockets and devices are never opened: for them get finds nothing, the list is empty, set and
+  // remove are refused. O_NONBLOCK: a regular file under a lease must not block the worker.
+  //
+  // Credentials: as root, like the reference daemon. The guest kernel has already checked the
+  // caller's permission (default_permissions, xattr_permission), so guest root may also set trusted.*
+  // and security.* names on the host file.
+
+  /** f(fd) on a real fd for nodeid, or `other` for a file type that is never opened. */
+  private withXattrFd(nodeid: bigint, f: (fd: number) => number, other: number): number {
+    return this.withInode(nodeid, (ifd) => {
+      const r = this.statFd(ifd);
+      if (r < 0) return r;
+      const type = this.mode & C.S_IFMT;
+      let flags: number;
+      if (type === C.S_IFREG) flags = C.O_RDONLY | C.O_NONBLOCK;
+      else if (type === C.S_IFDIR) flags = C.O_RDONLY | C.O_DIRECTORY;
+      else return other;
+      const fd = native.openProcFd(this.procSelfFd, ifd, flags);
+      if (fd < 0) return fd;
+      try {
+        return f(fd);
+      } finally {
+        native.close(fd);
+      }
+    });
+  }
+
+  setxattr(_ctx: Ctx, nodeid: bigint, name: Uint8Array, value: Uint8Array, flags: number): number {
+    return this.withXattrFd(nodeid, (fd) => native.fsetxattr(fd, name, value, flags), -Errno.EOPNOTSUPP);
+  }
+
+  getxattr(_ctx: Ctx, nodeid: bigint, name: Uint8Array, out: Uint8Array): number {
+    return this.withXattrFd(nodeid, (fd) => native.fgetxattr(fd, name, out), -Errno.ENODATA);
+  }
+
+  listxattr(_ctx: Ctx, nodeid: bigint, out: Uint8Array): number {
+    return this.withXattrFd(nodeid, (fd) => native.flistxattr(fd, out), 0);
+  }
+
+  removexattr(_ctx: Ctx, nodeid: bigint, name: Uint8Array): number {
+    return this.withXattrFd(nodeid, (fd) => native.fremovexattr(fd, name), -Errno.EOPNOTSUPP);
+  }
 }

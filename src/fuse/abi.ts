@@ -178,6 +178,18 @@ export const DIRENT_NAME_OFFSET = 24; // FUSE_NAME_OFFSET
 export const DIRENTPLUS_NAME_OFFSET = ENTRY_OUT_SIZE + DIRENT_NAME_OFFSET; // 152
 export const NAME_MAX = 255;
 export const PATH_MAX = 4096;
+/** fuse_setxattr_in without FUSE_SETXATTR_EXT (which we never negotiate): {u32 size, u32 flags} */
+export const SETXATTR_IN_SIZE = 8;
+/** fuse_getxattr_in (GETXATTR, LISTXATTR): {u32 size, u32 padding} */
+export const GETXATTR_IN_SIZE = 8;
+/** fuse_getxattr_out, the reply to a size-0 GETXATTR/LISTXATTR: {u32 size, u32 padding} */
+export const GETXATTR_OUT_SIZE = 8;
+// linux/limits.h and linux/xattr.h
+export const XATTR_NAME_MAX = 255;
+export const XATTR_SIZE_MAX = 65536;
+export const XATTR_LIST_MAX = 65536;
+export const XATTR_CREATE = 1;
+export const XATTR_REPLACE = 2;
 
 /** FUSE_DIRENT_ALIGN: records are padded to 8 bytes. */
 export function direntAlign(n: number): number {
@@ -432,6 +444,25 @@ export function encodeReadIn(v: DataView, off: number, r: ReadIn): void {
 /** fuse_write_in has the same layout as fuse_read_in (write_flags where read_flags is). */
 export const decodeWriteIn = decodeReadIn;
 export const encodeWriteIn = encodeReadIn;
+
+/** fuse_setxattr_in (8-byte form) / fuse_getxattr_in: the guest's numbers, unchecked. */
+export interface XattrIn { size: number; flags: number }
+export function decodeSetxattrIn(v: DataView, off: number): XattrIn {
+  return { size: v.getUint32(off, true), flags: v.getUint32(off + 4, true) };
+}
+/** fuse_getxattr_in: flags is the padding word (0). */
+export function decodeGetxattrIn(v: DataView, off: number): XattrIn {
+  return { size: v.getUint32(off, true), flags: 0 };
+}
+export function encodeXattrIn(v: DataView, off: number, size: number, flags = 0): void {
+  v.setUint32(off, size >>> 0, true);
+  v.setUint32(off + 4, flags >>> 0, true);
+}
+/** fuse_getxattr_out */
+export function encodeGetxattrOut(v: DataView, off: number, size: number): void {
+  v.setUint32(off, size >>> 0, true);
+  v.setUint32(off + 4, 0, true);
+}
 
 export interface DirentOut { ino: bigint; off: bigint; type: number; name: Uint8Array }
 

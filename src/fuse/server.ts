@@ -19,7 +19,8 @@ import {
   OUT_HEADER_SIZE, PATH_MAX, READ_IN_SIZE, RELEASE_IN_SIZE, RENAME2_IN_SIZE, RENAME_IN_SIZE, SETATTR_IN_SIZE,
   STATFS_OUT_SIZE, WRITE_IN_SIZE, WRITE_OUT_SIZE, decodeInHeader, decodeInitIn, decodeReadIn, decodeSetattrIn,
   direntSize, direntplusSize, encodeAttrOut, encodeDirent, encodeEntryOut, encodeInitOut, encodeOutHeader,
-  type InHeader,
+  type InHeader, GETXATTR_IN_SIZE, GETXATTR_OUT_SIZE, SETXATTR_IN_SIZE, XATTR_CREATE, XATTR_LIST_MAX,
+  XATTR_NAME_MAX, XATTR_REPLACE, XATTR_SIZE_MAX, decodeGetxattrIn, decodeSetxattrIn, encodeGetxattrOut,
 } from './abi.js';
 import type { Reader, Writer } from './io.js';
 
@@ -35,6 +36,12 @@ export interface FuseServerOptions {
   writeback?: boolean;
   /** negotiate READDIRPLUS (default true) */
   readdirplus?: boolean;
+  /**
+   * Serve SETXATTR/GETXATTR/LISTXATTR/REMOVEXATTR (--xattr, -o xattr; default false). Off, they answer
+   * ENOSYS and the guest kernel stops sending them (its callers then see EOPNOTSUPP). INIT is the same
+   * either way (no flag announces xattr support; FUSE_SETXATTR_EXT is never negotiated).
+   */
+  xattr?: boolean;
   log?: Logger;
   /**
    * Session state shared by every worker's FuseServer (INIT reaches one worker only): 4 × i32 in a
@@ -49,6 +56,8 @@ const S_MINOR = 1;
 const S_FLAGS = 2;
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+/** `out` for a size-only GETXATTR/LISTXATTR */
+const NO_BYTES = new Uint8Array(0);
 
 /** The flags we ask for (each only if the kernel offers it). */
 const WANTED_FLAGS =
@@ -68,6 +77,7 @@ export class FuseServer {
   private readonly session: Int32Array;
   private readonly writeback: boolean;
   private readonly readdirplus: boolean;
+  private readonly xattr: boolean;
   /** The session flags this server last told its file system about. */
   private seenFlags = -1;
   private readonly timeout: number;
@@ -82,6 +92,7 @@ export class FuseServer {
     if (this.session.length < 4) throw new RangeError('session needs 4 slots');
     this.writeback = opts.writeback ?? false;
     this.readdirplus = opts.readdirplus ?? true;
+    this.xattr = opts.xattr ?? false;
     const cache = opts.cache ?? 'auto';
     // entry/attr timeouts and open flags per cache policy (the reference daemon's meaning of the names)
     switch (cache) {
@@ -206,6 +217,24 @@ export class FuseServer {
     if (nul < 0 || nul === start) throw new ReplyError(-Errno.EINVAL);
     if (nul - start >= PATH_MAX) throw new ReplyError(-Errno.ENAMETOOLONG);
     return head.subarray(start, nul);
+  }
+
+  /**
+   * A NUL-terminated xattr name at `start` inside [start, h.len) (after need()): 1..XATTR_NAME_MAX bytes,
+   * any but NUL ('/' included: it is not a path). Empty or longer is ERANGE, as setxattr(2) and its
+   * siblings answer; a name without its NUL is EINVAL. Returns [name, end+1].
+   */
+  private xattrName(h: InHeader, r: Reader, start: number): [Uint8Array, number] {
+    const head = r.head;
+    const end = Math.min(h.len, head.length);
+    const stop = Math.min(end, start + XATTR_NAME_MAX + 1);
+    let nul = -1;
+    for (let i = start; i < stop; i++) {
+      if (head[i] === 0) { nul = i; break; }
+    }
+    if (nul < 0) throw new ReplyError(end - start > XATTR_NAME_MAX ? -Errno.ERANGE : -Errno.EINVAL);
+    if (nul === start) throw new ReplyError(-Errno.ERANGE);
+    return [head.subarray(start, nul), nul + 1];
   }
 
   private offset(v: bigint): number {
@@ -455,8 +484,55 @@ export class FuseServer {
         new DataView(w.buf.buffer, w.buf.byteOffset + OUT_HEADER_SIZE, LSEEK_OUT_SIZE).setBigUint64(0, BigInt(res), true);
         return this.ok(w, u, LSEEK_OUT_SIZE);
       }
+      case Opcode.Setxattr: {
+        if (!this.xattr) return this.errorReply(w, u, -Errno.ENOSYS);
+        this.need(h, r, SETXATTR_IN_SIZE);
+        const x = decodeSetxattrIn(v, P);
+        if ((x.flags & ~(XATTR_CREATE | XATTR_REPLACE)) !== 0) throw new ReplyError(-Errno.EINVAL);
+        const [name, next] = this.xattrName(h, r, P + SETXATTR_IN_SIZE);
+        if (x.size > XATTR_SIZE_MAX) throw new ReplyError(-Errno.E2BIG);
+        // the value is the `size` bytes after the name: all of them must be in the request
+        if (x.size > h.len - next) throw new ReplyError(-Errno.EINVAL);
+        const value = r.head.subarray(next, next + x.size);
+        return this.statusReply(w, u, this.method('setxattr')(ctx, node, name, value, x.flags));
+      }
+      case Opcode.Getxattr:
+      case Opcode.Listxattr: {
+        if (!this.xattr) return this.errorReply(w, u, -Errno.ENOSYS);
+        this.need(h, r, GETXATTR_IN_SIZE);
+        const { size } = decodeGetxattrIn(v, P);
+        const list = h.opcode === Opcode.Listxattr;
+        const name = list ? NO_BYTES : this.xattrName(h, r, P + GETXATTR_IN_SIZE)[0];
+        const call = list
+          ? (out: Uint8Array) => this.method('listxattr')(ctx, node, out)
+          : (out: Uint8Array) => this.method('getxattr')(ctx, node, name, out);
+        if (size === 0) {
+          // the size needed, in fuse_getxattr_out
+          const res = call(NO_BYTES);
+          if (res < 0) return this.errorReply(w, u, res);
+          this.room(w, GETXATTR_OUT_SIZE);
+          encodeGetxattrOut(new DataView(w.buf.buffer, w.buf.byteOffset + OUT_HEADER_SIZE, GETXATTR_OUT_SIZE), 0, res);
+          return this.ok(w, u, GETXATTR_OUT_SIZE);
+        }
+        // The bytes go straight into the reply scratch: never more than the guest asked for, the
+        // syscall's own limit, or what the writable part holds.
+        const max = list ? XATTR_LIST_MAX : XATTR_SIZE_MAX;
+        const cap = Math.max(0, Math.min(size, max, w.buf.length - OUT_HEADER_SIZE));
+        const res = call(w.buf.subarray(OUT_HEADER_SIZE, OUT_HEADER_SIZE + cap));
+        // Linux: ERANGE with a buffer of the maximum size is E2BIG (the host's value can never fit)
+        if (res < 0) return this.errorReply(w, u, res === -Errno.ERANGE && cap >= max ? -Errno.E2BIG : res);
+        // (cap 0 is a size query to the host: only an empty value fits)
+        if (res > cap) return this.errorReply(w, u, -Errno.ERANGE);
+        return this.ok(w, u, res);
+      }
+      case Opcode.Removexattr: {
+        if (!this.xattr) return this.errorReply(w, u, -Errno.ENOSYS);
+        this.need(h, r, 0);
+        const [name] = this.xattrName(h, r, P);
+        return this.statusReply(w, u, this.method('removexattr')(ctx, node, name));
+      }
       default:
-        // xattrs, locks, ioctl, poll, bmap, interrupt, copy_file_range, DAX mapping, syncfs, tmpfile,
+        // xattrs unless enabled (above), locks, ioctl, poll, bmap, interrupt, copy_file_range, DAX mapping, syncfs, tmpfile,
         // statx and anything newer: not supported.
         return this.errorReply(w, u, -Errno.ENOSYS);
     }
