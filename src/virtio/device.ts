@@ -198,6 +198,11 @@ export class VirtioFsDevice {
       this.closeFd(r, 'call');
       r.call = fd;
     });
+    // A running ring may have completed requests while it had no call fd, or just before the old
+    // one was replaced: QEMU restarts a ring with SET_VRING_KICK and only then SET_VRING_CALL, and
+    // GET_VRING_BASE closed the old one. Those completions' interrupts would be lost and the driver
+    // would wait forever; one spurious interrupt is harmless (the driver reads the used ring).
+    if (r.active && fd >= 0) native.eventfdWrite(fd, 1);
   }
 
   setVringErr(q: number, fd: number): void {

@@ -66,3 +66,33 @@ t.test('a ring disabled and enabled again continues where it was', async (tt) =>
     s.close();
   }
 });
+
+t.test('a ring restarted with KICK before CALL still interrupts for what it completed', async (tt) => {
+  // QEMU restarts a ring with SET_VRING_KICK and only then SET_VRING_CALL, and GET_VRING_BASE closed
+  // the old call fd: requests completed in between must not leave the driver waiting forever.
+  const s = VirtioFsSession.open(sock, { queueSize: 64, slotBytes: 8192, memBytes: 16 << 20 });
+  try {
+    const rb = new RequestBuilder();
+    tt.equal(parseReply(await s.send(1, rb.init(), 4096)).error, 0, 'FUSE_INIT');
+    const priv = s as unknown as { kicks: number[]; calls: number[] };
+    const base = s.fe.getVringBase(1); // stops the ring, closes its kick and call fds
+    // Requests published while the ring is stopped (their kicks reach no one).
+    const pending = Array.from({ length: 10 }, () => s.send(1, rb.getattr(1n), 256));
+    s.fe.setVringBase(1, base);
+    s.fe.setVringKick(1, priv.kicks[1]!); // the ring runs again and serves the 10, with no call fd
+    await new Promise((r) => setTimeout(r, 300));
+    s.fe.setVringCall(1, priv.calls[1]!);
+    let timer: NodeJS.Timeout | undefined;
+    const res = await Promise.race([
+      Promise.all(pending),
+      new Promise<null>((r) => {
+        timer = setTimeout(() => r(null), 5000);
+      }),
+    ]);
+    clearTimeout(timer);
+    tt.ok(res !== null, 'the driver is interrupted for the completions made before SET_VRING_CALL');
+    if (res) tt.ok(res.every((b) => parseReply(b).error === 0), 'all 10 answered');
+  } finally {
+    s.close();
+  }
+});
