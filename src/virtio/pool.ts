@@ -24,6 +24,7 @@ export class WorkerPool {
   private readonly ctlFds: number[] = [];
   private readonly alive: boolean[] = [];
   private readonly tasks: Promise<void>[] = [];
+  private readonly restartDelay: number[] = [];
   private stopping = false;
   private paused = 0;
 
@@ -64,6 +65,7 @@ export class WorkerPool {
 
   private launch(w: number): void {
     this.alive[w] = true;
+    const started = Date.now();
     const p = (this.piscina.run({ wid: w }) as Promise<void>).then(
       () => {
         this.alive[w] = false;
@@ -71,11 +73,14 @@ export class WorkerPool {
       (err: unknown) => {
         this.alive[w] = false;
         if (this.stopping) return;
-        this.opts.log.error(`worker ${w} died: ${(err as Error)?.stack ?? err}; restarting it`);
-        // A request handler never throws; this is a bug or a resource failure. Keep serving.
+        // A request handler never throws; this is a bug or a resource failure. Keep serving, but
+        // back off (up to 10 s) if the worker keeps dying at once, so the log is not flooded.
+        const quick = Date.now() - started < 5000;
+        this.restartDelay[w] = quick ? Math.min(10_000, (this.restartDelay[w] ?? 50) * 2) : 100;
+        this.opts.log.error(`worker ${w} died: ${(err as Error)?.stack ?? err}; restarting it in ${this.restartDelay[w]} ms`);
         setTimeout(() => {
           if (!this.stopping) this.launch(w);
-        }, 100).unref();
+        }, this.restartDelay[w]).unref();
       },
     );
     this.tasks[w] = p;
