@@ -14,6 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   buildBaseInitramfs,
+  cpioDirMaker,
   cpioNewc,
   defaultCacheDir,
   findKernel,
@@ -27,7 +28,6 @@ import {
 } from '../test/e2e/harness.js';
 import { formatSummary, profileFiles, summarise } from './cpuprofile.js';
 
-const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const TAG = 'benchfs';
 const MiB = 1 << 20;
@@ -242,17 +242,7 @@ export function fioFiles(): FioFiles {
 
 function fioExtension(ff: FioFiles): Buffer {
   const entries: CpioEntry[] = [];
-  const dirs = new Set<string>();
-  const dir = (d: string) => {
-    const segs = d.split('/');
-    for (let i = 1; i <= segs.length; i++) {
-      const p = segs.slice(0, i).join('/');
-      if (p && !dirs.has(p)) {
-        dirs.add(p);
-        entries.push({ name: p, mode: S_IFDIR | 0o755 });
-      }
-    }
-  };
+  const dir = cpioDirMaker(entries);
   for (const f of ff.files) {
     const rel = f.replace(/^\/+/, '');
     dir(path.dirname(rel));

@@ -161,6 +161,24 @@ const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
 const S_IFCHR = 0o020000;
 
+/**
+ * Returns dir(path): appends a directory entry (0755) for `path` and each of its parents, once each,
+ * to `entries`, so the archive holds every directory before the files in it.
+ */
+export function cpioDirMaker(entries: CpioEntry[]): (d: string) => void {
+  const dirs = new Set<string>();
+  return (d: string) => {
+    const segs = d.split('/');
+    for (let i = 1; i <= segs.length; i++) {
+      const p = segs.slice(0, i).join('/');
+      if (p && p !== '.' && !dirs.has(p)) {
+        dirs.add(p);
+        entries.push({ name: p, mode: S_IFDIR | 0o755 });
+      }
+    }
+  };
+}
+
 export function cpioNewc(entries: CpioEntry[]): Buffer {
   const parts: Buffer[] = [];
   let offset = 0;
@@ -308,17 +326,7 @@ export function buildBaseInitramfs(cacheDir: string = defaultCacheDir(), kernel?
   if (fs.existsSync(out)) return out;
 
   const entries: CpioEntry[] = [];
-  const dirs = new Set<string>();
-  const dir = (d: string) => {
-    const segs = d.split('/');
-    for (let i = 1; i <= segs.length; i++) {
-      const p = segs.slice(0, i).join('/');
-      if (!dirs.has(p)) {
-        dirs.add(p);
-        entries.push({ name: p, mode: S_IFDIR | 0o755 });
-      }
-    }
-  };
+  const dir = cpioDirMaker(entries);
   for (const d of ['bin', 'sbin', 'dev', 'proc', 'sys', 'tmp', 'mnt', 'run', 'etc', 'lib/modules']) dir(d);
   entries.push({ name: 'dev/console', mode: S_IFCHR | 0o600, rdevMajor: 5, rdevMinor: 1 });
   entries.push({ name: 'dev/null', mode: S_IFCHR | 0o666, rdevMajor: 1, rdevMinor: 3 });
