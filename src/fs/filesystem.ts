@@ -16,7 +16,7 @@ export interface Ctx {
 }
 
 export interface Entry {
-  /** 0 only in READDIRPLUS records for "." and ".." (no lookup reference taken) */
+  /** 0 only in READDIRPLUS records for "." and ".." and in negative LOOKUP answers (no reference taken) */
   nodeid: bigint;
   generation: bigint;
   /** fuse_attr, 88 bytes */

@@ -58,6 +58,8 @@ const S_FLAGS = 2;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** `out` for a size-only GETXATTR/LISTXATTR */
 const NO_BYTES = new Uint8Array(0);
+/** A LOOKUP answer for a missing name: node id 0, no attributes (only the entry timeout counts). */
+const NEGATIVE_ENTRY: Entry = { nodeid: 0n, generation: 0n, attr: new Uint8Array(88) };
 
 /** The flags we ask for (each only if the kernel offers it). */
 const WANTED_FLAGS =
@@ -285,6 +287,12 @@ export class FuseServer {
         this.need(h, r, 0);
         const [name] = this.name(h, r, P, true);
         const res = this.method('lookup')(ctx, node, name);
+        if (res === -Errno.ENOENT && this.timeout > 0) {
+          // A negative entry the guest caches for the entry timeout: node id 0 is "no such name, with a
+          // valid timeout" (fuse.h), so repeated probes of missing names (PATH and include searches)
+          // stay in the guest, as with the reference daemon. Not with cache=never.
+          return this.entryReply(w, u, NEGATIVE_ENTRY);
+        }
         return typeof res === 'number' ? this.errorReply(w, u, res) : this.entryReply(w, u, res);
       }
       case Opcode.Getattr: {

@@ -137,7 +137,13 @@ t.test('names', async (t) => {
   t.equal(decodeEntryOut(ok.view, 0).nodeid, 77n);
   t.equal(decodeEntryOut(ok.view, 0).attr.ino, 0x0101010101010101n, 'attr copied');
   t.equal(decodeEntryOut(ok.view, 0).entryValid, 1n, 'auto: 1 s');
-  t.equal(c.lookup(1n, 'missing').error, -E.ENOENT);
+  const neg = c.lookup(1n, 'missing');
+  t.equal(neg.error, 0, 'missing name with cache=auto: a negative entry');
+  t.equal(decodeEntryOut(neg.view, 0).nodeid, 0n, 'node id 0');
+  t.equal(decodeEntryOut(neg.view, 0).entryValid, 1n, 'cached for the entry timeout');
+  const never = setup({ cache: 'never' });
+  never.c.init();
+  t.equal(never.c.lookup(1n, 'missing').error, -E.ENOENT, 'cache=never: plain ENOENT, nothing cached');
   t.equal(c.lookup(1n, 'a/b').error, -E.EINVAL, 'slash');
   t.equal(c.call(Opcode.Lookup, 1n, new TextEncoder().encode('abc')).error, -E.EINVAL, 'no NUL');
   t.equal(c.lookup(1n, '').error, -E.EINVAL, 'empty');

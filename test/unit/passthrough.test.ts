@@ -38,7 +38,9 @@ t.test('lookup, getattr, mkdir, create, write, read', async (t) => {
   t.equal(tables.nlookup(se.nodeid), 1n);
   c.lookup(1n, 'sub');
   t.equal(tables.nlookup(se.nodeid), 2n, 'second lookup adds a reference');
-  t.equal(c.lookup(1n, 'nope').error, -E.ENOENT);
+  const nope = c.lookup(1n, 'nope');
+  t.equal(nope.error, 0, 'a missing name is a negative entry (cache=auto)');
+  t.equal(decodeEntryOut(nope.view, 0).nodeid, 0n, 'with node id 0');
 
   const hello = c.entry(c.lookup(se.nodeid, 'hello.txt'));
   t.equal(hello.attr.size, 11n);
