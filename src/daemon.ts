@@ -10,6 +10,7 @@ import { type Config, resolveGroup } from './config.js';
 import type { Logger } from './log.js';
 import { native } from './native.js';
 import { sharedBuffer } from './memory/guest-memory.js';
+import { Passthrough } from './fs/passthrough.js';
 import { VirtioFsDevice } from './virtio/device.js';
 import { WorkerPool } from './virtio/pool.js';
 import { createSharedMemory, loadVirtqueueModule } from './virtio/wasm.js';
@@ -25,7 +26,6 @@ export const DEFAULT_NUM_QUEUES = 16;
 export const DEFAULT_RLIMIT_NOFILE = 1_000_000;
 
 export interface WorkerInit {
-  rootFd: number;
   procFdDir: number;
   cache: Config['cache'];
   writeback: boolean;
@@ -40,8 +40,7 @@ export interface WorkerInit {
 export class Daemon {
   private listener: VhostUserListener | null = null;
   private pool: WorkerPool | null = null;
-  private rootFd = -1;
-  private procFdDir = -1;
+  private fs: Passthrough | null = null;
 
   constructor(private readonly cfg: Config, readonly log: Logger) {}
 
@@ -58,23 +57,14 @@ export class Daemon {
     const vq = await loadVirtqueueModule(memory);
     native.setWindow(sharedBuffer(memory));
 
-    const C = native.constants;
     const dir = path.resolve(cfg.sharedDir!);
-    this.rootFd = native.openat2(C.AT_FDCWD, Buffer.from(dir), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, 0);
-    if (this.rootFd === -38) throw new Error('this kernel has no openat2(2) (Linux 5.6 or later is required)');
-    if (this.rootFd < 0) throw new Error(`cannot open shared directory ${dir}: errno ${-this.rootFd}`);
-    this.procFdDir = native.openat2(C.AT_FDCWD, Buffer.from('/proc/self/fd'), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, 0);
-    if (this.procFdDir < 0) throw new Error(`cannot open /proc/self/fd (is /proc mounted?): errno ${-this.procFdDir}`);
-    const st = new Uint8Array(96);
-    const rc = native.statAt(this.rootFd, null, C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW, st);
-    if (rc < 0) throw new Error(`cannot stat shared directory ${dir}: errno ${-rc}`);
-    const dv = new DataView(st.buffer);
-    vq.inodeInit(this.rootFd, dv.getBigUint64(88, true), dv.getBigUint64(0, true));
+    // The session owner's passthrough opens the root (node id 1 in the shared inode table) and
+    // /proc/self/fd; each worker builds its own on the same tables and fd.
+    this.fs = Passthrough.open(dir, vq);
     vq.handleInit();
 
     const init: WorkerInit = {
-      rootFd: this.rootFd,
-      procFdDir: this.procFdDir,
+      procFdDir: this.fs.procFd,
       cache: cfg.cache,
       writeback: cfg.writeback,
       readdirplus: cfg.readdirplus,
@@ -120,8 +110,7 @@ export class Daemon {
     this.listener = null;
     await this.pool?.stop();
     this.pool = null;
-    if (this.rootFd >= 0) native.close(this.rootFd);
-    if (this.procFdDir >= 0) native.close(this.procFdDir);
-    this.rootFd = this.procFdDir = -1;
+    this.fs?.close();
+    this.fs = null;
   }
 }

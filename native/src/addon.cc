@@ -1089,12 +1089,8 @@ Napi::Value NativeAddon::Fremovexattr(const Napi::CallbackInfo& info) {
 // Every inode the guest looks up holds an O_PATH fd: raise RLIMIT_NOFILE's soft limit to `want`
 // (raising the hard limit too where we may, up to fs.nr_open). Returns the soft limit now in force.
 Napi::Value NativeAddon::RaiseNofile(const Napi::CallbackInfo& info) {
-  double want;
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    Napi::TypeError::New(info.Env(), "expected a number").ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
-  want = info[0].As<Napi::Number>().DoubleValue();
+  uint64_t want;
+  ARGS_OR_THROW(argU64(info, 0, want));
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return num(info.Env(), -errno);
   rlim_t target = want > 0 ? static_cast<rlim_t>(want) : rl.rlim_max;

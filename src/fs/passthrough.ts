@@ -63,6 +63,8 @@ export class Passthrough implements FileSystem {
   private readonly dents = new Uint8Array(DIRENT_BUF);
   private readonly dentv = new DataView(this.dents.buffer);
   private writeback = false;
+  /** The root inode's fd, when this instance opened the session (`open`). */
+  private ownedRootFd = -1;
 
   /**
    * @param tables the shared inode/handle tables, already initialised (see `Passthrough.open`)
@@ -82,11 +84,12 @@ export class Passthrough implements FileSystem {
   static open(sharedDir: string, tables: Tables, opts: PassthroughOptions = {}): Passthrough {
     const enc = new TextEncoder();
     const rootFd = native.openat2(C.AT_FDCWD, enc.encode(sharedDir), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, 0);
+    if (rootFd === -Errno.ENOSYS) throw new Error('this kernel has no openat2(2) (Linux 5.6 or later is required)');
     if (rootFd < 0) throw new Error(`cannot open shared directory ${sharedDir}: errno ${-rootFd}`);
     const procFd = native.openat2(C.AT_FDCWD, enc.encode('/proc/self/fd'), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, 0);
     if (procFd < 0) {
       native.close(rootFd);
-      throw new Error(`cannot open /proc/self/fd: errno ${-procFd}`);
+      throw new Error(`cannot open /proc/self/fd (is /proc mounted?): errno ${-procFd}`);
     }
     const st = new Uint8Array(STAT_SIZE);
     const r = native.statAt(rootFd, null, STAT_FLAGS, st);
@@ -97,7 +100,18 @@ export class Passthrough implements FileSystem {
     }
     const v = new DataView(st.buffer);
     tables.inodeInit(rootFd, v.getBigUint64(ATTR_DEV, true), v.getBigUint64(0, true));
-    return new Passthrough(tables, procFd, opts);
+    const fs = new Passthrough(tables, procFd, opts);
+    fs.ownedRootFd = rootFd;
+    return fs;
+  }
+
+  /** Closes what `open` opened (the root inode's fd and /proc/self/fd); for the session owner only. */
+  close(): void {
+    if (this.ownedRootFd >= 0) {
+      native.close(this.ownedRootFd);
+      native.close(this.procSelfFd);
+    }
+    this.ownedRootFd = -1;
   }
 
   get procFd(): number {

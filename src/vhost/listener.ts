@@ -147,6 +147,6 @@ export class VhostUserListener {
 }
 
 function errnoName(e: number): string {
-  const names: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 13: 'EACCES', 98: 'EADDRINUSE', 20: 'ENOTDIR', 36: 'ENAMETOOLONG' };
-  return `${names[e] ?? 'errno'} (${e})`;
+  const name = Object.entries(native.constants.errno).find(([, v]) => v === e)?.[0];
+  return `${name ?? 'errno'} (${e})`;
 }
