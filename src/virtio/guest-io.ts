@@ -49,7 +49,12 @@ export class GuestReader implements Reader {
 
   /** Copies more of the readable part into the inbuf (the head grows to `prefix` bytes). */
   extend(prefix: number): void {
-    this.reset(this.count, this.total, prefix);
+    const have = this.head.length;
+    const n = Math.min(prefix, this.total, this.inbufSize);
+    if (n <= have) return;
+    // Only the missing tail: the head's bytes are already in the inbuf.
+    const got = this.vq.gather(this.list, this.count, have, this.inbuf + have, n - have);
+    this.head = this.inbufView.subarray(0, have + got);
   }
 
   writeToFile(fd: number, pos: number, off: number, len: number): number {
