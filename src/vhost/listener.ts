@@ -4,6 +4,7 @@
  * exits instead; a guest reboot or a QEMU restart should not need a new daemon).
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
 import type { VirtioFsDevice } from '../virtio/device.js';
@@ -38,33 +39,41 @@ export class VhostUserListener {
     if (this.opts.fd !== undefined) {
       this.listenFd = this.opts.fd;
     } else {
-      const path = this.opts.socketPath!;
+      const socketPath = this.opts.socketPath!;
       // A stale socket file from an earlier run would make bind fail with EADDRINUSE. Only remove a
       // socket, never another kind of file.
-      try {
-        const st = fs.lstatSync(path);
-        if (st.isSocket()) fs.unlinkSync(path);
-        else throw new Error(`${path} exists and is not a socket`);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      }
+      if (!removeStaleSocket(socketPath)) throw new Error(`${socketPath} exists and is not a socket`);
       // Whoever can connect is a frontend: it hands us memory and asks for file operations as root.
       // bind(2) creates the socket file under the process umask, which the daemon keeps at 0 (guest
       // modes are used as given): create it 0600, then open it to the group if asked.
+      // The file appears between bind(2) and listen(2), and a frontend that connects in that gap is
+      // refused (ECONNREFUSED): bind a temporary name beside it and rename it into place once it is
+      // listening with its final mode, so whoever watches for the path finds a working socket.
+      const tmp = path.join(path.dirname(path.resolve(socketPath)), `.vfsd-${process.pid}.sock`);
+      const staged = Buffer.byteLength(tmp) <= 107 && removeStaleSocket(tmp);
+      const bindPath = staged ? tmp : socketPath;
       const oldMask = process.umask(0o077);
       let fd: number;
       try {
-        fd = native.listenUnix(path, 1);
+        fd = native.listenUnix(bindPath, 16);
       } finally {
         process.umask(oldMask);
       }
-      if (fd < 0) throw new Error(`cannot listen on ${path}: ${errnoName(-fd)}`);
+      if (fd < 0) throw new Error(`cannot listen on ${socketPath}: ${errnoName(-fd)}`);
       this.listenFd = fd;
-      if (this.opts.socketGid !== undefined) {
-        fs.chownSync(path, process.getuid?.() ?? 0, this.opts.socketGid);
-        fs.chmodSync(path, 0o660);
-      } else {
-        fs.chmodSync(path, 0o600);
+      try {
+        if (this.opts.socketGid !== undefined) {
+          fs.chownSync(bindPath, process.getuid?.() ?? 0, this.opts.socketGid);
+          fs.chmodSync(bindPath, 0o660);
+        } else {
+          fs.chmodSync(bindPath, 0o600);
+        }
+        if (staged) fs.renameSync(tmp, socketPath);
+      } catch (e) {
+        native.close(fd);
+        this.listenFd = -1;
+        if (staged) fs.rmSync(tmp, { force: true });
+        throw e;
       }
     }
     this.watch = native.watchFd(this.listenFd, () => this.onAcceptable());
@@ -144,6 +153,17 @@ export class VhostUserListener {
   get connected(): boolean {
     return this.conn !== null && !this.conn.isClosed;
   }
+}
+
+/** Removes a socket file left at `p`; false if something other than a socket is there. */
+function removeStaleSocket(p: string): boolean {
+  try {
+    if (!fs.lstatSync(p).isSocket()) return false;
+    fs.unlinkSync(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  return true;
 }
 
 function errnoName(e: number): string {

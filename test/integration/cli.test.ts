@@ -80,3 +80,26 @@ t.test('the socket is 0600 by default, 0660 for --socket-group', async (t) => {
   t.equal(r.status, 2);
   t.match(r.stderr, /no group 'no-such-group-xyz'/);
 });
+
+t.test('the socket path appears only once it accepts connections (no ECONNREFUSED window)', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-appear-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const share = path.join(dir, 'share');
+  fs.mkdirSync(share);
+  const sock = path.join(dir, 's.sock');
+  for (let round = 0; round < 3; round++) {
+    const child = spawn(process.execPath, [bin, `--socket-path=${sock}`, `--shared-dir=${share}`], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    // Poll as fast as the event loop allows and connect the moment the path exists.
+    let fd = -1;
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline && !fs.existsSync(sock)) await new Promise((r) => setImmediate(r));
+    fd = native.connectUnix(sock);
+    t.ok(fd >= 0, `round ${round}: connect right after the path appeared (${fd < 0 ? `errno ${-fd}` : 'ok'})`);
+    if (fd >= 0) native.close(fd);
+    t.same(fs.readdirSync(dir).sort(), ['s.sock', 'share'], 'no staging file left beside the socket');
+    child.kill('SIGTERM');
+    t.equal(await exited, 0);
+    t.notOk(fs.existsSync(sock), 'the socket is removed on exit');
+  }
+});

@@ -63,7 +63,10 @@ t.test('bad options are usage errors (exit code 2) with a message naming the pro
 });
 
 t.test('validateConfig checks the file system', async (t) => {
-  const dir = t.testdir({ share: {}, file: 'x', sock: {} });
+  // Not t.testdir(): its path grows with the checkout's, and a socket address holds only 107 bytes.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-cfg-'));
+  fs.mkdirSync(path.join(dir, 'share'));
+  fs.writeFileSync(path.join(dir, 'file'), 'x');
   const ok = parseArgs([`--socket-path=${path.join(dir, 'vfsd.sock')}`, `--shared-dir=${path.join(dir, 'share')}`]);
   t.doesNotThrow(() => validateConfig(ok), 'a directory and a fresh socket path');
   t.throws(() => validateConfig({ ...ok, sharedDir: path.join(dir, 'missing') }), UsageError, 'missing shared dir');
