@@ -200,6 +200,8 @@ export interface Native {
   ): number;
   ftruncate(fd: number, len: number): number;
   fallocate(fd: number, mode: number, off: number, len: number): number;
+  /** copy_file_range(2) at explicit offsets (≤ 2^53); bytes copied or -errno */
+  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
   fsync(fd: number, datasync: boolean): number;
   /** out (≥ 80 bytes) gets struct fuse_kstatfs. 0 or -errno */
   fstatfs(fd: number, out: Uint8Array): number;

@@ -129,6 +129,7 @@ class NativeAddon : public Napi::Addon<NativeAddon> {
   Napi::Value Utimensat(const Napi::CallbackInfo& info);
   Napi::Value Ftruncate(const Napi::CallbackInfo& info);
   Napi::Value Fallocate(const Napi::CallbackInfo& info);
+  Napi::Value CopyFileRange(const Napi::CallbackInfo& info);
   Napi::Value Fsync(const Napi::CallbackInfo& info);
   Napi::Value Fstatfs(const Napi::CallbackInfo& info);
   Napi::Value Getdents64(const Napi::CallbackInfo& info);
@@ -936,6 +937,20 @@ Napi::Value NativeAddon::Fallocate(const Napi::CallbackInfo& info) {
   return res(info.Env(), NOINTR(fallocate(fd, mode, static_cast<off_t>(off), static_cast<off_t>(len))));
 }
 
+// copy_file_range(2) with explicit offsets (the fds' own positions are untouched). Bytes or -errno.
+Napi::Value NativeAddon::CopyFileRange(const Napi::CallbackInfo& info) {
+  int32_t fdIn, fdOut, flags;
+  uint64_t offIn, offOut, len;
+  ARGS_OR_THROW(argI32(info, 0, fdIn) && argU64(info, 1, offIn) && argI32(info, 2, fdOut) && argU64(info, 3, offOut) &&
+                argU64(info, 4, len) && argI32(info, 5, flags));
+  loff_t in = static_cast<loff_t>(offIn), out = static_cast<loff_t>(offOut);
+  ssize_t n;
+  do {
+    n = copy_file_range(fdIn, &in, fdOut, &out, static_cast<size_t>(len), static_cast<unsigned>(flags));
+  } while (n < 0 && errno == EINTR);
+  return num(info.Env(), n < 0 ? -errno : static_cast<double>(n));
+}
+
 Napi::Value NativeAddon::Fsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
@@ -1298,6 +1313,7 @@ NativeAddon::NativeAddon(Napi::Env env, Napi::Object exports) {
       InstanceMethod("utimensat", &NativeAddon::Utimensat, napi_enumerable),
       InstanceMethod("ftruncate", &NativeAddon::Ftruncate, napi_enumerable),
       InstanceMethod("fallocate", &NativeAddon::Fallocate, napi_enumerable),
+      InstanceMethod("copyFileRange", &NativeAddon::CopyFileRange, napi_enumerable),
       InstanceMethod("fsync", &NativeAddon::Fsync, napi_enumerable),
       InstanceMethod("fstatfs", &NativeAddon::Fstatfs, napi_enumerable),
       InstanceMethod("getdents64", &NativeAddon::Getdents64, napi_enumerable),

@@ -121,6 +121,12 @@ export interface FileSystem {
   fallocate?(ctx: Ctx, nodeid: bigint, fh: bigint, mode: number, offset: number, length: number): number;
   /** the resulting offset (≥ 0) or -errno */
   lseek?(ctx: Ctx, nodeid: bigint, fh: bigint, offset: number, whence: number): number;
+  /**
+   * COPY_FILE_RANGE: up to `len` bytes from (fhIn, offIn) to (fhOut, offOut) without passing through
+   * the daemon; bytes copied (0 at EOF) or -errno. `nodeOut` is the destination's node id.
+   */
+  copyFileRange?(ctx: Ctx, nodeIn: bigint, fhIn: bigint, offIn: number, nodeOut: bigint, fhOut: bigint, offOut: number,
+    len: number): number;
 
   opendir?(ctx: Ctx, nodeid: bigint, flags: number): Opened | number;
   /**

@@ -449,6 +449,14 @@ export class Passthrough implements FileSystem {
     return this.withHandle(fh, (fd) => native.lseek(fd, offset, whence));
   }
 
+  copyFileRange(_ctx: Ctx, _nodeIn: bigint, fhIn: bigint, offIn: number, _nodeOut: bigint, fhOut: bigint, offOut: number,
+    len: number): number {
+    if (len === 0) return 0;
+    // The host checks what the guest's kernel checked too: fhIn readable, fhOut writable (EBADF),
+    // regular files, overlapping ranges in one file (EINVAL).
+    return this.withHandle(fhIn, (inFd) => this.withHandle(fhOut, (outFd) => native.copyFileRange(inFd, offIn, outFd, offOut, len, 0)));
+  }
+
   // ---- directories ----
 
   opendir(_ctx: Ctx, nodeid: bigint, _flags: number): Opened | number {

@@ -174,6 +174,8 @@ export const ACCESS_IN_SIZE = 8;
 export const FALLOCATE_IN_SIZE = 32;
 export const LSEEK_IN_SIZE = 24;
 export const LSEEK_OUT_SIZE = 8;
+/** struct fuse_copy_file_range_in: fh_in, off_in, nodeid_out, fh_out, off_out, len, flags (u64 each) */
+export const COPY_FILE_RANGE_IN_SIZE = 56;
 export const DIRENT_NAME_OFFSET = 24; // FUSE_NAME_OFFSET
 export const DIRENTPLUS_NAME_OFFSET = ENTRY_OUT_SIZE + DIRENT_NAME_OFFSET; // 152
 export const NAME_MAX = 255;

@@ -15,7 +15,7 @@ import {
   FUSE_GETATTR_FH, FUSE_INIT_EXT, FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, FUSE_MAX_PAGES,
   FUSE_MIN_MINOR_VERSION, FUSE_PARALLEL_DIROPS, FUSE_READDIRPLUS_AUTO, FUSE_RELEASE_FLUSH, FUSE_WRITEBACK_CACHE,
   FUSE_WRITE_KILL_SUIDGID, GETATTR_IN_SIZE, IN_HEADER_SIZE, INIT_IN_SIZE_COMPAT, INIT_OUT_SIZE, LINK_IN_SIZE,
-  LSEEK_IN_SIZE, LSEEK_OUT_SIZE, MKDIR_IN_SIZE, MKNOD_IN_SIZE, NAME_MAX, OPEN_IN_SIZE, OPEN_OUT_SIZE, Opcode,
+  COPY_FILE_RANGE_IN_SIZE, LSEEK_IN_SIZE, LSEEK_OUT_SIZE, MKDIR_IN_SIZE, MKNOD_IN_SIZE, NAME_MAX, OPEN_IN_SIZE, OPEN_OUT_SIZE, Opcode,
   OUT_HEADER_SIZE, PATH_MAX, READ_IN_SIZE, RELEASE_IN_SIZE, RENAME2_IN_SIZE, RENAME_IN_SIZE, SETATTR_IN_SIZE,
   STATFS_OUT_SIZE, WRITE_IN_SIZE, WRITE_OUT_SIZE, decodeInHeader, decodeInitIn, decodeReadIn, decodeSetattrIn,
   direntSize, direntplusSize, encodeAttrOut, encodeDirent, encodeEntryOut, encodeInitOut, encodeOutHeader,
@@ -28,6 +28,9 @@ export type CachePolicy = 'never' | 'metadata' | 'auto' | 'always';
 
 /** Largest WRITE/READ payload we negotiate (max_write) and the matching max_pages (4 KiB pages). */
 export const MAX_WRITE = 1024 * 1024;
+/** Most bytes one COPY_FILE_RANGE copies (the guest's caller loops on a short count). */
+export const MAX_COPY = 256 * 1024 * 1024;
+const MAX_COPY_BIG = BigInt(MAX_COPY);
 export const MAX_PAGES = 256;
 
 export interface FuseServerOptions {
@@ -491,6 +494,27 @@ export class FuseServer {
         this.room(w, LSEEK_OUT_SIZE);
         new DataView(w.buf.buffer, w.buf.byteOffset + OUT_HEADER_SIZE, LSEEK_OUT_SIZE).setBigUint64(0, BigInt(res), true);
         return this.ok(w, u, LSEEK_OUT_SIZE);
+      }
+      case Opcode.CopyFileRange: {
+        this.need(h, r, COPY_FILE_RANGE_IN_SIZE);
+        const fhIn = v.getBigUint64(P, true);
+        const offIn = this.offset(v.getBigUint64(P + 8, true));
+        const nodeOut = v.getBigUint64(P + 16, true);
+        const fhOut = v.getBigUint64(P + 24, true);
+        const offOut = this.offset(v.getBigUint64(P + 32, true));
+        // The reply's size is a u32, and one request should not hold a worker for long: copy at most
+        // MAX_COPY per request (a short copy is legal; callers loop, as for write(2)).
+        const rawLen = v.getBigUint64(P + 40, true);
+        const len = rawLen > MAX_COPY_BIG ? MAX_COPY : Number(rawLen);
+        const flags = v.getBigUint64(P + 48, true);
+        if (flags !== 0n) return this.errorReply(w, u, -Errno.EINVAL); // copy_file_range(2) defines none
+        const n = this.method('copyFileRange')(ctx, node, fhIn, offIn, nodeOut, fhOut, offOut, len);
+        if (n < 0) return this.errorReply(w, u, n);
+        this.room(w, WRITE_OUT_SIZE);
+        const ov = new DataView(w.buf.buffer, w.buf.byteOffset + OUT_HEADER_SIZE, WRITE_OUT_SIZE);
+        ov.setUint32(0, Math.min(n, len), true);
+        ov.setUint32(4, 0, true);
+        return this.ok(w, u, WRITE_OUT_SIZE);
       }
       case Opcode.Setxattr: {
         if (!this.xattr) return this.errorReply(w, u, -Errno.ENOSYS);

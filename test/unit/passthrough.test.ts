@@ -314,3 +314,38 @@ t.test('DESTROY closes everything but the root', async (t) => {
   t.equal(c.getattr(1n).error, 0, 'root survives');
   t.equal(c.read(a.nodeid, op.fh!, 0, 1).error, -E.EBADF);
 });
+
+t.test('COPY_FILE_RANGE copies on the host, checks handles and flags', async (t) => {
+  const src = new Uint8Array(300_000).map((_, i) => (i * 13 + 1) & 255);
+  const dir = t.testdir({ 'src.bin': Buffer.from(src), 'dst.bin': 'ABCDEFGH' });
+  const { c } = setup(dir);
+  const se = c.entry(c.lookup(1n, 'src.bin'));
+  const de = c.entry(c.lookup(1n, 'dst.bin'));
+  const rfh = c.open(se.nodeid, 0 /* O_RDONLY */).fh!;
+  const wfh = c.open(de.nodeid, 2 /* O_RDWR */).fh!;
+  const cfr = (fhIn: bigint, offIn: number, nodeOut: bigint, fhOut: bigint, offOut: number, len: bigint, flags = 0) =>
+    c.call(Opcode.CopyFileRange, se.nodeid, le([['u64', fhIn], ['u64', offIn], ['u64', nodeOut], ['u64', fhOut],
+      ['u64', offOut], ['u64', len], ['u64', flags]]));
+
+  const r = cfr(rfh, 1000, de.nodeid, wfh, 4, 200_000n);
+  consistent(t, r, 'copy_file_range');
+  t.equal(r.error, 0);
+  t.equal(r.view.getUint32(0, true), 200_000, 'bytes copied');
+  const host = new Uint8Array(readFileSync(join(dir, 'dst.bin')));
+  t.equal(host.length, 200_004);
+  t.same(host.subarray(0, 4), Buffer.from('ABCD'), 'bytes before the destination offset kept');
+  t.same(host.subarray(4), src.subarray(1000, 201_000), 'host sees the copied range');
+
+  const tail = cfr(rfh, 299_000, de.nodeid, wfh, 0, 0xffff_ffff_ffff_ffffn);
+  t.equal(tail.error, 0, 'a huge length is clamped, not refused');
+  t.equal(tail.view.getUint32(0, true), 1000, 'short copy at the source EOF');
+  t.equal(cfr(rfh, 400_000, de.nodeid, wfh, 0, 10n).view.getUint32(0, true), 0, 'past EOF: 0 bytes');
+  t.equal(cfr(rfh, 0, de.nodeid, wfh, 0, 10n, 1).error, -E.EINVAL, 'unknown flags');
+  t.equal(cfr(wfh, 0, se.nodeid, rfh, 0, 10n).error, -E.EBADF, 'destination opened read-only');
+  t.equal(cfr(777n, 0, de.nodeid, wfh, 0, 10n).error, -E.EBADF, 'unknown source handle');
+  t.equal(cfr(rfh, 0, de.nodeid, 778n, 0, 10n).error, -E.EBADF, 'unknown destination handle');
+  t.equal(c.call(Opcode.CopyFileRange, se.nodeid, le([['u64', rfh], ['u64', 0]])).error, -E.EINVAL, 'truncated request');
+  t.same(new Uint8Array(readFileSync(join(dir, 'src.bin'))), src, 'the source is unchanged');
+  c.release(se.nodeid, rfh);
+  c.release(de.nodeid, wfh);
+});
