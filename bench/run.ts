@@ -2,10 +2,11 @@
 //
 //   guest-fio [--only=reference|ours] [--jobs=a,b] [--runtime=S] [--size=MiB] [--meta-files=N]
 //             [--ioengine=psync|libaio] [--profile] [--ours-args="--thread-pool-size=4 ..."]
+//   host-fuse [--ops=N] [--depth=1,4] [--workloads=...] [--only=...]   FUSE loops without a guest
 //   prof-summary <dir-or-.cpuprofile> [--top=N]      summarise V8 CPU profiles (self time per function)
 import { fileURLToPath } from 'node:url';
 
-const usage = `usage: npm run bench -- [guest-fio|prof-summary] [options]   (see bench/README.md)`;
+const usage = `usage: npm run bench -- [guest-fio|host-fuse|prof-summary] [options]   (see bench/README.md)`;
 
 export async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
@@ -14,6 +15,8 @@ export async function main(argv: string[]): Promise<number> {
   switch (name) {
     case 'guest-fio':
       return (await import('./guest-fio.js')).main(args);
+    case 'host-fuse':
+      return (await import('./host-fuse.js')).main(args);
     case 'prof-summary':
       return (await import('./cpuprofile.js')).main(args);
     case 'help':
