@@ -27,6 +27,8 @@ export interface Config {
   allowDirectIo: boolean;
   socketGroup?: string;
   rlimitNofile?: number;
+  /** entry/attr validity in seconds, overriding the cache mode's (-o timeout=, as virtiofsd) */
+  timeout?: number;
   printCapabilities: boolean;
   help: boolean;
   version: boolean;
@@ -72,6 +74,8 @@ Options:
   --no-device-nodes        refuse guest mknod of block/char devices (EPERM). The daemon never opens
                            device nodes either way; this keeps them out of the host directory.
   --rlimit-nofile=N        raise the open-file limit to N (default: 1000000, or the hard limit)
+  -o timeout=SECONDS       how long the guest may cache names and attributes (fractions allowed),
+                           instead of the cache mode's (never 0, auto 1, metadata/always 86400)
   --print-capabilities     print the vhost-user backend capabilities (JSON) and exit
   -d, --debug              same as --log-level=debug
   -f                       run in the foreground (always the case; accepted for compatibility)
@@ -80,7 +84,7 @@ Options:
 Accepted for compatibility with virtiofsd, without effect here: --sandbox, --seccomp, --modcaps,
   --syslog, --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
   --announce-submounts, --security-label, --preserve-noatime,
-  -o flock|no_flock|posix_lock|no_posix_lock|timeout=|sandbox=|modcaps=|announce_submounts|killpriv_v2.
+  -o flock|no_flock|posix_lock|no_posix_lock|sandbox=|modcaps=|announce_submounts|killpriv_v2.
 Not supported yet (refused): --posix-acl, --xattrmap.
 `;
 
@@ -185,12 +189,20 @@ function applyDashO(c: Config, list: string): void {
       case 'announce_submounts': case 'killpriv_v2': case 'no_killpriv_v2':
       case 'norace': case 'writeback_cache':
         noVal(); c.ignored.push(`-o ${key}`); break;
-      case 'timeout': case 'sandbox': case 'modcaps': case 'max_idle_threads':
+      case 'timeout': c.timeout = parseTimeout(need()); break;
+      case 'sandbox': case 'modcaps': case 'max_idle_threads':
         need(); c.ignored.push(`-o ${key}`); break;
       default:
         throw new UsageError(`-o: unknown option '${key}'`);
     }
   }
+}
+
+/** Seconds, fractions allowed (virtiofsd takes a double), up to a year. */
+function parseTimeout(v: string): number {
+  const n = /^\d+(\.\d+)?$/.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isFinite(n) || n > 366 * 86400) throw new UsageError(`-o timeout: invalid value '${v}' (seconds, 0..31622400)`);
+  return n;
 }
 
 function nonEmpty(v: string, name: string): string {

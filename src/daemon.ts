@@ -34,6 +34,8 @@ export interface WorkerInit {
   allowDirectIo: boolean;
   /** serve extended attributes (--xattr, -o xattr) */
   xattr: boolean;
+  /** entry/attr validity override in seconds (-o timeout=) */
+  timeout?: number;
   logLevel: Config['logLevel'];
 }
 
@@ -71,6 +73,7 @@ export class Daemon {
       allowDevices: cfg.deviceNodes,
       allowDirectIo: cfg.allowDirectIo,
       xattr: cfg.xattr,
+      timeout: cfg.timeout,
       logLevel: cfg.logLevel,
     };
     const here = path.dirname(fileURLToPath(import.meta.url));

@@ -39,6 +39,7 @@ export default function runWorker(task: { wid: number }): void {
     writeback: data.init.writeback,
     readdirplus: data.init.readdirplus,
     xattr: data.init.xattr,
+    timeout: data.init.timeout,
     log,
     session: ctl.subarray(Ctl.SESSION, Ctl.SESSION + Ctl.SESSION_LEN),
   });

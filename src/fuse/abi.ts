@@ -354,18 +354,22 @@ export function encodeEntryOut(
   const v = new DataView(dst.buffer, dst.byteOffset + off, ENTRY_OUT_SIZE);
   v.setBigUint64(0, nodeid, true);
   v.setBigUint64(8, generation, true);
-  v.setBigUint64(16, BigInt(entryValid), true);
-  v.setBigUint64(24, BigInt(attrValid), true);
-  v.setUint32(32, 0, true);
-  v.setUint32(36, 0, true);
+  // validity in seconds, fractions into the _nsec fields (callers pass finite values ≥ 0)
+  const es = Math.floor(entryValid);
+  const as = Math.floor(attrValid);
+  v.setBigUint64(16, BigInt(es), true);
+  v.setBigUint64(24, BigInt(as), true);
+  v.setUint32(32, Math.min(999_999_999, Math.round((entryValid - es) * 1e9)), true);
+  v.setUint32(36, Math.min(999_999_999, Math.round((attrValid - as) * 1e9)), true);
   if (attr) copyAttr(dst, off + 40, attr);
   else dst.fill(0, off + 40, off + ENTRY_OUT_SIZE);
 }
 
 export function encodeAttrOut(dst: Uint8Array, off: number, attrValid: number, attr: Uint8Array): void {
   const v = new DataView(dst.buffer, dst.byteOffset + off, ATTR_OUT_SIZE);
-  v.setBigUint64(0, BigInt(attrValid), true);
-  v.setUint32(8, 0, true);
+  const as = Math.floor(attrValid);
+  v.setBigUint64(0, BigInt(as), true);
+  v.setUint32(8, Math.min(999_999_999, Math.round((attrValid - as) * 1e9)), true);
   v.setUint32(12, 0, true);
   copyAttr(dst, off + 16, attr);
 }

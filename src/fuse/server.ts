@@ -45,6 +45,11 @@ export interface FuseServerOptions {
    * either way (no flag announces xattr support; FUSE_SETXATTR_EXT is never negotiated).
    */
   xattr?: boolean;
+  /**
+   * Entry and attribute validity in seconds (fractions allowed), instead of the cache policy's
+   * (never 0, metadata/always 86400, auto 1): virtiofsd's -o timeout=. 0 also stops negative entries.
+   */
+  timeout?: number;
   log?: Logger;
   /**
    * Session state shared by every worker's FuseServer (INIT reaches one worker only): 4 × i32 in a
@@ -107,6 +112,10 @@ export class FuseServer {
       case 'always': this.timeout = 86400; this.openFlags = FOPEN_KEEP_CACHE;
         this.dirOpenFlags = FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR; break;
       default: throw new RangeError(`unknown cache policy ${String(cache)}`);
+    }
+    if (opts.timeout !== undefined) {
+      if (!Number.isFinite(opts.timeout) || opts.timeout < 0) throw new RangeError(`bad timeout ${opts.timeout}`);
+      this.timeout = opts.timeout;
     }
   }
 

@@ -18,7 +18,9 @@ t.test('virtiofsd spellings are accepted', async (t) => {
     [['--socket-path=/s', '--shared-dir=/d'], { allowDirectIo: false }],
     [['--socket-path=/s', '--shared-dir=/d', '--allow-direct-io'], { allowDirectIo: true }],
     [['--socket-path=/s', '-o', 'source=/d,allow_direct_io'], { allowDirectIo: true }],
-    [['--socket-path=/s', '-o', 'source=/d,no_readdirplus,log_level=warn,flock,timeout=5'], { readdirplus: false, logLevel: 'warn' }],
+    [['--socket-path=/s', '-o', 'source=/d,no_readdirplus,log_level=warn,flock,timeout=5'], { readdirplus: false, logLevel: 'warn', timeout: 5 }],
+    [['--socket-path=/s', '-o', 'source=/d,timeout=0.25'], { timeout: 0.25 }],
+    [['--socket-path=/s', '-o', 'source=/d,timeout=0'], { timeout: 0 }],
     [['--socket-path=/s', '--shared-dir=/d', '--sandbox=none', '--seccomp=none'], {}],
     [['--socket-path=/s', '--shared-dir=/d'], { xattr: false }],
     [['--socket-path=/s', '--shared-dir=/d', '--xattr'], { xattr: true }],
@@ -56,6 +58,10 @@ t.test('bad options are usage errors (exit code 2) with a message naming the pro
     [['--socket-path=/s', '--shared-dir=/d', '--xattrmap=:map::'], /not supported yet/],
     [['--socket-path=/s', '--shared-dir=/d', '--writeback=yes'], /takes no value/],
     [['--socket-path=/s', '--shared-dir=/d', '--sandbox=jail'], /invalid value 'jail'/],
+    [['--socket-path=/s', '-o', 'source=/d,timeout=-1'], /-o timeout: invalid value '-1'/],
+    [['--socket-path=/s', '-o', 'source=/d,timeout=1e9'], /-o timeout: invalid value/],
+    [['--socket-path=/s', '-o', 'source=/d,timeout=soon'], /-o timeout: invalid value/],
+    [['--socket-path=/s', '-o', 'source=/d,timeout='], /needs a value/],
   ];
   for (const [argv, re] of table) {
     t.throws(() => parseArgs(argv), { name: 'UsageError', exitCode: 2, message: re }, argv.join(' '));

@@ -26,6 +26,7 @@ class FakeFs implements FileSystem {
     return { nodeid: 77n, generation: 0n, attr: new Uint8Array(88).fill(1) };
   }
   forget(nodeid: bigint, n: bigint): void { this.forgets.push([nodeid, n]); }
+  getattr(): Uint8Array { return new Uint8Array(88).fill(2); }
   unlink(_c: Ctx, _p: bigint, name: Uint8Array): number {
     this.calls.push(`unlink ${new TextDecoder().decode(name)}`);
     return 0;
@@ -37,7 +38,7 @@ class FakeFs implements FileSystem {
   }
 }
 
-function setup(opts: { cache?: CachePolicy; writeback?: boolean } = {}) {
+function setup(opts: { cache?: CachePolicy; writeback?: boolean; timeout?: number } = {}) {
   const fs = new FakeFs();
   const server = new FuseServer(fs, opts);
   const c = new FuseClient(server);
@@ -109,7 +110,7 @@ t.test('header checks', async (t) => {
   t.equal(small.error, -E.EINVAL, 'in.len below the header size');
   t.equal(c.call(9999, 1n, new Uint8Array(8)).error, -E.ENOSYS, 'unknown opcode');
   t.equal(c.call(Opcode.Getxattr, 1n, new Uint8Array(16)).error, -E.ENOSYS, 'xattr not enabled');
-  t.equal(c.call(Opcode.Getattr, 1n, new Uint8Array(16)).error, -E.ENOSYS, 'missing method → ENOSYS');
+  t.equal(c.call(Opcode.Readlink, 1n, new Uint8Array(0)).error, -E.ENOSYS, 'missing method → ENOSYS');
   t.equal(c.call(Opcode.Open, 1n, new Uint8Array(4)).error, -E.EINVAL, 'short fixed args');
   // WRITE whose size claims more data than the request carries
   const wi = le([['u64', 5], ['u64', 0], ['u32', 100], ['u32', 0], ['u64', 0], ['u32', 0], ['u32', 0]]);
@@ -198,6 +199,25 @@ t.test('cache policies', async (t) => {
     t.equal(c.open(2n).openFlags, flags, `${cache} open flags`);
     t.equal(decodeEntryOut(c.lookup(1n, 'f').view, 0).attrValid, tmo, `${cache} timeout`);
   }
+});
+
+t.test('-o timeout= overrides the cache mode\'s validity, fractions in the _nsec fields', async (t) => {
+  const { c } = setup({ cache: 'always', timeout: 2.5 });
+  c.init();
+  const e = c.lookup(1n, 'f').view;
+  t.equal(e.getBigUint64(16, true), 2n, 'entry_valid');
+  t.equal(e.getBigUint64(24, true), 2n, 'attr_valid');
+  t.equal(e.getUint32(32, true), 500_000_000, 'entry_valid_nsec');
+  t.equal(e.getUint32(36, true), 500_000_000, 'attr_valid_nsec');
+  const g = c.getattr(1n).view;
+  t.equal(g.getBigUint64(0, true), 2n, 'GETATTR attr_valid');
+  t.equal(g.getUint32(8, true), 500_000_000, 'GETATTR attr_valid_nsec');
+  t.equal(c.open(2n).openFlags, FOPEN_KEEP_CACHE, 'the cache mode still sets the open flags');
+  const zero = setup({ cache: 'auto', timeout: 0 }).c;
+  zero.init();
+  t.equal(zero.lookup(1n, 'missing').error, -2, 'timeout=0: a missing name is ENOENT, not a cached negative entry');
+  t.throws(() => new FuseServer(new FakeFs(), { timeout: -1 }), RangeError);
+  t.throws(() => new FuseServer(new FakeFs(), { timeout: Number.NaN }), RangeError);
 });
 
 t.test('DESTROY', async (t) => {
