@@ -30,6 +30,7 @@ import {
   type GuestResult,
   which,
 } from './harness.js';
+import { native } from '../../src/native.js';
 
 const TAG = 'vfsfunc';
 const GIB = 1024 * 1024 * 1024;
@@ -94,13 +95,13 @@ function makeFixture(dir: string): void {
   fs.symlinkSync('sub/note.txt', path.join(dir, 'fixture', 'link'));
 }
 
-const SCRIPT = `
+const script = (probeArgs: string) => `
 step mount mount -t virtiofs ${TAG} /mnt
 grep -q " /mnt virtiofs " /proc/mounts || { echo "share not mounted"; finish; }
 step fixture_read expect_eq "$(md5sum /mnt/fixture/data.bin | cut -d' ' -f1)" "${md5(FIXTURE_DATA)}"
 step fixture_symlink expect_eq "$(cat /mnt/fixture/link)" "fixture note"
 chmod 755 /fsprobe
-/fsprobe /mnt/probe
+/fsprobe /mnt/probe${probeArgs}
 val probe_rc $?
 cd /
 step umount umount /mnt
@@ -274,19 +275,30 @@ interface Run {
   steps: Steps;
 }
 
-async function runProbe(tt: Test, kind: DaemonKind, fixture: string): Promise<Run | null> {
-  const share = path.join(root, `share-${kind}`);
+/** A probe run: every check (the default), or only the named ones with extra daemon options. */
+interface Variant {
+  name: string;
+  refArgs: string[];
+  oursArgs: string[];
+  probeArgs: string;
+  minSteps: number;
+}
+const ALL_CHECKS: Variant = { name: '', refArgs: [], oursArgs: [], probeArgs: '', minSteps: 40 };
+const XATTR_ON: Variant = { name: '-xattr', refArgs: ['-o', 'xattr'], oursArgs: ['--xattr'], probeArgs: ' xattr_user', minSteps: 4 };
+
+async function runProbe(tt: Test, kind: DaemonKind, fixture: string, v: Variant = ALL_CHECKS): Promise<Run | null> {
+  const share = path.join(root, `share-${kind}${v.name}`);
   fs.cpSync(fixture, share, { recursive: true, verbatimSymlinks: true });
   const d = await startDaemon(kind, {
     sharedDir: share,
     socketPath: sock,
-    extraArgs: kind === 'reference' ? ['-o', 'cache=auto'] : ['--cache=auto'],
+    extraArgs: kind === 'reference' ? ['-o', 'cache=auto', ...v.refArgs] : ['--cache=auto', ...v.oursArgs],
   });
   daemons.push(d);
   const result = await runGuest({
     socketPath: sock,
     tag: TAG,
-    script: GUEST_PRELUDE + SCRIPT,
+    script: GUEST_PRELUDE + script(v.probeArgs),
     timeoutSec: 600,
     files: { fsprobe: fs.readFileSync(probe as string) },
     onLine: (l) => {
@@ -295,7 +307,7 @@ async function runProbe(tt: Test, kind: DaemonKind, fixture: string): Promise<Ru
   });
   if (kind === 'ours') await d.stop(10000);
   else await Promise.race([d.exited, new Promise((r) => setTimeout(r, 10000))]).then(() => d.stop(2000));
-  tt.comment(`${kind}: guest ran ${(result.durationMs / 1000).toFixed(1)} s`);
+  tt.comment(`${kind}${v.name}: guest ran ${(result.durationMs / 1000).toFixed(1)} s`);
   const diag = {
     console: result.output.split('\n').slice(-60).join('\n'),
     qemuStderr: result.stderr,
@@ -308,7 +320,7 @@ async function runProbe(tt: Test, kind: DaemonKind, fixture: string): Promise<Ru
   }
   const steps = parseSteps(result.output);
   const vals = parseVals(result.output);
-  tt.ok(steps.size > 40, `${kind}: the probe reported its steps (${steps.size})`, steps.size > 40 ? {} : diag);
+  tt.ok(steps.size > v.minSteps, `${kind}: the probe reported its steps (${steps.size})`, steps.size > v.minSteps ? {} : diag);
   tt.ok(result.output.includes('@@PROBE_DONE'), `${kind}: the probe ran to the end (rc ${vals.get('probe_rc')})`,
     result.output.includes('@@PROBE_DONE') ? {} : diag);
   for (const s of ['mount', 'fixture_read', 'fixture_symlink']) {
@@ -398,4 +410,35 @@ t.test('functional probe: ours vs the reference daemon', { skip: skip ?? false }
       }
     }
   });
+});
+
+t.test('extended attributes in a real guest: --xattr (ours) and -o xattr (reference)', { skip: skip ?? false }, async (tt) => {
+  const fixture = path.join(root, 'fixture-template-xattr');
+  fs.mkdirSync(fixture);
+  makeFixture(fixture);
+  const runs: Run[] = [];
+  for (const kind of haveReference ? (['reference', 'ours'] as const) : (['ours'] as const)) {
+    await tt.test(`${kind} with xattrs on`, async (t1) => {
+      const r = await runProbe(t1, kind, fixture, XATTR_ON);
+      if (r) runs.push(r);
+    });
+  }
+  const ours = runs.find((r) => r.kind === 'ours');
+  const ref = runs.find((r) => r.kind === 'reference');
+  if (!ours) return;
+  if (ref) {
+    tt.ok(ref.steps.get('xattr_user')?.ok, 'the reference passes the xattr check (the check itself is sound)',
+      ref.steps.get('xattr_user')?.ok ? {} : { step: ref.steps.get('xattr_user') });
+  }
+  const st = ours.steps.get('xattr_user');
+  tt.ok(st?.ok, 'ours: set/get/list/remove, flags, ERANGE, a 4000-byte value, directories, symlinks', st?.ok ? {} : { step: st ?? 'missing' });
+  // what the guest set is a real xattr of the host file
+  const fd = native.openat2(native.constants.AT_FDCWD, Buffer.from(path.join(ours.share, 'probe', 'xattr-left')), native.constants.O_RDONLY, 0, 0);
+  tt.ok(fd >= 0, 'the file the guest left is on the host');
+  if (fd >= 0) {
+    const out = new Uint8Array(64);
+    const n = native.fgetxattr(fd, Buffer.from('user.left'), out);
+    native.close(fd);
+    tt.equal(n >= 0 ? Buffer.from(out.subarray(0, n)).toString() : `errno ${-n}`, 'kept', 'host: user.left on xattr-left');
+  }
 });
