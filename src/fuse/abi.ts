@@ -347,6 +347,13 @@ export function copyAttr(dst: Uint8Array, off: number, attr: Uint8Array): void {
   dst.set(attr.subarray(0, ATTR_SIZE), off);
 }
 
+/** A validity of `t` seconds (finite, ≥ 0; fractions allowed): u64 seconds at secOff, u32 nanoseconds at nsecOff. */
+function setValidity(v: DataView, secOff: number, nsecOff: number, t: number): void {
+  const sec = Math.floor(t);
+  v.setBigUint64(secOff, BigInt(sec), true);
+  v.setUint32(nsecOff, Math.min(999_999_999, Math.round((t - sec) * 1e9)), true);
+}
+
 export function encodeEntryOut(
   dst: Uint8Array, off: number, nodeid: bigint, generation: bigint,
   entryValid: number, attrValid: number, attr: Uint8Array | null,
@@ -354,22 +361,15 @@ export function encodeEntryOut(
   const v = new DataView(dst.buffer, dst.byteOffset + off, ENTRY_OUT_SIZE);
   v.setBigUint64(0, nodeid, true);
   v.setBigUint64(8, generation, true);
-  // validity in seconds, fractions into the _nsec fields (callers pass finite values ≥ 0)
-  const es = Math.floor(entryValid);
-  const as = Math.floor(attrValid);
-  v.setBigUint64(16, BigInt(es), true);
-  v.setBigUint64(24, BigInt(as), true);
-  v.setUint32(32, Math.min(999_999_999, Math.round((entryValid - es) * 1e9)), true);
-  v.setUint32(36, Math.min(999_999_999, Math.round((attrValid - as) * 1e9)), true);
+  setValidity(v, 16, 32, entryValid);
+  setValidity(v, 24, 36, attrValid);
   if (attr) copyAttr(dst, off + 40, attr);
   else dst.fill(0, off + 40, off + ENTRY_OUT_SIZE);
 }
 
 export function encodeAttrOut(dst: Uint8Array, off: number, attrValid: number, attr: Uint8Array): void {
   const v = new DataView(dst.buffer, dst.byteOffset + off, ATTR_OUT_SIZE);
-  const as = Math.floor(attrValid);
-  v.setBigUint64(0, BigInt(as), true);
-  v.setUint32(8, Math.min(999_999_999, Math.round((attrValid - as) * 1e9)), true);
+  setValidity(v, 0, 8, attrValid);
   v.setUint32(12, 0, true);
   copyAttr(dst, off + 16, attr);
 }

@@ -172,6 +172,15 @@ export class FuseServer {
     return len;
   }
 
+  /** struct fuse_write_out: WRITE's and COPY_FILE_RANGE's reply. */
+  private writeOutReply(w: Writer, unique: bigint, size: number): number {
+    this.room(w, WRITE_OUT_SIZE);
+    const ov = new DataView(w.buf.buffer, w.buf.byteOffset + OUT_HEADER_SIZE, WRITE_OUT_SIZE);
+    ov.setUint32(0, size, true);
+    ov.setUint32(4, 0, true);
+    return this.ok(w, unique, WRITE_OUT_SIZE);
+  }
+
   private entryReply(w: Writer, unique: bigint, e: Entry): number {
     this.room(w, ENTRY_OUT_SIZE);
     encodeEntryOut(w.buf, OUT_HEADER_SIZE, e.nodeid, e.generation, this.timeout, this.timeout, e.attr);
@@ -429,11 +438,7 @@ export class FuseServer {
         const n = this.method('write')(ctx, node, wr.fh, pos, wr.size, r, dataOff,
           (wr.readFlags & FUSE_WRITE_KILL_SUIDGID) !== 0);
         if (n < 0) return this.errorReply(w, u, n);
-        this.room(w, WRITE_OUT_SIZE);
-        const ov = new DataView(w.buf.buffer, w.buf.byteOffset + OUT_HEADER_SIZE, WRITE_OUT_SIZE);
-        ov.setUint32(0, Math.min(n, wr.size), true);
-        ov.setUint32(4, 0, true);
-        return this.ok(w, u, WRITE_OUT_SIZE);
+        return this.writeOutReply(w, u, Math.min(n, wr.size));
       }
       case Opcode.Statfs: {
         const res = this.method('statfs')(ctx, node);
@@ -519,11 +524,7 @@ export class FuseServer {
         if (flags !== 0n) return this.errorReply(w, u, -Errno.EINVAL); // copy_file_range(2) defines none
         const n = this.method('copyFileRange')(ctx, node, fhIn, offIn, nodeOut, fhOut, offOut, len);
         if (n < 0) return this.errorReply(w, u, n);
-        this.room(w, WRITE_OUT_SIZE);
-        const ov = new DataView(w.buf.buffer, w.buf.byteOffset + OUT_HEADER_SIZE, WRITE_OUT_SIZE);
-        ov.setUint32(0, Math.min(n, len), true);
-        ov.setUint32(4, 0, true);
-        return this.ok(w, u, WRITE_OUT_SIZE);
+        return this.writeOutReply(w, u, Math.min(n, len));
       }
       case Opcode.Setxattr: {
         if (!this.xattr) return this.errorReply(w, u, -Errno.ENOSYS);
