@@ -48,8 +48,22 @@ export async function main(argv: string[]): Promise<number> {
   log.info(`virtiofsd-ts ${version()} starting (pid ${process.pid}, node ${process.version})`);
   // The daemon serves guests that outlive any one request: a bug in a callback must cost that
   // callback, not every guest's file system. Log it loudly and keep serving.
-  process.on('uncaughtException', (e) => log.error(`internal error (continuing): ${e.stack ?? e}`));
-  process.on('unhandledRejection', (e) => log.error(`internal error (continuing): ${(e as Error)?.stack ?? e}`));
+  let reporting = false;
+  const internalError = (e: unknown): void => {
+    if (reporting) return; // an error raised while logging one must not loop
+    reporting = true;
+    try {
+      log.error(`internal error (continuing): ${(e as Error)?.stack ?? e}`);
+    } finally {
+      reporting = false;
+    }
+  };
+  process.on('uncaughtException', internalError);
+  process.on('unhandledRejection', internalError);
+  // Whoever reads our output may go away (a log pipe closed, `| head`): EPIPE on stdout or stderr
+  // is not the daemon's failure. Log lines are written with directStderr, which drops them then.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
   const daemon = new Daemon(cfg, log);
   try {
     await daemon.start();

@@ -6,9 +6,11 @@
 import { writeSync } from 'node:fs';
 
 /**
- * A sink that writes straight to fd 2. Worker threads use it: their process.stderr is forwarded
- * through the worker's event loop, which a queue loop blocked in poll(2) does not run, so lines
- * would arrive late or never. One short write per line is atomic on a pipe (< PIPE_BUF).
+ * A sink that writes straight to fd 2, the default for every thread. Worker threads need it: their
+ * process.stderr is forwarded through the worker's event loop, which a queue loop blocked in poll(2)
+ * does not run, so lines would arrive late or never. The main thread uses it too: a failed write
+ * (EPIPE when the log reader went away, a full non-blocking pipe) drops the line here instead of
+ * surfacing as an 'error' event on process.stderr. One short write per line is atomic on a pipe.
  */
 export function directStderr(line: string): void {
   const b = Buffer.from(line);
@@ -36,7 +38,7 @@ export class Logger {
   constructor(
     public level: LogLevel = 'info',
     private readonly thread = 'main',
-    private readonly sink: (line: string) => void = (l) => process.stderr.write(l),
+    private readonly sink: (line: string) => void = directStderr,
   ) {
     this.rank = RANK[level];
   }

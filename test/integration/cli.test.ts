@@ -103,3 +103,44 @@ t.test('the socket path appears only once it accepts connections (no ECONNREFUSE
     t.notOk(fs.existsSync(sock), 'the socket is removed on exit');
   }
 });
+
+t.test('a log reader that goes away (EPIPE on stderr) does not stop or spin the daemon', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-epipe-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const share = path.join(dir, 'share');
+  fs.mkdirSync(share);
+  fs.writeFileSync(path.join(share, 'f'), 'x');
+  const sock = path.join(dir, 's.sock');
+  const child = spawn(process.execPath, [bin, `--socket-path=${sock}`, `--shared-dir=${share}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  // Read the first line, then close our end: every later log line meets a broken pipe.
+  await new Promise<void>((res) => child.stderr!.once('data', () => res()));
+  child.stderr!.destroy();
+  child.stdout!.destroy();
+  for (let i = 0; i < 150 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
+  t.ok(fs.existsSync(sock), 'the daemon still got to listening');
+  for (let round = 0; round < 2; round++) {
+    // connect/disconnect and the ring starts are logged: each write fails with EPIPE
+    const s = VirtioFsSession.open(sock);
+    const rb = new RequestBuilder();
+    const call = (req: Uint8Array) => Promise.race([
+      s.send(1, req, 4096).then(parseReply),
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no reply in 10 s')), 10_000)),
+    ]);
+    t.equal((await call(rb.init())).error, 0, `session ${round}: FUSE_INIT answered`);
+    t.equal((await call(rb.lookup(1n, 'f'))).error, 0, `session ${round}: LOOKUP answered`);
+    s.close();
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  // a main thread stuck re-logging its own EPIPE would burn a core: sample its CPU while idle
+  const ticks = (): number => {
+    const f = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+    const v = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return Number(v[11]) + Number(v[12]);
+  };
+  const before = ticks();
+  await new Promise((r) => setTimeout(r, 1000));
+  t.ok(ticks() - before < 30, `idle daemon CPU over 1 s: ${ticks() - before} ticks (< 30)`);
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'SIGTERM: exit code 0');
+});
