@@ -113,6 +113,9 @@ t.test('a log reader that goes away (EPIPE on stderr) does not stop or spin the 
   const sock = path.join(dir, 's.sock');
   const child = spawn(process.execPath, [bin, `--socket-path=${sock}`, `--shared-dir=${share}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
   // Read the first line, then close our end: every later log line meets a broken pipe.
   await new Promise<void>((res) => child.stderr!.once('data', () => res()));
   child.stderr!.destroy();
