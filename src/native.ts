@@ -131,7 +131,8 @@ export interface Native {
   /** New connection fd (NONBLOCK|CLOEXEC) or -errno (-EAGAIN when none is pending). */
   acceptUnix(fd: number): number;
   /** Blocking connected socket (for test frontends) or -errno. */
-  connectUnix(path: string): number;
+  /** connect(2) to a Unix stream socket: the fd or -errno. `nonblock`: EAGAIN instead of waiting on a full backlog. */
+  connectUnix(path: string, nonblock?: boolean): number;
   /**
    * recvmsg into buf[off, off+len) with MSG_CMSG_CLOEXEC. Bytes (0 = EOF) or -errno. Received fds go to
    * fds[0..]; the remaining entries are set to -1; fds beyond fds.length are closed.

@@ -333,7 +333,9 @@ Napi::Value NativeAddon::ConnectUnix(const Napi::CallbackInfo& info) {
   sa.sun_family = AF_UNIX;
   if (path.size() >= sizeof sa.sun_path) return num(env, -ENAMETOOLONG);
   memcpy(sa.sun_path, path.data(), path.size());
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // nonblock: a listener whose backlog is full answers EAGAIN at once instead of blocking us
+  bool nonblock = info.Length() > 1 && info[1].ToBoolean().Value();
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
   if (fd < 0) return num(env, -errno);
   if (NOINTR(connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa)) < 0) {
     int e = errno;

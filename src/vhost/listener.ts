@@ -42,6 +42,9 @@ export class VhostUserListener {
       const socketPath = this.opts.socketPath!;
       // A stale socket file from an earlier run would make bind fail with EADDRINUSE. Only remove a
       // socket, never another kind of file.
+      if (listenerAlive(socketPath)) {
+        throw new Error(`${socketPath}: another process is listening on it (a second daemon for the same socket?)`);
+      }
       if (!removeStaleSocket(socketPath)) throw new Error(`${socketPath} exists and is not a socket`);
       // Whoever can connect is a frontend: it hands us memory and asks for file operations as root.
       // bind(2) creates the socket file under the process umask, which the daemon keeps at 0 (guest
@@ -153,6 +156,25 @@ export class VhostUserListener {
   get connected(): boolean {
     return this.conn !== null && !this.conn.isClosed;
   }
+}
+
+/**
+ * Is a process listening on the socket file at `p`? A socket file nobody listens on (ECONNREFUSED) is a
+ * stale one from an earlier run. The probe connection is closed at once; a daemon on the other end
+ * sees a frontend that came and went.
+ */
+function listenerAlive(p: string): boolean {
+  try {
+    if (!fs.lstatSync(p).isSocket()) return false;
+  } catch {
+    return false;
+  }
+  const fd = native.connectUnix(p, true);
+  if (fd >= 0) {
+    native.close(fd);
+    return true;
+  }
+  return fd === -EAGAIN; // listening, backlog full
 }
 
 /** Removes a socket file left at `p`; false if something other than a socket is there. */

@@ -147,3 +147,38 @@ t.test('a log reader that goes away (EPIPE on stderr) does not stop or spin the 
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM: exit code 0');
 });
+
+t.test('a second daemon on a live socket is refused; a stale socket file is replaced', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-twice-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const share = path.join(dir, 'share');
+  fs.mkdirSync(share);
+  fs.writeFileSync(path.join(share, 'f'), 'x');
+  const sock = path.join(dir, 's.sock');
+  // stale: a socket file nobody listens on any more
+  const stale = native.listenUnix(sock, 1);
+  t.ok(stale >= 0);
+  native.close(stale);
+  t.ok(fs.lstatSync(sock).isSocket(), 'a stale socket file is there');
+  const first = spawn(process.execPath, [bin, `--socket-path=${sock}`, `--shared-dir=${share}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => {
+    if (first.exitCode === null && first.signalCode === null) first.kill('SIGKILL');
+  });
+  let log = '';
+  first.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+  const firstExit = new Promise<number | null>((res) => first.on('exit', (code) => res(code)));
+  for (let i = 0; i < 150 && !/waiting for a vhost-user frontend/.test(log); i++) await new Promise((r) => setTimeout(r, 100));
+  t.match(log, /waiting for a vhost-user frontend/, 'the first daemon replaced the stale socket and listens');
+
+  const second = run([`--socket-path=${sock}`, `--shared-dir=${share}`]);
+  t.equal(second.status, 1, 'the second daemon exits 1');
+  t.match(second.stderr, /another process is listening on it/, 'and says why');
+
+  const s = VirtioFsSession.open(sock);
+  const rb = new RequestBuilder();
+  t.equal(parseReply(await s.send(1, rb.init(), 4096)).error, 0, 'the first daemon still serves its socket');
+  t.equal(parseReply(await s.send(1, rb.lookup(1n, 'f'), 4096)).error, 0, 'LOOKUP');
+  s.close();
+  first.kill('SIGTERM');
+  t.equal(await firstExit, 0);
+});
