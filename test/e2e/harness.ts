@@ -372,6 +372,11 @@ export interface RunGuestOptions {
   kernel?: KernelInfo | string;
   /** Extra vhost-user-fs-pci properties, e.g. `num-request-queues=4`. */
   deviceProps?: string[];
+  /**
+   * The guest RAM backend object, without id and size (default `memory-backend-memfd,share=on`), e.g.
+   * `memory-backend-file,mem-path=/dev/hugepages,share=on` for hugetlbfs-backed RAM.
+   */
+  memBackend?: string;
 }
 
 export interface GuestResult {
@@ -415,7 +420,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestResult> {
     '-cpu', 'max',
     '-smp', String(opts.cpus ?? 2),
     '-m', `${mem}M`,
-    '-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
+    '-object', `${opts.memBackend ?? 'memory-backend-memfd,share=on'},id=mem,size=${mem}M`,
     '-numa', 'node,memdev=mem',
     '-chardev', `socket,id=char0,path=${opts.socketPath}`,
     '-device', ['vhost-user-fs-pci', 'queue-size=1024', 'chardev=char0', `tag=${tag}`, ...(opts.deviceProps ?? [])].join(','),
