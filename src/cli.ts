@@ -5,7 +5,8 @@
 import { createRequire } from 'node:module';
 import { USAGE, UsageError, parseArgs, validateConfig } from './config.js';
 import { Daemon } from './daemon.js';
-import { Logger } from './log.js';
+import { Logger, directStderr } from './log.js';
+import { syslogSink } from './syslog.js';
 
 function version(): string {
   const require = createRequire(import.meta.url);
@@ -43,7 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const log = new Logger(cfg.logLevel);
+  const log = new Logger(cfg.logLevel, 'main', cfg.syslog ? syslogSink() : directStderr);
   for (const opt of cfg.ignored) log.warn(`option ${opt} is accepted for compatibility and has no effect`);
   log.info(`virtiofsd-ts ${version()} starting (pid ${process.pid}, node ${process.version})`);
   // The daemon serves guests that outlive any one request: a bug in a callback must cost that

@@ -29,6 +29,8 @@ export interface Config {
   rlimitNofile?: number;
   /** entry/attr validity in seconds, overriding the cache mode's (-o timeout=, as virtiofsd) */
   timeout?: number;
+  /** log to the local syslog socket instead of stderr (--syslog) */
+  syslog: boolean;
   printCapabilities: boolean;
   help: boolean;
   version: boolean;
@@ -77,12 +79,13 @@ Options:
   -o timeout=SECONDS       how long the guest may cache names and attributes (fractions allowed),
                            instead of the cache mode's (never 0, auto 1, metadata/always 86400)
   --print-capabilities     print the vhost-user backend capabilities (JSON) and exit
+  --syslog                 log to syslog (/dev/log, facility daemon) instead of stderr
   -d, --debug              same as --log-level=debug
   -f                       run in the foreground (always the case; accepted for compatibility)
   -h, --help               this text
   -V, --version            version
 Accepted for compatibility with virtiofsd, without effect here: --sandbox, --seccomp, --modcaps,
-  --syslog, --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
+  --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
   --announce-submounts, --security-label, --preserve-noatime,
   -o flock|no_flock|posix_lock|no_posix_lock|sandbox=|modcaps=|announce_submounts|killpriv_v2.
 Not supported yet (refused): --posix-acl, --xattrmap.
@@ -146,7 +149,7 @@ const FLAGS: Record<string, (c: Config) => void> = {
   'posix-acl': () => { throw new UsageError('--posix-acl: POSIX ACLs are not supported yet'); },
   'announce-submounts': (c) => { c.announceSubmounts = true; c.ignored.push('--announce-submounts'); },
   'no-announce-submounts': (c) => { c.announceSubmounts = false; },
-  syslog: (c) => { c.ignored.push('--syslog'); },
+  syslog: (c) => { c.syslog = true; },
   'killpriv-v2': (c) => { c.ignored.push('--killpriv-v2'); },
   'no-killpriv-v2': () => {},
   'allow-direct-io': (c) => { c.allowDirectIo = true; },
@@ -225,6 +228,7 @@ export function parseArgs(argv: string[]): Config {
     announceSubmounts: false,
     deviceNodes: true,
     allowDirectIo: false,
+    syslog: false,
     printCapabilities: false,
     help: false,
     version: false,

@@ -36,6 +36,8 @@ export interface WorkerInit {
   xattr: boolean;
   /** entry/attr validity override in seconds (-o timeout=) */
   timeout?: number;
+  /** log to syslog (--syslog) */
+  syslog: boolean;
   logLevel: Config['logLevel'];
 }
 
@@ -74,6 +76,7 @@ export class Daemon {
       allowDirectIo: cfg.allowDirectIo,
       xattr: cfg.xattr,
       timeout: cfg.timeout,
+      syslog: cfg.syslog,
       logLevel: cfg.logLevel,
     };
     const here = path.dirname(fileURLToPath(import.meta.url));

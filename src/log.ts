@@ -33,12 +33,18 @@ export function isLogLevel(s: string): s is LogLevel {
   return (LOG_LEVELS as readonly string[]).includes(s);
 }
 
+/**
+ * Where log lines go: `line` is the formatted stderr line (timestamp, level, thread, message, newline);
+ * sinks that keep their own format (syslog) use the parts.
+ */
+export type LogSink = (line: string, level: LogLevel, thread: string, msg: string) => void;
+
 export class Logger {
   private rank: number;
   constructor(
     public level: LogLevel = 'info',
     private readonly thread = 'main',
-    private readonly sink: (line: string) => void = directStderr,
+    private readonly sink: LogSink = directStderr,
   ) {
     this.rank = RANK[level];
   }
@@ -58,7 +64,7 @@ export class Logger {
 
   private write(level: LogLevel, msg: string): void {
     if (!this.enabled(level)) return;
-    this.sink(`${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} [${this.thread}] ${msg}\n`);
+    this.sink(`${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} [${this.thread}] ${msg}\n`, level, this.thread, msg);
   }
 
   error(msg: string): void { this.write('error', msg); }

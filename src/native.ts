@@ -131,8 +131,11 @@ export interface Native {
   /** New connection fd (NONBLOCK|CLOEXEC) or -errno (-EAGAIN when none is pending). */
   acceptUnix(fd: number): number;
   /** Blocking connected socket (for test frontends) or -errno. */
-  /** connect(2) to a Unix stream socket: the fd or -errno. `nonblock`: EAGAIN instead of waiting on a full backlog. */
-  connectUnix(path: string, nonblock?: boolean): number;
+  /**
+   * connect(2) to a Unix socket: the fd or -errno. `nonblock`: EAGAIN instead of waiting on a full
+   * backlog (and non-blocking sends); `dgram`: a datagram socket (syslog) instead of a stream.
+   */
+  connectUnix(path: string, nonblock?: boolean, dgram?: boolean): number;
   /**
    * recvmsg into buf[off, off+len) with MSG_CMSG_CLOEXEC. Bytes (0 = EOF) or -errno. Received fds go to
    * fds[0..]; the remaining entries are set to -1; fds beyond fds.length are closed.

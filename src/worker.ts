@@ -15,6 +15,7 @@ import { Ctl, controlView } from './virtio/control.js';
 import { QueueRunner } from './virtio/queue-runner.js';
 import type { GuestReader, GuestWriter } from './virtio/guest-io.js';
 import { loadVirtqueueModule } from './virtio/wasm.js';
+import { syslogSink } from './syslog.js';
 
 interface WorkerData {
   memory: WebAssembly.Memory;
@@ -31,7 +32,7 @@ native.setWindow(sharedBuffer(memory));
 
 export default function runWorker(task: { wid: number }): void {
   const wid = task.wid;
-  const log = new Logger(data.init.logLevel, `w${wid}`, directStderr);
+  const log = new Logger(data.init.logLevel, `w${wid}`, data.init.syslog ? syslogSink() : directStderr);
   const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
   const fs = new Passthrough(vq, data.init.procFdDir, { allowDevices: data.init.allowDevices, allowDirectIo: data.init.allowDirectIo });
   const server = new FuseServer(fs, {

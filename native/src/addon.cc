@@ -335,7 +335,9 @@ Napi::Value NativeAddon::ConnectUnix(const Napi::CallbackInfo& info) {
   memcpy(sa.sun_path, path.data(), path.size());
   // nonblock: a listener whose backlog is full answers EAGAIN at once instead of blocking us
   bool nonblock = info.Length() > 1 && info[1].ToBoolean().Value();
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+  // dgram: a datagram socket (syslog's /dev/log) instead of a stream
+  bool dgram = info.Length() > 2 && info[2].ToBoolean().Value();
+  int fd = socket(AF_UNIX, (dgram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
   if (fd < 0) return num(env, -errno);
   if (NOINTR(connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa)) < 0) {
     int e = errno;

@@ -182,3 +182,68 @@ t.test('a second daemon on a live socket is refused; a stale socket file is repl
   first.kill('SIGTERM');
   t.equal(await firstExit, 0);
 });
+
+const havePython = spawnSync('python3', ['-c', 'import socket'], { encoding: 'utf8' }).status === 0;
+t.test('--syslog: lines from the main thread and the workers go to the syslog socket', {
+  skip: havePython ? false : 'python3 is needed to play the syslog daemon',
+}, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-syslog-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const share = path.join(dir, 'share');
+  fs.mkdirSync(share);
+  fs.writeFileSync(path.join(share, 'f'), 'x');
+  const logSock = path.join(dir, 'log');
+  const out = path.join(dir, 'received');
+  const server = spawn('python3', ['-c', [
+    'import socket, sys',
+    's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+    's.bind(sys.argv[1])',
+    'f = open(sys.argv[2], "ab", buffering=0)',
+    'while True:',
+    '    f.write(s.recv(65536) + b"\\n")',
+  ].join('\n'), logSock, out], { stdio: 'ignore' });
+  t.teardown(() => {
+    server.kill('SIGKILL');
+  });
+  for (let i = 0; i < 100 && !fs.existsSync(logSock); i++) await new Promise((r) => setTimeout(r, 50));
+
+  const runDaemon = async (env: Record<string, string>): Promise<{ pid: number; stderr: string; code: number | null }> => {
+    const sock = path.join(dir, 's.sock');
+    const child = spawn(process.execPath, [bin, `--socket-path=${sock}`, `--shared-dir=${share}`, '--syslog'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...env },
+    });
+    t.teardown(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    for (let i = 0; i < 150 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
+    const s = VirtioFsSession.open(sock);
+    const rb = new RequestBuilder();
+    t.equal(parseReply(await s.send(1, rb.init(), 4096)).error, 0, 'FUSE_INIT answered');
+    t.equal(parseReply(await s.send(1, rb.lookup(1n, 'f'), 4096)).error, 0, 'LOOKUP answered');
+    s.close();
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill('SIGTERM');
+    const code = await exited;
+    return { pid: child.pid!, stderr, code };
+  };
+
+  const a = await runDaemon({ VIRTIOFSD_TS_SYSLOG_SOCKET: logSock });
+  t.equal(a.code, 0, 'SIGTERM: exit 0');
+  await new Promise((r) => setTimeout(r, 200));
+  const got = fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '';
+  const tag = `virtiofsd-ts[${a.pid}]: `;
+  t.match(got, `<30>${tag}[main] virtiofsd-ts `, 'start-up line, facility daemon, severity info, tagged with the pid');
+  t.match(got, `<30>${tag}[main] waiting for a vhost-user frontend`, 'main-thread lines');
+  t.match(got, new RegExp(`<30>virtiofsd-ts\\[${a.pid}\\]: \\[w\\d+\\] FUSE session 7\\.`), 'worker-thread lines');
+  t.match(got, `<30>${tag}[main] stopped`, 'the last line before exit');
+  t.notMatch(a.stderr, /waiting for a vhost-user frontend/, 'nothing on stderr that went to syslog');
+
+  const b = await runDaemon({ VIRTIOFSD_TS_SYSLOG_SOCKET: path.join(dir, 'no-such-socket') });
+  t.equal(b.code, 0, 'without a syslog socket the daemon still runs and exits 0');
+  t.match(b.stderr, /cannot reach .*no-such-socket .*logging to stderr/, 'says so once on stderr');
+  t.match(b.stderr, /waiting for a vhost-user frontend/, 'and logs to stderr instead');
+});

@@ -1,0 +1,55 @@
+/**
+ * --syslog: log lines as datagrams to the local syslog socket (/dev/log), the way virtiofsd's
+ * --syslog does, facility daemon, tagged `virtiofsd-ts[pid]`. Each thread opens its own socket.
+ * When the socket cannot be reached (no syslog daemon, journald restarting) lines go to stderr
+ * instead, and the sink tries the socket again at most once a second.
+ */
+import { directStderr, type LogLevel, type LogSink } from './log.js';
+import { native } from './native.js';
+
+/** The socket; VIRTIOFSD_TS_SYSLOG_SOCKET overrides it (tests). */
+export function syslogPath(): string {
+  return process.env.VIRTIOFSD_TS_SYSLOG_SOCKET || '/dev/log';
+}
+
+const LOG_DAEMON = 3 << 3;
+const SEVERITY: Record<LogLevel, number> = { off: 7, error: 3, warn: 4, info: 6, debug: 7, trace: 7 };
+/** Longer messages are cut: a datagram of a few KiB reaches every syslog daemon whole. */
+const MAX_MSG = 4000;
+
+export function syslogSink(path = syslogPath()): LogSink {
+  let fd = -1;
+  let nextTry = 0;
+  let warned = false;
+  const open = (): boolean => {
+    const now = Date.now();
+    if (now < nextTry) return false;
+    const r = native.connectUnix(path, true, true);
+    if (r >= 0) {
+      fd = r;
+      return true;
+    }
+    nextTry = now + 1000;
+    if (!warned) {
+      warned = true;
+      directStderr(`${new Date().toISOString()} WARN  [syslog] cannot reach ${path} (errno ${-r}): logging to stderr until it can\n`);
+    }
+    return false;
+  };
+  return (line, level, thread, msg) => {
+    if (fd < 0 && !open()) {
+      directStderr(line);
+      return;
+    }
+    const text = `<${LOG_DAEMON | SEVERITY[level]}>virtiofsd-ts[${process.pid}]: [${thread}] ${msg.length > MAX_MSG ? `${msg.slice(0, MAX_MSG)}…` : msg}`;
+    const b = Buffer.from(text);
+    const n = native.sendMsg(fd, b, 0, b.length, null);
+    if (n < 0) {
+      // the daemon went away (ECONNREFUSED, ENOTCONN) or its queue is full (EAGAIN): this line goes to
+      // stderr, and the socket is opened anew for the next one
+      native.close(fd);
+      fd = -1;
+      directStderr(line);
+    }
+  };
+}
