@@ -207,6 +207,8 @@ export interface Native {
   /** copy_file_range(2) at explicit offsets (≤ 2^53); bytes copied or -errno */
   copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
   fsync(fd: number, datasync: boolean): number;
+  /** syncfs(2) on a real (not O_PATH) fd: 0 or -errno */
+  syncfs(fd: number): number;
   /** out (≥ 80 bytes) gets struct fuse_kstatfs. 0 or -errno */
   fstatfs(fd: number, out: Uint8Array): number;
   /** Bytes of linux_dirent64 records (0 at the end) or -errno. */

@@ -131,6 +131,7 @@ class NativeAddon : public Napi::Addon<NativeAddon> {
   Napi::Value Fallocate(const Napi::CallbackInfo& info);
   Napi::Value CopyFileRange(const Napi::CallbackInfo& info);
   Napi::Value Fsync(const Napi::CallbackInfo& info);
+  Napi::Value Syncfs(const Napi::CallbackInfo& info);
   Napi::Value Fstatfs(const Napi::CallbackInfo& info);
   Napi::Value Getdents64(const Napi::CallbackInfo& info);
   Napi::Value Lseek(const Napi::CallbackInfo& info);
@@ -963,6 +964,13 @@ Napi::Value NativeAddon::Fsync(const Napi::CallbackInfo& info) {
   return res(env, NOINTR(datasync ? fdatasync(fd) : fsync(fd)));
 }
 
+// syncfs(2): commit the file system holding fd (not an O_PATH fd). 0 or -errno.
+Napi::Value NativeAddon::Syncfs(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  ARGS_OR_THROW(argI32(info, 0, fd));
+  return res(info.Env(), NOINTR(syncfs(fd)));
+}
+
 Napi::Value NativeAddon::Fstatfs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
@@ -1319,6 +1327,7 @@ NativeAddon::NativeAddon(Napi::Env env, Napi::Object exports) {
       InstanceMethod("fallocate", &NativeAddon::Fallocate, napi_enumerable),
       InstanceMethod("copyFileRange", &NativeAddon::CopyFileRange, napi_enumerable),
       InstanceMethod("fsync", &NativeAddon::Fsync, napi_enumerable),
+      InstanceMethod("syncfs", &NativeAddon::Syncfs, napi_enumerable),
       InstanceMethod("fstatfs", &NativeAddon::Fstatfs, napi_enumerable),
       InstanceMethod("getdents64", &NativeAddon::Getdents64, napi_enumerable),
       InstanceMethod("lseek", &NativeAddon::Lseek, napi_enumerable),

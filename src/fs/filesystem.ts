@@ -138,6 +138,8 @@ export interface FileSystem {
   releasedir?(ctx: Ctx, nodeid: bigint, fh: bigint): number;
   fsyncdir?(ctx: Ctx, nodeid: bigint, fh: bigint, datasync: boolean): number;
 
+  /** SYNCFS (the guest's sync(2)/syncfs(2)): commit the host file system under `nodeid`. 0 or -errno */
+  syncfs?(ctx: Ctx, nodeid: bigint): number;
   /** struct fuse_kstatfs (80 bytes) */
   statfs?(ctx: Ctx, nodeid: bigint): Uint8Array | number;
   /** ACCESS: `mask` is R_OK|W_OK|X_OK (or F_OK = 0) checked for ctx; 0 or -errno */

@@ -548,6 +548,23 @@ export class Passthrough implements FileSystem {
     });
   }
 
+  syncfs(_ctx: Ctx, nodeid: bigint): number {
+    // syncfs(2) refuses O_PATH fds: reopen the inode for reading (a directory, or a regular file).
+    // Only the file system holding the node (the share's root, as the guest sends it) is committed;
+    // file systems mounted beneath the share are not walked.
+    return this.withInode(nodeid, (fd) => {
+      const r = this.statFd(fd);
+      if (r < 0) return r;
+      const type = this.mode & C.S_IFMT;
+      if (type !== C.S_IFDIR && type !== C.S_IFREG) return -Errno.EINVAL;
+      const rfd = native.openProcFd(this.procSelfFd, fd, C.O_RDONLY | C.O_NONBLOCK);
+      if (rfd < 0) return rfd;
+      const s = native.syncfs(rfd);
+      native.close(rfd);
+      return s;
+    });
+  }
+
   access(ctx: Ctx, nodeid: bigint, mask: number): number {
     return this.withInode(nodeid, (fd) => {
       const r = this.statFd(fd);

@@ -440,6 +440,10 @@ export class FuseServer {
         if (n < 0) return this.errorReply(w, u, n);
         return this.writeOutReply(w, u, Math.min(n, wr.size));
       }
+      case Opcode.Syncfs: {
+        // struct fuse_syncfs_in is one u64 of padding: nothing to read
+        return this.statusReply(w, u, this.method('syncfs')(ctx, node));
+      }
       case Opcode.Statfs: {
         const res = this.method('statfs')(ctx, node);
         if (typeof res === 'number') return this.errorReply(w, u, res);

@@ -349,3 +349,15 @@ t.test('COPY_FILE_RANGE copies on the host, checks handles and flags', async (t)
   c.release(se.nodeid, rfh);
   c.release(de.nodeid, wfh);
 });
+
+t.test('SYNCFS commits the share\'s file system; only directories and regular files', async (t) => {
+  const dir = t.testdir({ f: 'x', d: {} });
+  symlinkSync('f', join(dir, 'l'));
+  const { c } = setup(dir);
+  const r = c.call(Opcode.Syncfs, 1n, le([['u64', 0]]));
+  consistent(t, r, 'syncfs');
+  t.equal(r.error, 0, 'on the root');
+  t.equal(c.call(Opcode.Syncfs, c.entry(c.lookup(1n, 'f')).nodeid, le([['u64', 0]])).error, 0, 'on a regular file');
+  t.equal(c.call(Opcode.Syncfs, c.entry(c.lookup(1n, 'l')).nodeid, le([['u64', 0]])).error, -E.EINVAL, 'not through a symlink');
+  t.equal(c.call(Opcode.Syncfs, 9999n, le([['u64', 0]])).error, -E.ESTALE, 'unknown node');
+});
