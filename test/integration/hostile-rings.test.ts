@@ -8,6 +8,7 @@
  */
 import t from 'tap';
 import { parseReply } from '../../src/frontend/fuse-requests.js';
+import { Opcode } from '../../src/fuse/abi.js';
 import type { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { native } from '../../src/native.js';
 import { alive, canaryIntact, fuseSession, leaksCanary, prng, seedFromEnv, sleep, startHostile, withTimeout, type HostileEnv } from '../fuzz/hostile-kit.js';
@@ -146,7 +147,10 @@ t.test('random descriptor tables (seeded)', async (tt) => {
       const slot = dq.raw.takeSlot();
       const head = slot * 2;
       const data = dq.slotData(slot);
-      s.mem.set(rb.build(r.int(60), BigInt(r.int(4)), r.bytes(r.int(100))), data);
+      // any opcode but the session ones: a well-formed DESTROY would end the session on purpose
+      let op = r.int(60);
+      if (op === Opcode.Init || op === Opcode.Destroy) op = Opcode.Getattr;
+      s.mem.set(rb.build(op, BigInt(r.int(4)), r.bytes(r.int(100))), data);
       const addrs = [GPA + BigInt(data), GPA + BigInt(data) + 4096n, GPA - 1n, GPA + memLen - BigInt(r.int(64)), 0n, BigInt(r.int(2 ** 31)) << 8n];
       // scribble over this slot's two descriptors and an indirect table in its data area
       const tbl: Desc[] = Array.from({ length: 1 + r.int(8) }, () => ({ addr: r.pick(addrs), len: r.pick([0, 1, 40, 64, 4096, 0xffffffff]), flags: r.int(8), next: r.int(10) }));
