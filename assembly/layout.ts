@@ -24,23 +24,25 @@ export const STATS_BASE: u32 = 0x112000;
 export const STATS_STRIDE: u32 = 256;
 export const MAX_WORKERS: u32 = 32;
 
-/** Inode table: header (64 B), INODE_MAX slots of INODE_STRIDE bytes, then INODE_MAX u32 hash buckets. */
-export const INODE_BASE: u32 = 0x200000;
-export const INODE_MAX: u32 = 1 << 18;
+/** Inode table: header (64 B), INODE_MAX slots of INODE_STRIDE bytes, then INODE_MAX u32 hash buckets.
+ *  2^20 inodes: as many as the default open-file limit (every inode is an O_PATH fd), so that limit,
+ *  not the table, bounds how many inodes a guest can hold (52 MiB, touched only as slots are used). */
+export const INODE_BASE: u32 = 0x1800000;
+export const INODE_MAX: u32 = 1 << 20;
 export const INODE_STRIDE: u32 = 48;
 export const INODE_SLOTS: u32 = INODE_BASE + 64;
 export const INODE_BUCKETS: u32 = INODE_SLOTS + INODE_MAX * INODE_STRIDE;
 export const INODE_SIZE: u32 = 64 + INODE_MAX * INODE_STRIDE + INODE_MAX * 4;
 
 /** Handle table: header (64 B), HANDLE_MAX slots of HANDLE_STRIDE bytes. */
-export const HANDLE_BASE: u32 = 0x1000000;
-export const HANDLE_MAX: u32 = 1 << 16;
+export const HANDLE_BASE: u32 = 0x200000;
+export const HANDLE_MAX: u32 = 1 << 18;
 export const HANDLE_STRIDE: u32 = 16;
 export const HANDLE_SLOTS: u32 = HANDLE_BASE + 64;
 export const HANDLE_SIZE: u32 = 64 + HANDLE_MAX * HANDLE_STRIDE;
 
 /** Per-worker scratch: worker w owns [SCRATCH_BASE + w*SCRATCH_SIZE, +SCRATCH_SIZE). */
-export const SCRATCH_BASE: u32 = 0x2000000;
+export const SCRATCH_BASE: u32 = 0x800000;
 export const SCRATCH_SIZE: u32 = 0x80000;
 export const MAX_SEGS: u32 = 2048;
 export const INBUF_SIZE: u32 = 132 * 1024;
@@ -59,7 +61,7 @@ export const SCR_INBUF: u32 = 0x10000;
 export const SCR_OUTBUF: u32 = SCR_INBUF + INBUF_SIZE;
 
 /** The guest window: regions are mapped in [WINDOW_BASE, WINDOW_END). */
-export const WINDOW_BASE: u32 = 64 << 20;
+export const WINDOW_BASE: u32 = 80 << 20;
 export const WINDOW_END: u32 = 0xFFFF0000;
 
 // Queue record offsets (internal to AS, exported for tests and diagnostics).

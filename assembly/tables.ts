@@ -77,7 +77,12 @@ function inodeFind(nodeid: u64): u32 {
 }
 
 export function inodeInit(rootFd: i32, dev: u64, ino: u64): void {
-  memory.fill(INODE_BASE, 0, INODE_SIZE);
+  // Clear the header, the slots an earlier session used (below its high-water mark; fresh memory is
+  // zero) and the buckets: the rest of the 52 MiB is never touched until slots are handed out.
+  let hi = load<u32>(INODE_BASE, H_HIWATER);
+  if (hi > INODE_MAX) hi = INODE_MAX;
+  memory.fill(INODE_BASE, 0, INODE_SLOTS - INODE_BASE + hi * INODE_STRIDE);
+  memory.fill(INODE_BUCKETS, 0, INODE_MAX * 4);
   const e = islot(ROOT);
   store<i32>(e, rootFd, I_FD);
   store<u32>(e, 0, I_GEN);  // root nodeid is exactly 1 (FUSE_ROOT_ID)
@@ -269,7 +274,9 @@ function handleFree(s: u32): i32 {
 
 /** Clears the handle table (main, once, like inodeInit). */
 export function handleInit(): void {
-  memory.fill(HANDLE_BASE, 0, HANDLE_SIZE);
+  let hi = load<u32>(HANDLE_BASE, H_HIWATER);
+  if (hi > HANDLE_MAX) hi = HANDLE_MAX;
+  memory.fill(HANDLE_BASE, 0, HANDLE_SLOTS - HANDLE_BASE + hi * HANDLE_STRIDE);
   store<u32>(HANDLE_BASE, 1, H_HIWATER);
   store<u32>(HANDLE_BASE, 1, H_CURSOR);
 }

@@ -22,7 +22,7 @@ import { VhostUserListener } from './vhost/listener.js';
  */
 export const DEFAULT_NUM_QUEUES = 16;
 
-/** What we ask for RLIMIT_NOFILE unless --rlimit-nofile says otherwise (the inode table holds 2^18). */
+/** What we ask for RLIMIT_NOFILE unless --rlimit-nofile says otherwise (the inode table holds 2^20). */
 export const DEFAULT_RLIMIT_NOFILE = 1_000_000;
 
 export interface WorkerInit {

@@ -58,7 +58,8 @@ t.test('wasm smoke: exports, error codes, no data segments', async (t) => {
   }
   for (const k of LAYOUT_KEYS) t.type(L[k], 'number');
   t.equal(L.WINDOW_END, 0xffff0000, 'u32 constants are unsigned');
-  t.equal(L.WINDOW_BASE, 64 << 20);
+  t.equal(L.WINDOW_BASE, 80 << 20);
+  t.equal(L.INODE_MAX, 1 << 20, 'as many inodes as the default open-file limit');
 });
 
 t.test('layout: areas fit below the window and do not overlap', async (t) => {
