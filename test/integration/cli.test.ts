@@ -1,9 +1,9 @@
 /** The daemon binary as an operator runs it: exit codes, messages, signals, --fd. */
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { native } from '../../src/native.js';
 import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { RequestBuilder, parseReply } from '../../src/frontend/fuse-requests.js';
@@ -81,15 +81,50 @@ t.test('the socket is 0600 by default, 0660 for --socket-group', async (t) => {
   t.match(r.stderr, /no group 'no-such-group-xyz'/);
 });
 
-t.test('the socket path appears only once it accepts connections (no ECONNREFUSED window)', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-appear-'));
+/** A temporary directory with share/ (holding a file f) and a socket path; removed after the test. */
+function fixture(t: Test, prefix: string): { dir: string; share: string; sock: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `vfsd-${prefix}-`));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const share = path.join(dir, 'share');
   fs.mkdirSync(share);
-  const sock = path.join(dir, 's.sock');
+  fs.writeFileSync(path.join(share, 'f'), 'x');
+  return { dir, share, sock: path.join(dir, 's.sock') };
+}
+
+/** The daemon as a child process, killed after the test if it is still running. */
+function spawnDaemon(t: Test, args: string[], opts: SpawnOptions = {}): { child: ChildProcess; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: 'ignore', ...opts });
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return { child, exited };
+}
+
+async function waitForPath(p: string, ms = 15_000): Promise<void> {
+  for (const end = Date.now() + ms; Date.now() < end && !fs.existsSync(p);) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** INIT then LOOKUP of f over a fresh session; each must be answered within 10 s. */
+async function initAndLookup(t: Test, sock: string, what: string): Promise<void> {
+  const s = VirtioFsSession.open(sock);
+  try {
+    const rb = new RequestBuilder();
+    const call = (req: Uint8Array) => Promise.race([
+      s.send(1, req, 4096).then(parseReply),
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no reply in 10 s')), 10_000)),
+    ]);
+    t.equal((await call(rb.init())).error, 0, `${what}: FUSE_INIT answered`);
+    t.equal((await call(rb.lookup(1n, 'f'))).error, 0, `${what}: LOOKUP answered`);
+  } finally {
+    s.close();
+  }
+}
+
+t.test('the socket path appears only once it accepts connections (no ECONNREFUSED window)', async (t) => {
+  const { dir, share, sock } = fixture(t, 'appear');
   for (let round = 0; round < 3; round++) {
-    const child = spawn(process.execPath, [bin, `--socket-path=${sock}`, `--shared-dir=${share}`], { stdio: 'ignore' });
-    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    const { child, exited } = spawnDaemon(t, [`--socket-path=${sock}`, `--shared-dir=${share}`]);
     // Poll as fast as the event loop allows and connect the moment the path exists.
     let fd = -1;
     const deadline = Date.now() + 15_000;
@@ -105,34 +140,17 @@ t.test('the socket path appears only once it accepts connections (no ECONNREFUSE
 });
 
 t.test('a log reader that goes away (EPIPE on stderr) does not stop or spin the daemon', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-epipe-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const share = path.join(dir, 'share');
-  fs.mkdirSync(share);
-  fs.writeFileSync(path.join(share, 'f'), 'x');
-  const sock = path.join(dir, 's.sock');
-  const child = spawn(process.execPath, [bin, `--socket-path=${sock}`, `--shared-dir=${share}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
+  const { share, sock } = fixture(t, 'epipe');
+  const { child, exited } = spawnDaemon(t, [`--socket-path=${sock}`, `--shared-dir=${share}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   // Read the first line, then close our end: every later log line meets a broken pipe.
   await new Promise<void>((res) => child.stderr!.once('data', () => res()));
   child.stderr!.destroy();
   child.stdout!.destroy();
-  for (let i = 0; i < 150 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
+  await waitForPath(sock);
   t.ok(fs.existsSync(sock), 'the daemon still got to listening');
   for (let round = 0; round < 2; round++) {
     // connect/disconnect and the ring starts are logged: each write fails with EPIPE
-    const s = VirtioFsSession.open(sock);
-    const rb = new RequestBuilder();
-    const call = (req: Uint8Array) => Promise.race([
-      s.send(1, req, 4096).then(parseReply),
-      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no reply in 10 s')), 10_000)),
-    ]);
-    t.equal((await call(rb.init())).error, 0, `session ${round}: FUSE_INIT answered`);
-    t.equal((await call(rb.lookup(1n, 'f'))).error, 0, `session ${round}: LOOKUP answered`);
-    s.close();
+    await initAndLookup(t, sock, `session ${round}`);
     await new Promise((r) => setTimeout(r, 200));
   }
   // a main thread stuck re-logging its own EPIPE would burn a core: sample its CPU while idle
@@ -149,24 +167,15 @@ t.test('a log reader that goes away (EPIPE on stderr) does not stop or spin the 
 });
 
 t.test('a second daemon on a live socket is refused; a stale socket file is replaced', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-twice-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const share = path.join(dir, 'share');
-  fs.mkdirSync(share);
-  fs.writeFileSync(path.join(share, 'f'), 'x');
-  const sock = path.join(dir, 's.sock');
+  const { share, sock } = fixture(t, 'twice');
   // stale: a socket file nobody listens on any more
   const stale = native.listenUnix(sock, 1);
   t.ok(stale >= 0);
   native.close(stale);
   t.ok(fs.lstatSync(sock).isSocket(), 'a stale socket file is there');
-  const first = spawn(process.execPath, [bin, `--socket-path=${sock}`, `--shared-dir=${share}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-  t.teardown(() => {
-    if (first.exitCode === null && first.signalCode === null) first.kill('SIGKILL');
-  });
+  const { child: first, exited: firstExit } = spawnDaemon(t, [`--socket-path=${sock}`, `--shared-dir=${share}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   first.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-  const firstExit = new Promise<number | null>((res) => first.on('exit', (code) => res(code)));
   for (let i = 0; i < 150 && !/waiting for a vhost-user frontend/.test(log); i++) await new Promise((r) => setTimeout(r, 100));
   t.match(log, /waiting for a vhost-user frontend/, 'the first daemon replaced the stale socket and listens');
 
@@ -174,11 +183,7 @@ t.test('a second daemon on a live socket is refused; a stale socket file is repl
   t.equal(second.status, 1, 'the second daemon exits 1');
   t.match(second.stderr, /another process is listening on it/, 'and says why');
 
-  const s = VirtioFsSession.open(sock);
-  const rb = new RequestBuilder();
-  t.equal(parseReply(await s.send(1, rb.init(), 4096)).error, 0, 'the first daemon still serves its socket');
-  t.equal(parseReply(await s.send(1, rb.lookup(1n, 'f'), 4096)).error, 0, 'LOOKUP');
-  s.close();
+  await initAndLookup(t, sock, 'the first daemon still serves its socket');
   first.kill('SIGTERM');
   t.equal(await firstExit, 0);
 });
@@ -187,11 +192,7 @@ const havePython = spawnSync('python3', ['-c', 'import socket'], { encoding: 'ut
 t.test('--syslog: lines from the main thread and the workers go to the syslog socket', {
   skip: havePython ? false : 'python3 is needed to play the syslog daemon',
 }, async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-syslog-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const share = path.join(dir, 'share');
-  fs.mkdirSync(share);
-  fs.writeFileSync(path.join(share, 'f'), 'x');
+  const { dir, share, sock } = fixture(t, 'syslog');
   const logSock = path.join(dir, 'log');
   const out = path.join(dir, 'received');
   const server = spawn('python3', ['-c', [
@@ -205,26 +206,17 @@ t.test('--syslog: lines from the main thread and the workers go to the syslog so
   t.teardown(() => {
     server.kill('SIGKILL');
   });
-  for (let i = 0; i < 100 && !fs.existsSync(logSock); i++) await new Promise((r) => setTimeout(r, 50));
+  await waitForPath(logSock, 5000);
 
   const runDaemon = async (env: Record<string, string>): Promise<{ pid: number; stderr: string; code: number | null }> => {
-    const sock = path.join(dir, 's.sock');
-    const child = spawn(process.execPath, [bin, `--socket-path=${sock}`, `--shared-dir=${share}`, '--syslog'], {
+    const { child, exited } = spawnDaemon(t, [`--socket-path=${sock}`, `--shared-dir=${share}`, '--syslog'], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, ...env },
     });
-    t.teardown(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
     let stderr = '';
     child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
-    for (let i = 0; i < 150 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
-    const s = VirtioFsSession.open(sock);
-    const rb = new RequestBuilder();
-    t.equal(parseReply(await s.send(1, rb.init(), 4096)).error, 0, 'FUSE_INIT answered');
-    t.equal(parseReply(await s.send(1, rb.lookup(1n, 'f'), 4096)).error, 0, 'LOOKUP answered');
-    s.close();
+    await waitForPath(sock);
+    await initAndLookup(t, sock, 'a session');
     await new Promise((r) => setTimeout(r, 300));
     child.kill('SIGTERM');
     const code = await exited;
