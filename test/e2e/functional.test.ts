@@ -284,6 +284,7 @@ interface Variant {
   minSteps: number;
 }
 const ALL_CHECKS: Variant = { name: '', refArgs: [], oursArgs: [], probeArgs: '', minSteps: 40 };
+const WRITEBACK: Variant = { name: '-writeback', refArgs: ['-o', 'writeback'], oursArgs: ['--writeback'], probeArgs: '', minSteps: 40 };
 const XATTR_ON: Variant = { name: '-xattr', refArgs: ['-o', 'xattr'], oursArgs: ['--xattr'], probeArgs: ' xattr_user', minSteps: 4 };
 
 async function runProbe(tt: Test, kind: DaemonKind, fixture: string, v: Variant = ALL_CHECKS): Promise<Run | null> {
@@ -337,68 +338,71 @@ function table(ref: Steps | null, ours: Steps): string {
     .join('\n');
 }
 
-t.test('functional probe: ours vs the reference daemon', { skip: skip ?? false }, async (tt) => {
-  const fixture = path.join(root, 'fixture-template');
+/** Every step the reference passes must pass on ours (a `null` reference: the expected set instead). */
+function compareSteps(t3: Test, r: Run | null, o: Run): void {
+  if (r) {
+    const onlyOurs: string[] = [];
+    const bothFail: string[] = [];
+    for (const [name, rs] of r.steps) {
+      const os_ = o.steps.get(name);
+      if (rs.ok && !os_?.ok && name in POLICY_DIFF) {
+        t3.comment(`step ${name}: passes on the reference, fails on ours by design: ${POLICY_DIFF[name]} (ours: ${os_?.detail})`);
+      } else if (rs.ok) {
+        t3.ok(os_?.ok, `step ${name}: passes on the reference, so on ours`, os_?.ok ? {} : { ours: os_ ?? 'missing' });
+      } else if (os_?.ok) {
+        onlyOurs.push(`${name} (reference: ${rs.detail})`);
+      } else {
+        bothFail.push(`${name} (reference: ${rs.detail}; ours: ${os_?.detail ?? 'missing'})`);
+      }
+    }
+    for (const name of o.steps.keys()) {
+      if (!r.steps.has(name)) onlyOurs.push(`${name} (not reported by the reference run)`);
+    }
+    if (bothFail.length) t3.comment(`steps failing on both:\n  ${bothFail.join('\n  ')}`);
+    if (onlyOurs.length) t3.comment(`steps passing only on ours:\n  ${onlyOurs.join('\n  ')}`);
+    t3.comment(`per-step results:\n${table(r.steps, o.steps)}`);
+    // keep the expected-failure list honest: it should name only what the reference also fails
+    for (const [name, why] of Object.entries(EXPECTED_FAIL)) {
+      if (r.steps.get(name)?.ok) t3.comment(`note: ${name} is listed as expected to fail (${why}) but the reference passes it`);
+    }
+  } else {
+    for (const [name, s] of o.steps) {
+      if (name in POLICY_DIFF && !s.ok) {
+        t3.comment(`${name}: fails by design: ${POLICY_DIFF[name]}`);
+        continue;
+      }
+      if (name in EXPECTED_FAIL) {
+        t3.comment(`${name}: ${s.ok ? 'passes' : `fails (${s.detail})`}; expected to fail: ${EXPECTED_FAIL[name]}`);
+        continue;
+      }
+      t3.ok(s.ok, `step ${name}`, s.ok ? {} : { detail: s.detail });
+    }
+    t3.comment(`per-step results:\n${table(null, o.steps)}`);
+  }
+}
+
+async function fullProbe(tt: Test, v: Variant): Promise<void> {
+  const fixture = path.join(root, `fixture-template${v.name}`);
   fs.mkdirSync(fixture);
   makeFixture(fixture);
 
   let ref: Run | null = null;
   if (haveReference) {
     await tt.test('reference daemon run', async (t1) => {
-      ref = await runProbe(t1, 'reference', fixture);
+      ref = await runProbe(t1, 'reference', fixture, v);
     });
   } else {
     tt.comment(`reference daemon ${REFERENCE_DAEMON} not installed: checking ours against the expected set`);
   }
   let ours: Run | null = null;
   await tt.test('our daemon run', async (t2) => {
-    ours = await runProbe(t2, 'ours', fixture);
+    ours = await runProbe(t2, 'ours', fixture, v);
   });
   const o = ours as Run | null;
   const r = ref as Run | null;
   if (!o) return;
 
-  await tt.test('per-step comparison', async (t3) => {
-    if (r) {
-      const onlyOurs: string[] = [];
-      const bothFail: string[] = [];
-      for (const [name, rs] of r.steps) {
-        const os_ = o.steps.get(name);
-        if (rs.ok && !os_?.ok && name in POLICY_DIFF) {
-          t3.comment(`step ${name}: passes on the reference, fails on ours by design: ${POLICY_DIFF[name]} (ours: ${os_?.detail})`);
-        } else if (rs.ok) {
-          t3.ok(os_?.ok, `step ${name}: passes on the reference, so on ours`, os_?.ok ? {} : { ours: os_ ?? 'missing' });
-        } else if (os_?.ok) {
-          onlyOurs.push(`${name} (reference: ${rs.detail})`);
-        } else {
-          bothFail.push(`${name} (reference: ${rs.detail}; ours: ${os_?.detail ?? 'missing'})`);
-        }
-      }
-      for (const name of o.steps.keys()) {
-        if (!r.steps.has(name)) onlyOurs.push(`${name} (not reported by the reference run)`);
-      }
-      if (bothFail.length) t3.comment(`steps failing on both:\n  ${bothFail.join('\n  ')}`);
-      if (onlyOurs.length) t3.comment(`steps passing only on ours:\n  ${onlyOurs.join('\n  ')}`);
-      t3.comment(`per-step results:\n${table(r.steps, o.steps)}`);
-      // keep the expected-failure list honest: it should name only what the reference also fails
-      for (const [name, why] of Object.entries(EXPECTED_FAIL)) {
-        if (r.steps.get(name)?.ok) t3.comment(`note: ${name} is listed as expected to fail (${why}) but the reference passes it`);
-      }
-    } else {
-      for (const [name, s] of o.steps) {
-        if (name in POLICY_DIFF && !s.ok) {
-          t3.comment(`${name}: fails by design: ${POLICY_DIFF[name]}`);
-          continue;
-        }
-        if (name in EXPECTED_FAIL) {
-          t3.comment(`${name}: ${s.ok ? 'passes' : `fails (${s.detail})`}; expected to fail: ${EXPECTED_FAIL[name]}`);
-          continue;
-        }
-        t3.ok(s.ok, `step ${name}`, s.ok ? {} : { detail: s.detail });
-      }
-      t3.comment(`per-step results:\n${table(null, o.steps)}`);
-    }
-  });
+  await tt.test('per-step comparison', async (t3) => compareSteps(t3, r, o));
 
   await tt.test('host-side checks of the files the probe wrote (ours)', async (t4) => {
     for (const c of hostChecks(o.share, o.result.output)) t4.ok(c.ok, `host: ${c.name}`, c.ok ? {} : { detail: c.detail });
@@ -410,7 +414,12 @@ t.test('functional probe: ours vs the reference daemon', { skip: skip ?? false }
       }
     }
   });
-});
+}
+
+t.test('functional probe: ours vs the reference daemon', { skip: skip ?? false }, (tt) => fullProbe(tt, ALL_CHECKS));
+
+t.test('functional probe with the writeback cache: --writeback (ours) and -o writeback (reference)', { skip: skip ?? false },
+  (tt) => fullProbe(tt, WRITEBACK));
 
 t.test('extended attributes in a real guest: --xattr (ours) and -o xattr (reference)', { skip: skip ?? false }, async (tt) => {
   const fixture = path.join(root, 'fixture-template-xattr');
