@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type LogLevel, isLogLevel } from './log.js';
+import { native } from './native.js';
 
 export type CacheMode = 'never' | 'metadata' | 'auto' | 'always';
 
@@ -311,6 +312,9 @@ export function validateConfig(c: Config): void {
       fs.fstatSync(c.fd);
     } catch {
       throw new UsageError(`--fd=${c.fd}: not an open file descriptor`);
+    }
+    if (native.isListeningUnixStream(c.fd) !== 1) {
+      throw new UsageError(`--fd=${c.fd}: not a listening Unix stream socket (bind and listen it before passing it on)`);
     }
   }
 }

@@ -136,6 +136,8 @@ export interface Native {
    * backlog (and non-blocking sends); `dgram`: a datagram socket (syslog) instead of a stream.
    */
   connectUnix(path: string, nonblock?: boolean, dgram?: boolean): number;
+  /** 1: fd is a listening AF_UNIX stream socket; 0: another kind of socket or file; -errno (EBADF) */
+  isListeningUnixStream(fd: number): number;
   /**
    * recvmsg into buf[off, off+len) with MSG_CMSG_CLOEXEC. Bytes (0 = EOF) or -errno. Received fds go to
    * fds[0..]; the remaining entries are set to -1; fds beyond fds.length are closed.

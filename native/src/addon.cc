@@ -101,6 +101,7 @@ class NativeAddon : public Napi::Addon<NativeAddon> {
   Napi::Value ListenUnix(const Napi::CallbackInfo& info);
   Napi::Value AcceptUnix(const Napi::CallbackInfo& info);
   Napi::Value ConnectUnix(const Napi::CallbackInfo& info);
+  Napi::Value IsListeningUnixStream(const Napi::CallbackInfo& info);
   Napi::Value RecvMsg(const Napi::CallbackInfo& info);
   Napi::Value SendMsg(const Napi::CallbackInfo& info);
   Napi::Value WatchFd(const Napi::CallbackInfo& info);
@@ -346,6 +347,23 @@ Napi::Value NativeAddon::ConnectUnix(const Napi::CallbackInfo& info) {
     return num(env, -e);
   }
   return num(env, fd);
+}
+
+// 1 if fd is a listening AF_UNIX stream socket, 0 if it is some other socket or file, -errno on error.
+Napi::Value NativeAddon::IsListeningUnixStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  ARGS_OR_THROW(argI32(info, 0, fd));
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &sl) < 0) return num(env, errno == ENOTSOCK ? 0 : -errno);
+  if (ss.ss_family != AF_UNIX) return num(env, 0);
+  int type = 0, acc = 0;
+  socklen_t il = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &il) < 0) return num(env, -errno);
+  il = sizeof acc;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &il) < 0) return num(env, -errno);
+  return num(env, type == SOCK_STREAM && acc ? 1 : 0);
 }
 
 Napi::Value NativeAddon::RecvMsg(const Napi::CallbackInfo& info) {
@@ -1297,6 +1315,7 @@ NativeAddon::NativeAddon(Napi::Env env, Napi::Object exports) {
       InstanceMethod("listenUnix", &NativeAddon::ListenUnix, napi_enumerable),
       InstanceMethod("acceptUnix", &NativeAddon::AcceptUnix, napi_enumerable),
       InstanceMethod("connectUnix", &NativeAddon::ConnectUnix, napi_enumerable),
+      InstanceMethod("isListeningUnixStream", &NativeAddon::IsListeningUnixStream, napi_enumerable),
       InstanceMethod("recvMsg", &NativeAddon::RecvMsg, napi_enumerable),
       InstanceMethod("sendMsg", &NativeAddon::SendMsg, napi_enumerable),
       InstanceMethod("watchFd", &NativeAddon::WatchFd, napi_enumerable),

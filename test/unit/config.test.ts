@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { UsageError, parseArgs, validateConfig } from '../../src/config.js';
+import { native } from '../../src/native.js';
 
 t.test('virtiofsd spellings are accepted', async (t) => {
   const table: Array<[string[], Partial<ReturnType<typeof parseArgs>>]> = [
@@ -81,6 +82,19 @@ t.test('validateConfig checks the file system', async (t) => {
   t.throws(() => validateConfig({ ...ok, socketPath: path.join(dir, 'nodir', 's.sock') }), /does not exist/);
   t.throws(() => validateConfig({ ...ok, socketPath: path.join(dir, 'file') }), /not a socket/, 'never replaces a regular file');
   t.throws(() => validateConfig({ ...ok, socketPath: undefined, fd: 987654 }), /not an open file descriptor/);
+  // --fd must be a listening Unix stream socket: not a file, not a connected socket
+  const fileFd = fs.openSync(path.join(dir, 'file'), 'r');
+  t.throws(() => validateConfig({ ...ok, socketPath: undefined, fd: fileFd }), /--fd=\d+: not a listening Unix stream socket/, 'a regular file');
+  fs.closeSync(fileFd);
+  const lsock = path.join(dir, 'l.sock');
+  const lfd = native.listenUnix(lsock, 4);
+  t.ok(lfd >= 0);
+  t.doesNotThrow(() => validateConfig({ ...ok, socketPath: undefined, fd: lfd }), 'a listening socket');
+  const cfd = native.connectUnix(lsock);
+  t.ok(cfd >= 0);
+  t.throws(() => validateConfig({ ...ok, socketPath: undefined, fd: cfd }), /not a listening Unix stream socket/, 'a connected socket');
+  native.close(cfd);
+  native.close(lfd);
   t.throws(() => validateConfig({ ...ok, socketPath: path.join(os.tmpdir(), 'x'.repeat(120)) }), /107 bytes/);
   fs.rmSync(dir, { recursive: true, force: true });
 });
