@@ -40,6 +40,9 @@ interface Result {
   depth: number;
   opsPerSec: number;
   cpuUsPerOp: number;
+  /** latency of one operation as the frontend saw it (all its requests, submit to reply), µs */
+  p50Us: number;
+  p99Us: number;
 }
 
 function parse(argv: string[]): Options {
@@ -135,13 +138,16 @@ async function runOne(kind: DaemonKind, w: Workload, depth: number, o: Options):
           must(await call(rb.lookup(dir, `missing-${i}`)), 'LOOKUP', -2);
           return;
         case 'create': {
-          // what `: > f` costs a guest: a lookup miss, CREATE, FLUSH, RELEASE (and the FORGET later)
+          // what `: > f` costs a guest: a lookup miss, CREATE, FLUSH, RELEASE, and later a FORGET
           must(await call(rb.lookup(dir, `f${i}`)), 'LOOKUP', -2);
           const c = must(await call(rb.create(dir, `f${i}`, O_RDWR | O_CREAT | O_EXCL, 0o100644)), 'CREATE');
           const node = c.view.getBigUint64(0, true);
           const cfh = c.view.getBigUint64(128, true);
           must(await call(rb.build(Opcode.Flush, node, u64le(cfh), new Uint8Array(16))), 'FLUSH');
           must(await call(rb.release(node, cfh)), 'RELEASE');
+          // and the FORGET a guest sends when it drops the inode (on the hiprio queue, no reply): keeps
+          // the daemons' inode counts, and so their open descriptors, bounded
+          await sess.send(0, rb.forget(node, 1n), 0);
           return;
         }
         case 'read-4k': {
@@ -164,6 +170,7 @@ async function runOne(kind: DaemonKind, w: Workload, depth: number, o: Options):
     const t0 = process.hrtime.bigint();
     let next = 0;
     let done = 0;
+    const lat = new Float64Array(o.ops);
     const live = process.stdout.isTTY;
     const ticker = setInterval(() => {
       if (live) process.stdout.write(`\x1b[2K\r  ${kind.padEnd(9)} ${w.padEnd(11)} depth ${depth}: ${done}/${o.ops}`);
@@ -172,7 +179,9 @@ async function runOne(kind: DaemonKind, w: Workload, depth: number, o: Options):
       await Promise.all(
         Array.from({ length: depth }, async () => {
           for (let i = next++; i < o.ops; i = next++) {
+            const t = process.hrtime.bigint();
             await op(i);
+            lat[i] = Number(process.hrtime.bigint() - t) / 1000;
             done++;
           }
         }),
@@ -183,7 +192,9 @@ async function runOne(kind: DaemonKind, w: Workload, depth: number, o: Options):
     const wall = Number(process.hrtime.bigint() - t0) / 1e9;
     const cpu = cpuSeconds(d.pid) - cpu0;
     if (live) process.stdout.write('\x1b[2K\r');
-    return { kind, workload: w, depth, opsPerSec: o.ops / wall, cpuUsPerOp: (cpu / o.ops) * 1e6 };
+    lat.sort();
+    const pct = (q: number): number => lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]!;
+    return { kind, workload: w, depth, opsPerSec: o.ops / wall, cpuUsPerOp: (cpu / o.ops) * 1e6, p50Us: pct(0.5), p99Us: pct(0.99) };
   } finally {
     s?.close();
     const st = await d.stop(5000);
@@ -209,12 +220,13 @@ export async function main(argv: string[]): Promise<number> {
       for (const kind of order) {
         const r = await runOne(kind, w, depth, o);
         results.push(r);
-        console.log(`  ${kind.padEnd(9)} ${w.padEnd(11)} depth ${depth}: ${r.opsPerSec.toFixed(0).padStart(7)} ops/s, daemon CPU ${r.cpuUsPerOp.toFixed(1)} µs/op`);
+        console.log(`  ${kind.padEnd(9)} ${w.padEnd(11)} depth ${depth}: ${r.opsPerSec.toFixed(0).padStart(7)} ops/s, daemon CPU ${r.cpuUsPerOp.toFixed(1)} µs/op, p50/p99 ${r.p50Us.toFixed(0)}/${r.p99Us.toFixed(0)} µs`);
       }
     }
   }
   const get = (k: DaemonKind, w: Workload, d: number) => results.find((r) => r.kind === k && r.workload === w && r.depth === d);
-  const rows = [['workload', 'depth', 'ref ops/s', 'ours ops/s', 'ratio', 'ref µs/op', 'ours µs/op', 'cpu ratio']];
+  const rows = [['workload', 'depth', 'ref ops/s', 'ours ops/s', 'ratio', 'ref cpu µs/op', 'ours cpu µs/op', 'cpu ratio', 'ref p50/p99 µs', 'ours p50/p99 µs']];
+  const lat = (r: Result | undefined): string => (r ? `${r.p50Us.toFixed(0)}/${r.p99Us.toFixed(0)}` : '-');
   for (const w of o.workloads) {
     for (const depth of o.depths) {
       const ref = get('reference', w, depth);
@@ -225,6 +237,7 @@ export async function main(argv: string[]): Promise<number> {
         ref && ours ? (ours.opsPerSec / ref.opsPerSec).toFixed(2) : '-',
         ref ? ref.cpuUsPerOp.toFixed(1) : '-', ours ? ours.cpuUsPerOp.toFixed(1) : '-',
         ref && ours ? (ref.cpuUsPerOp / ours.cpuUsPerOp).toFixed(2) : '-',
+        lat(ref), lat(ours),
       ]);
     }
   }
