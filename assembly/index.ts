@@ -11,7 +11,7 @@ export {
 export { chainParse } from './chain';
 export { gather, scatter, subList } from './copy';
 export {
-  inodeInit, inodeLookup, inodeLastExisted, inodeAcquire, inodeRelease, inodeForget, inodeDropAll,
+  inodeInit, inodeLookup, inodeLastExisted, inodeDev, inodeAcquire, inodeRelease, inodeForget, inodeDropAll,
   inodeDrainNext, inodeCount, handleInit, handleOpen, handleAcquire, handleFlags, handleRelease,
   handleClose, handleDrainNext, handleCount,
 } from './tables';

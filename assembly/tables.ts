@@ -140,6 +140,12 @@ export function inodeLookup(dev: u64, ino: u64, fd: i32): u64 {
 
 export function inodeLastExisted(): i32 { return lastExisted; }
 
+/** The st_dev recorded for a node id, 0 for an unknown or stale one (call it with the node pinned). */
+export function inodeDev(nodeid: u64): u64 {
+  const s = inodeFind(nodeid);
+  return s == 0 ? 0 : load<u64>(islot(s), I_DEV);
+}
+
 export function inodeAcquire(nodeid: u64): i32 {
   lockAcquire(INODE_BASE + H_LOCK);
   const s = inodeFind(nodeid);

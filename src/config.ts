@@ -80,6 +80,8 @@ Options:
   -o timeout=SECONDS       how long the guest may cache names and attributes (fractions allowed),
                            instead of the cache mode's (never 0, auto 1, metadata/always 86400)
   --print-capabilities     print the vhost-user backend capabilities (JSON) and exit
+  --announce-submounts     let the guest mount directories that are mount points on the host
+                           separately (their own st_dev; also -o announce_submounts)
   --syslog                 log to syslog (/dev/log, facility daemon) instead of stderr
   -d, --debug              same as --log-level=debug
   -f                       run in the foreground (always the case; accepted for compatibility)
@@ -87,8 +89,8 @@ Options:
   -V, --version            version
 Accepted for compatibility with virtiofsd, without effect here: --sandbox, --seccomp, --modcaps,
   --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
-  --announce-submounts, --security-label, --preserve-noatime,
-  -o flock|no_flock|posix_lock|no_posix_lock|sandbox=|modcaps=|announce_submounts|killpriv_v2.
+  --security-label, --preserve-noatime,
+  -o flock|no_flock|posix_lock|no_posix_lock|sandbox=|modcaps=|killpriv_v2.
 Not supported yet (refused): --posix-acl, --xattrmap.
 `;
 
@@ -148,7 +150,7 @@ const FLAGS: Record<string, (c: Config) => void> = {
   debug: (c) => { c.logLevel = 'debug'; },
   xattr: (c) => { c.xattr = true; },
   'posix-acl': () => { throw new UsageError('--posix-acl: POSIX ACLs are not supported yet'); },
-  'announce-submounts': (c) => { c.announceSubmounts = true; c.ignored.push('--announce-submounts'); },
+  'announce-submounts': (c) => { c.announceSubmounts = true; },
   'no-announce-submounts': (c) => { c.announceSubmounts = false; },
   syslog: (c) => { c.syslog = true; },
   'killpriv-v2': (c) => { c.ignored.push('--killpriv-v2'); },
@@ -190,7 +192,8 @@ function applyDashO(c: Config, list: string): void {
       case 'allow_direct_io': noVal(); c.allowDirectIo = true; break;
       case 'no_allow_direct_io': noVal(); c.allowDirectIo = false; break;
       case 'flock': case 'no_flock': case 'posix_lock': case 'no_posix_lock':
-      case 'announce_submounts': case 'killpriv_v2': case 'no_killpriv_v2':
+      case 'announce_submounts': noVal(); c.announceSubmounts = true; break;
+      case 'killpriv_v2': case 'no_killpriv_v2':
       case 'norace': case 'writeback_cache':
         noVal(); c.ignored.push(`-o ${key}`); break;
       case 'timeout': c.timeout = parseTimeout(need()); break;

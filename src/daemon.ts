@@ -38,6 +38,8 @@ export interface WorkerInit {
   timeout?: number;
   /** log to syslog (--syslog) */
   syslog: boolean;
+  /** --announce-submounts */
+  announceSubmounts: boolean;
   logLevel: Config['logLevel'];
 }
 
@@ -77,6 +79,7 @@ export class Daemon {
       xattr: cfg.xattr,
       timeout: cfg.timeout,
       syslog: cfg.syslog,
+      announceSubmounts: cfg.announceSubmounts,
       logLevel: cfg.logLevel,
     };
     const here = path.dirname(fileURLToPath(import.meta.url));

@@ -34,13 +34,18 @@ export default function runWorker(task: { wid: number }): void {
   const wid = task.wid;
   const log = new Logger(data.init.logLevel, `w${wid}`, data.init.syslog ? syslogSink() : directStderr);
   const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
-  const fs = new Passthrough(vq, data.init.procFdDir, { allowDevices: data.init.allowDevices, allowDirectIo: data.init.allowDirectIo });
+  const fs = new Passthrough(vq, data.init.procFdDir, {
+    allowDevices: data.init.allowDevices,
+    allowDirectIo: data.init.allowDirectIo,
+    announceSubmounts: data.init.announceSubmounts,
+  });
   const server = new FuseServer(fs, {
     cache: data.init.cache,
     writeback: data.init.writeback,
     readdirplus: data.init.readdirplus,
     xattr: data.init.xattr,
     timeout: data.init.timeout,
+    announceSubmounts: data.init.announceSubmounts,
     log,
     session: ctl.subarray(Ctl.SESSION, Ctl.SESSION + Ctl.SESSION_LEN),
   });

@@ -26,6 +26,9 @@ const ATTR_MODE = 60;
 const ATTR_UID = 68;
 const ATTR_GID = 72;
 const ATTR_DEV = 88;
+/** fuse_attr.flags, and its FUSE_ATTR_SUBMOUNT bit (linux/fuse.h) */
+const ATTR_FLAGS = 84;
+const FUSE_ATTR_SUBMOUNT = 1 << 0;
 
 const RESOLVE = C.RESOLVE_BENEATH | C.RESOLVE_NO_MAGICLINKS | C.RESOLVE_NO_SYMLINKS;
 const PATH_FLAGS = C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC;
@@ -55,6 +58,12 @@ export interface PassthroughOptions {
    * throughput (measured: bench/). The reference daemon drops it too unless -o allow_direct_io.
    */
   allowDirectIo?: boolean;
+  /**
+   * Mark directories on another host file system than their parent (mount points inside the share)
+   * with FUSE_ATTR_SUBMOUNT, so the guest mounts them separately with their own st_dev (default false;
+   * --announce-submounts). Inode numbers of different host file systems then cannot collide in the guest.
+   */
+  announceSubmounts?: boolean;
 }
 
 export class Passthrough implements FileSystem {
@@ -203,7 +212,17 @@ export class Passthrough implements FileSystem {
   // ---- names ----
 
   lookup(_ctx: Ctx, parent: bigint, name: Uint8Array): Entry | number {
-    return this.withInode(parent, (pfd) => this.lookupAt(pfd, name));
+    return this.withInode(parent, (pfd) => this.markSubmount(parent, this.lookupAt(pfd, name)));
+  }
+
+  /** With announceSubmounts: set FUSE_ATTR_SUBMOUNT on a directory whose st_dev is not its parent's. */
+  private markSubmount(parent: bigint, e: Entry | number): Entry | number {
+    if (!this.opts.announceSubmounts || typeof e === 'number') return e;
+    if ((this.stv.getUint32(ATTR_MODE, true) & C.S_IFMT) !== C.S_IFDIR) return e;
+    if (this.stv.getBigUint64(ATTR_DEV, true) !== this.tables.inodeDev(parent)) {
+      this.stv.setUint32(ATTR_FLAGS, this.stv.getUint32(ATTR_FLAGS, true) | FUSE_ATTR_SUBMOUNT, true);
+    }
+    return e;
   }
 
   forget(nodeid: bigint, nlookup: bigint): void {
@@ -470,7 +489,7 @@ export class Passthrough implements FileSystem {
     });
   }
 
-  readdir(_ctx: Ctx, _nodeid: bigint, fh: bigint, offset: bigint, sink: DirSink, plus: boolean): number {
+  readdir(_ctx: Ctx, nodeid: bigint, fh: bigint, offset: bigint, sink: DirSink, plus: boolean): number {
     if (offset > 0x7fffffffffffffffn) return -Errno.EINVAL;
     return this.withHandle(fh, (dfd) => {
       // The handle's file position is where the previous READDIR stopped (the kernel serialises
@@ -517,7 +536,7 @@ export class Passthrough implements FileSystem {
           } else if (dot) {
             sink.add(ino, next, type, name, { nodeid: 0n, generation: 0n, attr: new Uint8Array(88) });
           } else {
-            const ent = this.lookupAt(dfd, name); // the handle's fd is the same directory
+            const ent = this.markSubmount(nodeid, this.lookupAt(dfd, name)); // the handle's fd is this directory
             // an entry that vanished since getdents is skipped
             if (typeof ent !== 'number') sink.add(ino, next, type, name, ent);
           }

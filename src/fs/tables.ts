@@ -10,6 +10,8 @@ export interface InodeTable {
   /** insert or add one lookup reference; 0n when full. inodeLastExisted() then says if it was known. */
   inodeLookup(dev: bigint, ino: bigint, fd: number): bigint;
   inodeLastExisted(): number;
+  /** the st_dev recorded for a node id (0n: unknown); call with the node pinned */
+  inodeDev(nodeid: bigint): bigint;
   /** pinned fd or -1 (stale/unknown) */
   inodeAcquire(nodeid: bigint): number;
   /** unpin; an fd to close (last user of a forgotten inode) or -1 */

@@ -13,7 +13,7 @@ import {
   FOPEN_KEEP_CACHE, FORGET_IN_SIZE, FORGET_ONE_SIZE, FSYNC_IN_SIZE, FUSE_ASYNC_DIO, FUSE_ASYNC_READ,
   FUSE_ATOMIC_O_TRUNC, FUSE_AUTO_INVAL_DATA, FUSE_BIG_WRITES, FUSE_DO_READDIRPLUS, FUSE_FSYNC_FDATASYNC,
   FUSE_GETATTR_FH, FUSE_INIT_EXT, FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, FUSE_MAX_PAGES,
-  FUSE_MIN_MINOR_VERSION, FUSE_PARALLEL_DIROPS, FUSE_READDIRPLUS_AUTO, FUSE_RELEASE_FLUSH, FUSE_WRITEBACK_CACHE,
+  FUSE_MIN_MINOR_VERSION, FUSE_PARALLEL_DIROPS, FUSE_SUBMOUNTS, FUSE_READDIRPLUS_AUTO, FUSE_RELEASE_FLUSH, FUSE_WRITEBACK_CACHE,
   FUSE_WRITE_KILL_SUIDGID, GETATTR_IN_SIZE, IN_HEADER_SIZE, INIT_IN_SIZE_COMPAT, INIT_OUT_SIZE, LINK_IN_SIZE,
   COPY_FILE_RANGE_IN_SIZE, LSEEK_IN_SIZE, LSEEK_OUT_SIZE, MKDIR_IN_SIZE, MKNOD_IN_SIZE, NAME_MAX, OPEN_IN_SIZE, OPEN_OUT_SIZE, Opcode,
   OUT_HEADER_SIZE, PATH_MAX, READ_IN_SIZE, RELEASE_IN_SIZE, RENAME2_IN_SIZE, RENAME_IN_SIZE, SETATTR_IN_SIZE,
@@ -50,6 +50,8 @@ export interface FuseServerOptions {
    * (never 0, metadata/always 86400, auto 1): virtiofsd's -o timeout=. 0 also stops negative entries.
    */
   timeout?: number;
+  /** negotiate FUSE_SUBMOUNTS (--announce-submounts; the file system marks mount points) */
+  announceSubmounts?: boolean;
   log?: Logger;
   /**
    * Session state shared by every worker's FuseServer (INIT reaches one worker only): 4 × i32 in a
@@ -88,6 +90,7 @@ export class FuseServer {
   private readonly writeback: boolean;
   private readonly readdirplus: boolean;
   private readonly xattr: boolean;
+  private readonly announceSubmounts: boolean;
   /** The session flags this server last told its file system about. */
   private seenFlags = -1;
   private readonly timeout: number;
@@ -103,6 +106,7 @@ export class FuseServer {
     this.writeback = opts.writeback ?? false;
     this.readdirplus = opts.readdirplus ?? true;
     this.xattr = opts.xattr ?? false;
+    this.announceSubmounts = opts.announceSubmounts ?? false;
     const cache = opts.cache ?? 'auto';
     // entry/attr timeouts and open flags per cache policy (the reference daemon's meaning of the names)
     switch (cache) {
@@ -634,6 +638,7 @@ export class FuseServer {
     let wanted = WANTED_FLAGS;
     if (this.writeback) wanted |= FUSE_WRITEBACK_CACHE;
     if (!this.readdirplus) wanted &= ~(FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO);
+    if (this.announceSubmounts) wanted |= FUSE_SUBMOUNTS;
     const flags = (init.flags & wanted) >>> 0;
     this.fs.init?.({ writeback: (flags & FUSE_WRITEBACK_CACHE) !== 0 });
     this.seenFlags = flags | 0;

@@ -76,6 +76,7 @@ export interface VqExports {
   inodeInit(rootFd: number, dev: bigint, ino: bigint): void;
   inodeLookup(dev: bigint, ino: bigint, fd: number): bigint;
   inodeLastExisted(): number;
+  inodeDev(nodeid: bigint): bigint;
   inodeAcquire(nodeid: bigint): number;
   inodeRelease(nodeid: bigint): number;
   inodeForget(nodeid: bigint, nlookup: bigint): number;
@@ -180,6 +181,7 @@ function wrap(raw: Raw): VqExports {
     inodeInit: same('inodeInit'),
     inodeLookup: u64<[bigint, bigint, number]>('inodeLookup'),
     inodeLastExisted: same('inodeLastExisted'),
+    inodeDev: u64<[bigint]>('inodeDev'),
     inodeAcquire: same('inodeAcquire'),
     inodeRelease: same('inodeRelease'),
     inodeForget: same('inodeForget'),

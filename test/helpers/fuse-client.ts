@@ -251,6 +251,10 @@ export class MapTables implements Tables {
     return nid;
   }
   inodeLastExisted(): number { return this.existed; }
+  inodeDev(nodeid: bigint): bigint {
+    const e = this.inodes.get(nodeid);
+    return e && !e.forgotten ? BigInt(e.key.split(':')[0]!) : 0n;
+  }
   inodeAcquire(nodeid: bigint): number {
     const e = this.inodes.get(nodeid);
     if (!e || e.forgotten) return -1;

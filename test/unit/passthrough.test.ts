@@ -361,3 +361,22 @@ t.test('SYNCFS commits the share\'s file system; only directories and regular fi
   t.equal(c.call(Opcode.Syncfs, c.entry(c.lookup(1n, 'l')).nodeid, le([['u64', 0]])).error, -E.EINVAL, 'not through a symlink');
   t.equal(c.call(Opcode.Syncfs, 9999n, le([['u64', 0]])).error, -E.ESTALE, 'unknown node');
 });
+
+t.test('--announce-submounts: directories on another host file system carry FUSE_ATTR_SUBMOUNT', async (t) => {
+  // the host's / has /proc (procfs) beside /etc (the root file system): no mount needed
+  const run = (announceSubmounts: boolean) => {
+    const tables = new MapTables();
+    const fs = Passthrough.open('/', tables, { announceSubmounts });
+    const server = new FuseServer(fs, { cache: 'auto', announceSubmounts });
+    const c = new FuseClient(server);
+    t.teardown(() => { fs.destroy(); native.close(fs.procFd); });
+    t.equal(c.init().error, 0);
+    const flagsOf = (name: string) => decodeEntryOut(c.lookup(1n, name).view, 0).attr.flags;
+    return { proc: flagsOf('proc'), etc: flagsOf('etc'), c };
+  };
+  const on = run(true);
+  t.equal(on.proc & 1, 1, 'proc (another file system): FUSE_ATTR_SUBMOUNT');
+  t.equal(on.etc & 1, 0, 'etc (same file system as the root): no flag');
+  const off = run(false);
+  t.equal(off.proc & 1, 0, 'without the option: never');
+});

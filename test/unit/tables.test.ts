@@ -50,9 +50,12 @@ t.test('insert, existing, forget, stale nodeid after reuse', async (t) => {
   t.equal(vq.inodeRelease(a), -1);
   t.equal(vq.inodeAcquire(b), 103);
   t.equal(vq.inodeRelease(b), -1);
+  t.equal(vq.inodeDev(b), 5n, 'inodeDev: the st_dev recorded with the inode');
   t.equal(vq.inodeForget(b, 50n), 103, 'nlookup larger than the count drops to zero');
+  t.equal(vq.inodeDev(b), 0n, 'inodeDev of a forgotten inode: 0');
   for (const bad of [0n, 2n, id(0, 2), id(1, 1), id(7, 4000), id(1, L.INODE_MAX + 5), 0xffffffffffffffffn]) {
     t.equal(vq.inodeAcquire(bad), -1, `unknown ${bad}`);
+    t.equal(vq.inodeDev(bad), 0n, `inodeDev ${bad}`);
     t.equal(vq.inodeForget(bad, 1n), -1);
     t.equal(vq.inodeRelease(bad), -1);
   }
