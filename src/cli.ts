@@ -45,7 +45,13 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
   const log = new Logger(cfg.logLevel, 'main', cfg.syslog ? syslogSink() : directStderr);
-  for (const opt of cfg.ignored) log.warn(`option ${opt} is accepted for compatibility and has no effect`);
+  for (const opt of cfg.ignored) {
+    // Asking for lock forwarding and not getting it matters to shared-directory setups: say what it means.
+    const locks = /^-o (posix_lock|flock)$/.test(opt)
+      ? ': locks taken in the guest stay local to it and do not exclude other guests or host processes'
+      : '';
+    log.warn(`option ${opt} is accepted for compatibility and has no effect${locks}`);
+  }
   log.info(`virtiofsd-ts ${version()} starting (pid ${process.pid}, node ${process.version})`);
   // The daemon serves guests that outlive any one request: a bug in a callback must cost that
   // callback, not every guest's file system. Log it loudly and keep serving.

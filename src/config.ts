@@ -191,8 +191,10 @@ function applyDashO(c: Config, list: string): void {
       case 'xattrmap': throw new UsageError('-o xattrmap: extended attributes are not supported yet');
       case 'allow_direct_io': noVal(); c.allowDirectIo = true; break;
       case 'no_allow_direct_io': noVal(); c.allowDirectIo = false; break;
-      case 'flock': case 'no_flock': case 'posix_lock': case 'no_posix_lock':
       case 'announce_submounts': noVal(); c.announceSubmounts = true; break;
+      // locks stay in the guest: what no_flock/no_posix_lock ask for, so only the positive ones are noted
+      case 'no_flock': case 'no_posix_lock': noVal(); break;
+      case 'flock': case 'posix_lock':
       case 'killpriv_v2': case 'no_killpriv_v2':
       case 'norace': case 'writeback_cache':
         noVal(); c.ignored.push(`-o ${key}`); break;

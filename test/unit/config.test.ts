@@ -28,6 +28,7 @@ t.test('virtiofsd spellings are accepted', async (t) => {
     [['--socket-path=/s', '--shared-dir=/d'], { announceSubmounts: false }],
     [['--socket-path=/s', '--shared-dir=/d', '--announce-submounts'], { announceSubmounts: true, ignored: [] }],
     [['--socket-path=/s', '-o', 'source=/d,announce_submounts'], { announceSubmounts: true, ignored: [] }],
+    [['--socket-path=/s', '-o', 'source=/d,posix_lock,no_flock'], { announceSubmounts: false, ignored: ['-o posix_lock'] }],
     [['--socket-path=/s', '--shared-dir=/d', '--xattr'], { xattr: true }],
     [['--socket-path=/s', '-o', 'source=/d,xattr'], { sharedDir: '/d', xattr: true }],
     [['--socket-path=/s', '-o', 'source=/d,xattr', '-o', 'no_xattr'], { xattr: false }],
@@ -38,6 +39,9 @@ t.test('virtiofsd spellings are accepted', async (t) => {
   ];
   for (const [argv, want] of table) t.match(parseArgs(argv), want, argv.join(' '));
   t.same(parseArgs(['--socket-path=/s', '--shared-dir=/d', '--sandbox=namespace']).ignored, ['--sandbox=namespace'], 'no-effect options are recorded for a log line');
+  const locks = parseArgs(['--socket-path=/s', '-o', 'source=/d,posix_lock,no_flock,no_posix_lock,flock']);
+  t.same(locks.ignored, ['-o posix_lock', '-o flock'], 'lock options asking for forwarding are noted; the no_ ones are what we do');
+  t.equal(locks.announceSubmounts, false, 'lock options do not touch other settings');
 });
 
 t.test('bad options are usage errors (exit code 2) with a message naming the problem', async (t) => {
