@@ -10,6 +10,7 @@ import {
   GUEST_PRELUDE,
   buildBaseInitramfs,
   cpioNewc,
+  earlyGuestPanic,
   guestSkipReason,
   parseBlock,
   parseSteps,
@@ -60,6 +61,17 @@ t.test('marker parsing', async (tt) => {
   tt.equal(parseVals(out).get('k'), 'some value');
   tt.same(parseBlock(out, 'blk'), ['x', 'y']);
   tt.equal(parseBlock(out, 'none'), null);
+});
+
+t.test('only a guest panic before userspace, outside virtio-fs and FUSE, counts as an emulation flake', async (tt) => {
+  const base = { rc: null, durationMs: 1, bootMs: null, qemuExitCode: 0, qemuSignal: null, timedOut: false, stderr: '' };
+  const early = '[ 1.47] Oops: int3\n[ 1.47]  ttwu_queue_wakelist+0xa4/0x100\n[ 1.47] Kernel panic - not syncing: Fatal exception';
+  tt.ok(earlyGuestPanic({ ...base, output: early }), 'a panic in an initcall before @@BOOTED');
+  tt.notOk(earlyGuestPanic({ ...base, output: `${early}\n virtio_fs_probe+0x1f/0x300` }), 'not with virtio-fs in the trace');
+  tt.notOk(earlyGuestPanic({ ...base, output: `${early}\n fuse_iget+0x10/0x90` }), 'not with FUSE in the trace');
+  tt.notOk(earlyGuestPanic({ ...base, bootMs: 4000, output: early }), 'not once userspace ran (@@BOOTED)');
+  tt.notOk(earlyGuestPanic({ ...base, output: '@@BOOTED@@ no panic' }), 'not without a panic');
+  tt.notOk(earlyGuestPanic({ ...base, rc: 0, output: early }), 'not when the script reported an exit code');
 });
 
 const skip = guestSkipReason('reference');
