@@ -193,6 +193,9 @@ t.test('fd exhaustion under a low RLIMIT_NOFILE: errors, not a crash, and recove
   const { s, rb, call, raw } = await fuseSession(low);
   try {
     for (let i = 0; i < 400; i++) fs.writeFileSync(path.join(low.share, 'dir', `g${i}`), 'x');
+    // a file opened before the descriptors run out, to FLUSH at the limit
+    const hello = (await call(rb.lookup(1n, 'hello.txt'))).view.getBigUint64(0, true);
+    const helloFh = (await call(rb.open(hello, O_RDONLY))).view.getBigUint64(0, true);
     const e = await call(rb.lookup(1n, 'dir'));
     const d = e.view.getBigUint64(0, true);
     const ids: bigint[] = [];
@@ -210,6 +213,10 @@ t.test('fd exhaustion under a low RLIMIT_NOFILE: errors, not a crash, and recove
       if (o.error === 0) fhs.push(o.view.getBigUint64(0, true));
     }
     tt.ok((await call(rb.getattr(1n))).error === 0, 'getattr still works at the limit');
+    const flush = new Uint8Array(24);
+    new DataView(flush.buffer).setBigUint64(0, helloFh, true);
+    tt.equal((await call(rb.build(Opcode.Flush, hello, flush), 256)).error, 0, 'FLUSH at the limit: the guest\'s close(2) does not fail with EMFILE');
+    await call(rb.release(hello, helloFh), 256);
     // a ring restart at the limit (workers rebuild their epoll sets): must not kill a worker
     const p = s as unknown as { kicks: number[]; calls: number[] };
     const base = s.fe.getVringBase(1);
