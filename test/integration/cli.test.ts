@@ -225,8 +225,10 @@ t.test('--syslog: lines from the main thread and the workers go to the syslog so
 
   const a = await runDaemon({ VIRTIOFSD_TS_SYSLOG_SOCKET: logSock });
   t.equal(a.code, 0, 'SIGTERM: exit 0');
-  await new Promise((r) => setTimeout(r, 200));
-  const got = fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '';
+  // the receiver writes what it got as it gets it: wait (up to 5 s) for the daemon's last line
+  const read = (): string => (fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '');
+  for (let i = 0; i < 100 && !read().includes('[main] stopped'); i++) await new Promise((r) => setTimeout(r, 50));
+  const got = read();
   const tag = `virtiofsd-ts[${a.pid}]: `;
   t.match(got, `<30>${tag}[main] virtiofsd-ts `, 'start-up line, facility daemon, severity info, tagged with the pid');
   t.match(got, `<30>${tag}[main] waiting for a vhost-user frontend`, 'main-thread lines');
