@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Opcode } from '../src/fuse/abi.js';
+import { Opcode } from '../src/abi/fuse.js';
 import { RequestBuilder, parseReply, type FuseReply } from '../src/frontend/fuse-requests.js';
 import { VirtioFsSession } from '../src/frontend/virtio-fs-session.js';
 import { REFERENCE_DAEMON, startDaemon, type DaemonKind } from '../test/e2e/harness.js';

@@ -8,7 +8,7 @@ import type { WorkerInit } from './daemon.js';
 import { Logger, directStderr } from './log.js';
 import { native } from './native.js';
 import { FuseServer } from './fuse/server.js';
-import { IN_HEADER_SIZE, Opcode } from './fuse/abi.js';
+import { IN_HEADER_SIZE, Opcode } from './abi/fuse.js';
 import { Passthrough } from './fs/passthrough.js';
 import { sharedBuffer } from './memory/guest-memory.js';
 import { Ctl, controlView } from './virtio/control.js';

@@ -13,7 +13,7 @@ import {
   encodeInHeader,
   encodeInitIn,
   encodeReadIn,
-} from '../fuse/abi.js';
+} from '../abi/fuse.js';
 
 export interface FuseReply {
   len: number;

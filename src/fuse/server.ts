@@ -21,7 +21,7 @@ import {
   direntSize, direntplusSize, encodeAttrOut, encodeDirent, encodeEntryOut, encodeInitOut, encodeOutHeader,
   type InHeader, GETXATTR_IN_SIZE, GETXATTR_OUT_SIZE, SETXATTR_IN_SIZE, XATTR_CREATE, XATTR_LIST_MAX,
   XATTR_NAME_MAX, XATTR_REPLACE, XATTR_SIZE_MAX, decodeGetxattrIn, decodeSetxattrIn, encodeGetxattrOut,
-} from './abi.js';
+} from '../abi/fuse.js';
 import type { Reader, Writer } from './io.js';
 
 export type CachePolicy = 'never' | 'metadata' | 'auto' | 'always';

@@ -7,7 +7,7 @@ import {
   FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, IN_HEADER_SIZE, INIT_IN_SIZE, OUT_HEADER_SIZE, Opcode,
   decodeAttrOut, decodeDirents, decodeEntryOut, decodeInitOut, decodeOutHeader, encodeInHeader, encodeInitIn,
   encodeReadIn, encodeSetattrIn, type Attr, type EntryOut, type InitOut, type SetattrIn,
-} from '../../src/fuse/abi.js';
+} from '../../src/abi/fuse.js';
 import { BufferReader, BufferWriter } from '../../src/fuse/io.js';
 import type { FuseServer } from '../../src/fuse/server.js';
 import type { Tables } from '../../src/fs/tables.js';

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { Opcode } from '../../src/fuse/abi.js';
+import { Opcode } from '../../src/abi/fuse.js';
 import { cstr, u32s } from '../../src/frontend/fuse-requests.js';
 import { native } from '../../src/native.js';
 import { alive, canaryIntact, fuseSession, leaksCanary, sleep, startHostile, type HostileEnv } from '../fuzz/hostile-kit.js';

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { Opcode, encodeReadIn, encodeSetattrIn } from '../../src/fuse/abi.js';
+import { Opcode, encodeReadIn, encodeSetattrIn } from '../../src/abi/fuse.js';
 import { cstr, parseReply, u32s } from '../../src/frontend/fuse-requests.js';
 import {
   alive, canaryIntact, fdCount, fuseSession, leaksCanary, prng, seedFromEnv, sleep, startHostile, withTimeout,

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { parseReply } from '../../src/frontend/fuse-requests.js';
-import { Opcode } from '../../src/fuse/abi.js';
+import { Opcode } from '../../src/abi/fuse.js';
 import type { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { native } from '../../src/native.js';
 import { alive, canaryIntact, fuseSession, leaksCanary, prng, seedFromEnv, sleep, startHostile, withTimeout, type HostileEnv } from '../fuzz/hostile-kit.js';

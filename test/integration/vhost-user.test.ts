@@ -12,7 +12,7 @@ import { FrontendReq, VHOST_USER_NEED_REPLY_MASK, VHOST_USER_VERSION, u64Payload
 import { VhostUserFrontend } from '../../src/frontend/vhost-user-frontend.js';
 import { VirtioFsSession, type SessionOptions } from '../../src/frontend/virtio-fs-session.js';
 import { RequestBuilder, parseReply } from '../../src/frontend/fuse-requests.js';
-import { Opcode } from '../../src/fuse/abi.js';
+import { Opcode } from '../../src/abi/fuse.js';
 import { startDaemon, type DaemonHandle } from '../e2e/harness.js';
 
 const ENOENT = -2;

@@ -2,7 +2,7 @@ import t from 'tap';
 import {
   FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ASYNC_READ, FUSE_DO_READDIRPLUS, FUSE_MAX_PAGES, FUSE_POSIX_LOCKS,
   FUSE_WRITEBACK_CACHE, IN_HEADER_SIZE, Opcode, decodeEntryOut, encodeInHeader,
-} from '../../src/fuse/abi.js';
+} from '../../src/abi/fuse.js';
 import { BufferReader, BufferWriter } from '../../src/fuse/io.js';
 import { FuseServer, MAX_WRITE, type CachePolicy } from '../../src/fuse/server.js';
 import type { Ctx, Entry, FileSystem } from '../../src/fs/filesystem.js';

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { lstatSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FATTR_ATIME, FATTR_MTIME } from '../../src/fuse/abi.js';
+import { FATTR_ATIME, FATTR_MTIME } from '../../src/abi/fuse.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { native } from '../../src/native.js';

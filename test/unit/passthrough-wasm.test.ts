@@ -2,7 +2,7 @@
 import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Opcode, decodeEntryOut } from '../../src/fuse/abi.js';
+import { Opcode, decodeEntryOut } from '../../src/abi/fuse.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { native } from '../../src/native.js';

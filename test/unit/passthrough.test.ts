@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { FATTR_ATIME, FATTR_MODE, FATTR_MTIME, FATTR_SIZE, Opcode, decodeEntryOut } from '../../src/fuse/abi.js';
+import { FATTR_ATIME, FATTR_MODE, FATTR_MTIME, FATTR_SIZE, Opcode, decodeEntryOut } from '../../src/abi/fuse.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { native } from '../../src/native.js';

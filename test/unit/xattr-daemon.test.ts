@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { Opcode, XATTR_SIZE_MAX } from '../../src/fuse/abi.js';
+import { Opcode, XATTR_SIZE_MAX } from '../../src/abi/fuse.js';
 import { cstr, u32s } from '../../src/frontend/fuse-requests.js';
 import { native } from '../../src/native.js';
 import { fuseSession, startHostile } from '../fuzz/hostile-kit.js';

@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import {
   IN_HEADER_SIZE, OUT_HEADER_SIZE, Opcode, XATTR_CREATE, XATTR_REPLACE, XATTR_SIZE_MAX, decodeOutHeader,
   encodeInHeader,
-} from '../../src/fuse/abi.js';
+} from '../../src/abi/fuse.js';
 import { BufferReader, BufferWriter } from '../../src/fuse/io.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
