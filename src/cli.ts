@@ -3,7 +3,8 @@
  * Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure, 2 bad options.
  */
 import { createRequire } from 'node:module';
-import { USAGE, UsageError, parseArgs, validateConfig } from './config.js';
+import { USAGE, parseArgs, validateConfig } from './config.js';
+import { UsageError } from './errors.js';
 import { Daemon } from './daemon.js';
 import { Logger, directStderr } from './log.js';
 import { syslogSink } from './syslog.js';

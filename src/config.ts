@@ -6,6 +6,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { UNIX_PATH_MAX } from './abi/unix.js';
+import { UsageError } from './errors.js';
 import { type LogLevel, isLogLevel } from './log.js';
 import { native } from './native.js';
 
@@ -37,16 +39,6 @@ export interface Config {
   version: boolean;
   /** Accepted for compatibility, with no effect here; logged at startup. */
   ignored: string[];
-}
-
-export class UsageError extends Error {
-  readonly code = 'VIRTIOFSD_USAGE';
-  static readonly brand = Symbol.for('virtiofsd-ts.UsageError');
-  readonly exitCode = 2;
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
 }
 
 export const MAX_THREAD_POOL_SIZE = 32;
@@ -299,8 +291,8 @@ export function validateConfig(c: Config): void {
   if (c.socketPath !== undefined) {
     const parent = path.dirname(path.resolve(c.socketPath));
     if (!fs.existsSync(parent)) throw new UsageError(`socket path ${c.socketPath}: directory ${parent} does not exist`);
-    if (Buffer.byteLength(path.resolve(c.socketPath)) > 107 && Buffer.byteLength(c.socketPath) > 107) {
-      throw new UsageError(`socket path ${c.socketPath}: longer than the 107 bytes a Unix socket address holds`);
+    if (Buffer.byteLength(path.resolve(c.socketPath)) > UNIX_PATH_MAX && Buffer.byteLength(c.socketPath) > UNIX_PATH_MAX) {
+      throw new UsageError(`socket path ${c.socketPath}: longer than the ${UNIX_PATH_MAX} bytes a Unix socket address holds`);
     }
     try {
       const s = fs.lstatSync(c.socketPath);

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { type Config, resolveGroup } from './config.js';
 import type { Logger } from './log.js';
 import { native } from './native.js';
+import type { WorkerInit } from './worker-init.js';
 import { sharedBuffer } from './memory/guest-memory.js';
 import { Passthrough } from './fs/passthrough.js';
 import { VirtioFsDevice } from './virtio/device.js';
@@ -24,24 +25,6 @@ export const DEFAULT_NUM_QUEUES = 16;
 
 /** What we ask for RLIMIT_NOFILE unless --rlimit-nofile says otherwise (the inode table holds 2^20). */
 export const DEFAULT_RLIMIT_NOFILE = 1_000_000;
-
-export interface WorkerInit {
-  procFdDir: number;
-  cache: Config['cache'];
-  writeback: boolean;
-  readdirplus: boolean;
-  allowDevices: boolean;
-  allowDirectIo: boolean;
-  /** serve extended attributes (--xattr, -o xattr) */
-  xattr: boolean;
-  /** entry/attr validity override in seconds (-o timeout=) */
-  timeout?: number;
-  /** log to syslog (--syslog) */
-  syslog: boolean;
-  /** --announce-submounts */
-  announceSubmounts: boolean;
-  logLevel: Config['logLevel'];
-}
 
 export class Daemon {
   private listener: VhostUserListener | null = null;

@@ -4,11 +4,11 @@
  * ({wid}) returns only when the control plane stops the pool.
  */
 import { Piscina } from 'piscina';
-import type { WorkerInit } from './daemon.js';
+import type { WorkerData } from './worker-init.js';
 import { Logger, directStderr } from './log.js';
 import { native } from './native.js';
 import { FuseServer } from './fuse/server.js';
-import { IN_HEADER_SIZE, Opcode } from './abi/fuse.js';
+import { IN_HEADER_SIZE, Opcode, WRITE_IN_SIZE } from './abi/fuse.js';
 import { Passthrough } from './fs/passthrough.js';
 import { sharedBuffer } from './memory/guest-memory.js';
 import { Ctl, controlView } from './virtio/control.js';
@@ -17,13 +17,8 @@ import type { GuestReader, GuestWriter } from './virtio/guest-io.js';
 import { loadVirtqueueModule } from './virtio/wasm.js';
 import { syslogSink } from './syslog.js';
 
-interface WorkerData {
-  memory: WebAssembly.Memory;
-  init: WorkerInit;
-}
-
 /** WRITE's in-header and write_in: the rest of its readable part is file data, written zero-copy. */
-const WRITE_PREFIX = IN_HEADER_SIZE + 40;
+const WRITE_PREFIX = IN_HEADER_SIZE + WRITE_IN_SIZE;
 
 const data = Piscina.workerData as WorkerData;
 const memory = data.memory;

@@ -6,6 +6,7 @@
  * The socket is blocking and every call is synchronous: a frontend request is a round trip anyway,
  * and the backend is another process.
  */
+import { FrontendError } from '../errors.js';
 import { native } from '../native.js';
 import {
   FrontendReq,
@@ -21,15 +22,6 @@ import {
 } from '../vhost/message.js';
 import type { RegionDesc } from '../memory/guest-memory.js';
 
-export class FrontendError extends Error {
-  readonly code = 'VHOST_USER_FRONTEND';
-  static readonly brand = Symbol.for('virtiofsd-ts.FrontendError');
-  constructor(message: string) {
-    super(message);
-    this.name = 'FrontendError';
-  }
-}
-
 const REPLY_ACK_BIT = 1n << 3n;
 
 export class VhostUserFrontend {
@@ -38,7 +30,7 @@ export class VhostUserFrontend {
 
   static connect(path: string): VhostUserFrontend {
     const fd = native.connectUnix(path);
-    if (fd < 0) throw new FrontendError(`connect ${path}: errno ${-fd}`);
+    if (fd < 0) throw new FrontendError(`connect ${path}: errno ${-fd}`, -fd);
     return new VhostUserFrontend(fd);
   }
 

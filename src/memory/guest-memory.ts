@@ -5,11 +5,28 @@
  * is rebuilt whole, then published (rust-vmm vhost's update_memory does the same).
  */
 import fs from 'node:fs';
+import { Errno, MemoryError } from '../errors.js';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
-import type { VqExports } from '../virtio/wasm.js';
 
 export const PAGE_SIZE = 4096;
+
+/**
+ * How many regions the memory table holds: what GET_MAX_MEM_SLOTS reports (vhost-user spec:
+ * "Memory slots"), and the most SET_MEM_TABLE/ADD_MEM_REG may leave mapped at once.
+ */
+export const MAX_MEM_SLOTS = 32;
+
+/**
+ * What this layer needs of the AS module: the guest window's bounds and the translation table it fills.
+ * (The module is loaded by the virtio layer above, which passes it in; memory does not import virtio.)
+ */
+export interface MemoryTable {
+  readonly layout: { readonly WINDOW_BASE: number; readonly WINDOW_END: number };
+  memtableClear(): void;
+  /** 0, or a negative code when the table refuses the entry */
+  memtableAdd(gpa: bigint, size: bigint, uaddr: bigint, win: number): number;
+}
 
 /** The shared memory's buffer (a SharedArrayBuffer: the Memory is created shared). */
 export function sharedBuffer(m: WebAssembly.Memory): SharedArrayBuffer {
@@ -33,15 +50,6 @@ export interface MappedRegion extends RegionDesc {
   mapLen: number;
 }
 
-export class MemoryError extends Error {
-  readonly code = 'VIRTIOFSD_MEMORY';
-  static readonly brand = Symbol.for('virtiofsd-ts.MemoryError');
-  constructor(message: string, readonly errno: number) {
-    super(message);
-    this.name = 'MemoryError';
-  }
-}
-
 export class GuestMemory {
   private regions: MappedRegion[] = [];
   private warnedUnsealed = false;
@@ -49,13 +57,18 @@ export class GuestMemory {
   private readonly windowEnd: number;
 
   constructor(
-    private readonly vq: VqExports,
+    private readonly vq: MemoryTable,
     private readonly memory: WebAssembly.Memory,
     private readonly log: Logger,
     private readonly maxRegions: number,
   ) {
     this.windowBase = vq.layout.WINDOW_BASE;
     this.windowEnd = vq.layout.WINDOW_END;
+  }
+
+  /** the most regions mapped at once (GET_MAX_MEM_SLOTS) */
+  get maxSlots(): number {
+    return this.maxRegions;
   }
 
   get mapped(): readonly MappedRegion[] {
@@ -69,11 +82,11 @@ export class GuestMemory {
   /** Checks a region's numbers before anything is mapped (they come from the frontend). */
   private validate(r: RegionDesc): void {
     const U64 = (1n << 64n) - 1n;
-    if (r.memorySize === 0n) throw new MemoryError('memory region of size 0', 22);
+    if (r.memorySize === 0n) throw new MemoryError('memory region of size 0', Errno.EINVAL);
     if (r.guestPhysAddr + r.memorySize - 1n > U64 || r.userspaceAddr + r.memorySize - 1n > U64) {
-      throw new MemoryError('memory region wraps around the address space', 22);
+      throw new MemoryError('memory region wraps around the address space', Errno.EINVAL);
     }
-    if (r.mmapOffset + r.memorySize > (1n << 63n)) throw new MemoryError('memory region mmap offset too large', 22);
+    if (r.mmapOffset + r.memorySize > (1n << 63n)) throw new MemoryError('memory region mmap offset too large', Errno.EINVAL);
   }
 
   /** First fit in the window for `len` bytes (2 MiB aligned), or -1. */
@@ -98,9 +111,9 @@ export class GuestMemory {
     try {
       st = fs.fstatSync(fd);
     } catch (e) {
-      throw new MemoryError(`memory region fd: ${(e as NodeJS.ErrnoException).code ?? e}`, 9);
+      throw new MemoryError(`memory region fd: ${(e as NodeJS.ErrnoException).code ?? e}`, Errno.EBADF);
     }
-    if (!st.isFile()) throw new MemoryError('memory region fd is not a regular file (memfd, tmpfs or hugetlbfs expected)', 22);
+    if (!st.isFile()) throw new MemoryError('memory region fd is not a regular file (memfd, tmpfs or hugetlbfs expected)', Errno.EINVAL);
     // ... and must stay so: a memfd gets F_SEAL_SHRINK (QEMU's memfd backend sets it by default).
     const sealed = native.sealShrink(fd);
     if (sealed < 0 && !this.warnedUnsealed) {
@@ -112,7 +125,7 @@ export class GuestMemory {
     if (r.mmapOffset + r.memorySize > BigInt(st.size)) {
       throw new MemoryError(
         `memory region (offset 0x${r.mmapOffset.toString(16)} + size 0x${r.memorySize.toString(16)}) extends past the end of its file (0x${st.size.toString(16)})`,
-        22,
+        Errno.EINVAL,
       );
     }
     const delta = Number(r.mmapOffset % BigInt(PAGE_SIZE));
@@ -121,7 +134,7 @@ export class GuestMemory {
     if (mapLenBig > BigInt(windowSize)) {
       throw new MemoryError(
         `memory region of ${r.memorySize} bytes does not fit the ${windowSize}-byte guest window (guests with more than ~3.9 GiB of RAM are not supported yet)`,
-        12,
+        Errno.ENOMEM,
       );
     }
     const mapLen = Number(mapLenBig);
@@ -129,7 +142,7 @@ export class GuestMemory {
     if (start < 0) {
       throw new MemoryError(
         `guest memory (${this.totalBytes + r.memorySize} bytes) does not fit the ${windowSize}-byte guest window (guests with more than ~3.9 GiB of RAM are not supported yet)`,
-        12,
+        Errno.ENOMEM,
       );
     }
     const rc = native.mapFixed(sharedBuffer(this.memory), start, mapLen, fd, Number(r.mmapOffset - BigInt(delta)));
@@ -150,7 +163,7 @@ export class GuestMemory {
     this.vq.memtableClear();
     for (const m of this.regions) {
       const rc = this.vq.memtableAdd(m.guestPhysAddr, m.memorySize, m.userspaceAddr, m.win);
-      if (rc < 0) throw new MemoryError(`memory table rejected a region (error ${rc})`, 22);
+      if (rc < 0) throw new MemoryError(`memory table rejected a region (error ${rc})`, Errno.EINVAL);
     }
   }
 
@@ -161,7 +174,7 @@ export class GuestMemory {
   replace(regions: RegionDesc[], fds: number[]): void {
     this.clear();
     try {
-      if (regions.length > this.maxRegions) throw new MemoryError(`too many memory regions (${regions.length})`, 22);
+      if (regions.length > this.maxRegions) throw new MemoryError(`too many memory regions (${regions.length})`, Errno.EINVAL);
       this.checkOverlaps(regions);
       for (let i = 0; i < regions.length; i++) this.regions.push(this.mapOne(regions[i]!, fds[i]!));
       this.publish();
@@ -176,7 +189,7 @@ export class GuestMemory {
   /** ADD_MEM_REG. The fd is consumed. */
   add(r: RegionDesc, fd: number): void {
     try {
-      if (this.regions.length >= this.maxRegions) throw new MemoryError('no free memory slot', 28);
+      if (this.regions.length >= this.maxRegions) throw new MemoryError('no free memory slot', Errno.ENOSPC);
       this.checkOverlaps([...this.regions, r]);
       const m = this.mapOne(r, fd);
       this.regions.push(m);
@@ -198,7 +211,7 @@ export class GuestMemory {
     const i = this.regions.findIndex(
       (m) => m.guestPhysAddr === r.guestPhysAddr && m.memorySize === r.memorySize && m.userspaceAddr === r.userspaceAddr,
     );
-    if (i < 0) throw new MemoryError(`REM_MEM_REG: no region at gpa 0x${r.guestPhysAddr.toString(16)}`, 22);
+    if (i < 0) throw new MemoryError(`REM_MEM_REG: no region at gpa 0x${r.guestPhysAddr.toString(16)}`, Errno.EINVAL);
     const [m] = this.regions.splice(i, 1);
     this.publish();
     this.unmapOne(m!);
@@ -217,7 +230,7 @@ export class GuestMemory {
     for (let i = 1; i < sorted.length; i++) {
       const p = sorted[i - 1]!;
       if (p.guestPhysAddr + p.memorySize > sorted[i]!.guestPhysAddr) {
-        throw new MemoryError('memory regions overlap in guest-physical space', 22);
+        throw new MemoryError('memory regions overlap in guest-physical space', Errno.EINVAL);
       }
     }
   }

@@ -4,6 +4,7 @@
  * exactly `size` payload bytes, so ancillary data always belongs to the message whose header it
  * came with (the kernel never glues two skbs with different SCM_RIGHTS into one read).
  */
+import { Errno } from '../errors.js';
 import { native } from '../native.js';
 import {
   HEADER_SIZE,
@@ -16,8 +17,7 @@ import {
   reqName,
 } from './message.js';
 
-const EAGAIN = 11;
-const EINTR = 4;
+const { EAGAIN, EINTR } = Errno;
 const MAX_FDS = 8;
 
 export interface ConnectionEvents {

@@ -7,8 +7,8 @@
 import fs from 'node:fs';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
-import { DeviceError, type VirtioFsDevice } from '../virtio/device.js';
-import { MemoryError } from '../memory/guest-memory.js';
+import { Errno, VhostUserProtocolError, VirtiofsdError } from '../errors.js';
+import type { VirtioFsDevice } from '../virtio/device.js';
 import {
   FrontendReq,
   ProtocolFeature,
@@ -21,7 +21,6 @@ import {
   VIRTIO_F_VERSION_1,
   VIRTIO_RING_F_EVENT_IDX,
   VIRTIO_RING_F_INDIRECT_DESC,
-  VhostUserProtocolError,
   type Message,
   expectSize,
   readMemTable,
@@ -52,8 +51,6 @@ export const BACKEND_FEATURES =
 /** What we offer in GET_PROTOCOL_FEATURES. */
 export const BACKEND_PROTOCOL_FEATURES =
   bit(ProtocolFeature.MQ) | bit(ProtocolFeature.REPLY_ACK) | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) | bit(ProtocolFeature.RESET_DEVICE);
-
-export const MAX_MEM_SLOTS = 32;
 
 /** Requests that carry fds (vhost-user.rst); any other request's fds are closed unread. */
 const FD_REQUESTS = new Set<number>([
@@ -112,7 +109,7 @@ export class FrontendReqHandler {
       replied = await this.dispatch(m);
     } catch (e) {
       status = 1n;
-      if (e instanceof VhostUserProtocolError || e instanceof DeviceError || e instanceof MemoryError) {
+      if (e instanceof VirtiofsdError) {
         this.log.error(`vhost-user: ${name} rejected: ${e.message}`);
       } else {
         this.log.error(`vhost-user: ${name} failed: ${(e as Error)?.stack ?? e}`);
@@ -224,7 +221,7 @@ export class FrontendReqHandler {
         return true;
       case FrontendReq.GET_MAX_MEM_SLOTS:
         expectSize(m, 0);
-        this.send(m.request, u64Payload(BigInt(MAX_MEM_SLOTS)));
+        this.send(m.request, u64Payload(BigInt(this.device.memory.maxSlots)));
         return true;
       case FrontendReq.SET_MEM_TABLE: {
         const regions = readMemTable(m);
@@ -313,7 +310,7 @@ export class FrontendReqHandler {
       case FrontendReq.SET_VRING_ENDIAN:
         throw new VhostUserProtocolError('SET_VRING_ENDIAN: legacy (non-VERSION_1) devices are not supported');
       default:
-        throw new VhostUserProtocolError(`unsupported request ${reqName(m.request)}`, 38 /* ENOSYS */);
+        throw new VhostUserProtocolError(`unsupported request ${reqName(m.request)}`, Errno.ENOSYS);
     }
   }
 

@@ -5,13 +5,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { UNIX_PATH_MAX } from '../abi/unix.js';
+import { Errno } from '../errors.js';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
 import type { VirtioFsDevice } from '../virtio/device.js';
 import { Connection } from './connection.js';
 import { FrontendReqHandler } from './handler.js';
 
-const EAGAIN = 11;
+const { EAGAIN } = Errno;
 
 export interface ListenerOptions {
   socketPath?: string;
@@ -53,7 +55,7 @@ export class VhostUserListener {
       // refused (ECONNREFUSED): bind a temporary name beside it and rename it into place once it is
       // listening with its final mode, so whoever watches for the path finds a working socket.
       const tmp = path.join(path.dirname(path.resolve(socketPath)), `.vfsd-${process.pid}.sock`);
-      const staged = Buffer.byteLength(tmp) <= 107 && removeStaleSocket(tmp);
+      const staged = Buffer.byteLength(tmp) <= UNIX_PATH_MAX && removeStaleSocket(tmp);
       const bindPath = staged ? tmp : socketPath;
       const oldMask = process.umask(0o077);
       let fd: number;

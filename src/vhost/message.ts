@@ -5,16 +5,7 @@
  * Every message is a 12-byte header {u32 request, u32 flags, u32 size} and `size` bytes of payload,
  * all little endian. File descriptors travel as SCM_RIGHTS ancillary data with the header.
  */
-
-/** A protocol violation by the front-end: the message is rejected (and acked with failure if asked). */
-export class VhostUserProtocolError extends Error {
-  readonly code = 'VHOST_USER_EPROTO';
-  static readonly brand = Symbol.for('virtiofsd-ts.VhostUserProtocolError');
-  constructor(message: string, readonly errno: number = 22 /* EINVAL */) {
-    super(message);
-    this.name = 'VhostUserProtocolError';
-  }
-}
+import { VhostUserProtocolError } from '../errors.js';
 
 export enum FrontendReq {
   GET_FEATURES = 1,

@@ -3,9 +3,10 @@
  * worker pool. Every change that workers could observe happens inside pool.withPaused(), then the
  * control block is rewritten whole and the workers re-read it.
  */
+import { DeviceError } from '../errors.js';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
-import { GuestMemory, type RegionDesc } from '../memory/guest-memory.js';
+import { GuestMemory, MAX_MEM_SLOTS, type RegionDesc } from '../memory/guest-memory.js';
 import { Ctl, controlView, qslot } from './control.js';
 import type { WorkerPool } from './pool.js';
 import type { VqExports } from './wasm.js';
@@ -34,15 +35,6 @@ class Vring {
   failed = false;
 }
 
-export class DeviceError extends Error {
-  readonly code = 'VIRTIOFSD_DEVICE';
-  static readonly brand = Symbol.for('virtiofsd-ts.DeviceError');
-  constructor(message: string, readonly errno = 22) {
-    super(message);
-    this.name = 'DeviceError';
-  }
-}
-
 export class VirtioFsDevice {
   readonly memory: GuestMemory;
   private readonly rings: Vring[];
@@ -61,7 +53,7 @@ export class VirtioFsDevice {
     private readonly log: Logger,
   ) {
     if (numQueues < 2 || numQueues > vq.layout.MAX_QUEUES) throw new RangeError(`queue count must be 2..${vq.layout.MAX_QUEUES}`);
-    this.memory = new GuestMemory(vq, wasmMemory, log, 32);
+    this.memory = new GuestMemory(vq, wasmMemory, log, MAX_MEM_SLOTS);
     this.rings = Array.from({ length: numQueues }, () => new Vring());
     this.ctl = controlView(wasmMemory.buffer, vq.layout.CONTROL_BASE);
   }

@@ -1,7 +1,7 @@
 /**
  * The worker pool, seen from the control plane. piscina starts, sizes and supervises the threads; each
  * worker runs one long-lived task (the queue loop in queue-runner.ts) so no request ever crosses a
- * message port (dispatch through piscina costs ~30 µs a task, see DESIGN.md). The control plane steers
+ * message port (dispatch through piscina costs ~30 µs a task: docs/internals.md "Architecture"). The control plane steers
  * the loops through the control block (control.ts) and one eventfd per worker.
  */
 import { Piscina } from 'piscina';

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { UsageError, parseArgs, validateConfig } from '../../src/config.js';
+import { parseArgs, validateConfig } from '../../src/config.js';
+import { UsageError } from '../../src/errors.js';
 import { native } from '../../src/native.js';
 
 t.test('virtiofsd spellings are accepted', async (t) => {

@@ -1,0 +1,31 @@
+/**
+ * What the control plane hands each worker thread (piscina `workerData`): the shared memory and the
+ * settings the worker's file system and FUSE server are built with. Plain data, structured-cloned
+ * into every thread; shared by src/daemon.ts (which fills it) and src/worker.ts (which reads it).
+ */
+import type { Config } from './config.js';
+
+/** The per-daemon settings every worker starts with. */
+export interface WorkerInit {
+  procFdDir: number;
+  cache: Config['cache'];
+  writeback: boolean;
+  readdirplus: boolean;
+  allowDevices: boolean;
+  allowDirectIo: boolean;
+  /** serve extended attributes (--xattr, -o xattr) */
+  xattr: boolean;
+  /** entry/attr validity override in seconds (-o timeout=) */
+  timeout?: number;
+  /** log to syslog (--syslog) */
+  syslog: boolean;
+  /** --announce-submounts */
+  announceSubmounts: boolean;
+  logLevel: Config['logLevel'];
+}
+
+/** piscina's workerData for src/worker.ts (the pool adds `memory`). */
+export interface WorkerData {
+  memory: WebAssembly.Memory;
+  init: WorkerInit;
+}
