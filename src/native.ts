@@ -54,7 +54,7 @@ export type NativeConstants = { readonly [K in (typeof NATIVE_CONSTANTS)[number]
   readonly errno: Readonly<Record<ErrnoName, number>>;
 };
 
-/** Bits of the `revents` passed to a `watchFd` callback. */
+/** Bits of the `revents` passed to a `watchFd` callback (set by onPoll in native/src/wait.cc). */
 export const WATCH_READABLE = 1;
 export const WATCH_ERROR = 2;
 
