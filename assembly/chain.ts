@@ -7,12 +7,12 @@ import {
 } from './errors';
 import { gpaToWin } from './memtable';
 import { qaddr } from './queue';
+import { VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_SIZE } from './virtio';
 
-export const VIRTQ_DESC_F_NEXT: u32 = 1;
-export const VIRTQ_DESC_F_WRITE: u32 = 2;
-export const VIRTQ_DESC_F_INDIRECT: u32 = 4;
 /** §2.6.5.3.1: an indirect table holds at most 32768 descriptors (Queue Size maximum). */
 export const MAX_INDIRECT: u32 = 32768;
+/** An indirect table is a whole number of descriptors (VIRTQ_DESC_SIZE is a power of two). */
+const DESC_SIZE_MASK: u32 = VIRTQ_DESC_SIZE - 1;
 
 /** Append [win, win+len) to a segment list whose count lives at countPtr; merges with the previous
  *  segment when contiguous in linear memory (fewer iovecs for preadv/pwritev). 0 or TOO_MANY_SEGS. */
@@ -51,7 +51,7 @@ export function chainParse(q: u32, head: u32, w: u32): i32 {
   const size = load<u32>(a, Q_SIZE);
   if (head >= size) return BAD_HEAD;
 
-  let table = load<u32>(a, Q_DESC);   // mapped for 16*size bytes in queueSetup
+  let table = load<u32>(a, Q_DESC);   // mapped for VIRTQ_DESC_SIZE*size bytes in queueSetup
   let tableLen = size;
   let ttl = size;                     // a chain visits each descriptor at most once
   let indirect = false;
@@ -63,7 +63,7 @@ export function chainParse(q: u32, head: u32, w: u32): i32 {
     if (ttl == 0) return LOOP;
     ttl--;
     // idx < tableLen (checked below / head check above), so d lies inside the mapped table.
-    const d = table + idx * 16;
+    const d = table + idx * VIRTQ_DESC_SIZE;
     const addr = load<u64>(d);
     const len = load<u32>(d, 8);
     const flags = <u32>load<u16>(d, 12);
@@ -72,12 +72,12 @@ export function chainParse(q: u32, head: u32, w: u32): i32 {
       // §2.6.5.3.1: no indirect inside an indirect table; INDIRECT and NEXT never together.
       if (indirect) return NESTED_INDIRECT;
       if ((flags & VIRTQ_DESC_F_NEXT) != 0) return BAD_INDIRECT;
-      if (len == 0 || (len & 15) != 0 || len / 16 > MAX_INDIRECT) return BAD_INDIRECT;
+      if (len == 0 || (len & DESC_SIZE_MASK) != 0 || len / VIRTQ_DESC_SIZE > MAX_INDIRECT) return BAD_INDIRECT;
       const t = gpaToWin(addr, len);
       if (t == 0) return BAD_ADDR;
       // No alignment demand: plain wasm loads work unaligned.
       table = t;
-      tableLen = len / 16;
+      tableLen = len / VIRTQ_DESC_SIZE;
       ttl = tableLen;
       indirect = true;
       idx = 0;

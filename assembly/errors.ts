@@ -1,4 +1,4 @@
-// Negative i32 error codes; mirrored as VqError in src/virtio/wasm.ts.
+// Negative i32 error codes; mirrored as VqError in src/virtio/wasm.ts (test/unit/abi-drift compares them).
 export const EMPTY: i32 = -1;
 export const BROKEN: i32 = -2;
 export const BAD_ADDR: i32 = -3;

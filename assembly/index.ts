@@ -3,6 +3,7 @@
 // on the same shared memory.
 export * from './layout';
 export * from './errors';
+export * from './virtio';
 export { memtableClear, memtableAdd, gpaToWin, uaddrToWin } from './memtable';
 export {
   queueSetup, queueSetBase, queueGetBase, queueReset, queuePop, queuePush, queueEnableNotify,

@@ -1,6 +1,7 @@
 // Fixed addresses in the one shared linear memory (docs/internals.md, "One shared linear memory").
 // WASM globals are per instance, so every piece of shared state lives at one of these addresses.
-// All constants are exported as immutable globals; the TS loader reads them once.
+// All constants are exported as immutable globals; the TS loader reads them once (by the names in
+// LAYOUT_KEYS, src/virtio/wasm.ts; test/unit/abi-drift checks that it names them all).
 
 /** 64 KiB owned by TS (src/virtio/control.ts). */
 export const CONTROL_BASE: u32 = 0x100000;

@@ -5,6 +5,7 @@ import {
 import { EMPTY, BROKEN, BAD_ADDR, BAD_HEAD, BAD_SIZE, ALIGN } from './errors';
 import { uaddrToWin } from './memtable';
 import { lockAcquire, lockRelease } from './lock';
+import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_SIZE } from './virtio';
 
 // Split virtqueue, virtio 1.1 §2.6. Ring layouts (little endian):
 //   desc  [size] {u64 addr, u32 len, u16 flags, u16 next}
@@ -13,8 +14,6 @@ import { lockAcquire, lockRelease } from './lock';
 // All wasm atomics are sequentially consistent: the atomic load of avail.idx orders the ring reads
 // after it, the atomic store of used.idx publishes the element written before it, and the store/load
 // pair in push (used.idx then used_event) is the full barrier the EVENT_IDX protocol needs (§2.6.7.2).
-
-export const VIRTQ_AVAIL_F_NO_INTERRUPT: u32 = 1;
 
 // @ts-ignore: decorator
 @inline export function qaddr(q: u32): u32 { return QUEUE_BASE + q * QUEUE_STRIDE; }
@@ -30,7 +29,7 @@ export function queueSetup(q: u32, size: u32, descUa: u64, availUa: u64, usedUa:
   if (q >= MAX_QUEUES) return BAD_SIZE;
   if (size == 0 || size > 32768 || (size & (size - 1)) != 0) return BAD_SIZE;
   if ((descUa & 15) != 0 || (availUa & 1) != 0 || (usedUa & 3) != 0) return ALIGN;
-  const desc = uaddrToWin(descUa, 16 * size);
+  const desc = uaddrToWin(descUa, VIRTQ_DESC_SIZE * size);
   const avail = uaddrToWin(availUa, 6 + 2 * size);
   const used = uaddrToWin(usedUa, 6 + 8 * size);
   if (desc == 0 || avail == 0 || used == 0) return BAD_ADDR;

@@ -16,99 +16,45 @@ import { packageRoot } from './package-root.js';
 /** A guest name (one path component) or, where documented, a path. */
 export type Name = Uint8Array;
 
-export interface NativeConstants {
-  readonly O_RDONLY: number;
-  readonly O_WRONLY: number;
-  readonly O_RDWR: number;
-  readonly O_ACCMODE: number;
-  readonly O_CREAT: number;
-  readonly O_EXCL: number;
-  readonly O_NOCTTY: number;
-  readonly O_TRUNC: number;
-  readonly O_APPEND: number;
-  readonly O_NONBLOCK: number;
-  readonly O_NDELAY: number;
-  readonly O_DSYNC: number;
-  readonly O_SYNC: number;
-  readonly O_DIRECT: number;
-  readonly O_LARGEFILE: number;
-  readonly O_DIRECTORY: number;
-  readonly O_NOFOLLOW: number;
-  readonly O_NOATIME: number;
-  readonly O_CLOEXEC: number;
-  readonly O_PATH: number;
-  readonly O_TMPFILE: number;
-  readonly O_ASYNC: number;
-  readonly RESOLVE_NO_XDEV: number;
-  readonly RESOLVE_NO_MAGICLINKS: number;
-  readonly RESOLVE_NO_SYMLINKS: number;
-  readonly RESOLVE_BENEATH: number;
-  readonly RESOLVE_IN_ROOT: number;
-  readonly RESOLVE_CACHED: number;
-  readonly AT_FDCWD: number;
-  readonly AT_EMPTY_PATH: number;
-  readonly AT_SYMLINK_NOFOLLOW: number;
-  readonly AT_SYMLINK_FOLLOW: number;
-  readonly AT_REMOVEDIR: number;
-  readonly AT_EACCESS: number;
-  readonly AT_NO_AUTOMOUNT: number;
-  readonly RENAME_NOREPLACE: number;
-  readonly RENAME_EXCHANGE: number;
-  readonly RENAME_WHITEOUT: number;
-  readonly UTIME_NOW: number;
-  readonly UTIME_OMIT: number;
-  readonly S_IFMT: number;
-  readonly S_IFSOCK: number;
-  readonly S_IFLNK: number;
-  readonly S_IFREG: number;
-  readonly S_IFBLK: number;
-  readonly S_IFDIR: number;
-  readonly S_IFCHR: number;
-  readonly S_IFIFO: number;
-  readonly S_ISUID: number;
-  readonly S_ISGID: number;
-  readonly S_ISVTX: number;
-  readonly SEEK_SET: number;
-  readonly SEEK_CUR: number;
-  readonly SEEK_END: number;
-  readonly SEEK_DATA: number;
-  readonly SEEK_HOLE: number;
-  readonly FALLOC_FL_KEEP_SIZE: number;
-  readonly FALLOC_FL_PUNCH_HOLE: number;
-  readonly FALLOC_FL_COLLAPSE_RANGE: number;
-  readonly FALLOC_FL_ZERO_RANGE: number;
-  readonly FALLOC_FL_INSERT_RANGE: number;
-  readonly FALLOC_FL_UNSHARE_RANGE: number;
-  readonly F_OK: number;
-  readonly R_OK: number;
-  readonly W_OK: number;
-  readonly X_OK: number;
-  readonly POLLIN: number;
-  readonly POLLOUT: number;
-  readonly POLLERR: number;
-  readonly POLLHUP: number;
-  readonly POLLNVAL: number;
-  readonly NAME_MAX: number;
-  readonly PATH_MAX: number;
-  readonly IOV_MAX: number;
+/**
+ * The constants the addon exports, by name (native/src/constants.h; the values come from the system
+ * headers). test/unit/abi-drift checks that this list and the addon's agree.
+ */
+export const NATIVE_CONSTANTS = [
+  'O_RDONLY', 'O_WRONLY', 'O_RDWR', 'O_ACCMODE', 'O_CREAT', 'O_EXCL', 'O_NOCTTY', 'O_TRUNC', 'O_APPEND',
+  'O_NONBLOCK', 'O_NDELAY', 'O_DSYNC', 'O_SYNC', 'O_DIRECT', 'O_LARGEFILE', 'O_DIRECTORY', 'O_NOFOLLOW',
+  'O_NOATIME', 'O_CLOEXEC', 'O_PATH', 'O_TMPFILE', 'O_ASYNC', 'RESOLVE_NO_XDEV', 'RESOLVE_NO_MAGICLINKS',
+  'RESOLVE_NO_SYMLINKS', 'RESOLVE_BENEATH', 'RESOLVE_IN_ROOT', 'RESOLVE_CACHED', 'AT_FDCWD', 'AT_EMPTY_PATH',
+  'AT_SYMLINK_NOFOLLOW', 'AT_SYMLINK_FOLLOW', 'AT_REMOVEDIR', 'AT_EACCESS', 'AT_NO_AUTOMOUNT',
+  'RENAME_NOREPLACE', 'RENAME_EXCHANGE', 'RENAME_WHITEOUT', 'UTIME_NOW', 'UTIME_OMIT', 'S_IFMT', 'S_IFSOCK',
+  'S_IFLNK', 'S_IFREG', 'S_IFBLK', 'S_IFDIR', 'S_IFCHR', 'S_IFIFO', 'S_ISUID', 'S_ISGID', 'S_ISVTX',
+  'SEEK_SET', 'SEEK_CUR', 'SEEK_END', 'SEEK_DATA', 'SEEK_HOLE', 'FALLOC_FL_KEEP_SIZE', 'FALLOC_FL_PUNCH_HOLE',
+  'FALLOC_FL_COLLAPSE_RANGE', 'FALLOC_FL_ZERO_RANGE', 'FALLOC_FL_INSERT_RANGE', 'FALLOC_FL_UNSHARE_RANGE',
+  'F_OK', 'R_OK', 'W_OK', 'X_OK', 'POLLIN', 'POLLOUT', 'POLLERR', 'POLLHUP', 'POLLNVAL', 'NAME_MAX',
+  'PATH_MAX', 'IOV_MAX',
+] as const;
+
+/** The errno names the addon exports in `constants.errno` (native/src/constants.h). */
+export const ERRNO_NAMES = [
+  'EPERM', 'ENOENT', 'ESRCH', 'EINTR', 'EIO', 'ENXIO', 'E2BIG', 'ENOEXEC', 'EBADF', 'ECHILD', 'EAGAIN',
+  'EWOULDBLOCK', 'ENOMEM', 'EACCES', 'EFAULT', 'ENOTBLK', 'EBUSY', 'EEXIST', 'EXDEV', 'ENODEV', 'ENOTDIR',
+  'EISDIR', 'EINVAL', 'ENFILE', 'EMFILE', 'ENOTTY', 'ETXTBSY', 'EFBIG', 'ENOSPC', 'ESPIPE', 'EROFS', 'EMLINK',
+  'EPIPE', 'EDOM', 'ERANGE', 'EDEADLK', 'ENAMETOOLONG', 'ENOLCK', 'ENOSYS', 'ENOTEMPTY', 'ELOOP', 'ENOMSG',
+  'EIDRM', 'ENOSTR', 'ENODATA', 'ETIME', 'ENOSR', 'ENOLINK', 'EPROTO', 'EBADMSG', 'EOVERFLOW', 'EILSEQ',
+  'EUSERS', 'ENOTSOCK', 'EDESTADDRREQ', 'EMSGSIZE', 'EPROTOTYPE', 'ENOPROTOOPT', 'EPROTONOSUPPORT',
+  'EOPNOTSUPP', 'ENOTSUP', 'EAFNOSUPPORT', 'EADDRINUSE', 'EADDRNOTAVAIL', 'ENETDOWN', 'ENETUNREACH',
+  'ECONNABORTED', 'ECONNRESET', 'ENOBUFS', 'EISCONN', 'ENOTCONN', 'ETIMEDOUT', 'ECONNREFUSED', 'EHOSTUNREACH',
+  'EALREADY', 'EINPROGRESS', 'ESTALE', 'EDQUOT', 'ECANCELED', 'EOWNERDEAD', 'ENOTRECOVERABLE',
+] as const;
+
+export type ErrnoName = (typeof ERRNO_NAMES)[number];
+
+export type NativeConstants = { readonly [K in (typeof NATIVE_CONSTANTS)[number]]: number } & {
   /** E* name → positive errno number (wrappers return the negation). */
   readonly errno: Readonly<Record<ErrnoName, number>>;
-}
+};
 
-export type ErrnoName =
-  | 'EPERM' | 'ENOENT' | 'ESRCH' | 'EINTR' | 'EIO' | 'ENXIO' | 'E2BIG' | 'ENOEXEC' | 'EBADF' | 'ECHILD'
-  | 'EAGAIN' | 'EWOULDBLOCK' | 'ENOMEM' | 'EACCES' | 'EFAULT' | 'ENOTBLK' | 'EBUSY' | 'EEXIST' | 'EXDEV'
-  | 'ENODEV' | 'ENOTDIR' | 'EISDIR' | 'EINVAL' | 'ENFILE' | 'EMFILE' | 'ENOTTY' | 'ETXTBSY' | 'EFBIG'
-  | 'ENOSPC' | 'ESPIPE' | 'EROFS' | 'EMLINK' | 'EPIPE' | 'EDOM' | 'ERANGE' | 'EDEADLK' | 'ENAMETOOLONG'
-  | 'ENOLCK' | 'ENOSYS' | 'ENOTEMPTY' | 'ELOOP' | 'ENOMSG' | 'EIDRM' | 'ENOSTR' | 'ENODATA' | 'ETIME'
-  | 'ENOSR' | 'ENOLINK' | 'EPROTO' | 'EBADMSG' | 'EOVERFLOW' | 'EILSEQ' | 'EUSERS' | 'ENOTSOCK'
-  | 'EDESTADDRREQ' | 'EMSGSIZE' | 'EPROTOTYPE' | 'ENOPROTOOPT' | 'EPROTONOSUPPORT' | 'EOPNOTSUPP'
-  | 'ENOTSUP' | 'EAFNOSUPPORT' | 'EADDRINUSE' | 'EADDRNOTAVAIL' | 'ENETDOWN' | 'ENETUNREACH'
-  | 'ECONNABORTED' | 'ECONNRESET' | 'ENOBUFS' | 'EISCONN' | 'ENOTCONN' | 'ETIMEDOUT' | 'ECONNREFUSED'
-  | 'EHOSTUNREACH' | 'EALREADY' | 'EINPROGRESS' | 'ESTALE' | 'EDQUOT' | 'ECANCELED' | 'EOWNERDEAD'
-  | 'ENOTRECOVERABLE';
-
-/** Bits of the `revents` passed to a `watchFd` callback. */
+/** Bits of the `revents` passed to a `watchFd` callback (set by onPoll in native/src/wait.cc). */
 export const WATCH_READABLE = 1;
 export const WATCH_ERROR = 2;
 
@@ -130,7 +76,6 @@ export interface Native {
   listenUnix(path: string, backlog: number): number;
   /** New connection fd (NONBLOCK|CLOEXEC) or -errno (-EAGAIN when none is pending). */
   acceptUnix(fd: number): number;
-  /** Blocking connected socket (for test frontends) or -errno. */
   /**
    * connect(2) to a Unix socket: the fd or -errno. `nonblock`: EAGAIN instead of waiting on a full
    * backlog (and non-blocking sends); `dgram`: a datagram socket (syslog) instead of a stream.
@@ -262,6 +207,27 @@ export interface Native {
 
   readonly constants: NativeConstants;
 }
+
+/** The names of `Native`'s functions (everything but `constants`). */
+export type NativeFunctionName = Exclude<keyof Native, 'constants'>;
+
+/**
+ * Every function of `Native`, by name, at run time: the compiler keeps this list equal to the interface
+ * (a missing or extra name does not compile), and test/unit/abi-drift checks it against the functions
+ * the addon registers (native/src/functions.h).
+ */
+export const NATIVE_FUNCTIONS = {
+  listenUnix: true, acceptUnix: true, connectUnix: true, isListeningUnixStream: true, recvMsg: true,
+  sendMsg: true, watchFd: true, memoryAddress: true, mapFixed: true, unmapFixed: true, memfdCreate: true,
+  eventfd: true, eventfdWrite: true, eventfdRead: true, poll: true, close: true, fcntlGetFl: true,
+  openat2: true, openProcFd: true, statAt: true, mkdirat: true, mknodat: true, unlinkat: true, renameat2: true,
+  linkat: true, symlinkat: true, readlinkat: true, fchmodat: true, fchownat: true, utimensat: true,
+  ftruncate: true, fallocate: true, copyFileRange: true, fsync: true, syncfs: true, fstatfs: true,
+  getdents64: true, lseek: true, lseekBig: true, faccessat: true, dup: true, fgetxattr: true, fsetxattr: true,
+  flistxattr: true, fremovexattr: true, raiseNofile: true, sealShrink: true, epollCreate: true, epollAdd: true,
+  epollWait: true, pread: true, pwrite: true, setWindow: true, preadvWin: true, pwritevWin: true,
+  setCreds: true,
+} as const satisfies Record<NativeFunctionName, true>;
 
 /** What the .node file exports: memory functions take a Uint8Array view of the whole buffer. */
 type RawNative = Omit<Native, 'memoryAddress' | 'mapFixed' | 'unmapFixed' | 'setWindow'> & {

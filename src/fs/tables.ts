@@ -1,8 +1,12 @@
 /**
  * The shared inode and file-handle tables as the passthrough uses them (docs/internals.md, "Shared
- * tables"). In production these are the AssemblyScript exports over the shared linear memory
- * (src/virtio/wasm.ts `VqExports` satisfies both interfaces structurally), so every worker sees the same
- * node ids and handles. Node ids and handles are u64 bigints; fds are numbers.
+ * tables"). In production these are the AssemblyScript exports over the shared linear memory, so every
+ * worker sees the same node ids and handles. Node ids and handles are u64 bigints; fds are numbers.
+ *
+ * This is the fs layer's own narrow view, not a copy to keep in step: the fs layer cannot import the
+ * virtio layer's `VqExports` (src/virtio/wasm.ts), which satisfies these interfaces structurally; the
+ * compiler checks that where src/worker.ts hands the module to the passthrough, and test/unit/abi-drift
+ * checks it too.
  */
 export interface InodeTable {
   /** clear the table and make (dev, ino) with rootFd node id 1 */

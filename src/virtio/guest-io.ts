@@ -1,14 +1,15 @@
 /**
- * Reader and Writer over one descriptor chain, as the FUSE server sees it (src/fuse/io.ts): the FUSE
- * code never sees a descriptor or a guest address. The segment lists were built and checked by the
- * AS chain parser (chainParse), so every address here is already known to lie in the guest window.
+ * Reader and Writer over one descriptor chain: the request's readable part and the reply's writable part.
+ * They have the shape of the FUSE server's Reader and Writer (src/fuse/io.ts) without importing them
+ * (the virtio layer does not depend on FUSE; src/worker.ts hands them to the server, and the compiler
+ * checks the shapes there), so the FUSE code never sees a descriptor or a guest address. The segment
+ * lists were built and checked by the AS chain parser (chainParse), so every address here is already
+ * known to lie in the guest window.
  * File data moves with preadv/pwritev straight between the file and guest pages.
  */
+import { Errno } from '../errors.js';
 import { native } from '../native.js';
-import type { Reader, Writer } from '../fuse/io.js';
 import type { VqExports } from './wasm.js';
-
-const EINVAL = 22;
 
 export class GuestChainIo {
   readonly reader: GuestReader;
@@ -20,7 +21,7 @@ export class GuestChainIo {
   }
 }
 
-export class GuestReader implements Reader {
+export class GuestReader {
   total = 0;
   count = 0;
   head: Uint8Array;
@@ -60,12 +61,12 @@ export class GuestReader implements Reader {
   writeToFile(fd: number, pos: number, off: number, len: number): number {
     if (len === 0) return 0;
     const n = this.vq.subList(this.list, this.count, off, len, this.sublist, this.maxSegs);
-    if (n < 0) return -EINVAL;
+    if (n < 0) return -Errno.EINVAL;
     return native.pwritevWin(fd, this.sublist, n, pos);
   }
 }
 
-export class GuestWriter implements Writer {
+export class GuestWriter {
   capacity = 0;
   count = 0;
   buf: Uint8Array;
@@ -99,7 +100,7 @@ export class GuestWriter implements Writer {
   readFromFile(fd: number, pos: number, off: number, len: number): number {
     if (len === 0) return 0;
     const n = this.vq.subList(this.list, this.count, off, len, this.sublist, this.maxSegs);
-    if (n < 0) return -EINVAL;
+    if (n < 0) return -Errno.EINVAL;
     return native.preadvWin(fd, this.sublist, n, pos);
   }
 }

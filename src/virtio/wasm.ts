@@ -2,12 +2,18 @@
  * Loader for build/virtqueue.wasm (assembly/): compiles it once per thread and instantiates it on
  * the one shared memory. The layout constants are read once into `layout`; functions whose wasm
  * result is u32 or u64 are wrapped so JS sees unsigned values (wasm i32/i64 results are signed).
+ * `EXPORTS` below is the one TypeScript declaration of the module's functions (docs/internals.md,
+ * "AssemblyScript exports").
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { packageRoot } from '../package-root.js';
 
-/** Negative i32 codes returned by the AS module (assembly/errors.ts). */
+/**
+ * Negative i32 codes returned by the AS module (assembly/errors.ts), written out so that code and tests
+ * can name them before the module is loaded; test/unit/abi-drift checks them against the module's
+ * exported globals.
+ */
 export const VqError = {
   EMPTY: -1,
   BROKEN: -2,
@@ -31,7 +37,11 @@ export function vqErrorName(code: number): string {
   return ERROR_NAMES.get(code) ?? String(code);
 }
 
-/** Fixed addresses and sizes in the shared memory (assembly/layout.ts). All unsigned. */
+/**
+ * Fixed addresses and sizes in the shared memory (assembly/layout.ts). All unsigned. The values are read
+ * from the module at load; this list names them for the `VqLayout` type, and test/unit/abi-drift checks
+ * that it names every layout global the module exports.
+ */
 export const LAYOUT_KEYS = [
   'CONTROL_BASE', 'CONTROL_SIZE',
   'MEMTABLE_BASE', 'MEMTABLE_ENTRIES', 'MEMTABLE_STRIDE', 'MAX_REGIONS', 'MEMTABLE_SIZE',
@@ -48,51 +58,90 @@ export const LAYOUT_KEYS = [
 ] as const;
 export type VqLayout = { readonly [K in (typeof LAYOUT_KEYS)[number]]: number };
 
-/** The AS exports. u64 parameters and results are bigint, everything else number. */
-export interface VqExports {
-  readonly layout: VqLayout;
+type RawFn = (...args: never[]) => unknown;
+/** Makes the typed JS function from the raw wasm export (called once, at load). */
+type Adapter<F> = (f: RawFn) => F;
+
+/** The wasm function itself: i32 results stay signed numbers (errors are negative), i64 are bigints. */
+const asIs = <F>(): Adapter<F> => (f) => f as unknown as F;
+/** A u32 result: wasm returns it as a signed i32, so it is made unsigned with `>>> 0`. */
+const u32 = <A extends unknown[]>(): Adapter<(...a: A) => number> => (f) => {
+  const g = f as unknown as (...a: A) => number;
+  return (...a: A): number => g(...a) >>> 0;
+};
+/** A u64 result: wasm returns it as a signed i64 bigint. */
+const u64 = <A extends unknown[]>(): Adapter<(...a: A) => bigint> => (f) => {
+  const g = f as unknown as (...a: A) => bigint;
+  return (...a: A): bigint => BigInt.asUintN(64, g(...a));
+};
+type Fn5 = (a: number, b: number, c: number, d: number, e: number) => number;
+/** A u32 result of five number arguments (the hot copy functions): explicit arity, no rest arguments. */
+const u32Of5 = <F extends Fn5>(): Adapter<F> => (f) => {
+  const g = f as unknown as Fn5;
+  return ((a, b, c, d, e) => g(a, b, c, d, e) >>> 0) as F;
+};
+
+/**
+ * The AS module's function exports (assembly/index.ts), each with its JS type: the one TypeScript
+ * declaration of the wasm interface. `VqExports` is derived from it, `wrap` builds from it, and
+ * test/unit/abi-drift checks that its names are exactly the module's function exports.
+ * u64 parameters and results are bigint, everything else number.
+ */
+const EXPORTS = {
   // memory table
-  memtableClear(): void;
-  memtableAdd(gpa: bigint, size: bigint, uaddr: bigint, win: number): number;
-  gpaToWin(gpa: bigint, len: number): number;
-  uaddrToWin(ua: bigint, len: number): number;
+  memtableClear: asIs<() => void>(),
+  memtableAdd: asIs<(gpa: bigint, size: bigint, uaddr: bigint, win: number) => number>(),
+  gpaToWin: u32<[gpa: bigint, len: number]>(),
+  uaddrToWin: u32<[ua: bigint, len: number]>(),
   // split virtqueue
-  queueSetup(q: number, size: number, descUa: bigint, availUa: bigint, usedUa: bigint, eventIdx: number): number;
-  queueSetBase(q: number, idx: number): void;
-  queueGetBase(q: number): number;
-  queueReset(q: number): void;
-  queuePop(q: number): number;
-  chainParse(q: number, head: number, w: number): number;
-  queuePush(q: number, head: number, len: number): number;
-  queueEnableNotify(q: number): number;
-  queueIsBroken(q: number): number;
-  queueIsReady(q: number): number;
-  queueSize(q: number): number;
+  queueSetup: asIs<
+    (q: number, size: number, descUa: bigint, availUa: bigint, usedUa: bigint, eventIdx: number) => number
+  >(),
+  queueSetBase: asIs<(q: number, idx: number) => void>(),
+  queueGetBase: u32<[q: number]>(),
+  queueReset: asIs<(q: number) => void>(),
+  queuePop: asIs<(q: number) => number>(),
+  chainParse: asIs<(q: number, head: number, w: number) => number>(),
+  queuePush: asIs<(q: number, head: number, len: number) => number>(),
+  queueEnableNotify: asIs<(q: number) => number>(),
+  queueIsBroken: u32<[q: number]>(),
+  queueIsReady: u32<[q: number]>(),
+  queueSize: u32<[q: number]>(),
   // copies
-  gather(list: number, count: number, skip: number, dst: number, len: number): number;
-  scatter(src: number, len: number, list: number, count: number, skip: number): number;
-  subList(list: number, count: number, skip: number, len: number, out: number, max: number): number;
+  gather: u32Of5<(list: number, count: number, skip: number, dst: number, len: number) => number>(),
+  scatter: u32Of5<(src: number, len: number, list: number, count: number, skip: number) => number>(),
+  subList: asIs<(list: number, count: number, skip: number, len: number, out: number, max: number) => number>(),
   // inode table
-  inodeInit(rootFd: number, dev: bigint, ino: bigint): void;
-  inodeLookup(dev: bigint, ino: bigint, fd: number): bigint;
-  inodeLastExisted(): number;
-  inodeDev(nodeid: bigint): bigint;
-  inodeAcquire(nodeid: bigint): number;
-  inodeRelease(nodeid: bigint): number;
-  inodeForget(nodeid: bigint, nlookup: bigint): number;
-  inodeDropAll(): void;
-  inodeDrainNext(): number;
-  inodeCount(): number;
+  inodeInit: asIs<(rootFd: number, dev: bigint, ino: bigint) => void>(),
+  inodeLookup: u64<[dev: bigint, ino: bigint, fd: number]>(),
+  inodeLastExisted: asIs<() => number>(),
+  inodeDev: u64<[nodeid: bigint]>(),
+  inodeAcquire: asIs<(nodeid: bigint) => number>(),
+  inodeRelease: asIs<(nodeid: bigint) => number>(),
+  inodeForget: asIs<(nodeid: bigint, nlookup: bigint) => number>(),
+  inodeDropAll: asIs<() => void>(),
+  inodeDrainNext: asIs<() => number>(),
+  inodeCount: u32<[]>(),
   // file handle table
-  handleInit(): void;
-  handleOpen(fd: number, flags: number): bigint;
-  handleAcquire(fh: bigint): number;
-  handleFlags(fh: bigint): number;
-  handleRelease(fh: bigint): number;
-  handleClose(fh: bigint): number;
-  handleDrainNext(): number;
-  handleCount(): number;
-}
+  handleInit: asIs<() => void>(),
+  handleOpen: u64<[fd: number, flags: number]>(),
+  handleAcquire: asIs<(fh: bigint) => number>(),
+  handleFlags: asIs<(fh: bigint) => number>(),
+  handleRelease: asIs<(fh: bigint) => number>(),
+  handleClose: asIs<(fh: bigint) => number>(),
+  handleDrainNext: asIs<() => number>(),
+  handleCount: u32<[]>(),
+};
+
+/** The names of the AS module's function exports. */
+export type VqFunctionName = keyof typeof EXPORTS;
+/** Those names at run time (for test/unit/abi-drift). */
+export const VQ_FUNCTIONS: readonly VqFunctionName[] = Object.keys(EXPORTS) as VqFunctionName[];
+
+/** The AS exports, typed: the layout constants and every function of `EXPORTS`. */
+export type VqExports = { readonly layout: VqLayout } & {
+  [K in VqFunctionName]: ReturnType<(typeof EXPORTS)[K]>;
+};
 
 /** The 4 GiB shared memory every thread instantiates the module on. */
 export function createSharedMemory(): WebAssembly.Memory {
@@ -118,12 +167,11 @@ function compileOnce(): Promise<WebAssembly.Module> {
 }
 
 type Raw = Record<string, unknown>;
-type Fn = (...args: never[]) => unknown;
 
-function fn(raw: Raw, name: string): Fn {
+function fn(raw: Raw, name: string): RawFn {
   const f = raw[name];
   if (typeof f !== 'function') throw new Error(`virtqueue.wasm: missing export ${name}`);
-  return f as Fn;
+  return f as RawFn;
 }
 
 function constant(raw: Raw, name: string): number {
@@ -140,61 +188,9 @@ export async function loadVirtqueueModule(memory: WebAssembly.Memory): Promise<V
 }
 
 function wrap(raw: Raw): VqExports {
-  const layout = {} as Record<string, number>;
-  for (const k of LAYOUT_KEYS) layout[k] = constant(raw, k);
-  Object.freeze(layout);
-
-  // Raw, correctly typed views of the exports (wasm i32 → number, i64 → bigint).
-  const u32 = <A extends unknown[]>(name: string) => {
-    const f = fn(raw, name) as unknown as (...a: A) => number;
-    return (...a: A): number => f(...a) >>> 0;
-  };
-  const u64 = <A extends unknown[]>(name: string) => {
-    const f = fn(raw, name) as unknown as (...a: A) => bigint;
-    return (...a: A): bigint => BigInt.asUintN(64, f(...a));
-  };
-  const same = <F>(name: string): F => fn(raw, name) as unknown as F;
-  const gatherRaw = same<VqExports['gather']>('gather');
-  const scatterRaw = same<VqExports['scatter']>('scatter');
-
-  return {
-    layout: layout as VqLayout,
-    memtableClear: same('memtableClear'),
-    memtableAdd: same('memtableAdd'),
-    gpaToWin: u32<[bigint, number]>('gpaToWin'),
-    uaddrToWin: u32<[bigint, number]>('uaddrToWin'),
-    queueSetup: same('queueSetup'),
-    queueSetBase: same('queueSetBase'),
-    queueGetBase: u32<[number]>('queueGetBase'),
-    queueReset: same('queueReset'),
-    queuePop: same('queuePop'),
-    chainParse: same('chainParse'),
-    queuePush: same('queuePush'),
-    queueEnableNotify: same('queueEnableNotify'),
-    queueIsBroken: u32<[number]>('queueIsBroken'),
-    queueIsReady: u32<[number]>('queueIsReady'),
-    queueSize: u32<[number]>('queueSize'),
-    // Hot path: explicit arity, no rest arguments.
-    gather: (list, count, skip, dst, len) => gatherRaw(list, count, skip, dst, len) >>> 0,
-    scatter: (src, len, list, count, skip) => scatterRaw(src, len, list, count, skip) >>> 0,
-    subList: same('subList'),
-    inodeInit: same('inodeInit'),
-    inodeLookup: u64<[bigint, bigint, number]>('inodeLookup'),
-    inodeLastExisted: same('inodeLastExisted'),
-    inodeDev: u64<[bigint]>('inodeDev'),
-    inodeAcquire: same('inodeAcquire'),
-    inodeRelease: same('inodeRelease'),
-    inodeForget: same('inodeForget'),
-    inodeDropAll: same('inodeDropAll'),
-    inodeDrainNext: same('inodeDrainNext'),
-    inodeCount: u32<[]>('inodeCount'),
-    handleInit: same('handleInit'),
-    handleOpen: u64<[number, number]>('handleOpen'),
-    handleAcquire: same('handleAcquire'),
-    handleFlags: same('handleFlags'),
-    handleRelease: same('handleRelease'),
-    handleClose: same('handleClose'),
-    handleDrainNext: same('handleDrainNext'),
-    handleCount: u32<[]>('handleCount'),
-  };
+  // Object.fromEntries, not keyed stores in a loop: V8 keeps an object built so in fast mode (a loop of
+  // `o[k] = v` past a dozen keys turns it into a dictionary, slower to read on the hot path).
+  const layout = Object.freeze(Object.fromEntries(LAYOUT_KEYS.map((k) => [k, constant(raw, k)])));
+  const fns = Object.fromEntries(VQ_FUNCTIONS.map((name) => [name, EXPORTS[name](fn(raw, name))]));
+  return { layout, ...fns } as unknown as VqExports;
 }

@@ -1,0 +1,250 @@
+// Calls on an open fd (close, dup, size, sync, seek, directory reads, pread/pwrite), and the zero-copy
+// preadv/pwritev between a file and the shared linear memory (the window).
+
+#include "addon.h"
+
+#include <fcntl.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <vector>
+
+namespace virtiofsd {
+
+namespace {
+
+constexpr uint32_t kIovMax = 1024;  // IOV_MAX
+
+// Runs preadv/pwritev over a segment list {u32 win, u32 len} at `list` in the window. Every entry (and the
+// list itself) is checked against the window before any I/O. Loops over IOV_MAX-sized batches and short
+// transfers; after partial progress an error returns the bytes done so far.
+template <bool kWrite>
+long vecIo(NativeAddon* a, int fd, uint64_t list, uint64_t count, uint64_t pos) {
+  if (a->winBase == nullptr) return -EFAULT;
+  const uint64_t wl = a->winLen;
+  if (count > wl / 8 || list > wl || count * 8 > wl - list) return -EFAULT;
+  const uint8_t* l = a->winBase + list;
+  auto seg = [l](uint64_t i, uint32_t& win, uint32_t& len) {
+    memcpy(&win, l + i * 8, 4);
+    memcpy(&len, l + i * 8 + 4, 4);
+  };
+  // The list is in shared memory: read each entry once, check it, and use only the checked copy.
+  // Common chains are short: no heap allocation below kStackIov segments.
+  constexpr size_t kStackIov = 64;
+  struct iovec stackIov[kStackIov];
+  std::vector<struct iovec> heapIov;
+  struct iovec* all = stackIov;
+  if (count > kStackIov) {
+    heapIov.resize(static_cast<size_t>(count));
+    all = heapIov.data();
+  }
+  size_t total = 0;
+  for (uint64_t i = 0; i < count; i++) {
+    uint32_t win, len;
+    seg(i, win, len);
+    if (static_cast<uint64_t>(win) > wl || static_cast<uint64_t>(len) > wl - win) return -EFAULT;
+    if (len == 0) continue;
+    all[total++] = {a->winBase + win, len};
+  }
+  long done = 0;
+  size_t idx = 0;
+  while (idx < total) {
+    size_t n = total - idx;
+    if (n > kIovMax) n = kIovMax;
+    ssize_t r = kWrite ? pwritev(fd, &all[idx], static_cast<int>(n), static_cast<off_t>(pos))
+                       : preadv(fd, &all[idx], static_cast<int>(n), static_cast<off_t>(pos));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return done > 0 ? done : -errno;
+    }
+    if (r == 0) break;
+    done += r;
+    pos += static_cast<uint64_t>(r);
+    // Advance past fully transferred segments, trim a partially transferred one.
+    size_t left = static_cast<size_t>(r);
+    while (left > 0 && idx < total) {
+      if (left >= all[idx].iov_len) {
+        left -= all[idx].iov_len;
+        idx++;
+      } else {
+        all[idx].iov_base = static_cast<uint8_t*>(all[idx].iov_base) + left;
+        all[idx].iov_len -= left;
+        left = 0;
+      }
+    }
+  }
+  return done;
+}
+
+}  // namespace
+
+Napi::Value NativeAddon::Close(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  ARGS_OR_THROW(argI32(info, 0, fd));
+  // Never retry close on EINTR: on Linux the fd is gone either way.
+  return res(info.Env(), close(fd));
+}
+
+Napi::Value NativeAddon::FcntlGetFl(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  ARGS_OR_THROW(argI32(info, 0, fd));
+  return res(info.Env(), fcntl(fd, F_GETFL));
+}
+
+Napi::Value NativeAddon::Dup(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  ARGS_OR_THROW(argI32(info, 0, fd));
+  return res(info.Env(), fcntl(fd, F_DUPFD_CLOEXEC, 0));
+}
+
+Napi::Value NativeAddon::Ftruncate(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  uint64_t len;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argU64(info, 1, len));
+  return res(info.Env(), NOINTR(ftruncate(fd, static_cast<off_t>(len))));
+}
+
+Napi::Value NativeAddon::Fallocate(const Napi::CallbackInfo& info) {
+  int32_t fd, mode;
+  uint64_t off, len;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argI32(info, 1, mode) && argU64(info, 2, off) && argU64(info, 3, len));
+  return res(info.Env(), NOINTR(fallocate(fd, mode, static_cast<off_t>(off), static_cast<off_t>(len))));
+}
+
+// copy_file_range(2) with explicit offsets (the fds' own positions are untouched). Bytes or -errno.
+Napi::Value NativeAddon::CopyFileRange(const Napi::CallbackInfo& info) {
+  int32_t fdIn, fdOut, flags;
+  uint64_t offIn, offOut, len;
+  ARGS_OR_THROW(argI32(info, 0, fdIn) && argU64(info, 1, offIn) && argI32(info, 2, fdOut) && argU64(info, 3, offOut) &&
+                argU64(info, 4, len) && argI32(info, 5, flags));
+  loff_t in = static_cast<loff_t>(offIn), out = static_cast<loff_t>(offOut);
+  ssize_t n;
+  do {
+    n = copy_file_range(fdIn, &in, fdOut, &out, static_cast<size_t>(len), static_cast<unsigned>(flags));
+  } while (n < 0 && errno == EINTR);
+  return num(info.Env(), n < 0 ? -errno : static_cast<double>(n));
+}
+
+Napi::Value NativeAddon::Fsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  ARGS_OR_THROW(argI32(info, 0, fd));
+  bool datasync = info.Length() > 1 && info[1].ToBoolean().Value();
+  return res(env, NOINTR(datasync ? fdatasync(fd) : fsync(fd)));
+}
+
+// syncfs(2): commit the file system holding fd (not an O_PATH fd). 0 or -errno.
+Napi::Value NativeAddon::Syncfs(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  ARGS_OR_THROW(argI32(info, 0, fd));
+  return res(info.Env(), NOINTR(syncfs(fd)));
+}
+
+Napi::Value NativeAddon::Fstatfs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  uint8_t* out;
+  size_t outLen;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argBytes(info, 1, out, outLen));
+  if (outLen < 80) {
+    typeError(env, "fstatfs out buffer must hold 80 bytes");
+    return Napi::Value();
+  }
+  struct statfs s;
+  if (NOINTR(fstatfs(fd, &s)) < 0) return num(env, -errno);
+  // struct fuse_kstatfs (linux/fuse.h)
+  memset(out, 0, 80);
+  put64(out, 0, s.f_blocks);
+  put64(out, 8, s.f_bfree);
+  put64(out, 16, s.f_bavail);
+  put64(out, 24, s.f_files);
+  put64(out, 32, s.f_ffree);
+  put32(out, 40, static_cast<uint32_t>(s.f_bsize));
+  put32(out, 44, static_cast<uint32_t>(s.f_namelen));
+  put32(out, 48, static_cast<uint32_t>(s.f_frsize ? s.f_frsize : s.f_bsize));
+  return num(env, 0);
+}
+
+Napi::Value NativeAddon::Getdents64(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  uint8_t* out;
+  size_t outLen;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argBytes(info, 1, out, outLen));
+  return res(info.Env(), NOINTR(syscall(SYS_getdents64, fd, out, outLen)));
+}
+
+Napi::Value NativeAddon::Lseek(const Napi::CallbackInfo& info) {
+  int32_t fd, whence;
+  int64_t off;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argI64(info, 1, off) && argI32(info, 2, whence));
+  off_t r = lseek(fd, static_cast<off_t>(off), whence);
+  if (r < 0) return num(info.Env(), -errno);
+  return num(info.Env(), static_cast<double>(r));
+}
+
+// Directory offsets (ext4 hashes) use all 63 bits: a JS number cannot hold them, so this variant takes
+// and returns a BigInt (negative = -errno).
+Napi::Value NativeAddon::LseekBig(const Napi::CallbackInfo& info) {
+  int32_t fd, whence;
+  ARGS_OR_THROW(argI32(info, 0, fd));
+  if (info.Length() < 3 || !info[1].IsBigInt() || !info[2].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "expected (fd, bigint, whence)").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  bool lossless = false;
+  int64_t off = info[1].As<Napi::BigInt>().Int64Value(&lossless);
+  whence = info[2].As<Napi::Number>().Int32Value();
+  if (!lossless) return Napi::BigInt::New(info.Env(), static_cast<int64_t>(-EINVAL));
+  off_t r = lseek(fd, static_cast<off_t>(off), whence);
+  if (r < 0) return Napi::BigInt::New(info.Env(), static_cast<int64_t>(-errno));
+  return Napi::BigInt::New(info.Env(), static_cast<int64_t>(r));
+}
+
+Napi::Value NativeAddon::Pread(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  uint8_t* p;
+  size_t len;
+  uint64_t pos;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argSlice(info, 1, p, len) && argU64(info, 4, pos));
+  return res(info.Env(), NOINTR(pread(fd, p, len, static_cast<off_t>(pos))));
+}
+
+Napi::Value NativeAddon::Pwrite(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  uint8_t* p;
+  size_t len;
+  uint64_t pos;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argSlice(info, 1, p, len) && argU64(info, 4, pos));
+  return res(info.Env(), NOINTR(pwrite(fd, p, len, static_cast<off_t>(pos))));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Zero copy against the shared linear memory.
+
+Napi::Value NativeAddon::SetWindow(const Napi::CallbackInfo& info) {
+  uint8_t* p;
+  size_t len;
+  ARGS_OR_THROW(argBytes(info, 0, p, len));
+  winRef.Reset(info[0], 1);
+  winBase = p;
+  winLen = len;
+  return info.Env().Undefined();
+}
+
+Napi::Value NativeAddon::PreadvWin(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  uint64_t list, count, pos;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argU64(info, 1, list) && argU64(info, 2, count) && argU64(info, 3, pos));
+  return num(info.Env(), static_cast<double>(vecIo<false>(this, fd, list, count, pos)));
+}
+
+Napi::Value NativeAddon::PwritevWin(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  uint64_t list, count, pos;
+  ARGS_OR_THROW(argI32(info, 0, fd) && argU64(info, 1, list) && argU64(info, 2, count) && argU64(info, 3, pos));
+  return num(info.Env(), static_cast<double>(vecIo<true>(this, fd, list, count, pos)));
+}
+
+}  // namespace virtiofsd

@@ -1,0 +1,42 @@
+// This process's fd limit (RLIMIT_NOFILE) and the calling thread's file-system credentials.
+
+#include "addon.h"
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace virtiofsd {
+
+// Every inode the guest looks up holds an O_PATH fd: raise RLIMIT_NOFILE's soft limit to `want`
+// (raising the hard limit too where we may, up to fs.nr_open). Returns the soft limit now in force.
+Napi::Value NativeAddon::RaiseNofile(const Napi::CallbackInfo& info) {
+  uint64_t want;
+  ARGS_OR_THROW(argU64(info, 0, want));
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return num(info.Env(), -errno);
+  rlim_t target = want > 0 ? static_cast<rlim_t>(want) : rl.rlim_max;
+  if (target > rl.rlim_max) {
+    struct rlimit up = {target, target};
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0) return num(info.Env(), static_cast<double>(target));
+    target = rl.rlim_max;  // not allowed (no CAP_SYS_RESOURCE, or above fs.nr_open): take what we may
+  }
+  if (target > rl.rlim_cur) {
+    struct rlimit up = {target, rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &up) != 0) return num(info.Env(), -errno);
+    rl.rlim_cur = target;
+  }
+  return num(info.Env(), static_cast<double>(rl.rlim_cur));
+}
+
+Napi::Value NativeAddon::SetCreds(const Napi::CallbackInfo& info) {
+  uint32_t uid, gid;
+  ARGS_OR_THROW(argU32(info, 0, uid) && argU32(info, 1, gid));
+  // Raw syscalls: per thread on Linux (glibc's set*id wrappers would broadcast to every thread).
+  // gid first: after dropping fsuid we might lose the right to change fsgid.
+  syscall(SYS_setfsgid, gid);
+  syscall(SYS_setfsuid, uid);
+  return num(info.Env(), 0);
+}
+
+}  // namespace virtiofsd
