@@ -17,7 +17,7 @@ import {
   parseVals,
   runGuest,
   startDaemon,
-} from './harness.js';
+} from '../../harness/index.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-harness-'));
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));

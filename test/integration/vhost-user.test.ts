@@ -13,7 +13,7 @@ import { VhostUserFrontend } from '../../src/frontend/vhost-user-frontend.js';
 import { VirtioFsSession, type SessionOptions } from '../../src/frontend/virtio-fs-session.js';
 import { RequestBuilder, parseReply } from '../../src/frontend/fuse-requests.js';
 import { Opcode } from '../../src/abi/fuse.js';
-import { startDaemon, type DaemonHandle } from '../e2e/harness.js';
+import { startDaemon, type DaemonHandle } from '../../harness/index.js';
 
 const ENOENT = -2;
 
