@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { Opcode, encodeReadIn, encodeSetattrIn } from '../../src/abi/fuse.js';
+import { S_IFREG } from '../../src/abi/stat.js';
 import { cstr, parseReply, u32s } from '../../src/frontend/fuse-requests.js';
 import {
   alive, canaryIntact, fdCount, fuseSession, leaksCanary, prng, seedFromEnv, sleep, startHostile, withTimeout,
@@ -18,7 +19,6 @@ import {
 
 const O_RDWR = 2;
 const O_CREAT = 0o100;
-const S_IFREG = 0o100000;
 
 let env: HostileEnv;
 t.before(async () => {
