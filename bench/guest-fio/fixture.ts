@@ -2,11 +2,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { processTree } from '../../harness/index.js';
+import { C } from '../../src/native.js';
 
 const MiB = 1 << 20;
-/** open(2) flag bits as /proc/PID/fdinfo prints them (octal; x86-64 and arm64 values). */
-const O_DIRECT = 0o40000;
-const O_PATH = 0o10000000;
 
 /** A fresh share: fio/read.dat and fio/write.dat (sizeMiB each, non-zero data, on disk), meta/. */
 export function makeFixture(root: string, sizeMiB: number): string {
@@ -40,7 +38,7 @@ export interface FixtureFd {
   direct: boolean;
 }
 
-/** The daemon's open fds on the fio fixture files, with their flags (is the host side O_DIRECT?). */
+/** The daemon's open fds on the fio fixture files, with their flags (/proc/PID/fdinfo, the host's O_* bits). */
 export function fixtureFds(pid: number): FixtureFd[] {
   const out: FixtureFd[] = [];
   for (const p of processTree(pid)) {
@@ -57,8 +55,8 @@ export function fixtureFds(pid: number): FixtureFd[] {
         const m = /^flags:\s+([0-7]+)/m.exec(fs.readFileSync(`/proc/${p}/fdinfo/${fd}`, 'latin1'));
         if (!m?.[1]) continue;
         const flags = parseInt(m[1], 8);
-        if ((flags & O_PATH) !== 0) continue; // O_PATH inode fds
-        out.push({ file: path.basename(target), flags: m[1], direct: (flags & O_DIRECT) !== 0 });
+        if ((flags & C.O_PATH) !== 0) continue; // O_PATH inode fds
+        out.push({ file: path.basename(target), flags: m[1], direct: (flags & C.O_DIRECT) !== 0 });
       } catch {
         /* closed meanwhile */
       }

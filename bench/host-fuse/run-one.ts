@@ -7,15 +7,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CpuSampler, type DaemonKind, daemonCpuSeconds, startDaemon } from '../../harness/index.js';
+import { S_IFREG } from '../../src/abi/stat.js';
 import { Errno } from '../../src/errors.js';
 import { type FuseReply, parseReply, RequestBuilder } from '../../src/frontend/fuse-requests.js';
 import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
+import { C } from '../../src/native.js';
 import type { Options, Workload } from './options.js';
 
-/** open(2) flags (asm-generic values, x86-64 and arm64). */
-const O_RDWR = 2;
-const O_CREAT = 0o100;
-const O_EXCL = 0o200;
+/** open(2) flags as a Linux guest sends them (the host's values: the benches run guest and host on one architecture). */
+const { O_RDWR, O_CREAT, O_EXCL } = C;
 const FILE_BYTES = 64 << 20;
 
 export interface Result {
@@ -76,7 +76,7 @@ export async function runOne(kind: DaemonKind, w: Workload, depth: number, o: Op
         case 'create': {
           // what `: > f` costs a guest: a lookup miss, CREATE, FLUSH, RELEASE, and later a FORGET
           must(await call(rb.lookup(dir, `f${i}`)), 'LOOKUP', -Errno.ENOENT);
-          const c = must(await call(rb.create(dir, `f${i}`, O_RDWR | O_CREAT | O_EXCL, 0o100644)), 'CREATE');
+          const c = must(await call(rb.create(dir, `f${i}`, O_RDWR | O_CREAT | O_EXCL, S_IFREG | 0o644)), 'CREATE');
           const node = c.view.getBigUint64(0, true);
           const cfh = c.view.getBigUint64(128, true);
           must(await call(rb.flush(node, cfh)), 'FLUSH');

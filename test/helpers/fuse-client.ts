@@ -17,6 +17,7 @@ import {
   FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, INIT_OUT_SIZE, OUT_HEADER_SIZE, Opcode,
   decodeAttrOut, decodeDirents, decodeEntryOut, decodeInitOut, type Attr, type EntryOut, type InitOut, type SetattrIn,
 } from '../../src/abi/fuse.js';
+import { S_IFREG } from '../../src/abi/stat.js';
 import { BufferReader, BufferWriter } from '../../src/fuse/io.js';
 import type { FuseServer } from '../../src/fuse/server.js';
 
@@ -109,7 +110,7 @@ export class FuseClient {
     return this.raw(this.rb.mknod(parent, name, mode, rdev));
   }
 
-  create(parent: bigint, name: string, flags = O_RDWR_CREAT, mode = 0o100644): WithOpen {
+  create(parent: bigint, name: string, flags = O_RDWR_CREAT, mode = S_IFREG | 0o644): WithOpen {
     return withOpen(this.raw(this.rb.create(parent, name, flags, mode)), CREATE_OPEN_OUT_OFFSET);
   }
 

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
+import { Errno } from '../../src/errors.js';
 import { native } from '../../src/native.js';
 import { FrontendReq, VHOST_USER_NEED_REPLY_MASK, VHOST_USER_VERSION, u64Payload, vringStatePayload } from '../../src/vhost/message.js';
 import { VhostUserFrontend } from '../../src/frontend/vhost-user-frontend.js';
@@ -17,7 +18,6 @@ import { S_IFLNK, S_IFMT } from '../../src/abi/stat.js';
 import { VIRTQ_DESC_F_NEXT } from '../../src/abi/virtio.js';
 import { startDaemon, type DaemonHandle } from '../../harness/index.js';
 
-const ENOENT = -2;
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-int-'));
 const share = path.join(tmp, 'share');
@@ -125,7 +125,7 @@ t.test('confinement: names and symlinks never reach outside the share', async (t
     tt.equal((await call(rb.lookup(1n, '..'))).error < 0, true, 'lookup .. at the root fails');
     tt.equal((await call(rb.lookup(1n, '../secret.txt'))).error < 0, true, 'a name with a slash is refused');
     const beside = await call(rb.lookup(1n, 'secret.txt'));
-    tt.ok(beside.error === ENOENT || (beside.error === 0 && beside.view.getBigUint64(0, true) === 0n), 'the file beside the share is not found (ENOENT or a negative entry)');
+    tt.ok(beside.error === -Errno.ENOENT || (beside.error === 0 && beside.view.getBigUint64(0, true) === 0n), 'the file beside the share is not found (ENOENT or a negative entry)');
     for (const link of ['escape', 'abs-escape']) {
       const e = await call(rb.lookup(1n, link));
       tt.equal(e.error, 0, `lookup ${link} returns the link itself`);
@@ -140,7 +140,7 @@ t.test('confinement: names and symlinks never reach outside the share', async (t
     tt.ok((await call(rb.lookup(1n, 'x'.repeat(300)))).error < 0, 'an over-long name is refused');
     tt.ok((await call(rb.getattr(0xdead_0000_0042n))).error < 0, 'a made-up node id is refused');
     tt.ok((await call(rb.read(1n, 0x1234_5678n, 0n, 10))).error < 0, 'a made-up file handle is refused');
-    tt.ok((await call(rb.build(9999, 1n))).error === -38, 'an unknown opcode gets ENOSYS');
+    tt.ok((await call(rb.build(9999, 1n))).error === -Errno.ENOSYS, 'an unknown opcode gets ENOSYS');
   } finally {
     s.close();
   }
