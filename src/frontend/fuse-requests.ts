@@ -85,6 +85,11 @@ export function u32s(...v: number[]): Uint8Array {
   return le(v.map((x): ['u32', number] => ['u32', x]));
 }
 
+/** Consecutive little-endian u64s (wrapping modulo 2^64, so a test can write -1n). */
+export function u64s(...v: bigint[]): Uint8Array {
+  return le(v.map((x): ['u64', bigint] => ['u64', x]));
+}
+
 /** A fixed-size struct: `le(fields)`, checked against the size fuse.h gives it. */
 function struct(size: number, fields: Array<['u32' | 'u64' | 'u16', number | bigint]>): Uint8Array {
   const b = le(fields);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import t from 'tap';
 import { Opcode, decodeEntryOut } from '../../src/abi/fuse.js';
 import { S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../../src/abi/stat.js';
-import { cstr, u32s } from '../../src/frontend/fuse-requests.js';
+import { cstr, u32s, u64s } from '../../src/frontend/fuse-requests.js';
 import { native } from '../../src/native.js';
 import { alive, canaryIntact, fuseSession, leaksCanary, sleep, startHostile, type HostileEnv } from '../fuzz/hostile-kit.js';
 
@@ -29,11 +29,6 @@ t.before(async () => {
   fs.symlinkSync(env.outsideDir, path.join(env.share, 'absdir-out'));
 });
 
-function u64(v: bigint): Uint8Array {
-  const a = new Uint8Array(8);
-  new DataView(a.buffer).setBigUint64(0, v, true);
-  return a;
-}
 
 t.test('symlinks pointing out of the share: lookup, open, create, mkdir, rename, link through them', async (tt) => {
   const { s, rb, call } = await fuseSession(env);
@@ -64,12 +59,12 @@ t.test('symlinks pointing out of the share: lookup, open, create, mkdir, rename,
       const rl = await call(rb.build(Opcode.Readlink, n), 4096);
       tt.notOk(leaksCanary(rl.data), `readlink ${link} does not leak content`);
       // a hard link of the link is another link, not the target
-      const l = await call(rb.build(Opcode.Link, 1n, u64(n), cstr(`hl-${link}`)));
+      const l = await call(rb.build(Opcode.Link, 1n, u64s(n), cstr(`hl-${link}`)));
       if (l.error === 0) tt.ok(fs.lstatSync(path.join(env.share, `hl-${link}`)).isSymbolicLink(), `hard link of ${link} is a symlink`);
     }
     // rename a file over a symlink: replaces the link inside the share, the target is untouched
     await call(rb.create(1n, 'victim.txt', O_RDWR | O_CREAT, S_IFREG | 0o644));
-    tt.equal((await call(rb.build(Opcode.Rename, 1n, u64(1n), cstr('victim.txt'), cstr('rel-out')))).error, 0, 'rename over a symlink');
+    tt.equal((await call(rb.build(Opcode.Rename, 1n, u64s(1n), cstr('victim.txt'), cstr('rel-out')))).error, 0, 'rename over a symlink');
     tt.ok(fs.lstatSync(path.join(env.share, 'rel-out')).isFile(), 'the link was replaced');
     // readdirplus of the share: the links are listed as links
     const o = await call(rb.open(1n, 0, Opcode.Opendir));
