@@ -2,6 +2,7 @@
 // per function, busiest first. Used by `guest-fio --profile` and `npm run bench -- prof-summary DIR`.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { positiveInt, splitOption, UsageError, wantsHelp } from './cli.js';
 
 interface CallFrame {
   functionName: string;
@@ -109,14 +110,27 @@ export function formatSummary(s: ProfileSummary): string {
   return lines.join('\n');
 }
 
+export const USAGE = `usage: npm run bench -- prof-summary <dir-or-.cpuprofile> [--top=N]
+
+Prints, per .cpuprofile file (one per thread of a node --cpu-prof run), the N functions with the most
+self time (default 25), with their total time.`;
+
 export async function main(args: string[]): Promise<number> {
-  const target = args.find((a) => !a.startsWith('--'));
-  const topArg = args.find((a) => a.startsWith('--top='));
-  if (!target) {
-    console.error('usage: prof-summary <dir-or-.cpuprofile> [--top=N]');
-    return 2;
+  if (wantsHelp(args)) {
+    console.log(USAGE);
+    return 0;
   }
-  const top = topArg ? Number(topArg.slice(6)) : 25;
+  let top = 25;
+  const targets: string[] = [];
+  for (const a of args) {
+    const [k, v] = splitOption(a);
+    if (k === '--top') top = positiveInt('top', v);
+    else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
+    else targets.push(a);
+  }
+  const target = targets[0];
+  if (target === undefined || targets.length > 1) throw new UsageError('give one directory or .cpuprofile file');
+  if (!fs.existsSync(target)) throw new UsageError(`${target} does not exist`);
   for (const f of profileFiles(target)) console.log(`${formatSummary(summarise(f, top))}\n`);
   return 0;
 }

@@ -1,31 +1,60 @@
-// `npm run bench [-- <benchmark> [options]]`: dispatches to one benchmark. The default is guest-fio.
-//
-//   guest-fio [--only=reference|ours] [--jobs=a,b] [--runtime=S] [--size=MiB] [--meta-files=N]
-//             [--ioengine=psync|libaio] [--profile] [--ours-args="--thread-pool-size=4 ..."]
-//   host-fuse [--ops=N] [--depth=1,4] [--workloads=...] [--only=...]   FUSE loops without a guest
-//   prof-summary <dir-or-.cpuprofile> [--top=N]      summarise V8 CPU profiles (self time per function)
+/**
+ * `npm run bench [-- <benchmark> [options]]`: dispatches to one benchmark (the default is guest-fio).
+ * `--help` here or after a benchmark's name prints its usage; a bad option prints a message and the
+ * usage and exits 2; a failing run prints its error and exits 1.
+ */
 import { fileURLToPath } from 'node:url';
+import { UsageError } from './cli.js';
 
-const usage = `usage: npm run bench -- [guest-fio|host-fuse|prof-summary] [options]   (see bench/README.md)`;
+const USAGE = `usage: npm run bench -- [<benchmark>] [options]     (see bench/README.md)
+
+benchmarks:
+  guest-fio      (default) a TCG guest runs fio and a metadata loop against the reference daemon and ours
+  host-fuse      FUSE request loops from our own frontend to each daemon, no guest
+  prof-summary   summarise V8 .cpuprofile files (self/total time per function)
+
+npm run bench -- <benchmark> --help     that benchmark's options`;
+
+interface Bench {
+  main(args: string[]): Promise<number>;
+  USAGE: string;
+}
+
+const BENCHES: Record<string, () => Promise<Bench>> = {
+  'guest-fio': async () => {
+    const [m, u] = await Promise.all([import('./guest-fio/main.js'), import('./guest-fio/options.js')]);
+    return { main: m.main, USAGE: u.USAGE };
+  },
+  'host-fuse': async () => {
+    const [m, u] = await Promise.all([import('./host-fuse/main.js'), import('./host-fuse/options.js')]);
+    return { main: m.main, USAGE: u.USAGE };
+  },
+  'prof-summary': async () => import('./cpuprofile.js'),
+};
 
 export async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
-  const name = first && !first.startsWith('-') ? first : 'guest-fio';
-  const args = first && !first.startsWith('-') ? rest : argv;
-  switch (name) {
-    case 'guest-fio':
-      return (await import('./guest-fio.js')).main(args);
-    case 'host-fuse':
-      return (await import('./host-fuse.js')).main(args);
-    case 'prof-summary':
-      return (await import('./cpuprofile.js')).main(args);
-    case 'help':
-    case '--help':
-      console.log(usage);
-      return 0;
-    default:
-      console.error(`unknown benchmark ${name}\n${usage}`);
+  if (first === 'help' || first === '--help' || first === '-h') {
+    console.log(USAGE);
+    return 0;
+  }
+  const named = first !== undefined && !first.startsWith('-');
+  const name = named ? first : 'guest-fio';
+  const args = named ? rest : argv;
+  const load = BENCHES[name];
+  if (!load) {
+    console.error(`unknown benchmark ${name}\n\n${USAGE}`);
+    return 2;
+  }
+  const bench = await load();
+  try {
+    return await bench.main(args);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`${name}: ${e.message}\n\n${bench.USAGE}`);
       return 2;
+    }
+    throw e;
   }
 }
 
@@ -33,7 +62,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   main(process.argv.slice(2)).then(
     (rc) => process.exit(rc),
     (e: unknown) => {
-      console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+      // A failed run (no fio, a daemon that did not start...): the message says what; the stack only on request.
+      const verbose = Boolean(process.env.BENCH_VERBOSE);
+      console.error(`bench: ${e instanceof Error ? ((verbose ? e.stack : undefined) ?? e.message) : String(e)}`);
       process.exit(1);
     },
   );

@@ -1,60 +1,215 @@
 /**
- * The driver side of a split virtqueue (virtio 1.1 §2.6), as a guest kernel would run it, over guest
- * RAM that this process maps itself (a memfd it hands to the backend). Used by the frontend session
- * (tests, load-test mode). Buffers are fixed per-slot areas: slot i owns descriptors 2i and 2i+1 (one
- * device-readable, one device-writable buffer) and a fixed data area, so no allocator is needed.
+ * The driver side of a split virtqueue (virtio 1.2 §2.7), as a guest kernel runs it, over guest RAM
+ * this process can write: the one driver-side ring of the project. The frontend session (tests, the
+ * benches, the load-test mode) uses its request slots; the virtqueue unit and fuzz tests lay out
+ * arbitrary chains (direct or through an indirect table) with the same ring code; hostile tests write
+ * any descriptor, avail entry or index through it.
+ *
+ * `mem` is guest RAM as this process sees it: mem[0] is guest-physical address `layout.gpa`.
+ *
+ * Request slots (when the layout has dataOff/slotBytes): slot i owns descriptors 2i and 2i+1 (one
+ * device-readable, one device-writable buffer) and a fixed data area, so no allocator is needed and a
+ * hostile test that takes a slot knows which descriptors it may scribble on.
  */
-export const VIRTQ_DESC_F_NEXT = 1;
-export const VIRTQ_DESC_F_WRITE = 2;
+import {
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_DESC_SIZE,
+} from '../abi/virtio.js';
 
-export interface DriverQueueLayout {
-  /** guest-physical address of the region start (this process's view offset 0) */
-  gpa: bigint;
-  /** offset of the rings inside the region */
-  ringOff: number;
-  /** offset of the slot data areas inside the region */
-  dataOff: number;
-  size: number;
-  slotBytes: number;
+/** struct virtq_desc */
+export interface Desc {
+  addr: bigint;
+  len: number;
+  flags: number;
+  next: number;
 }
 
+/** struct virtq_used_elem */
+export interface UsedElem {
+  id: number;
+  len: number;
+}
+
+/** One buffer of a chain: guest-physical address, length, and whether the device writes it. */
+export interface ChainBuffer {
+  addr: bigint;
+  len: number;
+  write?: boolean;
+}
+
+export interface DriverQueueLayout {
+  /** guest-physical address of mem[0] */
+  gpa: bigint;
+  /** offset of the rings inside mem (a multiple of 16: the descriptor table's alignment) */
+  ringOff: number;
+  /** descriptors in the ring: a power of two, 1..32768 */
+  size: number;
+  /** request slots: offset of the slot data areas inside mem */
+  dataOff?: number;
+  /** request slots: bytes per slot (request + reply) */
+  slotBytes?: number;
+}
+
+// Offsets inside struct virtq_avail (flags, idx, ring[size], used_event) and struct virtq_used
+// (flags, idx, ring[size] of 8-byte elements, avail_event).
+const RING_FLAGS = 0;
+const RING_IDX = 2;
+const RING_ENTRIES = 4;
+const USED_ELEM_SIZE = 8;
+
 export class DriverQueue {
+  readonly size: number;
   readonly descOff: number;
   readonly availOff: number;
   readonly usedOff: number;
+  /** request slots (0 without dataOff/slotBytes) */
   readonly slots: number;
   private availIdx = 0;
   private lastUsed = 0;
-  private readonly free: number[];
+  private readonly freeSlotList: number[];
   private readonly dv: DataView;
   private readonly u16: Uint16Array;
 
-  constructor(private readonly mem: Uint8Array, readonly layout: DriverQueueLayout) {
+  constructor(
+    readonly mem: Uint8Array,
+    readonly layout: DriverQueueLayout,
+  ) {
     const { ringOff, size } = layout;
+    if (size < 1 || size > 32768 || (size & (size - 1)) !== 0) throw new RangeError(`bad queue size ${size}`);
+    if (ringOff % 16 !== 0 || (mem.byteOffset & 1) !== 0) throw new RangeError('rings must be 16-byte aligned');
+    this.size = size;
+    // §2.7 alignment: descriptor table 16, avail ring 2, used ring 4
     this.descOff = ringOff;
-    this.availOff = ringOff + 16 * size;
-    this.usedOff = Math.ceil((this.availOff + 6 + 2 * size) / 4) * 4;
-    this.slots = size / 2;
-    this.free = Array.from({ length: this.slots }, (_, i) => this.slots - 1 - i);
+    this.availOff = ringOff + VIRTQ_DESC_SIZE * size;
+    this.usedOff = align(this.availOff + RING_ENTRIES + 2 * size + 2, 4);
+    const end = this.usedOff + RING_ENTRIES + USED_ELEM_SIZE * size + 2;
+    if (end > mem.byteLength) throw new RangeError('the rings do not fit in guest memory');
+    this.slots = layout.dataOff !== undefined && layout.slotBytes !== undefined ? size >> 1 : 0;
+    this.freeSlotList = Array.from({ length: this.slots }, (_, i) => this.slots - 1 - i);
     this.dv = new DataView(mem.buffer, mem.byteOffset, mem.byteLength);
-    this.u16 = new Uint16Array(mem.buffer, mem.byteOffset, mem.byteLength >> 1);
-    mem.fill(0, ringOff, this.usedOff + 6 + 8 * size);
+    this.u16 = new Uint16Array(mem.buffer, mem.byteOffset + ringOff, (align(end, 2) - ringOff) >> 1);
+    mem.fill(0, ringOff, end);
   }
 
-  /** Bytes of guest RAM the rings and slots need after ringOff. */
+  /** Bytes of guest RAM the rings (page-rounded) and the request slots need after ringOff. */
   static bytesNeeded(size: number, slotBytes: number): { rings: number; data: number } {
-    const rings = Math.ceil((16 * size + 6 + 2 * size + 3) / 4) * 4 + 6 + 8 * size;
-    return { rings: Math.ceil(rings / 4096) * 4096, data: (size / 2) * slotBytes };
+    const rings = align(VIRTQ_DESC_SIZE * size + RING_ENTRIES + 2 * size + 2, 4) + RING_ENTRIES + USED_ELEM_SIZE * size + 2;
+    return { rings: align(rings, 4096), data: (size >> 1) * slotBytes };
   }
 
   get descGpa(): bigint { return this.layout.gpa + BigInt(this.descOff); }
   get availGpa(): bigint { return this.layout.gpa + BigInt(this.availOff); }
   get usedGpa(): bigint { return this.layout.gpa + BigInt(this.usedOff); }
 
-  get freeSlots(): number { return this.free.length; }
+  // ---- guest RAM
 
+  /** Offset in mem of a guest-physical address (RangeError outside it). */
+  offsetOf(gpa: bigint): number {
+    const o = gpa - this.layout.gpa;
+    if (o < 0n || o >= BigInt(this.mem.byteLength)) throw new RangeError(`gpa 0x${gpa.toString(16)} outside guest memory`);
+    return Number(o);
+  }
+
+  write(gpa: bigint, data: Uint8Array): void { this.mem.set(data, this.offsetOf(gpa)); }
+  read(gpa: bigint, len: number): Uint8Array { const o = this.offsetOf(gpa); return this.mem.slice(o, o + len); }
+
+  // ---- ring entries, written as a driver would (or, for hostile tests, as it should not)
+
+  /** Writes descriptor i of the ring's table, or of an indirect table at `table`. */
+  writeDesc(i: number, d: Desc, table: bigint = this.descGpa): void {
+    const o = this.offsetOf(table) + VIRTQ_DESC_SIZE * i;
+    this.dv.setBigUint64(o, d.addr, true);
+    this.dv.setUint32(o + 8, d.len, true);
+    this.dv.setUint16(o + 12, d.flags, true);
+    this.dv.setUint16(o + 14, d.next, true);
+  }
+
+  readDesc(i: number, table: bigint = this.descGpa): Desc {
+    const o = this.offsetOf(table) + VIRTQ_DESC_SIZE * i;
+    return {
+      addr: this.dv.getBigUint64(o, true),
+      len: this.dv.getUint32(o + 8, true),
+      flags: this.dv.getUint16(o + 12, true),
+      next: this.dv.getUint16(o + 14, true),
+    };
+  }
+
+  /** Writes `bufs` into descriptors `ids` (of the ring, or of the table at `table`), linked by NEXT. */
+  writeChain(ids: number[], bufs: ChainBuffer[], table: bigint = this.descGpa): void {
+    if (bufs.length === 0 || ids.length !== bufs.length) throw new RangeError('a chain needs one descriptor per buffer');
+    bufs.forEach((b, k) => {
+      const last = k === bufs.length - 1;
+      const flags = (b.write ? VIRTQ_DESC_F_WRITE : 0) | (last ? 0 : VIRTQ_DESC_F_NEXT);
+      this.writeDesc(ids[k]!, { addr: b.addr, len: b.len, flags, next: last ? 0 : ids[k + 1]! }, table);
+    });
+  }
+
+  /** Writes `bufs` as an indirect table at `table` (VIRTIO_F_INDIRECT_DESC) and descriptor `head` pointing to it. */
+  writeIndirect(head: number, table: bigint, bufs: ChainBuffer[]): void {
+    this.writeChain(bufs.map((_, k) => k), bufs, table);
+    this.writeDesc(head, { addr: table, len: VIRTQ_DESC_SIZE * bufs.length, flags: VIRTQ_DESC_F_INDIRECT, next: 0 });
+  }
+
+  /** Puts head in the next avail ring entry (not yet visible to the device: see publish()). */
+  pushAvail(head: number): void {
+    this.dv.setUint16(this.availOff + RING_ENTRIES + 2 * (this.availIdx % this.size), head, true);
+    this.availIdx = (this.availIdx + 1) & 0xffff;
+  }
+
+  /** Publishes every entry pushed so far (stores avail.idx). */
+  publish(): void {
+    // The ring entry must be visible before the index (§2.7.13.3): a seq-cst store orders it.
+    Atomics.store(this.u16, (this.availOff + RING_IDX - this.descOff) >> 1, this.availIdx);
+  }
+
+  /** Stores avail.idx directly (hostile tests jump it). */
+  setAvailIdx(idx: number): void {
+    this.availIdx = idx & 0xffff;
+    this.publish();
+  }
+
+  get availFlags(): number { return this.dv.getUint16(this.availOff + RING_FLAGS, true); }
+  set availFlags(v: number) { this.dv.setUint16(this.availOff + RING_FLAGS, v, true); }
+  /** avail.used_event (VIRTIO_F_EVENT_IDX: "interrupt me when used.idx passes this") */
+  get usedEvent(): number { return this.dv.getUint16(this.availOff + RING_ENTRIES + 2 * this.size, true); }
+  set usedEvent(v: number) { this.dv.setUint16(this.availOff + RING_ENTRIES + 2 * this.size, v, true); }
+  /** used.avail_event (written by the device) */
+  get availEvent(): number { return this.dv.getUint16(this.usedOff + RING_ENTRIES + USED_ELEM_SIZE * this.size, true); }
+  get usedIdx(): number { return Atomics.load(this.u16, (this.usedOff + RING_IDX - this.descOff) >> 1); }
+  /** (tests start a ring at an arbitrary index) */
+  set usedIdx(v: number) { Atomics.store(this.u16, (this.usedOff + RING_IDX - this.descOff) >> 1, v); }
+
+  /** Used ring entry i (mod size). */
+  usedElem(i: number): UsedElem {
+    const o = this.usedOff + RING_ENTRIES + USED_ELEM_SIZE * (i % this.size);
+    return { id: this.dv.getUint32(o, true), len: this.dv.getUint32(o + 4, true) };
+  }
+
+  /** Used elements the device published since the last call. */
+  takeUsed(): UsedElem[] {
+    const out: UsedElem[] = [];
+    const idx = this.usedIdx;
+    while (this.lastUsed !== idx) {
+      out.push(this.usedElem(this.lastUsed));
+      this.lastUsed = (this.lastUsed + 1) & 0xffff;
+    }
+    return out;
+  }
+
+  // ---- request slots
+
+  get freeSlots(): number { return this.freeSlotList.length; }
+
+  /** Offset in mem of a slot's data area. */
   slotData(slot: number): number {
-    return this.layout.dataOff + slot * this.layout.slotBytes;
+    return (this.layout.dataOff ?? 0) + slot * (this.layout.slotBytes ?? 0);
+  }
+
+  /** Reserves a slot without submitting (hostile tests write its descriptors themselves); -1 if none. */
+  takeSlot(): number {
+    return this.freeSlotList.pop() ?? -1;
   }
 
   /**
@@ -62,62 +217,36 @@ export class DriverQueue {
    * `replyCap` bytes follows it. Returns the slot (= head / 2), or -1 if none is free.
    */
   submit(req: Uint8Array, replyCap: number): number {
-    const slot = this.free.pop();
-    if (slot === undefined) return -1;
-    if (req.length + replyCap > this.layout.slotBytes) throw new RangeError('request and reply exceed the slot');
+    const slotBytes = this.layout.slotBytes ?? 0;
+    if (req.length + replyCap > slotBytes) throw new RangeError('request and reply exceed the slot');
+    const slot = this.takeSlot();
+    if (slot < 0) return -1;
     const data = this.slotData(slot);
     this.mem.set(req, data);
     const head = slot * 2;
-    const wr = data + req.length;
-    this.writeDesc(head, this.layout.gpa + BigInt(data), req.length, replyCap > 0 ? VIRTQ_DESC_F_NEXT : 0, head + 1);
-    if (replyCap > 0) this.writeDesc(head + 1, this.layout.gpa + BigInt(wr), replyCap, VIRTQ_DESC_F_WRITE, 0);
-    const size = this.layout.size;
-    this.dv.setUint16(this.availOff + 4 + 2 * (this.availIdx % size), head, true);
-    this.availIdx = (this.availIdx + 1) & 0xffff;
-    // The ring entry must be visible before the index (virtio 1.1 §2.6.13.3): a seq-cst store orders it.
-    Atomics.store(this.u16, (this.availOff + 2) >> 1, this.availIdx);
+    const addr = this.layout.gpa + BigInt(data);
+    const bufs: ChainBuffer[] = [{ addr, len: req.length }];
+    if (replyCap > 0) bufs.push({ addr: addr + BigInt(req.length), len: replyCap, write: true });
+    this.writeChain([head, head + 1].slice(0, bufs.length), bufs);
+    this.pushAvail(head);
+    this.publish();
     return slot;
   }
 
-  private writeDesc(i: number, addr: bigint, len: number, flags: number, next: number): void {
-    const o = this.descOff + 16 * i;
-    this.dv.setBigUint64(o, addr, true);
-    this.dv.setUint32(o + 8, len, true);
-    this.dv.setUint16(o + 12, flags, true);
-    this.dv.setUint16(o + 14, next, true);
-  }
-
-  /** Completed requests since the last call: {slot, len, reply offset in guest RAM}. Frees the slots. */
+  /** Completed requests since the last call: {slot, len, reply offset in mem}. Frees the slots. */
   reap(): Array<{ slot: number; len: number; replyOff: number }> {
     const out: Array<{ slot: number; len: number; replyOff: number }> = [];
-    const idx = Atomics.load(this.u16, (this.usedOff + 2) >> 1);
-    const size = this.layout.size;
-    while (this.lastUsed !== idx) {
-      const o = this.usedOff + 4 + 8 * (this.lastUsed % size);
-      const id = this.dv.getUint32(o, true);
-      const len = this.dv.getUint32(o + 4, true);
-      this.lastUsed = (this.lastUsed + 1) & 0xffff;
+    for (const { id, len } of this.takeUsed()) {
       const slot = id >> 1;
       if ((id & 1) !== 0 || slot >= this.slots) throw new RangeError(`device returned a bad head ${id}`);
-      const reqLen = this.dv.getUint32(this.descOff + 16 * id + 8, true);
+      const reqLen = this.dv.getUint32(this.descOff + VIRTQ_DESC_SIZE * id + 8, true);
       out.push({ slot, len, replyOff: this.slotData(slot) + reqLen });
-      this.free.push(slot);
+      this.freeSlotList.push(slot);
     }
     return out;
   }
+}
 
-  /** Writes raw descriptor/avail entries, for tests that play a hostile driver. */
-  raw = {
-    desc: (i: number, addr: bigint, len: number, flags: number, next: number): void => this.writeDesc(i, addr, len, flags, next),
-    pushAvail: (head: number): void => {
-      this.dv.setUint16(this.availOff + 4 + 2 * (this.availIdx % this.layout.size), head, true);
-      this.availIdx = (this.availIdx + 1) & 0xffff;
-      Atomics.store(this.u16, (this.availOff + 2) >> 1, this.availIdx);
-    },
-    setAvailIdx: (idx: number): void => {
-      this.availIdx = idx & 0xffff;
-      Atomics.store(this.u16, (this.availOff + 2) >> 1, this.availIdx);
-    },
-    takeSlot: (): number => this.free.pop() ?? -1,
-  };
+function align(v: number, a: number): number {
+  return Math.ceil(v / a) * a;
 }

@@ -19,7 +19,7 @@ import {
   type DaemonHandle,
   type DaemonKind,
   type GuestResult,
-} from './harness.js';
+} from '../../harness/index.js';
 
 const KIND: DaemonKind = process.env.VIRTIOFSD_TS_E2E_DAEMON === 'reference' ? 'reference' : 'ours';
 const TAG = 'vfstest';

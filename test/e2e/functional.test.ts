@@ -29,7 +29,7 @@ import {
   type DaemonKind,
   type GuestResult,
   which,
-} from './harness.js';
+} from '../../harness/index.js';
 import { native } from '../../src/native.js';
 
 const TAG = 'vfsfunc';

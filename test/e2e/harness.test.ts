@@ -2,22 +2,27 @@
 // failures (a wrong mount tag) and kills a hung guest at its timeout. The guest boots use the reference
 // daemon, so they do not depend on our daemon working.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
+  CpuSampler,
   GUEST_PRELUDE,
+  LineSplitter,
   buildBaseInitramfs,
   cpioNewc,
+  daemonCpuSeconds,
   earlyGuestPanic,
+  exitCode,
   guestSkipReason,
   parseBlock,
   parseSteps,
   parseVals,
+  qemuArgs,
   runGuest,
   startDaemon,
-} from './harness.js';
+} from '../../harness/index.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-harness-'));
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -61,6 +66,51 @@ t.test('marker parsing', async (tt) => {
   tt.equal(parseVals(out).get('k'), 'some value');
   tt.same(parseBlock(out, 'blk'), ['x', 'y']);
   tt.equal(parseBlock(out, 'none'), null);
+});
+
+t.test('console lines: CRLF stripped, split across chunks, a throwing callback does not stop the stream', async (tt) => {
+  const lines: string[] = [];
+  const sp = new LineSplitter((l) => {
+    lines.push(l);
+    if (l === 'boom') throw new Error('callback failure');
+  });
+  sp.push('one\r\ntw');
+  sp.push('o\r\nboom\r\nthr');
+  sp.push('ee');
+  tt.same(lines, ['one', 'two', 'boom'], 'complete lines only');
+  sp.flush();
+  tt.same(lines, ['one', 'two', 'boom', 'three'], 'flush delivers the last partial line');
+  tt.equal(exitCode('x\n@@EXIT rc=3@@\n'), 3);
+  tt.equal(exitCode('no marker'), null);
+});
+
+t.test('the QEMU command line: timeout wrapper, shared RAM of the same size, device properties', async (tt) => {
+  const k = { kver: '6.1.0-1-amd64', vmlinuz: '/boot/vmlinuz-6.1.0-1-amd64', modulesDir: '/lib/modules/6.1.0-1-amd64' };
+  const a = qemuArgs({ socketPath: '/s.sock', script: '', memMiB: 512, tag: 'tg', deviceProps: ['num-request-queues=4'] }, k, '/i.cpio', 60);
+  tt.same(a.slice(0, 3), ['-k', '10', '60'], 'timeout -k 10 <secs>');
+  tt.ok(a.includes('memory-backend-memfd,share=on,id=mem,size=512M'), 'memfd RAM, shared, sized like -m');
+  tt.equal(a[a.indexOf('-m') + 1], '512M');
+  tt.ok(a.includes('vhost-user-fs-pci,queue-size=1024,chardev=char0,tag=tg,num-request-queues=4'));
+  tt.ok(a.includes('-no-reboot'), 'a guest reboot ends QEMU by default');
+  tt.notOk(qemuArgs({ socketPath: '/s', script: '', allowReboot: true }, k, '/i', 60).includes('-no-reboot'));
+});
+
+t.test('the /proc CPU sampler measures a busy process', async (tt) => {
+  // a process that spins for 3 s, sampled for 0.7 s of it (10 ms ticks; loose bounds: the host is shared)
+  const live = spawn(process.execPath, ['-e', 'const e = Date.now() + 3000; while (Date.now() < e);']);
+  t.teardown(() => live.kill());
+  const cpu = new CpuSampler('ours', live.pid!);
+  tt.equal(cpu.end(), null, 'no sample without begin()');
+  await new Promise((r) => setTimeout(r, 200));
+  cpu.begin();
+  await new Promise((r) => setTimeout(r, 700));
+  const sample = cpu.end();
+  live.kill();
+  if (!sample) throw new Error('no sample after begin()');
+  tt.ok(sample.daemonPct > 15, `a spinning process shows up: ${sample.daemonPct.toFixed(0)}%`);
+  tt.ok(sample.mainPct > 15, 'on its main thread');
+  const sec = daemonCpuSeconds(sample);
+  tt.ok(sec > 0.1 && sec < 1.5, `CPU seconds over 0.7 s: ${sec}`);
 });
 
 t.test('only a guest panic before userspace, outside virtio-fs and FUSE, counts as an emulation flake', async (tt) => {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { GUEST_PRELUDE, guestSkipReason, parseSteps, parseVals, runGuest, startDaemon } from './harness.js';
+import { GUEST_PRELUDE, guestSkipReason, parseSteps, parseVals, runGuest, startDaemon } from '../../harness/index.js';
 
 const MEM_MIB = 512;
 const PAGES = MEM_MIB / 2 + 16;

@@ -25,7 +25,7 @@ import {
   parseVals,
   runGuest,
   startDaemon,
-} from './harness.js';
+} from '../../harness/index.js';
 
 const QUEUES = 4; // request queues (the device has 1 hiprio + QUEUES)
 const JOBS = 4; // one per vCPU

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { GUEST_PRELUDE, guestSkipReason, parseSteps, runGuest, startDaemon } from './harness.js';
+import { GUEST_PRELUDE, guestSkipReason, parseSteps, runGuest, startDaemon } from '../../harness/index.js';
 
 const skip = guestSkipReason('ours');
 

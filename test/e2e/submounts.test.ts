@@ -11,7 +11,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import {
   GUEST_PRELUDE, REFERENCE_DAEMON, guestSkipReason, parseSteps, parseVals, runGuest, startDaemon, type DaemonKind,
-} from './harness.js';
+} from '../../harness/index.js';
 
 /** Can this process mount a tmpfs (root, and a sandbox that allows mount(2))? */
 function mountSkipReason(): string | null {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Test } from 'tap';
 import { VirtioFsSession, type SessionOptions } from '../../src/frontend/virtio-fs-session.js';
 import { RequestBuilder, parseReply, type FuseReply } from '../../src/frontend/fuse-requests.js';
-import { startDaemon, type DaemonHandle } from '../e2e/harness.js';
+import { startDaemon, type DaemonHandle } from '../../harness/index.js';
 
 export const CANARY_TEXT = 'CANARY-7f3a9c-outside-the-share-must-never-be-read\n';
 

@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { native } from '../../src/native.js';
 import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { RequestBuilder, parseReply } from '../../src/frontend/fuse-requests.js';
-import { repoRoot } from '../e2e/harness.js';
+import { repoRoot } from '../../harness/index.js';
 
 const bin = path.join(repoRoot(), 'bin', 'virtiofsd-ts.js');
 const run = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 30_000 });

@@ -10,7 +10,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { Opcode, encodeReadIn, encodeSetattrIn } from '../../src/abi/fuse.js';
-import { cstr, parseReply, u32s } from '../../src/frontend/fuse-requests.js';
+import { S_IFREG } from '../../src/abi/stat.js';
+import { cstr, parseReply, u32s, u64s } from '../../src/frontend/fuse-requests.js';
 import {
   alive, canaryIntact, fdCount, fuseSession, leaksCanary, prng, seedFromEnv, sleep, startHostile, withTimeout,
   type HostileEnv,
@@ -18,18 +19,12 @@ import {
 
 const O_RDWR = 2;
 const O_CREAT = 0o100;
-const S_IFREG = 0o100000;
 
 let env: HostileEnv;
 t.before(async () => {
   env = await startHostile(t);
 });
 
-function u64(v: bigint): Uint8Array {
-  const a = new Uint8Array(8);
-  new DataView(a.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
-  return a;
-}
 function readIn(fh: bigint, off: bigint, size: number, flags = 0): Uint8Array {
   const a = new Uint8Array(40);
   encodeReadIn(new DataView(a.buffer), 0, { fh, offset: BigInt.asUintN(64, off), size, readFlags: flags, lockOwner: 0n, flags: 0 });
@@ -140,9 +135,9 @@ t.test('names: empty, dot, dotdot, slash, no NUL, 255/256 bytes, non-UTF-8', asy
     tt.equal(cb.error, 0, 'create a non-UTF-8 name');
     tt.ok(fs.readdirSync(env.share, { encoding: 'buffer' }).some((n) => n.equals(Buffer.from(bin))), 'the host has the exact bytes');
     // rename with names at the edges
-    tt.ok((await call(rb.build(Opcode.Rename, 1n, u64(1n), cstr(long), cstr('..')))).error < 0, 'rename to ..');
-    tt.ok((await call(rb.build(Opcode.Rename, 1n, u64(1n), cstr(long), cstr('x/y')))).error < 0, 'rename to x/y');
-    tt.ok((await call(rb.build(Opcode.Rename, 1n, u64(1n), cstr(long)))).error < 0, 'rename without a new name');
+    tt.ok((await call(rb.build(Opcode.Rename, 1n, u64s(1n), cstr(long), cstr('..')))).error < 0, 'rename to ..');
+    tt.ok((await call(rb.build(Opcode.Rename, 1n, u64s(1n), cstr(long), cstr('x/y')))).error < 0, 'rename to x/y');
+    tt.ok((await call(rb.build(Opcode.Rename, 1n, u64s(1n), cstr(long)))).error < 0, 'rename without a new name');
     tt.ok((await call(rb.build(Opcode.Symlink, 1n, cstr('l'), new Uint8Array([0x2f])))).error < 0, 'symlink target without NUL');
   } finally {
     s.close();
@@ -176,11 +171,11 @@ t.test('node ids and handles: 0, random, stale after FORGET, closed', async (tt)
       tt.ok((await call(rb.read(1n, f, 0n, 10), 200)).error < 0, `read fh ${f.toString(16)}`);
       tt.ok((await call(rb.write(1n, f, 0n, new Uint8Array(4)))).error < 0, `write fh ${f.toString(16)}`);
       tt.ok((await call(rb.build(Opcode.Readdir, 1n, readIn(f, 0n, 4096)))).error < 0, `readdir fh ${f.toString(16)}`);
-      tt.ok((await call(rb.build(Opcode.Fsync, 1n, u64(f), u32s(0, 0)))).error < 0, `fsync fh ${f.toString(16)}`);
-      tt.ok((await call(rb.build(Opcode.Lseek, 1n, u64(f), u64(0n), u32s(0, 0)))).error < 0, `lseek fh ${f.toString(16)}`);
+      tt.ok((await call(rb.build(Opcode.Fsync, 1n, u64s(f), u32s(0, 0)))).error < 0, `fsync fh ${f.toString(16)}`);
+      tt.ok((await call(rb.build(Opcode.Lseek, 1n, u64s(f), u64s(0n), u32s(0, 0)))).error < 0, `lseek fh ${f.toString(16)}`);
     }
     // BATCH_FORGET with a count far beyond its buffer, and with many real entries
-    await raw(rb.build(Opcode.BatchForget, 0n, u32s(0xffffffff, 0), u64(1n), u64(1n)), 0);
+    await raw(rb.build(Opcode.BatchForget, 0n, u32s(0xffffffff, 0), u64s(1n), u64s(1n)), 0);
     const many = new Uint8Array(16 * 4000);
     const mv = new DataView(many.buffer);
     for (let i = 0; i < 4000; i++) {
@@ -221,9 +216,9 @@ t.test('READ/WRITE: sizes 0 and > 1 MiB, offsets near 2^63 and 2^64, size disagr
     tt.ok((await call(rb.build(Opcode.Write, n, readIn(fh, 0n, 0x7fffffff), new Uint8Array(16)))).error < 0, 'write of 2 GiB declared');
     // FALLOCATE / LSEEK with extreme numbers
     for (const off of offs) {
-      const fa = await call(rb.build(Opcode.Fallocate, n, u64(fh), u64(off), u64((1n << 64n) - 1n), u32s(0xffffffff, 0)));
+      const fa = await call(rb.build(Opcode.Fallocate, n, u64s(fh), u64s(off), u64s((1n << 64n) - 1n), u32s(0xffffffff, 0)));
       tt.ok(fa.error < 0, `fallocate at ${off}: ${fa.error}`);
-      const ls = await call(rb.build(Opcode.Lseek, n, u64(fh), u64(off), u32s(4, 0)));
+      const ls = await call(rb.build(Opcode.Lseek, n, u64s(fh), u64s(off), u32s(4, 0)));
       tt.ok(ls.error <= 0, `lseek at ${off}: ${ls.error}`);
     }
     await call(rb.release(n, fh));
@@ -272,13 +267,13 @@ t.test('RENAME/LINK to a file as parent, LINK of a directory, readdir with odd o
   try {
     const f = await nodeOf(call, rb, 'hello.txt');
     const d = await nodeOf(call, rb, 'dir');
-    tt.ok((await call(rb.build(Opcode.Rename, 1n, u64(f), cstr('hello.txt'), cstr('x')))).error < 0, 'rename into a file');
-    tt.ok((await call(rb.build(Opcode.Rename2, 1n, u64(d), u32s(0xffffffff, 0), cstr('hello.txt'), cstr('x')))).error < 0, 'rename2 with bad flags');
-    tt.ok((await call(rb.build(Opcode.Link, f, u64(f), cstr('x')))).error < 0, 'link with a file as parent');
-    tt.ok((await call(rb.build(Opcode.Link, 1n, u64(d), cstr('rootlink')))).error < 0, 'link of the root');
-    tt.ok((await call(rb.build(Opcode.Link, 1n, u64(d), cstr('dirlink')))).error < 0 || true, 'link of a directory answered');
-    tt.ok((await call(rb.build(Opcode.Link, d, u64(1n), cstr('x')))).error < 0, 'link of a directory');
-    tt.ok((await call(rb.build(Opcode.Rename, 1n, u64(d), cstr('dir'), cstr('sub')))).error < 0, 'rename a directory into itself');
+    tt.ok((await call(rb.build(Opcode.Rename, 1n, u64s(f), cstr('hello.txt'), cstr('x')))).error < 0, 'rename into a file');
+    tt.ok((await call(rb.build(Opcode.Rename2, 1n, u64s(d), u32s(0xffffffff, 0), cstr('hello.txt'), cstr('x')))).error < 0, 'rename2 with bad flags');
+    tt.ok((await call(rb.build(Opcode.Link, f, u64s(f), cstr('x')))).error < 0, 'link with a file as parent');
+    tt.ok((await call(rb.build(Opcode.Link, 1n, u64s(d), cstr('rootlink')))).error < 0, 'link of the root');
+    tt.ok((await call(rb.build(Opcode.Link, 1n, u64s(d), cstr('dirlink')))).error < 0 || true, 'link of a directory answered');
+    tt.ok((await call(rb.build(Opcode.Link, d, u64s(1n), cstr('x')))).error < 0, 'link of a directory');
+    tt.ok((await call(rb.build(Opcode.Rename, 1n, u64s(d), cstr('dir'), cstr('sub')))).error < 0, 'rename a directory into itself');
     const o = await call(rb.open(1n, 0, Opcode.Opendir));
     const fh = o.view.getBigUint64(0, true);
     for (const off of [1n, 2n, 3n, 12345n, (1n << 62n), (1n << 63n) - 1n, 1n << 63n, (1n << 64n) - 1n]) {

@@ -9,15 +9,14 @@
 import t from 'tap';
 import { parseReply } from '../../src/frontend/fuse-requests.js';
 import { Opcode } from '../../src/abi/fuse.js';
+import { VIRTQ_DESC_F_INDIRECT as F_INDIRECT, VIRTQ_DESC_F_NEXT as F_NEXT, VIRTQ_DESC_F_WRITE as F_WRITE } from '../../src/abi/virtio.js';
+import { type Desc, DriverQueue } from '../../src/frontend/driver-queue.js';
 import type { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { native } from '../../src/native.js';
 import { alive, canaryIntact, fuseSession, leaksCanary, prng, seedFromEnv, sleep, startHostile, withTimeout, type HostileEnv } from '../fuzz/hostile-kit.js';
 
 const GPA = 0x1_0000_0000n;
 const USER = 0x7f00_0000_0000n;
-const F_NEXT = 1;
-const F_WRITE = 2;
-const F_INDIRECT = 4;
 
 let env: HostileEnv;
 t.before(async () => {
@@ -28,17 +27,10 @@ function priv(s: VirtioFsSession): { kicks: number[]; calls: number[] } {
   return s as unknown as { kicks: number[]; calls: number[] };
 }
 
-interface Desc { addr: bigint; len: number; flags: number; next: number }
-
 /** Writes an indirect table (or any descriptor array) at a memory offset. */
 function writeTable(s: VirtioFsSession, off: number, descs: Desc[]): void {
-  const dv = new DataView(s.mem.buffer, s.mem.byteOffset, s.mem.byteLength);
-  descs.forEach((d, i) => {
-    dv.setBigUint64(off + 16 * i, d.addr, true);
-    dv.setUint32(off + 16 * i + 8, d.len, true);
-    dv.setUint16(off + 16 * i + 12, d.flags, true);
-    dv.setUint16(off + 16 * i + 14, d.next, true);
-  });
+  const dq = s.queues[1]!;
+  for (const [i, d] of descs.entries()) dq.writeDesc(i, d, GPA + BigInt(off));
 }
 
 /**
@@ -47,13 +39,14 @@ function writeTable(s: VirtioFsSession, off: number, descs: Desc[]): void {
  */
 async function rawChain(s: VirtioFsSession, build: (ctx: { head: number; data: number; spare: number[]; desc: (i: number, d: Desc) => void }) => void, extra = 0): Promise<number> {
   const dq = s.queues[1]!;
-  const slot = dq.raw.takeSlot();
+  const slot = dq.takeSlot();
   const spare: number[] = [];
-  for (let i = 0; i < extra; i++) spare.push(dq.raw.takeSlot());
+  for (let i = 0; i < extra; i++) spare.push(dq.takeSlot());
   const head = slot * 2;
-  build({ head, data: dq.slotData(slot), spare, desc: (i, d) => dq.raw.desc(i, d.addr, d.len, d.flags, d.next) });
+  build({ head, data: dq.slotData(slot), spare, desc: (i, d) => dq.writeDesc(i, d) });
   const done = s.waitUsed(1, slot);
-  dq.raw.pushAvail(head);
+  dq.pushAvail(head);
+  dq.publish();
   s.kick(1);
   const b = await withTimeout(done, 5000, 'raw chain');
   return b.length;
@@ -144,7 +137,7 @@ t.test('random descriptor tables (seeded)', async (tt) => {
   const memLen = BigInt(s.mem.length);
   try {
     for (let round = 0; round < 300; round++) {
-      const slot = dq.raw.takeSlot();
+      const slot = dq.takeSlot();
       const head = slot * 2;
       const data = dq.slotData(slot);
       // any opcode but the session ones: a well-formed DESTROY would end the session on purpose
@@ -157,11 +150,16 @@ t.test('random descriptor tables (seeded)', async (tt) => {
       writeTable(s, data + 8192, tbl);
       for (const i of [head, head + 1]) {
         const ind = r.next() < 0.3;
-        dq.raw.desc(i, ind ? GPA + BigInt(data) + 8192n : r.pick(addrs), ind ? 16 * tbl.length + r.pick([0, 0, 1, 16]) : r.pick([0, 40, 64, 4096, 1 << 20]),
-          ind ? F_INDIRECT | (r.next() < 0.2 ? F_NEXT : 0) : r.int(4), r.pick([head, head + 1, r.int(64), 65535]));
+        dq.writeDesc(i, {
+          addr: ind ? GPA + BigInt(data) + 8192n : r.pick(addrs),
+          len: ind ? 16 * tbl.length + r.pick([0, 0, 1, 16]) : r.pick([0, 40, 64, 4096, 1 << 20]),
+          flags: ind ? F_INDIRECT | (r.next() < 0.2 ? F_NEXT : 0) : r.int(4),
+          next: r.pick([head, head + 1, r.int(64), 65535]),
+        });
       }
       const done = s.waitUsed(1, slot);
-      dq.raw.pushAvail(head);
+      dq.pushAvail(head);
+      dq.publish();
       s.kick(1);
       const b = await withTimeout(done, 5000, `seed ${seed} round ${round}`);
       if (leaksCanary(b)) tt.fail(`seed ${seed} round ${round}: canary in a reply`);
@@ -178,9 +176,12 @@ t.test('avail index jump and a head beyond the queue stop that queue only', asyn
   for (const attack of ['jump', 'head', 'jump-by-size+1'] as const) {
     const { s, rb } = await fuseSession(env, { queueSize: 64, requestQueues: 2, slotBytes: 65536 });
     const dq = s.queues[1]!;
-    if (attack === 'jump') dq.raw.setAvailIdx(40000);
-    else if (attack === 'jump-by-size+1') dq.raw.setAvailIdx(65);
-    else dq.raw.pushAvail(64 + 7);
+    if (attack === 'jump') dq.setAvailIdx(40000);
+    else if (attack === 'jump-by-size+1') dq.setAvailIdx(65);
+    else {
+      dq.pushAvail(64 + 7);
+      dq.publish();
+    }
     s.kick(1);
     await sleep(100);
     // the other request queue is unaffected
@@ -218,34 +219,30 @@ t.test('queue sizes 1 and 32768', async (tt) => {
       const fe = s.fe;
       const p = priv(s);
       fe.getVringBase(1);
-      const ringOff = 16 * 1024 * 1024; // an unused part of the session memory
-      const desc = ringOff;
-      const avail = ringOff + 16;
-      const used = ringOff + 64;
-      s.mem.fill(0, ringOff, ringOff + 4096);
+      // a size-1 ring in an unused part of the session memory, driven by its own driver-side queue
+      const ringOff = 16 * 1024 * 1024;
+      const ring = new DriverQueue(s.mem, { gpa: GPA, ringOff, size: 1 });
+      const ua = (g: bigint): bigint => g - GPA + USER;
       fe.setVringNum(1, 1);
       fe.setVringBase(1, 0);
-      fe.setVringAddr(1, USER + BigInt(desc), USER + BigInt(used), USER + BigInt(avail));
+      fe.setVringAddr(1, ua(ring.descGpa), ua(ring.usedGpa), ua(ring.availGpa));
       fe.setVringKick(1, p.kicks[1]!);
       fe.setVringCall(1, p.calls[1]!);
       fe.setVringEnable(1, true);
-      const dv = new DataView(s.mem.buffer, s.mem.byteOffset, s.mem.byteLength);
-      const u16 = new Uint16Array(s.mem.buffer, s.mem.byteOffset, s.mem.length >> 1);
       const data = ringOff + 8192;
       for (let k = 0; k < 5; k++) {
         const req = rb.getattr(1n);
         s.mem.set(req, data);
-        writeTable(s, data + 4096, [
-          { addr: GPA + BigInt(data), len: req.length, flags: F_NEXT, next: 1 },
-          { addr: GPA + BigInt(data) + 1024n, len: 256, flags: F_WRITE, next: 0 },
+        ring.writeIndirect(0, GPA + BigInt(data) + 4096n, [
+          { addr: GPA + BigInt(data), len: req.length },
+          { addr: GPA + BigInt(data) + 1024n, len: 256, write: true },
         ]);
-        writeTable(s, desc, [{ addr: GPA + BigInt(data) + 4096n, len: 32, flags: F_INDIRECT, next: 0 }]);
-        dv.setUint16(avail + 4, 0, true);
-        Atomics.store(u16, (avail + 2) >> 1, k + 1);
+        ring.pushAvail(0);
+        ring.publish();
         native.eventfdWrite(p.kicks[1]!, 1);
         const t0 = Date.now();
-        while (Atomics.load(u16, (used + 2) >> 1) !== k + 1 && Date.now() - t0 < 5000) await sleep(5);
-        tt.equal(Atomics.load(u16, (used + 2) >> 1), k + 1, `size-1 ring: request ${k} used`);
+        while (ring.usedIdx !== k + 1 && Date.now() - t0 < 5000) await sleep(5);
+        tt.equal(ring.usedIdx, k + 1, `size-1 ring: request ${k} used`);
         tt.equal(parseReply(s.mem.slice(data + 1024, data + 1024 + 256)).error, 0, `size-1 ring: request ${k} answered`);
       }
     } finally {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import t from 'tap';
 import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { RequestBuilder, parseReply } from '../../src/frontend/fuse-requests.js';
-import { startDaemon, type DaemonHandle } from '../e2e/harness.js';
+import { startDaemon, type DaemonHandle } from '../../harness/index.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-vring-'));
 const share = path.join(tmp, 'share');

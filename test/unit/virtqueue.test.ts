@@ -4,9 +4,9 @@ import {
   createSharedMemory, loadVirtqueueModule, virtqueueWasmPath, VqError, LAYOUT_KEYS, type VqExports,
 } from '../../src/virtio/wasm.js';
 import {
-  MockDriver, defaultRegion, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_INDIRECT,
-  VIRTQ_AVAIL_F_NO_INTERRUPT,
-} from '../helpers/mock-driver.js';
+  VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_INDIRECT, VIRTQ_AVAIL_F_NO_INTERRUPT,
+} from '../../src/abi/virtio.js';
+import { MockDriver, defaultRegion } from '../helpers/mock-driver.js';
 
 const memory = createSharedMemory();
 const vq: VqExports = await loadVirtqueueModule(memory);
