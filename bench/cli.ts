@@ -1,13 +1,9 @@
 /**
  * Command-line plumbing shared by the benchmarks: `--key=value` splitting, the usage error every
- * bad option becomes (bench/run.ts prints its message and exits 2, never a stack trace), and the
- * `--help` check.
+ * bad option becomes (the daemon's UsageError from src/errors.ts; bench/run.ts prints its message
+ * and exits 2, never a stack trace), and the `--help` check.
  */
-
-/** A bad command line: the message says what is wrong; run.ts adds the usage. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+import { UsageError } from '../src/errors.js';
 
 /** `--key=value` → [key, value]; `--flag` → [flag, '']. */
 export function splitOption(a: string): [string, string] {

@@ -2,7 +2,8 @@
 // per function, busiest first. Used by `guest-fio --profile` and `npm run bench -- prof-summary DIR`.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { positiveInt, splitOption, UsageError, wantsHelp } from './cli.js';
+import { positiveInt, splitOption, wantsHelp } from './cli.js';
+import { UsageError } from '../src/errors.js';
 
 interface CallFrame {
   functionName: string;

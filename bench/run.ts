@@ -4,7 +4,7 @@
  * usage and exits 2; a failing run prints its error and exits 1.
  */
 import { fileURLToPath } from 'node:url';
-import { UsageError } from './cli.js';
+import { UsageError } from '../src/errors.js';
 
 const USAGE = `usage: npm run bench -- [<benchmark>] [options]     (see bench/README.md)
 

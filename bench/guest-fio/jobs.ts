@@ -2,7 +2,7 @@
  * guest-fio's jobs and the guest script that runs them: fio jobs (direct I/O on the fixture files)
  * and a busybox-sh metadata loop, each between console markers the host parses (run-one.ts).
  */
-import { UsageError } from '../cli.js';
+import { UsageError } from '../../src/errors.js';
 import type { Options } from './options.js';
 
 export const TAG = 'benchfs';

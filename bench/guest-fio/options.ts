@@ -1,6 +1,7 @@
 /** guest-fio's command line: its options, their defaults and the usage text. */
 import type { DaemonKind } from '../../harness/index.js';
-import { nonNegative, positive, positiveInt, splitOption, UsageError } from '../cli.js';
+import { nonNegative, positive, positiveInt, splitOption } from '../cli.js';
+import { UsageError } from '../../src/errors.js';
 
 export const USAGE = `usage: npm run bench -- guest-fio [options]      (see bench/README.md)
 

@@ -1,6 +1,7 @@
 /** host-fuse's command line: its options, their defaults and the usage text. */
 import type { DaemonKind } from '../../harness/index.js';
-import { positiveInt, splitOption, UsageError } from '../cli.js';
+import { positiveInt, splitOption } from '../cli.js';
+import { UsageError } from '../../src/errors.js';
 
 export const WORKLOADS = ['getattr', 'lookup-miss', 'create', 'read-4k', 'write-4k'] as const;
 export type Workload = (typeof WORKLOADS)[number];
