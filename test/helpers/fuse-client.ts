@@ -8,7 +8,7 @@ import {
   decodeAttrOut, decodeDirents, decodeEntryOut, decodeInitOut, decodeOutHeader, encodeInHeader, encodeInitIn,
   encodeReadIn, encodeSetattrIn, type Attr, type EntryOut, type InitOut, type SetattrIn,
 } from '../../src/abi/fuse.js';
-import { BufferReader, BufferWriter } from '../../src/fuse/io.js';
+import { BufferReader, BufferWriter } from './buffer-io.js';
 import type { FuseServer } from '../../src/fuse/server.js';
 import type { Tables } from '../../src/fs/tables.js';
 

@@ -3,8 +3,10 @@ import {
   FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ASYNC_READ, FUSE_DO_READDIRPLUS, FUSE_MAX_PAGES, FUSE_POSIX_LOCKS,
   FUSE_WRITEBACK_CACHE, IN_HEADER_SIZE, Opcode, decodeEntryOut, encodeInHeader,
 } from '../../src/abi/fuse.js';
-import { BufferReader, BufferWriter } from '../../src/fuse/io.js';
-import { FuseServer, MAX_WRITE, type CachePolicy } from '../../src/fuse/server.js';
+import { BufferReader, BufferWriter } from '../helpers/buffer-io.js';
+import type { CacheMode } from '../../src/fuse/cache-policy.js';
+import { FuseServer } from '../../src/fuse/server.js';
+import { MAX_WRITE } from '../../src/fuse/session.js';
 import type { Ctx, Entry, FileSystem } from '../../src/fs/filesystem.js';
 import { FuseClient, concat, cstr, le } from '../helpers/fuse-client.js';
 
@@ -38,7 +40,7 @@ class FakeFs implements FileSystem {
   }
 }
 
-function setup(opts: { cache?: CachePolicy; writeback?: boolean; timeout?: number } = {}) {
+function setup(opts: { cache?: CacheMode; writeback?: boolean; timeout?: number } = {}) {
   const fs = new FakeFs();
   const server = new FuseServer(fs, opts);
   const c = new FuseClient(server);
