@@ -8,10 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { UNIX_PATH_MAX } from './abi/unix.js';
 import { UsageError } from './errors.js';
+import type { CacheMode } from './fuse/cache-policy.js';
 import { type LogLevel, isLogLevel } from './log.js';
 import { native } from './native.js';
 
-export type CacheMode = 'never' | 'metadata' | 'auto' | 'always';
 
 export interface Config {
   socketPath?: string;

@@ -63,10 +63,8 @@ export interface FdWatcher {
   stop(): void;
 }
 
-/** Size of the `statAt` output: struct fuse_attr (88 bytes) + u64 st_dev. */
+/** Size of the `statAt` output: struct fuse_attr (88 bytes) + u64 st_dev at AttrOff.dev (src/abi/fuse.ts). */
 export const STAT_OUT_SIZE = 96;
-/** Offset of the u64 st_dev that follows struct fuse_attr in the `statAt` output. */
-export const STAT_DEV_OFFSET = 88;
 /** Size of struct fuse_kstatfs written by `fstatfs`. */
 export const STATFS_OUT_SIZE = 80;
 

@@ -8,7 +8,7 @@ import type { WorkerData } from './worker-init.js';
 import { Logger, directStderr } from './log.js';
 import { native } from './native.js';
 import { FuseServer } from './fuse/server.js';
-import { IN_HEADER_SIZE, Opcode, WRITE_IN_SIZE } from './abi/fuse.js';
+import { IN_HEADER_SIZE, Opcode, WRITE_IN_SIZE, peekOpcode } from './abi/fuse.js';
 import { Passthrough } from './fs/passthrough.js';
 import { sharedBuffer } from './memory/guest-memory.js';
 import { Ctl, controlView } from './virtio/control.js';
@@ -50,8 +50,7 @@ export default function runWorker(task: { wid: number }): void {
     // from guest pages to the file without passing through the scratch.
     // (A chain shorter than the in-header is the server's to reject.)
     if (r.head.length >= IN_HEADER_SIZE) {
-      const opcode = r.head[4]! | (r.head[5]! << 8) | (r.head[6]! << 16) | (r.head[7]! << 24);
-      if (opcode === Opcode.Write) {
+      if (peekOpcode(r.head) === Opcode.Write) {
         if (r.head.length < WRITE_PREFIX) r.extend(WRITE_PREFIX);
       } else if (r.total > r.head.length) {
         r.extend(inbufSize);

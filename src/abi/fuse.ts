@@ -2,6 +2,11 @@
  * The FUSE wire protocol as Linux speaks it (include/uapi/linux/fuse.h, protocol 7.36 in Linux 6.1).
  * Everything is little endian (virtio-fs is little endian on every architecture: virtio 1.1 §5.11).
  * Struct sizes and field offsets are named after the C structs; encoders/decoders work on DataViews.
+ *
+ * Why one long file (over the ~400-line guide): it mirrors linux/fuse.h, itself a single header —
+ * opcodes, flag bits, struct sizes, and one codec (its decode and encode functions) per struct. It is
+ * the one place that knows a field's offset: the FUSE server (src/fuse/) reads and writes structs only
+ * through these functions. A leaf module: it imports nothing.
  */
 
 export const FUSE_KERNEL_VERSION = 7;
@@ -204,6 +209,10 @@ export function direntplusSize(nameLen: number): number {
   return direntAlign(DIRENTPLUS_NAME_OFFSET + nameLen);
 }
 
+// ---- fuse_attr.flags ----
+/** the directory is a mount point on the host: the guest mounts it separately (FUSE_SUBMOUNTS) */
+export const FUSE_ATTR_SUBMOUNT = 1 << 0;
+
 // ---- fuse_attr field offsets (also the layout native.statAt writes) ----
 export const AttrOff = {
   ino: 0, size: 8, blocks: 16, atime: 24, mtime: 32, ctime: 40,
@@ -223,6 +232,14 @@ export interface InHeader {
   gid: number;
   pid: number;
   totalExtlen: number;
+}
+
+/**
+ * fuse_in_header.opcode straight from a request's first bytes (no object): for the worker, which
+ * sizes the head copy by opcode before the server decodes the header. `head` holds ≥ IN_HEADER_SIZE.
+ */
+export function peekOpcode(head: Uint8Array): number {
+  return (head[4]! | (head[5]! << 8) | (head[6]! << 16) | (head[7]! << 24)) >>> 0;
 }
 
 export function decodeInHeader(v: DataView, off = 0): InHeader {
@@ -468,6 +485,151 @@ export function encodeXattrIn(v: DataView, off: number, size: number, flags = 0)
 export function encodeGetxattrOut(v: DataView, off: number, size: number): void {
   v.setUint32(off, size >>> 0, true);
   v.setUint32(off + 4, 0, true);
+}
+
+// ---- the other request arguments (decoded as the guest sent them: the server checks them) ----
+/** fuse_forget_in (FORGET): {u64 nlookup} */
+export function decodeForgetIn(v: DataView, off: number): bigint {
+  return v.getBigUint64(off, true);
+}
+
+/** fuse_batch_forget_in: {u32 count, u32 dummy}, then `count` fuse_forget_one records */
+export function decodeBatchForgetIn(v: DataView, off: number): number {
+  return v.getUint32(off, true);
+}
+
+/** fuse_forget_one: {u64 nodeid, u64 nlookup} */
+export interface ForgetOne { nodeid: bigint; nlookup: bigint }
+export function decodeForgetOne(v: DataView, off: number): ForgetOne {
+  return { nodeid: v.getBigUint64(off, true), nlookup: v.getBigUint64(off + 8, true) };
+}
+
+/** fuse_getattr_in: {u32 getattr_flags, u32 dummy, u64 fh}; fh counts only with FUSE_GETATTR_FH */
+export interface GetattrIn { getattrFlags: number; fh: bigint }
+export function decodeGetattrIn(v: DataView, off: number): GetattrIn {
+  return { getattrFlags: v.getUint32(off, true), fh: v.getBigUint64(off + 8, true) };
+}
+
+/** fuse_mknod_in: {u32 mode, u32 rdev, u32 umask, u32 padding}; the name follows */
+export interface MknodIn { mode: number; rdev: number; umask: number }
+export function decodeMknodIn(v: DataView, off: number): MknodIn {
+  return { mode: v.getUint32(off, true), rdev: v.getUint32(off + 4, true), umask: v.getUint32(off + 8, true) };
+}
+
+/** fuse_mkdir_in: {u32 mode, u32 umask}; the name follows */
+export interface MkdirIn { mode: number; umask: number }
+export function decodeMkdirIn(v: DataView, off: number): MkdirIn {
+  return { mode: v.getUint32(off, true), umask: v.getUint32(off + 4, true) };
+}
+
+/** fuse_rename_in {u64 newdir} (flags 0) and fuse_rename2_in {u64 newdir, u32 flags, u32 padding} */
+export interface RenameIn { newdir: bigint; flags: number }
+export function decodeRenameIn(v: DataView, off: number): RenameIn {
+  return { newdir: v.getBigUint64(off, true), flags: 0 };
+}
+export function decodeRename2In(v: DataView, off: number): RenameIn {
+  return { newdir: v.getBigUint64(off, true), flags: v.getUint32(off + 8, true) };
+}
+
+/** fuse_link_in: {u64 oldnodeid}; the new name follows */
+export function decodeLinkIn(v: DataView, off: number): bigint {
+  return v.getBigUint64(off, true);
+}
+
+/** fuse_open_in (OPEN, OPENDIR): {u32 flags, u32 open_flags} (FUSE_OPEN_KILL_SUIDGID) */
+export interface OpenIn { flags: number; openFlags: number }
+export function decodeOpenIn(v: DataView, off: number): OpenIn {
+  return { flags: v.getUint32(off, true), openFlags: v.getUint32(off + 4, true) };
+}
+
+/** fuse_create_in: {u32 flags, u32 mode, u32 umask, u32 open_flags}; the name follows */
+export interface CreateIn { flags: number; mode: number; umask: number; openFlags: number }
+export function decodeCreateIn(v: DataView, off: number): CreateIn {
+  return {
+    flags: v.getUint32(off, true), mode: v.getUint32(off + 4, true), umask: v.getUint32(off + 8, true),
+    openFlags: v.getUint32(off + 12, true),
+  };
+}
+
+/** fuse_release_in (RELEASE, RELEASEDIR): {u64 fh, u32 flags, u32 release_flags, u64 lock_owner} */
+export interface ReleaseIn { fh: bigint; flags: number; releaseFlags: number; lockOwner: bigint }
+export function decodeReleaseIn(v: DataView, off: number): ReleaseIn {
+  return {
+    fh: v.getBigUint64(off, true), flags: v.getUint32(off + 8, true), releaseFlags: v.getUint32(off + 12, true),
+    lockOwner: v.getBigUint64(off + 16, true),
+  };
+}
+
+/** fuse_flush_in: {u64 fh, u32 unused, u32 padding, u64 lock_owner} */
+export interface FlushIn { fh: bigint; lockOwner: bigint }
+export function decodeFlushIn(v: DataView, off: number): FlushIn {
+  return { fh: v.getBigUint64(off, true), lockOwner: v.getBigUint64(off + 16, true) };
+}
+
+/** fuse_fsync_in (FSYNC, FSYNCDIR): {u64 fh, u32 fsync_flags, u32 padding} */
+export interface FsyncIn { fh: bigint; fsyncFlags: number }
+export function decodeFsyncIn(v: DataView, off: number): FsyncIn {
+  return { fh: v.getBigUint64(off, true), fsyncFlags: v.getUint32(off + 8, true) };
+}
+
+/** fuse_access_in: {u32 mask, u32 padding} */
+export function decodeAccessIn(v: DataView, off: number): number {
+  return v.getUint32(off, true);
+}
+
+/** fuse_fallocate_in: {u64 fh, u64 offset, u64 length, u32 mode, u32 padding} */
+export interface FallocateIn { fh: bigint; offset: bigint; length: bigint; mode: number }
+export function decodeFallocateIn(v: DataView, off: number): FallocateIn {
+  return {
+    fh: v.getBigUint64(off, true), offset: v.getBigUint64(off + 8, true), length: v.getBigUint64(off + 16, true),
+    mode: v.getUint32(off + 24, true),
+  };
+}
+
+/** fuse_lseek_in: {u64 fh, u64 offset, u32 whence, u32 padding} */
+export interface LseekIn { fh: bigint; offset: bigint; whence: number }
+export function decodeLseekIn(v: DataView, off: number): LseekIn {
+  return { fh: v.getBigUint64(off, true), offset: v.getBigUint64(off + 8, true), whence: v.getUint32(off + 16, true) };
+}
+
+/** fuse_copy_file_range_in: fh_in, off_in, nodeid_out, fh_out, off_out, len, flags (u64 each) */
+export interface CopyFileRangeIn {
+  fhIn: bigint; offIn: bigint; nodeidOut: bigint; fhOut: bigint; offOut: bigint; len: bigint; flags: bigint;
+}
+export function decodeCopyFileRangeIn(v: DataView, off: number): CopyFileRangeIn {
+  return {
+    fhIn: v.getBigUint64(off, true), offIn: v.getBigUint64(off + 8, true), nodeidOut: v.getBigUint64(off + 16, true),
+    fhOut: v.getBigUint64(off + 24, true), offOut: v.getBigUint64(off + 32, true), len: v.getBigUint64(off + 40, true),
+    flags: v.getBigUint64(off + 48, true),
+  };
+}
+
+// ---- the other replies ----
+/** fuse_open_out (OPEN, OPENDIR, and CREATE after its fuse_entry_out): {u64 fh, u32 open_flags, u32 padding} */
+export function encodeOpenOut(v: DataView, off: number, fh: bigint, openFlags: number): void {
+  v.setBigUint64(off, fh, true);
+  v.setUint32(off + 8, openFlags >>> 0, true);
+  v.setUint32(off + 12, 0, true);
+}
+export function decodeOpenOut(v: DataView, off: number): { fh: bigint; openFlags: number } {
+  return { fh: v.getBigUint64(off, true), openFlags: v.getUint32(off + 8, true) };
+}
+
+/** fuse_write_out (WRITE, COPY_FILE_RANGE): {u32 size, u32 padding} */
+export function encodeWriteOut(v: DataView, off: number, size: number): void {
+  v.setUint32(off, size >>> 0, true);
+  v.setUint32(off + 4, 0, true);
+}
+export function decodeWriteOut(v: DataView, off: number): number {
+  return v.getUint32(off, true);
+}
+
+/** fuse_lseek_out: {u64 offset} */
+export function encodeLseekOut(v: DataView, off: number, offset: bigint): void {
+  v.setBigUint64(off, offset, true);
+}
+export function decodeLseekOut(v: DataView, off: number): bigint {
+  return v.getBigUint64(off, true);
 }
 
 export interface DirentOut { ino: bigint; off: bigint; type: number; name: Uint8Array }

@@ -5,7 +5,7 @@
  * share root. This layer knows nothing of the wire format (fuse → fs, never the reverse).
  *
  * Attributes are `Uint8Array`s holding a struct fuse_attr (88 bytes, little endian; linux/fuse.h), the
- * layout native.statAt writes. A returned attr buffer may be a scratch buffer of the file system: it is
+ * layout native.statAt writes; its field offsets are `AttrOff` in src/abi/fuse.ts. A returned attr buffer may be a scratch buffer of the file system: it is
  * valid only until the next call on the same instance (the server copies it at once).
  */
 

@@ -1,10 +1,9 @@
 /**
  * What the FUSE server sees of a request: a Reader over the device-readable part of the chain and a
  * Writer over the device-writable part (docs/internals.md "FUSE server ↔ virtio layer"). The virtio
- * layer implements them over guest pages; BufferReader/BufferWriter implement them over plain buffers
- * for tests and the host-side load-test frontend.
+ * layer implements them over guest pages (src/virtio/guest-io.ts); the tests implement them over
+ * plain buffers (test/helpers/buffer-io.ts).
  */
-import { readSync, writeSync } from 'node:fs';
 
 export interface Reader {
   /** bytes in the readable part */
@@ -24,73 +23,4 @@ export interface Writer {
   commit(len: number): void;
   /** pread from fd at pos into the writable part at [off, off+len). bytes or -errno */
   readFromFile(fd: number, pos: number, off: number, len: number): number;
-}
-
-/** Errors from node:fs carry `errno` as a negative number on Linux. */
-function errnoOf(e: unknown): number {
-  const n = (e as { errno?: unknown }).errno;
-  return typeof n === 'number' && n < 0 ? n : -5; // EIO
-}
-
-/** Default size of the head copy, matching the virtio layer's INBUF_SIZE order of magnitude. */
-export const DEFAULT_HEAD_SIZE = 8192 + 4096;
-/** Default reply scratch size (OUTBUF_SIZE order of magnitude). */
-export const DEFAULT_OUTBUF_SIZE = 64 * 1024;
-
-export class BufferReader implements Reader {
-  readonly total: number;
-  readonly head: Uint8Array;
-  constructor(readonly data: Uint8Array, headSize = DEFAULT_HEAD_SIZE) {
-    this.total = data.length;
-    this.head = data.slice(0, Math.min(data.length, headSize));
-  }
-
-  writeToFile(fd: number, pos: number, off: number, len: number): number {
-    if (off < 0 || len < 0 || off + len > this.total) return -22; // EINVAL
-    let done = 0;
-    try {
-      while (done < len) {
-        const n = writeSync(fd, this.data, off + done, len - done, pos + done);
-        if (n <= 0) break;
-        done += n;
-      }
-    } catch (e) {
-      return done > 0 ? done : errnoOf(e);
-    }
-    return done;
-  }
-}
-
-export class BufferWriter implements Writer {
-  readonly buf: Uint8Array;
-  /** the writable part as the guest would see it */
-  readonly out: Uint8Array;
-  /** highest byte written (commit or readFromFile) */
-  written = 0;
-  constructor(readonly capacity: number, outbufSize = DEFAULT_OUTBUF_SIZE) {
-    this.out = new Uint8Array(capacity);
-    this.buf = new Uint8Array(Math.min(capacity, outbufSize));
-  }
-
-  commit(len: number): void {
-    if (len < 0 || len > this.buf.length) throw new RangeError(`commit(${len}) beyond the scratch`);
-    this.out.set(this.buf.subarray(0, len), 0);
-    this.written = Math.max(this.written, len);
-  }
-
-  readFromFile(fd: number, pos: number, off: number, len: number): number {
-    if (off < 0 || len < 0 || off + len > this.capacity) return -22;
-    let done = 0;
-    try {
-      while (done < len) {
-        const n = readSync(fd, this.out, off + done, len - done, pos + done);
-        if (n <= 0) break;
-        done += n;
-      }
-    } catch (e) {
-      return done > 0 ? done : errnoOf(e);
-    }
-    this.written = Math.max(this.written, off + done);
-    return done;
-  }
 }

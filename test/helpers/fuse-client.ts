@@ -18,7 +18,7 @@ import {
   decodeAttrOut, decodeDirents, decodeEntryOut, decodeInitOut, type Attr, type EntryOut, type InitOut, type SetattrIn,
 } from '../../src/abi/fuse.js';
 import { S_IFREG } from '../../src/abi/stat.js';
-import { BufferReader, BufferWriter } from '../../src/fuse/io.js';
+import { BufferReader, BufferWriter } from './buffer-io.js';
 import type { FuseServer } from '../../src/fuse/server.js';
 
 export { concat, cstr, le } from '../../src/frontend/fuse-requests.js';

@@ -1,14 +1,16 @@
 import t from 'tap';
 import {
-  FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ASYNC_READ, FUSE_DO_READDIRPLUS, FUSE_MAX_PAGES, FUSE_POSIX_LOCKS,
-  FUSE_WRITEBACK_CACHE, IN_HEADER_SIZE, Opcode, decodeEntryOut, encodeInHeader,
+  FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ASYNC_READ, FUSE_DO_READDIRPLUS, FUSE_MAX_PAGES,
+  FUSE_POSIX_LOCKS, FUSE_WRITEBACK_CACHE, IN_HEADER_SIZE, Opcode, decodeEntryOut, encodeInHeader,
 } from '../../src/abi/fuse.js';
-import { BufferReader, BufferWriter } from '../../src/fuse/io.js';
-import { FuseServer, MAX_WRITE, type CachePolicy } from '../../src/fuse/server.js';
+import { Errno as E } from '../../src/errors.js';
+import { type CacheMode, cachePolicy } from '../../src/fuse/cache-policy.js';
+import { OPS } from '../../src/fuse/ops/table.js';
+import { FuseServer } from '../../src/fuse/server.js';
+import { MAX_WRITE } from '../../src/fuse/session.js';
 import type { Ctx, Entry, FileSystem } from '../../src/fs/filesystem.js';
+import { BufferReader, BufferWriter } from '../helpers/buffer-io.js';
 import { FuseClient, concat, cstr, le } from '../helpers/fuse-client.js';
-
-const E = { ENOENT: 2, EIO: 5, EINVAL: 22, ENOSYS: 38, ENAMETOOLONG: 36, EPROTO: 71, EBADF: 9 };
 
 /** A fake file system that records calls. */
 class FakeFs implements FileSystem {
@@ -32,13 +34,14 @@ class FakeFs implements FileSystem {
     return 0;
   }
   open(): { fh: bigint; openFlags: number } { return { fh: 5n, openFlags: 0 }; }
+  opendir(): { fh: bigint; openFlags: number } { return { fh: 6n, openFlags: 0 }; }
   read(_c: Ctx, _n: bigint, _fh: bigint, _off: number, size: number): number {
     this.calls.push(`read ${size}`);
     return 0;
   }
 }
 
-function setup(opts: { cache?: CachePolicy; writeback?: boolean; timeout?: number } = {}) {
+function setup(opts: { cache?: CacheMode; writeback?: boolean; timeout?: number } = {}) {
   const fs = new FakeFs();
   const server = new FuseServer(fs, opts);
   const c = new FuseClient(server);
@@ -215,7 +218,7 @@ t.test('-o timeout= overrides the cache mode\'s validity, fractions in the _nsec
   t.equal(c.open(2n).openFlags, FOPEN_KEEP_CACHE, 'the cache mode still sets the open flags');
   const zero = setup({ cache: 'auto', timeout: 0 }).c;
   zero.init();
-  t.equal(zero.lookup(1n, 'missing').error, -2, 'timeout=0: a missing name is ENOENT, not a cached negative entry');
+  t.equal(zero.lookup(1n, 'missing').error, -E.ENOENT, 'timeout=0: a missing name is ENOENT, not a cached negative entry');
   t.throws(() => new FuseServer(new FakeFs(), { timeout: -1 }), RangeError);
   t.throws(() => new FuseServer(new FakeFs(), { timeout: Number.NaN }), RangeError);
 });
@@ -245,4 +248,55 @@ t.test('in header encoding round trip', async (t) => {
   encodeInHeader(new DataView(b.buffer), 0, { len: 40, opcode: 3, unique: 9n, nodeid: 1n, uid: 1, gid: 2, pid: 3, totalExtlen: 0 });
   t.equal(b[4], 3);
   t.equal(b[8], 9);
+});
+
+t.test('cache policy: each mode\'s timeouts, negative entries and open flags', async (t) => {
+  const rows: Array<[CacheMode, number, boolean, number, number]> = [
+    ['never', 0, false, FOPEN_DIRECT_IO, 0],
+    ['metadata', 86400, true, FOPEN_DIRECT_IO, 0],
+    ['auto', 1, true, 0, 0],
+    ['always', 86400, true, FOPEN_KEEP_CACHE, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR],
+  ];
+  for (const [mode, tmo, negativeEntries, fileOpenFlags, dirOpenFlags] of rows) {
+    t.same(cachePolicy(mode), { entryTimeout: tmo, attrTimeout: tmo, negativeEntries, fileOpenFlags, dirOpenFlags }, mode);
+    // the same on the wire
+    const { c } = setup({ cache: mode });
+    c.init();
+    t.equal(c.opendir(1n).openFlags, dirOpenFlags, `${mode}: OPENDIR flags`);
+    t.equal(c.open(2n).openFlags, fileOpenFlags, `${mode}: OPEN flags`);
+    t.equal(c.lookup(1n, 'missing').error, negativeEntries ? 0 : -E.ENOENT, `${mode}: missing name`);
+  }
+  t.same(cachePolicy(), cachePolicy('auto'), 'auto is the default');
+  const o = cachePolicy('always', 2.5);
+  t.same([o.entryTimeout, o.attrTimeout, o.negativeEntries, o.fileOpenFlags, o.dirOpenFlags],
+    [2.5, 2.5, true, FOPEN_KEEP_CACHE, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR], 'timeout= replaces the timeouts only');
+  t.equal(cachePolicy('metadata', 0).negativeEntries, false, 'timeout=0: no negative entries');
+  t.throws(() => cachePolicy('sometimes' as CacheMode), RangeError);
+  t.throws(() => cachePolicy('auto', Number.POSITIVE_INFINITY), RangeError);
+});
+
+/** The opcodes served before the dispatch table replaced the switch (every other one was ENOSYS). */
+const SERVED = [
+  Opcode.Init, Opcode.Destroy, Opcode.Lookup, Opcode.Forget, Opcode.BatchForget, Opcode.Getattr, Opcode.Setattr,
+  Opcode.Readlink, Opcode.Symlink, Opcode.Mknod, Opcode.Mkdir, Opcode.Unlink, Opcode.Rmdir, Opcode.Rename,
+  Opcode.Rename2, Opcode.Link, Opcode.Open, Opcode.Read, Opcode.Write, Opcode.Statfs, Opcode.Release, Opcode.Fsync,
+  Opcode.Flush, Opcode.Opendir, Opcode.Readdir, Opcode.Readdirplus, Opcode.Releasedir, Opcode.Fsyncdir,
+  Opcode.Access, Opcode.Create, Opcode.Fallocate, Opcode.Lseek, Opcode.CopyFileRange, Opcode.Syncfs,
+  Opcode.Setxattr, Opcode.Getxattr, Opcode.Listxattr, Opcode.Removexattr,
+];
+
+t.test('dispatch table: a handler for each served opcode, ENOSYS for the rest', async (t) => {
+  const all = Object.values(Opcode).filter((v): v is Opcode => typeof v === 'number');
+  for (const op of all) t.equal(OPS[op] !== undefined, SERVED.includes(op), `${Opcode[op]} ${SERVED.includes(op) ? 'served' : 'not served'}`);
+  t.equal(OPS.filter((x) => x !== undefined).length, SERVED.length, 'nothing else in the table');
+  // An empty file system with xattrs on: what is not in the table answers ENOSYS with a bare header.
+  const c = new FuseClient(new FuseServer({}, { xattr: true }));
+  c.init();
+  for (const op of [...all.filter((o) => !SERVED.includes(o)), 0, 7, 19, 53, 1000, 0xffffffff]) {
+    const r = c.call(op, 1n, new Uint8Array(64));
+    t.same([r.error, r.ret], [-E.ENOSYS, 16], `opcode ${op}: ENOSYS`);
+  }
+  // ... and so does a served opcode whose method the file system lacks (after its arguments are checked)
+  t.equal(c.lookup(1n, 'a').error, -E.ENOSYS, 'LOOKUP without fs.lookup');
+  t.equal(c.lookup(1n, 'a/b').error, -E.EINVAL, 'a bad name is refused first');
 });

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
-import { ADDON_PATH, C, E, native, STAT_DEV_OFFSET, STAT_OUT_SIZE, STATFS_OUT_SIZE } from '../../src/native.js';
+import { AttrOff } from '../../src/abi/fuse.js';
+import { ADDON_PATH, C, E, native, STAT_OUT_SIZE, STATFS_OUT_SIZE } from '../../src/native.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const PAGE = 4096;
@@ -399,7 +400,7 @@ t.test('statAt writes struct fuse_attr + st_dev', async (t) => {
   t.equal(dv.getUint32(72, true), Number(st.gid), 'gid');
   t.equal(dv.getUint32(80, true), Number(st.blksize), 'blksize');
   t.equal(dv.getUint32(84, true), 0, 'flags');
-  t.equal(dv.getBigUint64(STAT_DEV_OFFSET, true), st.dev, 'st_dev');
+  t.equal(dv.getBigUint64(AttrOff.dev, true), st.dev, 'st_dev');
 
   // name null → the fd itself (AT_EMPTY_PATH), works on O_PATH fds.
   const p = native.openat2(d, enc('f'), C.O_PATH, 0, 0);

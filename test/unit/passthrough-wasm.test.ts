@@ -3,6 +3,7 @@ import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Opcode, decodeEntryOut } from '../../src/abi/fuse.js';
+import { Errno } from '../../src/errors.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { native } from '../../src/native.js';
@@ -40,7 +41,7 @@ t.test('two servers (two "workers") share the wasm tables', async (t) => {
   t.equal(wr.size, 5);
   t.equal(readFileSync(join(dir, 'd', 'f'), 'utf8'), 'data+more');
   t.equal(a.release(f.nodeid, op.fh!).error, 0);
-  t.equal(b.read(f.nodeid, op.fh!, 0, 1).error, -9, 'released handle: EBADF');
+  t.equal(b.read(f.nodeid, op.fh!, 0, 1).error, -Errno.EBADF, 'released handle: EBADF');
 
   // readdirplus through the real tables, then forget the references it took
   writeFileSync(join(dir, 'd', 'g'), 'g');
@@ -52,7 +53,7 @@ t.test('two servers (two "workers") share the wasm tables', async (t) => {
   a.release(d.nodeid, od.fh!, Opcode.Releasedir);
   // f had 2 lookups + 1 from readdirplus (forgotten); forget the 2 others
   a.forget(f.nodeid, 2n);
-  t.equal(b.getattr(f.nodeid).error, -116, 'forgotten on one worker: stale on the other');
+  t.equal(b.getattr(f.nodeid).error, -Errno.ESTALE, 'forgotten on one worker: stale on the other');
   t.equal(tables.inodeCount(), 2, 'root and d left');
   t.equal(tables.handleCount(), 0);
 

@@ -3,12 +3,12 @@ import { execFileSync } from 'node:child_process';
 import { lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FATTR_ATIME, FATTR_MODE, FATTR_MTIME, FATTR_SIZE, Opcode, decodeEntryOut } from '../../src/abi/fuse.js';
+import { Errno as E } from '../../src/errors.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { native } from '../../src/native.js';
 import { FuseClient, MapTables, concat, le } from '../helpers/fuse-client.js';
 
-const E = { ENOENT: 2, EBADF: 9, EACCES: 13, EEXIST: 17, EINVAL: 22, ENOTDIR: 20, ENOTEMPTY: 39, ESTALE: 116, ELOOP: 40 };
 const dec = new TextDecoder();
 
 function setup(dir: string) {

@@ -8,7 +8,7 @@ import {
   IN_HEADER_SIZE, OUT_HEADER_SIZE, Opcode, XATTR_CREATE, XATTR_REPLACE, XATTR_SIZE_MAX, decodeOutHeader,
   encodeInHeader,
 } from '../../src/abi/fuse.js';
-import { BufferReader, BufferWriter } from '../../src/fuse/io.js';
+import { BufferReader, BufferWriter } from '../helpers/buffer-io.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { C, E, native } from '../../src/native.js';

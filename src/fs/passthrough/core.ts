@@ -1,0 +1,169 @@
+/**
+ * What every part of the passthrough shares: the tables, the stat scratch, and the helpers that pin
+ * an inode or handle fd around a use, run a creating call as the caller, and turn an O_PATH fd into
+ * a node id. The confinement rules these helpers keep are stated in src/fs/passthrough.ts.
+ */
+import { AttrOff, FUSE_ATTR_SUBMOUNT } from '../../abi/fuse.js';
+import { S_IFDIR, S_IFMT } from '../../abi/stat.js';
+import { Errno } from '../../errors.js';
+import { C, STAT_OUT_SIZE, native } from '../../native.js';
+import type { Ctx, Entry, Opened } from '../filesystem.js';
+import type { Tables } from '../tables.js';
+
+export const RESOLVE = C.RESOLVE_BENEATH | C.RESOLVE_NO_MAGICLINKS | C.RESOLVE_NO_SYMLINKS;
+export const PATH_FLAGS = C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC;
+export const STAT_FLAGS = C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW;
+/** the empty name, for AT_EMPTY_PATH calls on an inode's own O_PATH fd */
+export const EMPTY_NAME = new Uint8Array(0);
+/** bytes one getdents64 call may fill */
+export const DIRENT_BUF = 64 * 1024;
+
+/** Guest open flags we pass on; everything else (O_CREAT, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_PATH,
+ *  O_TMPFILE, O_ASYNC, O_NOATIME, O_CLOEXEC…) is dropped. x86-64/aarch64 guests use the host's encoding. */
+const OPEN_KEEP = C.O_ACCMODE | C.O_APPEND | C.O_TRUNC | C.O_SYNC | C.O_DSYNC | C.O_LARGEFILE;
+
+export interface PassthroughOptions {
+  /** allow mknod of block/char devices (default false: EPERM) */
+  allowDevices?: boolean;
+  /**
+   * Pass the guest's O_DIRECT on to the host file (default false). A guest's O_DIRECT bypasses *its*
+   * page cache; the host's cache still serves it well, and forcing host O_DIRECT roughly halves
+   * throughput (measured: bench/). The reference daemon drops it too unless -o allow_direct_io.
+   */
+  allowDirectIo?: boolean;
+  /**
+   * Mark directories on another host file system than their parent (mount points inside the share)
+   * with FUSE_ATTR_SUBMOUNT, so the guest mounts them separately with their own st_dev (default false;
+   * --announce-submounts). Inode numbers of different host file systems then cannot collide in the guest.
+   */
+  announceSubmounts?: boolean;
+}
+
+export class Core {
+  /** native.statAt output: a fuse_attr then st_dev (AttrOff) */
+  readonly st = new Uint8Array(STAT_OUT_SIZE);
+  readonly stv = new DataView(this.st.buffer);
+  /** getdents64 scratch */
+  readonly dents = new Uint8Array(DIRENT_BUF);
+  readonly dentv = new DataView(this.dents.buffer);
+  /** FUSE_WRITEBACK_CACHE was negotiated */
+  writeback = false;
+
+  constructor(
+    readonly tables: Tables,
+    /** an O_PATH fd on /proc/self/fd (fds are process wide: one for all workers) */
+    readonly procSelfFd: number,
+    readonly opts: PassthroughOptions,
+  ) {}
+
+  /** Run f with the pinned fd of nodeid; ESTALE for an unknown node id. */
+  withInode<T>(nodeid: bigint, f: (fd: number) => T): T | number {
+    const fd = this.tables.inodeAcquire(nodeid);
+    if (fd < 0) return -Errno.ESTALE;
+    try {
+      return f(fd);
+    } finally {
+      const c = this.tables.inodeRelease(nodeid);
+      if (c >= 0) native.close(c);
+    }
+  }
+
+  /** Run f with the pinned fd of an open handle; EBADF for an unknown handle. */
+  withHandle<T>(fh: bigint, f: (fd: number) => T): T | number {
+    const fd = this.tables.handleAcquire(fh);
+    if (fd < 0) return -Errno.EBADF;
+    try {
+      return f(fd);
+    } finally {
+      const c = this.tables.handleRelease(fh);
+      if (c >= 0) native.close(c);
+    }
+  }
+
+  /** Run a creating op as the caller so the new file gets the caller's uid/gid. */
+  asCaller<T>(ctx: Ctx, f: () => T): T {
+    native.setCreds(ctx.uid, ctx.gid);
+    try {
+      return f();
+    } finally {
+      native.setCreds(0, 0);
+    }
+  }
+
+  /** stat fd into the scratch (st); 0 or -errno */
+  statFd(fd: number): number {
+    return native.statAt(fd, null, STAT_FLAGS, this.st);
+  }
+
+  /** st_mode of the last statFd */
+  get mode(): number {
+    return this.stv.getUint32(AttrOff.mode, true);
+  }
+
+  /** file type bits (S_IF*) of the last statFd */
+  get type(): number {
+    return this.mode & S_IFMT;
+  }
+
+  /** Look up `name` in the directory fd: one lookup reference on success. */
+  lookupAt(dirFd: number, name: Uint8Array): Entry | number {
+    const fd = native.openat2(dirFd, name, PATH_FLAGS, 0, RESOLVE);
+    if (fd < 0) return fd;
+    return this.enter(fd);
+  }
+
+  /** Register an O_PATH fd in the inode table (takes ownership of fd). */
+  enter(fd: number): Entry | number {
+    const r = this.statFd(fd);
+    if (r < 0) {
+      native.close(fd);
+      return r;
+    }
+    const nodeid = this.tables.inodeLookup(this.stv.getBigUint64(AttrOff.dev, true), this.stv.getBigUint64(AttrOff.ino, true), fd);
+    if (nodeid === 0n) {
+      native.close(fd);
+      return -Errno.ENFILE;
+    }
+    if (this.tables.inodeLastExisted()) native.close(fd);
+    return { nodeid, generation: 0n, attr: this.st };
+  }
+
+  /** With announceSubmounts: set FUSE_ATTR_SUBMOUNT on a directory whose st_dev is not its parent's. */
+  markSubmount(parent: bigint, e: Entry | number): Entry | number {
+    if (!this.opts.announceSubmounts || typeof e === 'number') return e;
+    if (this.type !== S_IFDIR) return e;
+    if (this.stv.getBigUint64(AttrOff.dev, true) !== this.tables.inodeDev(parent)) {
+      this.stv.setUint32(AttrOff.flags, this.stv.getUint32(AttrOff.flags, true) | FUSE_ATTR_SUBMOUNT, true);
+    }
+    return e;
+  }
+
+  closeIf(fd: number): void {
+    if (fd >= 0) native.close(fd);
+  }
+
+  forget(nodeid: bigint, nlookup: bigint): void {
+    this.closeIf(this.tables.inodeForget(nodeid, nlookup));
+  }
+
+  /** The host open flags for the guest's. */
+  openFlags(flags: number): number {
+    let f = flags & (this.opts.allowDirectIo ? OPEN_KEEP | C.O_DIRECT : OPEN_KEEP);
+    if (this.writeback) {
+      // The kernel caches writes and may read to fill pages of a write-only file; it handles O_APPEND.
+      if ((f & C.O_ACCMODE) === C.O_WRONLY) f = (f & ~C.O_ACCMODE) | C.O_RDWR;
+      f &= ~C.O_APPEND;
+    }
+    return f;
+  }
+
+  /** A handle for an open fd (takes ownership of fd). */
+  newHandle(fd: number, flags: number): Opened | number {
+    const fh = this.tables.handleOpen(fd, flags >>> 0);
+    if (fh === 0n) {
+      native.close(fd);
+      return -Errno.ENFILE;
+    }
+    return { fh, openFlags: 0 };
+  }
+}

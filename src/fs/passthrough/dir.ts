@@ -1,0 +1,91 @@
+/** Open directories: OPENDIR, READDIR/READDIRPLUS (getdents64 into fuse_dirent records), RELEASEDIR, FSYNCDIR. */
+import { ATTR_SIZE } from '../../abi/fuse.js';
+import { S_IFDIR } from '../../abi/stat.js';
+import { Errno } from '../../errors.js';
+import { C, native } from '../../native.js';
+import type { DirSink, Opened } from '../filesystem.js';
+import { type Core, DIRENT_BUF } from './core.js';
+
+/** the largest linux_dirent64 record: ALIGN(19 + 255 + 1, 8) */
+const MAX_HOST_RECLEN = 280;
+/** the largest directory cookie: d_off is a signed 64-bit offset */
+const MAX_DIR_OFFSET = 0x7fffffffffffffffn;
+
+/** Seeks a directory to a cookie (ext4 cookies are 63-bit hashes: bigint all the way). 0 or -errno. */
+function seekDir(fd: number, off: bigint): number {
+  const r = native.lseekBig(fd, off, C.SEEK_SET);
+  return r < 0n ? Number(r) : 0;
+}
+
+export function opendir(c: Core, nodeid: bigint): Opened | number {
+  return c.withInode(nodeid, (fd) => {
+    const r = c.statFd(fd);
+    if (r < 0) return r;
+    if (c.type !== S_IFDIR) return -Errno.ENOTDIR;
+    const dfd = native.openProcFd(c.procSelfFd, fd, C.O_RDONLY | C.O_DIRECTORY);
+    if (dfd < 0) return dfd;
+    return c.newHandle(dfd, C.O_RDONLY | C.O_DIRECTORY);
+  });
+}
+
+export function readdir(c: Core, nodeid: bigint, fh: bigint, offset: bigint, sink: DirSink, plus: boolean): number {
+  if (offset > MAX_DIR_OFFSET) return -Errno.EINVAL;
+  return c.withHandle(fh, (dfd) => {
+    // The handle's file position is where the previous READDIR stopped (the kernel serialises
+    // readdir per open file), so a sequential listing needs no seek; any other offset is a cookie
+    // (d_off) we handed out earlier, or 0.
+    if (offset === 0n || native.lseekBig(dfd, 0n, C.SEEK_CUR) !== offset) {
+      const r = seekDir(dfd, offset);
+      if (r < 0) return r;
+    }
+    const dents = c.dents;
+    const dentv = c.dentv;
+    let lastOff = offset;
+    let emitted = 0;
+    for (;;) {
+      // Read only what is sure to fit, so the file position rarely runs ahead of what the guest got
+      // (then it is put back with a seek to the last cookie sent). A linux_dirent64
+      // is ALIGN(20+n, 8) ≥ 24 bytes; its fuse_dirent ALIGN(24+n, 8) is at most 8 more (× 4/3), its
+      // fuse_direntplus at most 136 more (× 6.67, we use 7).
+      const r = sink.remaining();
+      let want = Math.min(DIRENT_BUF, (plus ? Math.floor(r / 7) : Math.floor((r * 3) / 4)) & ~7);
+      if (want < MAX_HOST_RECLEN) {
+        if (emitted > 0) break;
+        // nothing sent yet and little room: read one long-name-sized record and check it fits
+        want = MAX_HOST_RECLEN;
+      }
+      const n = native.getdents64(dfd, dents.subarray(0, want));
+      if (n < 0) return emitted > 0 ? 0 : n;
+      if (n === 0) break;
+      let p = 0;
+      while (p < n) {
+        const ino = dentv.getBigUint64(p, true);
+        const next = BigInt.asUintN(64, dentv.getBigInt64(p + 8, true));
+        const reclen = dentv.getUint16(p + 16, true);
+        const type = dents[p + 18]!;
+        let e = p + 19;
+        while (e < p + reclen && dents[e] !== 0) e++;
+        const name = dents.subarray(p + 19, e);
+        if (!sink.fits(name.length)) {
+          // Does not fit after all (only with a tiny reply buffer): put the position back.
+          seekDir(dfd, lastOff);
+          return 0;
+        }
+        const dot = name.length <= 2 && name[0] === 0x2e && (name.length === 1 || name[1] === 0x2e);
+        if (!plus) {
+          sink.add(ino, next, type, name, null);
+        } else if (dot) {
+          sink.add(ino, next, type, name, { nodeid: 0n, generation: 0n, attr: new Uint8Array(ATTR_SIZE) });
+        } else {
+          const ent = c.markSubmount(nodeid, c.lookupAt(dfd, name)); // the handle's fd is this directory
+          // an entry that vanished since getdents is skipped
+          if (typeof ent !== 'number') sink.add(ino, next, type, name, ent);
+        }
+        lastOff = next;
+        emitted++;
+        p += reclen;
+      }
+    }
+    return 0;
+  });
+}

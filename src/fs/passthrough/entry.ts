@@ -1,0 +1,63 @@
+/** Names: LOOKUP, the creating calls (SYMLINK, MKNOD, MKDIR, LINK) and UNLINK, RMDIR, RENAME. */
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT } from '../../abi/stat.js';
+import { Errno } from '../../errors.js';
+import { C, native } from '../../native.js';
+import type { Ctx, Entry } from '../filesystem.js';
+import type { Core } from './core.js';
+
+export function lookup(c: Core, parent: bigint, name: Uint8Array): Entry | number {
+  return c.withInode(parent, (pfd) => c.markSubmount(parent, c.lookupAt(pfd, name)));
+}
+
+export function symlink(c: Core, ctx: Ctx, parent: bigint, name: Uint8Array, target: Uint8Array): Entry | number {
+  return c.withInode(parent, (pfd) => {
+    const r = c.asCaller(ctx, () => native.symlinkat(target, pfd, name));
+    return r < 0 ? r : c.lookupAt(pfd, name);
+  });
+}
+
+export function mknod(c: Core, ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, rdev: number): Entry | number {
+  const type = mode & S_IFMT;
+  if (type === S_IFDIR || type === S_IFLNK) return -Errno.EINVAL;
+  if ((type === S_IFBLK || type === S_IFCHR) && !c.opts.allowDevices) return -Errno.EPERM;
+  return c.withInode(parent, (pfd) => {
+    const r = c.asCaller(ctx, () => native.mknodat(pfd, name, mode, rdev));
+    return r < 0 ? r : c.lookupAt(pfd, name);
+  });
+}
+
+export function mkdir(c: Core, ctx: Ctx, parent: bigint, name: Uint8Array, mode: number): Entry | number {
+  return c.withInode(parent, (pfd) => {
+    const r = c.asCaller(ctx, () => native.mkdirat(pfd, name, mode & 0o7777));
+    return r < 0 ? r : c.lookupAt(pfd, name);
+  });
+}
+
+export function link(c: Core, nodeid: bigint, newParent: bigint, newName: Uint8Array): Entry | number {
+  return c.withInode(nodeid, (fd) =>
+    c.withInode(newParent, (pfd) => {
+      const r = native.linkat(fd, null, pfd, newName, C.AT_EMPTY_PATH);
+      if (r < 0) return r;
+      // the same inode: take a new lookup reference on its node id
+      const dup = native.dup(fd);
+      if (dup < 0) return dup;
+      return c.enter(dup);
+    }),
+  );
+}
+
+export function unlink(c: Core, parent: bigint, name: Uint8Array): number {
+  return c.withInode(parent, (pfd) => native.unlinkat(pfd, name, 0));
+}
+
+export function rmdir(c: Core, parent: bigint, name: Uint8Array): number {
+  return c.withInode(parent, (pfd) => native.unlinkat(pfd, name, C.AT_REMOVEDIR));
+}
+
+export function rename(c: Core, parent: bigint, name: Uint8Array, newParent: bigint, newName: Uint8Array,
+  flags: number): number {
+  if ((flags & ~(C.RENAME_NOREPLACE | C.RENAME_EXCHANGE | C.RENAME_WHITEOUT)) !== 0) return -Errno.EINVAL;
+  return c.withInode(parent, (pfd) =>
+    c.withInode(newParent, (npfd) => native.renameat2(pfd, name, npfd, newName, flags)),
+  );
+}

@@ -1,0 +1,125 @@
+/**
+ * Open files: OPEN, CREATE, READ, WRITE, FLUSH, RELEASE, FSYNC, FALLOCATE, LSEEK, COPY_FILE_RANGE.
+ * Only regular files are opened (directories through opendir, in dir.ts): a fifo would block the
+ * worker, a device node would reach host hardware, a symlink is never followed.
+ */
+import { S_IFDIR, S_IFLNK, S_IFREG } from '../../abi/stat.js';
+import { Errno } from '../../errors.js';
+import { C, native } from '../../native.js';
+import type { Created, Ctx, FileSink, FileSource, Opened } from '../filesystem.js';
+import { type Core, PATH_FLAGS, RESOLVE } from './core.js';
+
+export function open(c: Core, nodeid: bigint, flags: number): Opened | number {
+  return c.withInode(nodeid, (fd) => {
+    const r = c.statFd(fd);
+    if (r < 0) return r;
+    const type = c.type;
+    if (type === S_IFDIR) {
+      if ((flags & C.O_ACCMODE) !== C.O_RDONLY) return -Errno.EISDIR;
+    } else if (type !== S_IFREG) {
+      // fifo (would block the worker), socket, device (host hardware), symlink (never followed)
+      return type === S_IFLNK ? -Errno.ELOOP : -Errno.EACCES;
+    }
+    const f = c.openFlags(flags);
+    const ofd = native.openProcFd(c.procSelfFd, fd, f);
+    if (ofd < 0) return ofd;
+    return c.newHandle(ofd, f);
+  });
+}
+
+export function create(c: Core, ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, flags: number): Created | number {
+  return c.withInode(parent, (pfd) => {
+    // Create with O_EXCL first: O_CREAT alone opens an existing FIFO or device node, and that open is
+    // itself the harm (a FIFO's reader sees a writer, a watchdog or tape device acts on open). An
+    // existing name is opened only if it is a regular file, by reopening its O_PATH fd.
+    // O_NONBLOCK: belt and braces should a FIFO appear anyway; on regular files it has no effect.
+    const f = c.openFlags(flags) | (flags & C.O_EXCL) | C.O_CREAT | C.O_NOFOLLOW | C.O_NONBLOCK;
+    let ofd = c.asCaller(ctx, () => native.openat2(pfd, name, f | C.O_EXCL, mode & 0o7777, RESOLVE));
+    if (ofd === -Errno.EEXIST && (flags & C.O_EXCL) === 0) {
+      const efd = native.openat2(pfd, name, PATH_FLAGS, 0, RESOLVE);
+      if (efd < 0) return efd;
+      const r = c.statFd(efd);
+      const type = c.type;
+      if (r < 0 || type !== S_IFREG) {
+        native.close(efd);
+        return r < 0 ? r : type === S_IFLNK ? -Errno.ELOOP : type === S_IFDIR ? -Errno.EISDIR : -Errno.EACCES;
+      }
+      ofd = c.asCaller(ctx, () => native.openProcFd(c.procSelfFd, efd, f & ~(C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW)));
+      native.close(efd);
+    }
+    if (ofd < 0) return ofd;
+    if (c.statFd(ofd) < 0 || c.type !== S_IFREG) {
+      native.close(ofd);
+      return -Errno.EACCES;
+    }
+    // The inode fd for exactly the file we opened (no second name resolution, no race).
+    const pathFd = native.openProcFd(c.procSelfFd, ofd, C.O_PATH);
+    if (pathFd < 0) {
+      native.close(ofd);
+      return pathFd;
+    }
+    const e = c.enter(pathFd);
+    if (typeof e === 'number') {
+      native.close(ofd);
+      return e;
+    }
+    const h = c.newHandle(ofd, f & ~(C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW));
+    if (typeof h === 'number') {
+      c.forget(e.nodeid, 1n);
+      return h;
+    }
+    return { fh: h.fh, openFlags: h.openFlags, entry: e };
+  });
+}
+
+export function read(c: Core, fh: bigint, offset: number, size: number, sink: FileSink, sinkOff: number): number {
+  if (size === 0) return 0;
+  return c.withHandle(fh, (fd) => sink.readFromFile(fd, offset, sinkOff, size));
+}
+
+export function write(c: Core, fh: bigint, offset: number, size: number, src: FileSource, srcOff: number): number {
+  if (size === 0) return 0;
+  return c.withHandle(fh, (fd) => src.writeToFile(fd, offset, srcOff, size));
+}
+
+export function flush(c: Core, fh: bigint): number {
+  // close(dup(fd)) gives the host file system its flush-on-close (NFS and the like) without closing ours
+  return c.withHandle(fh, (fd) => {
+    const d = native.dup(fd);
+    // Out of descriptors, the flush is skipped rather than failing the guest's close(2) with EMFILE:
+    // the data is already with the host file system, and RELEASE closes the handle's own fd.
+    if (d === -Errno.EMFILE || d === -Errno.ENFILE) return 0;
+    return d < 0 ? d : native.close(d);
+  });
+}
+
+/** RELEASE and RELEASEDIR: the handle is gone afterwards (its fd closes once no request pins it). */
+export function release(c: Core, fh: bigint): number {
+  const fd = c.tables.handleClose(fh);
+  if (fd === -2) return -Errno.EBADF;
+  c.closeIf(fd);
+  return 0;
+}
+
+/** FSYNC and FSYNCDIR */
+export function fsync(c: Core, fh: bigint, datasync: boolean): number {
+  return c.withHandle(fh, (fd) => native.fsync(fd, datasync));
+}
+
+export function fallocate(c: Core, fh: bigint, mode: number, offset: number, length: number): number {
+  return c.withHandle(fh, (fd) => native.fallocate(fd, mode, offset, length));
+}
+
+export function lseek(c: Core, fh: bigint, offset: number, whence: number): number {
+  if (whence !== C.SEEK_SET && whence !== C.SEEK_CUR && whence !== C.SEEK_END &&
+    whence !== C.SEEK_DATA && whence !== C.SEEK_HOLE) return -Errno.EINVAL;
+  return c.withHandle(fh, (fd) => native.lseek(fd, offset, whence));
+}
+
+export function copyFileRange(c: Core, fhIn: bigint, offIn: number, fhOut: bigint, offOut: number, len: number): number {
+  if (len === 0) return 0;
+  // The host checks what the guest's kernel checked too: fhIn readable, fhOut writable (EBADF),
+  // regular files, overlapping ranges in one file (EINVAL).
+  return c.withHandle(fhIn, (inFd) =>
+    c.withHandle(fhOut, (outFd) => native.copyFileRange(inFd, offIn, outFd, offOut, len, 0)));
+}

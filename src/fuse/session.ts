@@ -1,0 +1,129 @@
+/**
+ * The FUSE session: INIT negotiation, DESTROY, and the state they leave behind. INIT reaches one
+ * worker's server only, so the negotiated state lives in an Int32Array every worker's server shares
+ * (the control block's session slots: docs/internals.md "FUSE server ↔ virtio layer"); each server
+ * tells its own FileSystem of flags negotiated elsewhere before its next request (sync()).
+ */
+import {
+  FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FUSE_ATOMIC_O_TRUNC, FUSE_AUTO_INVAL_DATA, FUSE_BIG_WRITES, FUSE_DO_READDIRPLUS,
+  FUSE_INIT_EXT, FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, FUSE_MAX_PAGES, FUSE_MIN_MINOR_VERSION,
+  FUSE_PARALLEL_DIROPS, FUSE_READDIRPLUS_AUTO, FUSE_SUBMOUNTS, FUSE_WRITEBACK_CACHE, INIT_IN_SIZE_COMPAT,
+  INIT_OUT_SIZE, IN_HEADER_SIZE, decodeInitIn,
+} from '../abi/fuse.js';
+import { Errno } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import type { Handler } from './handler.js';
+import { errorReply, initReply, okReply, room } from './reply.js';
+
+/** Largest WRITE/READ payload we negotiate (max_write) and the matching max_pages (4 KiB pages). */
+export const MAX_WRITE = 1024 * 1024;
+export const MAX_PAGES = 256;
+
+/** Slots of the shared session array: [0] initialized (0/1), [1] negotiated minor, [2] flags, [3] reserved. */
+const S_INIT = 0;
+const S_MINOR = 1;
+const S_FLAGS = 2;
+export const SESSION_SLOTS = 4;
+
+/** The flags we ask for (each only if the kernel offers it). */
+const WANTED_FLAGS =
+  FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES | FUSE_AUTO_INVAL_DATA | FUSE_DO_READDIRPLUS |
+  FUSE_READDIRPLUS_AUTO | FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_INIT_EXT;
+
+export interface SessionOptions {
+  /** negotiate FUSE_WRITEBACK_CACHE */
+  writeback: boolean;
+  /** negotiate READDIRPLUS */
+  readdirplus: boolean;
+  /** negotiate FUSE_SUBMOUNTS */
+  announceSubmounts: boolean;
+}
+
+/** One server's handle on the shared session state. */
+export class Session {
+  /** The INIT flags this server offers to take. */
+  readonly wanted: number;
+  /** The session flags this server last told its file system about. */
+  private seenFlags = -1;
+
+  constructor(private readonly shared: Int32Array, opts: SessionOptions) {
+    if (shared.length < SESSION_SLOTS) throw new RangeError(`session needs ${SESSION_SLOTS} slots`);
+    let wanted = WANTED_FLAGS;
+    if (opts.writeback) wanted |= FUSE_WRITEBACK_CACHE;
+    if (!opts.readdirplus) wanted &= ~(FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO);
+    if (opts.announceSubmounts) wanted |= FUSE_SUBMOUNTS;
+    this.wanted = wanted;
+  }
+
+  get initialized(): boolean {
+    return Atomics.load(this.shared, S_INIT) === 1;
+  }
+
+  /** INIT may have reached another worker's server: pass its negotiated options to this fs. */
+  sync(fs: FileSystem): void {
+    const flags = Atomics.load(this.shared, S_FLAGS);
+    if (flags !== this.seenFlags) {
+      this.seenFlags = flags;
+      fs.init?.({ writeback: (flags & FUSE_WRITEBACK_CACHE) !== 0 });
+    }
+  }
+
+  /** A session negotiated here: tell fs, then publish it (initialized last). */
+  start(fs: FileSystem, minor: number, flags: number): void {
+    fs.init?.({ writeback: (flags & FUSE_WRITEBACK_CACHE) !== 0 });
+    this.seenFlags = flags | 0;
+    Atomics.store(this.shared, S_MINOR, minor);
+    Atomics.store(this.shared, S_FLAGS, flags | 0);
+    Atomics.store(this.shared, S_INIT, 1);
+  }
+
+  /** The session is over (DESTROY, or a re-INIT): fs drops its inodes and handles. */
+  end(fs: FileSystem): void {
+    fs.destroy?.();
+    Atomics.store(this.shared, S_INIT, 0);
+  }
+}
+
+/** INIT: version and flag negotiation. Runs with or without a live session. */
+export const init: Handler = (s, q) => {
+  const { h, v, w } = q;
+  const u = h.unique;
+  if (h.len > q.r.head.length || h.len - IN_HEADER_SIZE < INIT_IN_SIZE_COMPAT) return errorReply(w, u, -Errno.EINVAL);
+  const i = decodeInitIn(v, IN_HEADER_SIZE, h.len - IN_HEADER_SIZE);
+  if (i.major < FUSE_KERNEL_VERSION) {
+    s.warn(`unsupported FUSE protocol ${i.major}.${i.minor}`);
+    return errorReply(w, u, -Errno.EPROTO);
+  }
+  // (the reply's room is checked before the minor: a too small buffer is ERANGE either way)
+  room(w, INIT_OUT_SIZE);
+  if (i.major > FUSE_KERNEL_VERSION) {
+    // A newer kernel: answer with only our version so it retries INIT with major 7 (fuse.h).
+    return initReply(w, u, {
+      major: FUSE_KERNEL_VERSION, minor: FUSE_KERNEL_MINOR_VERSION, maxReadahead: 0, flags: 0, maxBackground: 0,
+      congestionThreshold: 0, maxWrite: 0, timeGran: 0, maxPages: 0, mapAlignment: 0, flags2: 0,
+    });
+  }
+  if (i.minor < FUSE_MIN_MINOR_VERSION) {
+    s.warn(`unsupported FUSE protocol ${i.major}.${i.minor} (need 7.${FUSE_MIN_MINOR_VERSION})`);
+    return errorReply(w, u, -Errno.EPROTO);
+  }
+  if (s.session.initialized) {
+    // A re-INIT without DESTROY (guest reboot): start the session over.
+    s.log?.info('INIT on a live session: resetting it');
+    s.session.end(s.fs);
+  }
+  const minor = Math.min(i.minor, FUSE_KERNEL_MINOR_VERSION);
+  const flags = (i.flags & s.session.wanted) >>> 0;
+  s.session.start(s.fs, minor, flags);
+  s.log?.info(`FUSE session 7.${minor}, flags 0x${flags.toString(16)}`);
+  return initReply(w, u, {
+    major: FUSE_KERNEL_VERSION, minor, maxReadahead: i.maxReadahead, flags, maxBackground: 64,
+    congestionThreshold: 48, maxWrite: MAX_WRITE, timeGran: 1, maxPages: MAX_PAGES, mapAlignment: 0, flags2: 0,
+  });
+};
+
+/** DESTROY: the guest unmounts. */
+export const destroy: Handler = (s, q) => {
+  s.session.end(s.fs);
+  return okReply(q.w, q.h.unique, 0);
+};
