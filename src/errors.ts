@@ -45,7 +45,7 @@ export type ErrorCodeName = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 /**
  * Base of the daemon's own errors. `errno` is positive (EINVAL, ENOSPC …); `code` is stable.
- * Subclasses add only a name, a code and a default errno.
+ * Subclasses add only a code (and a default errno where EINVAL is not it).
  */
 export abstract class VirtiofsdError extends Error {
   abstract readonly code: ErrorCodeName;
@@ -54,6 +54,11 @@ export abstract class VirtiofsdError extends Error {
     super(message);
     this.errno = errno;
     Object.defineProperty(this, kVirtiofsdError, { value: true });
+  }
+
+  /** The subclass's own name (UsageError, MemoryError …): stack traces and logs start with it. */
+  override get name(): string {
+    return this.constructor.name;
   }
 
   // Subclasses inherit this static method, so `this` is the class on the right of `instanceof`: the
@@ -68,35 +73,23 @@ export abstract class VirtiofsdError extends Error {
   }
 }
 
+// One subclass per layer: a code and nothing else (the name comes from the class, see the base).
+
 /** A bad command line: printed with the usage hint, exit code 2. */
-export class UsageError extends VirtiofsdError {
-  readonly code = ErrorCode.USAGE;
-  readonly exitCode = 2;
-  override readonly name = 'UsageError';
-}
+export class UsageError extends VirtiofsdError { readonly code = ErrorCode.USAGE; readonly exitCode = 2; }
 
 /** A vhost-user protocol violation by the frontend: the message is rejected (and acked with failure if asked). */
-export class VhostUserProtocolError extends VirtiofsdError {
-  readonly code = ErrorCode.VHOST_PROTOCOL;
-  override readonly name = 'VhostUserProtocolError';
-}
+export class VhostUserProtocolError extends VirtiofsdError { readonly code = ErrorCode.VHOST_PROTOCOL; }
 
 /** The virtio device refused a ring configuration (size, addresses, state). */
-export class DeviceError extends VirtiofsdError {
-  readonly code = ErrorCode.DEVICE;
-  override readonly name = 'DeviceError';
-}
+export class DeviceError extends VirtiofsdError { readonly code = ErrorCode.DEVICE; }
 
 /** A memory table or region the daemon cannot map or refuses (overlap, no slot, bad fd). */
-export class MemoryError extends VirtiofsdError {
-  readonly code = ErrorCode.MEMORY;
-  override readonly name = 'MemoryError';
-}
+export class MemoryError extends VirtiofsdError { readonly code = ErrorCode.MEMORY; }
 
-/** Our vhost-user frontend (load tester, tests): the backend misbehaved or went away. */
+/** Our vhost-user frontend (load tester, tests): the backend misbehaved or went away (default EPROTO). */
 export class FrontendError extends VirtiofsdError {
   readonly code = ErrorCode.FRONTEND;
-  override readonly name = 'FrontendError';
   constructor(message: string, errno: number = Errno.EPROTO) {
     super(message, errno);
   }

@@ -111,32 +111,36 @@ export function createReply(w: Writer, unique: bigint, e: Entry, fh: bigint, ope
   return openOut(w, unique, fh, openFlags, ENTRY_OUT_SIZE);
 }
 
+/**
+ * A reply whose payload is one fixed-size struct, written by its codec from src/abi/fuse.ts (a
+ * module-level function: nothing is allocated per call but the view).
+ */
+function structReply<T>(
+  w: Writer, unique: bigint, size: number, encode: (v: DataView, off: number, x: T) => void, x: T,
+): number {
+  room(w, size);
+  encode(payload(w, 0, size), 0, x);
+  return okReply(w, unique, size);
+}
+
 /** fuse_write_out (WRITE, COPY_FILE_RANGE). */
 export function writeOutReply(w: Writer, unique: bigint, size: number): number {
-  room(w, WRITE_OUT_SIZE);
-  encodeWriteOut(payload(w, 0, WRITE_OUT_SIZE), 0, size);
-  return okReply(w, unique, WRITE_OUT_SIZE);
+  return structReply(w, unique, WRITE_OUT_SIZE, encodeWriteOut, size);
 }
 
 /** fuse_lseek_out. */
 export function lseekReply(w: Writer, unique: bigint, offset: number): number {
-  room(w, LSEEK_OUT_SIZE);
-  encodeLseekOut(payload(w, 0, LSEEK_OUT_SIZE), 0, BigInt(offset));
-  return okReply(w, unique, LSEEK_OUT_SIZE);
+  return structReply(w, unique, LSEEK_OUT_SIZE, encodeLseekOut, BigInt(offset));
 }
 
 /** fuse_getxattr_out: the size a GETXATTR/LISTXATTR value needs. */
 export function xattrSizeReply(w: Writer, unique: bigint, size: number): number {
-  room(w, GETXATTR_OUT_SIZE);
-  encodeGetxattrOut(payload(w, 0, GETXATTR_OUT_SIZE), 0, size);
-  return okReply(w, unique, GETXATTR_OUT_SIZE);
+  return structReply(w, unique, GETXATTR_OUT_SIZE, encodeGetxattrOut, size);
 }
 
 /** fuse_init_out. */
 export function initReply(w: Writer, unique: bigint, o: InitOut): number {
-  room(w, INIT_OUT_SIZE);
-  encodeInitOut(payload(w, 0, INIT_OUT_SIZE), 0, o);
-  return okReply(w, unique, INIT_OUT_SIZE);
+  return structReply(w, unique, INIT_OUT_SIZE, encodeInitOut, o);
 }
 
 /** Encodes fuse_dirent / fuse_direntplus records into the reply scratch (READDIR, READDIRPLUS). */
