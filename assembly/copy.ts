@@ -3,8 +3,11 @@ import { BAD_LEN, TOO_MANY_SEGS } from './errors';
 // Copies between linear memory and a segment list {u32 win, u32 len}[count]. The lists come from
 // chainParse (every segment checked against the memory table), so only list bounds are checked here.
 
-/** Copy up to len bytes of the list, starting `skip` bytes in, to dst. Returns bytes copied. */
-export function gather(list: u32, count: u32, skip: u32, dst: u32, len: u32): u32 {
+/** Copy up to len bytes between buf and the list, starting `skip` bytes into the list: into the list
+ *  when `toList`, else out of it. Bytes copied. Callers pass `toList` as a constant, so each of them
+ *  compiles to its own loop with one memory.copy. */
+// @ts-ignore: decorator
+@inline function copySegs(list: u32, count: u32, skip: u32, buf: u32, len: u32, toList: bool): u32 {
   let done: u32 = 0;
   for (let i: u32 = 0; i < count && done < len; i++) {
     const e = list + i * 8;
@@ -12,27 +15,22 @@ export function gather(list: u32, count: u32, skip: u32, dst: u32, len: u32): u3
     if (skip >= slen) { skip -= slen; continue; }
     let n = slen - skip;
     if (n > len - done) n = len - done;
-    memory.copy(dst + done, load<u32>(e) + skip, n);
+    if (toList) memory.copy(load<u32>(e) + skip, buf + done, n);
+    else memory.copy(buf + done, load<u32>(e) + skip, n);
     done += n;
     skip = 0;
   }
   return done;
 }
 
+/** Copy up to len bytes of the list, starting `skip` bytes in, to dst. Returns bytes copied. */
+export function gather(list: u32, count: u32, skip: u32, dst: u32, len: u32): u32 {
+  return copySegs(list, count, skip, dst, len, false);
+}
+
 /** Copy up to len bytes from src into the list, starting `skip` bytes in. Returns bytes copied. */
 export function scatter(src: u32, len: u32, list: u32, count: u32, skip: u32): u32 {
-  let done: u32 = 0;
-  for (let i: u32 = 0; i < count && done < len; i++) {
-    const e = list + i * 8;
-    const slen = load<u32>(e, 4);
-    if (skip >= slen) { skip -= slen; continue; }
-    let n = slen - skip;
-    if (n > len - done) n = len - done;
-    memory.copy(load<u32>(e) + skip, src + done, n);
-    done += n;
-    skip = 0;
-  }
-  return done;
+  return copySegs(list, count, skip, src, len, true);
 }
 
 /** The segments covering [skip, skip+len) of the list, written to out (at most max). Count, BAD_LEN

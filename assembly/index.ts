@@ -13,6 +13,8 @@ export { chainParse } from './chain';
 export { gather, scatter, subList } from './copy';
 export {
   inodeInit, inodeLookup, inodeLastExisted, inodeDev, inodeAcquire, inodeRelease, inodeForget, inodeDropAll,
-  inodeDrainNext, inodeCount, handleInit, handleOpen, handleAcquire, handleFlags, handleRelease,
-  handleClose, handleDrainNext, handleCount,
-} from './tables';
+  inodeDrainNext, inodeCount,
+} from './inodes';
+export {
+  handleInit, handleOpen, handleAcquire, handleFlags, handleRelease, handleClose, handleDrainNext, handleCount,
+} from './handles';
