@@ -206,27 +206,6 @@ export interface Native {
   readonly constants: NativeConstants;
 }
 
-/** The names of `Native`'s functions (everything but `constants`). */
-export type NativeFunctionName = Exclude<keyof Native, 'constants'>;
-
-/**
- * Every function of `Native`, by name, at run time: the compiler keeps this list equal to the interface
- * (a missing or extra name does not compile), and test/unit/abi-drift checks it against the functions
- * the addon registers (native/src/functions.h).
- */
-export const NATIVE_FUNCTIONS = {
-  listenUnix: true, acceptUnix: true, connectUnix: true, isListeningUnixStream: true, recvMsg: true,
-  sendMsg: true, watchFd: true, memoryAddress: true, mapFixed: true, unmapFixed: true, memfdCreate: true,
-  eventfd: true, eventfdWrite: true, eventfdRead: true, poll: true, close: true, fcntlGetFl: true,
-  openat2: true, openProcFd: true, statAt: true, mkdirat: true, mknodat: true, unlinkat: true, renameat2: true,
-  linkat: true, symlinkat: true, readlinkat: true, fchmodat: true, fchownat: true, utimensat: true,
-  ftruncate: true, fallocate: true, copyFileRange: true, fsync: true, syncfs: true, fstatfs: true,
-  getdents64: true, lseek: true, lseekBig: true, faccessat: true, dup: true, fgetxattr: true, fsetxattr: true,
-  flistxattr: true, fremovexattr: true, raiseNofile: true, sealShrink: true, epollCreate: true, epollAdd: true,
-  epollWait: true, pread: true, pwrite: true, setWindow: true, preadvWin: true, pwritevWin: true,
-  setCreds: true,
-} as const satisfies Record<NativeFunctionName, true>;
-
 /** What the .node file exports: memory functions take a Uint8Array view of the whole buffer. */
 type RawNative = Omit<Native, 'memoryAddress' | 'mapFixed' | 'unmapFixed' | 'setWindow'> & {
   memoryAddress(view: Uint8Array): bigint;
