@@ -11,7 +11,9 @@
 //
 // Files: functions.h lists every function (declared below, registered in addon.cc), constants.h every
 // exported constant; the bodies live in sockets.cc, wait.cc, memory.cc, fs.cc, io.cc, xattr.cc and
-// process.cc. The argument helpers are static: each source file gets its own copy, free to inline.
+// process.cc. Most bodies are callWith(info, lambda): the lambda's parameters say which arguments the
+// function takes, and it returns what the syscall returned. The helpers are static inline: each source
+// file gets its own copy, free to inline.
 
 #ifndef VIRTIOFSD_NATIVE_ADDON_H
 #define VIRTIOFSD_NATIVE_ADDON_H
@@ -22,8 +24,11 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <unordered_map>
 
 #include "functions.h"
@@ -76,59 +81,108 @@ class NativeAddon : public Napi::Addon<NativeAddon> {
 };
 
 // ---------------------------------------------------------------------------------------------------
-// Argument helpers. Each returns false after scheduling a TypeError; the caller then returns an empty
-// Napi::Value (node-addon-api turns that into undefined with the pending exception). The number helpers
-// zero `out` on failure, so the compiler can see it is never read uninitialized.
+// Arguments. A function reads its arguments with one call, args(info, a, b, ...): each `out` is filled
+// from the next argument(s) by its type, left to right, stopping at the first wrong one after scheduling
+// a TypeError. The caller then returns an empty Napi::Value (ARGS_OR_THROW; node-addon-api turns it into
+// undefined with the pending exception). Numbers are zeroed on failure, so the compiler can see they are
+// never read uninitialized. Everything here is static inline: no allocation and no JS call beyond the
+// argument's own accessors.
+
+struct Bytes {  // a Uint8Array
+  uint8_t* data = nullptr;
+  size_t len = 0;
+};
+struct Slice {  // three arguments (buf: Uint8Array, off, len): buf[off, off + len), inside buf
+  uint8_t* data = nullptr;
+  size_t len = 0;
+};
+struct Int32s {  // an Int32Array
+  int32_t* data = nullptr;
+  size_t len = 0;
+};
+struct Flag {  // an optional flag: the argument's truthiness, false when absent; never throws
+  bool on = false;
+};
+
+// A guest name (or path): Uint8Array bytes without NUL, copied NUL-terminated, at most `max` bytes.
+// `isNull` when the JS value is null or undefined and `nullable` allows it. err = -EINVAL (embedded NUL)
+// or -ENAMETOOLONG, a result and not a TypeError: the caller checks it (NAME_OR_ERR) after all arguments.
+struct Name {
+  // buf is left uninitialized, even where a Name is value-initialized (as callWith's tuple is): a
+  // user-provided constructor sees to that, and every type derived from Name declares one too. Only the
+  // copied name and its NUL are ever read, and zeroing 4 KiB a call would cost.
+  Name() {}
+  char buf[kPathMax + 1];
+  size_t max = kNameMax;
+  bool nullable = false;
+  bool isNull = false;
+  int err = 0;
+};
+struct NameOrNull : Name {  // null: the dirfd itself
+  NameOrNull() { nullable = true; }
+};
+struct LinkTarget : Name {  // a symlink target: a path, not one component
+  LinkTarget() { max = kPathMax; }
+};
 
 [[maybe_unused]] static bool typeError(const Napi::Env& env, const char* msg) {
   Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
   return false;
 }
 
-[[maybe_unused]] static bool argI32(const Napi::CallbackInfo& info, size_t i, int32_t& out) {
-  if (i >= info.Length() || !info[i].IsNumber()) {
-    out = 0;
-    return typeError(info.Env(), "expected a number argument");
-  }
-  out = info[i].As<Napi::Number>().Int32Value();
+// Argument i as a Napi::Number, or a TypeError.
+static inline bool numberAt(const Napi::CallbackInfo& info, size_t i, Napi::Number& n) {
+  if (i >= info.Length() || !info[i].IsNumber()) return typeError(info.Env(), "expected a number argument");
+  n = info[i].As<Napi::Number>();
   return true;
 }
 
-[[maybe_unused]] static bool argU32(const Napi::CallbackInfo& info, size_t i, uint32_t& out) {
-  if (i >= info.Length() || !info[i].IsNumber()) {
-    out = 0;
-    return typeError(info.Env(), "expected a number argument");
-  }
-  out = info[i].As<Napi::Number>().Uint32Value();  // modular: -1 becomes 0xffffffff (chown "no change")
-  return true;
+// A number converted as Napi::Number's `kGet` converts it: Int32Value and Uint32Value are modular (-1
+// becomes 0xffffffff, chown's "no change").
+template <class T, T (Napi::Number::*kGet)() const>
+static inline bool argNumber(const Napi::CallbackInfo& info, size_t& i, T& out) {
+  Napi::Number n;
+  bool ok = numberAt(info, i++, n);
+  out = ok ? (n.*kGet)() : 0;
+  return ok;
 }
 
-[[maybe_unused]] static bool argI64(const Napi::CallbackInfo& info, size_t i, int64_t& out) {
-  if (i >= info.Length() || !info[i].IsNumber()) {
-    out = 0;
-    return typeError(info.Env(), "expected a number argument");
-  }
-  out = info[i].As<Napi::Number>().Int64Value();
-  return true;
+static inline bool arg(const Napi::CallbackInfo& info, size_t& i, int32_t& out) {
+  return argNumber<int32_t, &Napi::Number::Int32Value>(info, i, out);
+}
+static inline bool arg(const Napi::CallbackInfo& info, size_t& i, uint32_t& out) {
+  return argNumber<uint32_t, &Napi::Number::Uint32Value>(info, i, out);
+}
+static inline bool arg(const Napi::CallbackInfo& info, size_t& i, int64_t& out) {
+  return argNumber<int64_t, &Napi::Number::Int64Value>(info, i, out);
 }
 
-// Non-negative offset/length (≤ 2^53).
-[[maybe_unused]] static bool argU64(const Napi::CallbackInfo& info, size_t i, uint64_t& out) {
-  if (i >= info.Length() || !info[i].IsNumber()) {
-    out = 0;
-    return typeError(info.Env(), "expected a number argument");
-  }
-  double d = info[i].As<Napi::Number>().DoubleValue();
-  if (!(d >= 0) || d > 9007199254740992.0) {
-    out = 0;
-    return typeError(info.Env(), "expected a non-negative integer");
-  }
+// A non-negative offset or length (≤ 2^53).
+static inline bool arg(const Napi::CallbackInfo& info, size_t& i, uint64_t& out) {
+  Napi::Number n;
+  out = 0;
+  if (!numberAt(info, i++, n)) return false;
+  double d = n.DoubleValue();
+  if (!(d >= 0) || d > 9007199254740992.0) return typeError(info.Env(), "expected a non-negative integer");
   out = static_cast<uint64_t>(d);
   return true;
 }
 
-[[maybe_unused]] static bool argTyped(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type want,
-                                      uint8_t*& data, size_t& bytes, size_t& elems) {
+static inline bool arg(const Napi::CallbackInfo& info, size_t& i, std::string& out) {
+  if (i >= info.Length() || !info[i].IsString()) return typeError(info.Env(), "expected a string argument");
+  out = info[i++].As<Napi::String>().Utf8Value();
+  return true;
+}
+
+static inline bool arg(const Napi::CallbackInfo& info, size_t& i, Flag& out) {
+  out.on = i < info.Length() && info[i].ToBoolean().Value();
+  i++;
+  return true;
+}
+
+// A typed array of type `want`: its data, byte length and element count.
+static inline bool typedAt(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type want, uint8_t*& data,
+                           size_t& bytes, size_t& elems) {
   if (i >= info.Length() || !info[i].IsTypedArray()) return typeError(info.Env(), "expected a typed array");
   Napi::TypedArray ta = info[i].As<Napi::TypedArray>();
   if (ta.TypedArrayType() != want) return typeError(info.Env(), "wrong typed array type");
@@ -145,65 +199,72 @@ class NativeAddon : public Napi::Addon<NativeAddon> {
   return true;
 }
 
-[[maybe_unused]] static bool argBytes(const Napi::CallbackInfo& info, size_t i, uint8_t*& data, size_t& len) {
+static inline bool arg(const Napi::CallbackInfo& info, size_t& i, Bytes& out) {
   size_t elems;
-  return argTyped(info, i, napi_uint8_array, data, len, elems);
+  return typedAt(info, i++, napi_uint8_array, out.data, out.len, elems);
 }
 
-[[maybe_unused]] static bool argI32Array(const Napi::CallbackInfo& info, size_t i, int32_t*& data, size_t& n) {
-  uint8_t* p;
+static inline bool arg(const Napi::CallbackInfo& info, size_t& i, Int32s& out) {
+  uint8_t* p = nullptr;
   size_t bytes;
-  if (!argTyped(info, i, napi_int32_array, p, bytes, n)) return false;
-  data = reinterpret_cast<int32_t*>(p);
+  if (!typedAt(info, i++, napi_int32_array, p, bytes, out.len)) return false;
+  out.data = reinterpret_cast<int32_t*>(p);
   return true;
 }
 
-// buf (Uint8Array) at index i, off at i+1, len at i+2; the slice must lie inside the view.
-[[maybe_unused]] static bool argSlice(const Napi::CallbackInfo& info, size_t i, uint8_t*& p, size_t& len) {
-  uint8_t* data;
-  size_t bytes;
-  uint64_t off, l;
-  if (!argBytes(info, i, data, bytes) || !argU64(info, i + 1, off) || !argU64(info, i + 2, l)) return false;
-  if (off > bytes || l > bytes - off) return typeError(info.Env(), "slice outside the buffer");
-  p = data + off;
-  len = static_cast<size_t>(l);
+static inline bool arg(const Napi::CallbackInfo& info, size_t& i, Slice& out) {
+  Bytes buf;
+  uint64_t off, len;
+  if (!arg(info, i, buf) || !arg(info, i, off) || !arg(info, i, len)) return false;
+  if (off > buf.len || len > buf.len - off) return typeError(info.Env(), "slice outside the buffer");
+  out.data = buf.data + off;
+  out.len = static_cast<size_t>(len);
   return true;
 }
 
-[[maybe_unused]] static bool argString(const Napi::CallbackInfo& info, size_t i, std::string& out) {
-  if (i >= info.Length() || !info[i].IsString()) return typeError(info.Env(), "expected a string argument");
-  out = info[i].As<Napi::String>().Utf8Value();
-  return true;
-}
-
-// A guest name (or path): Uint8Array bytes without NUL, copied NUL-terminated. `isNull` when the JS value
-// is null and nulls are allowed. err = -EINVAL (embedded NUL) or -ENAMETOOLONG, checked by the caller.
-struct Name {
-  char buf[kPathMax + 1];
-  bool isNull = false;
-  int err = 0;
-};
-
-[[maybe_unused]] static bool argName(const Napi::CallbackInfo& info, size_t i, Name& n, size_t max, bool allowNull) {
-  if (allowNull && i < info.Length() && (info[i].IsNull() || info[i].IsUndefined())) {
+static inline bool arg(const Napi::CallbackInfo& info, size_t& i, Name& n) {
+  if (n.nullable && i < info.Length() && (info[i].IsNull() || info[i].IsUndefined())) {
+    i++;
     n.isNull = true;
     n.buf[0] = 0;
     return true;
   }
-  uint8_t* p;
-  size_t len;
-  if (!argBytes(info, i, p, len)) return false;
-  if (len > max) {
+  Bytes b;
+  if (!arg(info, i, b)) return false;
+  if (b.len > n.max) {
     n.err = -ENAMETOOLONG;
     return true;
   }
-  if (memchr(p, 0, len) != nullptr) {
+  if (memchr(b.data, 0, b.len) != nullptr) {
     n.err = -EINVAL;
     return true;
   }
-  memcpy(n.buf, p, len);
-  n.buf[len] = 0;
+  memcpy(n.buf, b.data, b.len);
+  n.buf[b.len] = 0;
   return true;
+}
+
+// The arguments from the first on, each read by the type of its `out` (a file's own argument types add
+// their `arg` overloads before they call this).
+template <class... T>
+static inline bool args(const Napi::CallbackInfo& info, T&... out) {
+  size_t i = 0;
+  return (arg(info, i, out) && ...);
+}
+
+// The first name error among `values` (its Names; other values have none), or 0.
+template <class T>
+static inline int nameErrOf(const T& v) {
+  if constexpr (std::is_base_of_v<Name, T>)
+    return v.err;
+  else
+    return 0;
+}
+template <class... T>
+static inline int nameErr(const T&... values) {
+  int e = 0;
+  ((e = e != 0 ? e : nameErrOf(values)), ...);
+  return e;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -212,18 +273,53 @@ struct Name {
 static inline Napi::Value num(const Napi::Env& env, double v) { return Napi::Number::New(env, v); }
 static inline Napi::Value res(const Napi::Env& env, long r) { return Napi::Number::New(env, r < 0 ? -errno : r); }
 
+// An fd whose setup failed after it was created: closed, and the setup's -errno (close may change errno).
+static inline long closeAfterError(int fd) {
+  int e = errno;
+  close(fd);
+  return -e;
+}
+
 // Little-endian stores into an output buffer (the FUSE structs statAt and fstatfs fill).
 static inline void put64(uint8_t* out, size_t off, uint64_t v) { memcpy(out + off, &v, 8); }
 static inline void put32(uint8_t* out, size_t off, uint32_t v) { memcpy(out + off, &v, 4); }
+
+// An output buffer the caller must size for a whole struct: shorter is the caller's bug, a TypeError.
+static inline bool outHolds(const Napi::Env& env, const Bytes& out, size_t need, const char* msg) {
+  return out.len >= need || typeError(env, msg);
+}
+
+// A lambda's parameter types, as the tuple of values args() fills for it.
+template <class Fn>
+struct ParamsOf : ParamsOf<decltype(&Fn::operator())> {};
+template <class C, class R, class... A>
+struct ParamsOf<R (C::*)(A...) const> {
+  static_assert(((!std::is_base_of_v<Name, std::decay_t<A>> || std::is_reference_v<A>) && ...),
+                "take a Name by reference: it holds a 4 KiB buffer");
+  using Values = std::tuple<std::decay_t<A>...>;
+};
+
+// The common wrapper: reads the JS arguments as fn's parameters (args; a wrong one throws), answers a
+// Name's error (NAME_OR_ERR), else calls fn and answers its syscall-style result with res (-1 and
+// errno become -errno). fn runs no JS, so errno reaches res untouched. All inline: the same code as
+// written out by hand.
+template <class Fn>
+static inline Napi::Value callWith(const Napi::CallbackInfo& info, Fn fn) {
+  typename ParamsOf<Fn>::Values values;
+  if (!std::apply([&info](auto&... v) { return args(info, v...); }, values)) return Napi::Value();
+  if (int e = std::apply([](const auto&... v) { return nameErr(v...); }, values)) return num(info.Env(), e);
+  return res(info.Env(), std::apply(fn, values));
+}
 
 #define ARGS_OR_THROW(cond) \
   do {                      \
     if (!(cond)) return Napi::Value(); \
   } while (0)
 
-#define NAME_OR_ERR(n) \
+// Returns the first name error (-EINVAL, -ENAMETOOLONG) of the names given, as the call's result.
+#define NAME_OR_ERR(...) \
   do {                 \
-    if ((n).err) return num(env, (n).err); \
+    if (int nameErr_ = nameErr(__VA_ARGS__)) return num(info.Env(), nameErr_); \
   } while (0)
 
 // Retry a syscall on EINTR (docs/internals.md, "The native addon": EINTR means retry); yields the

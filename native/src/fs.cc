@@ -24,6 +24,22 @@ namespace {
 
 void procFdPath(char* out, size_t size, int fd) { snprintf(out, size, "/proc/self/fd/%d", fd); }
 
+// Where a call without AT_EMPTY_PATH finds `name` under `dirfd`: a null name is the dirfd itself, as its
+// /proc/self/fd/N magic link (followed: the call's own flags, such as AT_SYMLINK_NOFOLLOW, are dropped).
+struct AtOrProc {
+  int dirfd;
+  const char* path;
+  int flags;
+  char proc[32];
+  AtOrProc(int fd, const Name& name, int callFlags) : dirfd(fd), path(name.buf), flags(callFlags) {
+    if (!name.isNull) return;
+    procFdPath(proc, sizeof proc, fd);
+    dirfd = AT_FDCWD;
+    path = proc;
+    flags = 0;
+  }
+};
+
 // FUSE's rdev is the kernel's new_encode_dev (the guest decodes it with new_decode_dev).
 uint32_t encodeDev(dev_t d) {
   uint32_t maj = major(d), min = minor(d);
@@ -33,53 +49,40 @@ uint32_t encodeDev(dev_t d) {
 }  // namespace
 
 Napi::Value NativeAddon::Openat2(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t dirfd;
-  Name name;
-  uint32_t flags, mode;
-  uint64_t resolve;
-  ARGS_OR_THROW(argI32(info, 0, dirfd) && argName(info, 1, name, kNameMax, false) && argU32(info, 2, flags) &&
-                argU32(info, 3, mode) && argU64(info, 4, resolve));
-  NAME_OR_ERR(name);
-  struct open_how how;
-  memset(&how, 0, sizeof how);
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
-  // openat2 rejects a mode without O_CREAT/O_TMPFILE (EINVAL), unlike openat, which ignores it.
-  how.mode = (flags & O_CREAT) || (flags & __O_TMPFILE) == __O_TMPFILE ? (mode & 07777) : 0;
-  how.resolve = resolve;
-  return res(env, NOINTR(syscall(SYS_openat2, dirfd, name.buf, &how, sizeof how)));
+  return callWith(info, [](int32_t dirfd, const Name& name, uint32_t flags, uint32_t mode, uint64_t resolve) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+    // openat2 rejects a mode without O_CREAT/O_TMPFILE (EINVAL), unlike openat, which ignores it.
+    how.mode = (flags & O_CREAT) || (flags & __O_TMPFILE) == __O_TMPFILE ? (mode & 07777) : 0;
+    how.resolve = resolve;
+    return NOINTR(syscall(SYS_openat2, dirfd, name.buf, &how, sizeof how));
+  });
 }
 
 Napi::Value NativeAddon::OpenProcFd(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t dir, fd;
-  uint32_t flags;
-  ARGS_OR_THROW(argI32(info, 0, dir) && argI32(info, 1, fd) && argU32(info, 2, flags));
-  char buf[16];
-  snprintf(buf, sizeof buf, "%d", fd);
-  // /proc/self/fd/N is a magic link: it must be followed, so O_NOFOLLOW (which would give ELOOP) and
-  // O_CREAT (meaningless on an existing inode) are dropped.
-  flags &= ~static_cast<uint32_t>(O_NOFOLLOW | O_CREAT | O_EXCL);
-  return res(env, NOINTR(openat(dir, buf, static_cast<int>(flags | O_CLOEXEC))));
+  return callWith(info, [](int32_t dir, int32_t fd, uint32_t flags) {
+    char buf[16];
+    snprintf(buf, sizeof buf, "%d", fd);
+    // /proc/self/fd/N is a magic link: it must be followed, so O_NOFOLLOW (which would give ELOOP) and
+    // O_CREAT (meaningless on an existing inode) are dropped.
+    flags &= ~static_cast<uint32_t>(O_NOFOLLOW | O_CREAT | O_EXCL);
+    return NOINTR(openat(dir, buf, static_cast<int>(flags | O_CLOEXEC)));
+  });
 }
 
 Napi::Value NativeAddon::StatAt(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   int32_t dirfd, flags;
-  Name name;
-  uint8_t* out;
-  size_t outLen;
-  ARGS_OR_THROW(argI32(info, 0, dirfd) && argName(info, 1, name, kNameMax, true) && argI32(info, 2, flags) &&
-                argBytes(info, 3, out, outLen));
+  NameOrNull name;
+  Bytes outBuf;
+  ARGS_OR_THROW(args(info, dirfd, name, flags, outBuf));
   NAME_OR_ERR(name);
-  if (outLen < 96) {
-    typeError(env, "statAt out buffer must hold 96 bytes");
-    return Napi::Value();
-  }
+  ARGS_OR_THROW(outHolds(info.Env(), outBuf, 96, "statAt out buffer must hold 96 bytes"));
   if (name.isNull) flags |= AT_EMPTY_PATH;
   struct stat st;
-  if (fstatat(dirfd, name.buf, &st, flags) < 0) return num(env, -errno);
+  if (fstatat(dirfd, name.buf, &st, flags) < 0) return num(info.Env(), -errno);
   // struct fuse_attr (linux/fuse.h), then u64 st_dev.
+  uint8_t* out = outBuf.data;
   put64(out, 0, st.st_ino);
   put64(out, 8, static_cast<uint64_t>(st.st_size));
   put64(out, 16, static_cast<uint64_t>(st.st_blocks));
@@ -97,153 +100,93 @@ Napi::Value NativeAddon::StatAt(const Napi::CallbackInfo& info) {
   put32(out, 80, static_cast<uint32_t>(st.st_blksize));
   put32(out, 84, 0);
   put64(out, 88, static_cast<uint64_t>(st.st_dev));
-  return num(env, 0);
+  return num(info.Env(), 0);
 }
 
 Napi::Value NativeAddon::Mkdirat(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t dirfd;
-  Name name;
-  uint32_t mode;
-  ARGS_OR_THROW(argI32(info, 0, dirfd) && argName(info, 1, name, kNameMax, false) && argU32(info, 2, mode));
-  NAME_OR_ERR(name);
-  return res(env, mkdirat(dirfd, name.buf, mode));
+  return callWith(info, [](int32_t dirfd, const Name& name, uint32_t mode) { return mkdirat(dirfd, name.buf, mode); });
 }
 
 Napi::Value NativeAddon::Mknodat(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t dirfd;
-  Name name;
-  uint32_t mode, rdev;
-  ARGS_OR_THROW(argI32(info, 0, dirfd) && argName(info, 1, name, kNameMax, false) && argU32(info, 2, mode) &&
-                argU32(info, 3, rdev));
-  NAME_OR_ERR(name);
-  // rdev arrives new_encode_dev'd from FUSE; decode it into glibc's dev_t.
-  dev_t d = makedev((rdev & 0xfff00) >> 8, (rdev & 0xff) | ((rdev >> 12) & 0xfff00));
-  return res(env, mknodat(dirfd, name.buf, mode, d));
+  return callWith(info, [](int32_t dirfd, const Name& name, uint32_t mode, uint32_t rdev) {
+    // rdev arrives new_encode_dev'd from FUSE; decode it into glibc's dev_t.
+    dev_t d = makedev((rdev & 0xfff00) >> 8, (rdev & 0xff) | ((rdev >> 12) & 0xfff00));
+    return mknodat(dirfd, name.buf, mode, d);
+  });
 }
 
 Napi::Value NativeAddon::Unlinkat(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t dirfd, flags;
-  Name name;
-  ARGS_OR_THROW(argI32(info, 0, dirfd) && argName(info, 1, name, kNameMax, false) && argI32(info, 2, flags));
-  NAME_OR_ERR(name);
-  return res(env, unlinkat(dirfd, name.buf, flags));
+  return callWith(info, [](int32_t dirfd, const Name& name, int32_t flags) {
+    return unlinkat(dirfd, name.buf, flags);
+  });
 }
 
 Napi::Value NativeAddon::Renameat2(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t od, nd;
-  uint32_t flags;
-  Name on, nn;
-  ARGS_OR_THROW(argI32(info, 0, od) && argName(info, 1, on, kNameMax, false) && argI32(info, 2, nd) &&
-                argName(info, 3, nn, kNameMax, false) && argU32(info, 4, flags));
-  NAME_OR_ERR(on);
-  NAME_OR_ERR(nn);
-  return res(env, syscall(SYS_renameat2, od, on.buf, nd, nn.buf, flags));
+  return callWith(info, [](int32_t od, const Name& on, int32_t nd, const Name& nn, uint32_t flags) {
+    return syscall(SYS_renameat2, od, on.buf, nd, nn.buf, flags);
+  });
 }
 
 Napi::Value NativeAddon::Linkat(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t od, nd, flags;
-  Name on, nn;
-  ARGS_OR_THROW(argI32(info, 0, od) && argName(info, 1, on, kNameMax, true) && argI32(info, 2, nd) &&
-                argName(info, 3, nn, kNameMax, false) && argI32(info, 4, flags));
-  NAME_OR_ERR(on);
-  NAME_OR_ERR(nn);
-  if (!on.isNull) return res(env, linkat(od, on.buf, nd, nn.buf, flags));
-  // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (ENOENT without it); /proc/self/fd/N with AT_SYMLINK_FOLLOW
-  // links the same inode without it.
-  if (linkat(od, "", nd, nn.buf, flags | AT_EMPTY_PATH) == 0) return num(env, 0);
-  if (errno != ENOENT) return num(env, -errno);
-  char path[48];
-  procFdPath(path, sizeof path, od);
-  return res(env, linkat(AT_FDCWD, path, nd, nn.buf, AT_SYMLINK_FOLLOW));
+  return callWith(info, [](int32_t od, const NameOrNull& on, int32_t nd, const Name& nn, int32_t flags) {
+    if (!on.isNull) return linkat(od, on.buf, nd, nn.buf, flags);
+    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (ENOENT without it); /proc/self/fd/N with AT_SYMLINK_FOLLOW
+    // links the same inode without it.
+    if (linkat(od, "", nd, nn.buf, flags | AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOENT) return -1;
+    char path[32];
+    procFdPath(path, sizeof path, od);
+    return linkat(AT_FDCWD, path, nd, nn.buf, AT_SYMLINK_FOLLOW);
+  });
 }
 
 Napi::Value NativeAddon::Symlinkat(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Name target, name;
-  int32_t dirfd;
-  ARGS_OR_THROW(argName(info, 0, target, kPathMax, false) && argI32(info, 1, dirfd) &&
-                argName(info, 2, name, kNameMax, false));
-  NAME_OR_ERR(target);
-  NAME_OR_ERR(name);
-  return res(env, symlinkat(target.buf, dirfd, name.buf));
+  return callWith(info, [](const LinkTarget& target, int32_t dirfd, const Name& name) {
+    return symlinkat(target.buf, dirfd, name.buf);
+  });
 }
 
 Napi::Value NativeAddon::Readlinkat(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t dirfd;
-  Name name;
-  uint8_t* out;
-  size_t outLen;
-  ARGS_OR_THROW(argI32(info, 0, dirfd) && argName(info, 1, name, kNameMax, true) && argBytes(info, 2, out, outLen));
-  NAME_OR_ERR(name);
-  // name null: readlinkat(fd, "") reads the symlink an O_PATH|O_NOFOLLOW fd refers to.
-  return res(env, readlinkat(dirfd, name.buf, reinterpret_cast<char*>(out), outLen));
+  return callWith(info, [](int32_t dirfd, const NameOrNull& name, Bytes out) {
+    // name null: readlinkat(fd, "") reads the symlink an O_PATH|O_NOFOLLOW fd refers to.
+    return readlinkat(dirfd, name.buf, reinterpret_cast<char*>(out.data), out.len);
+  });
 }
 
 Napi::Value NativeAddon::Fchmodat(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t dirfd;
-  Name name;
-  uint32_t mode;
-  ARGS_OR_THROW(argI32(info, 0, dirfd) && argName(info, 1, name, kNameMax, true) && argU32(info, 2, mode));
-  NAME_OR_ERR(name);
-  if (name.isNull) {
+  return callWith(info, [](int32_t dirfd, const NameOrNull& name, uint32_t mode) {
     // fchmodat has no AT_EMPTY_PATH (before fchmodat2, Linux 6.6), and fchmod fails on O_PATH fds.
-    char path[48];
-    procFdPath(path, sizeof path, dirfd);
-    return res(env, fchmodat(AT_FDCWD, path, mode, 0));
-  }
-  return res(env, fchmodat(dirfd, name.buf, mode, 0));
+    AtOrProc at(dirfd, name, 0);
+    return fchmodat(at.dirfd, at.path, mode, 0);
+  });
 }
 
 Napi::Value NativeAddon::Fchownat(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t dirfd, flags;
-  Name name;
-  uint32_t uid, gid;
-  ARGS_OR_THROW(argI32(info, 0, dirfd) && argName(info, 1, name, kNameMax, true) && argU32(info, 2, uid) &&
-                argU32(info, 3, gid) && argI32(info, 4, flags));
-  NAME_OR_ERR(name);
-  if (name.isNull) flags |= AT_EMPTY_PATH;
-  return res(env, fchownat(dirfd, name.buf, uid, gid, flags));
+  return callWith(info, [](int32_t dirfd, const NameOrNull& name, uint32_t uid, uint32_t gid, int32_t flags) {
+    if (name.isNull) flags |= AT_EMPTY_PATH;
+    return fchownat(dirfd, name.buf, uid, gid, flags);
+  });
 }
 
 Napi::Value NativeAddon::Utimensat(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t dirfd, flags;
-  Name name;
-  int64_t as, an, ms, mn;
-  ARGS_OR_THROW(argI32(info, 0, dirfd) && argName(info, 1, name, kNameMax, true) && argI64(info, 2, as) &&
-                argI64(info, 3, an) && argI64(info, 4, ms) && argI64(info, 5, mn) && argI32(info, 6, flags));
-  NAME_OR_ERR(name);
-  struct timespec ts[2];
-  ts[0].tv_sec = as;
-  ts[0].tv_nsec = an;
-  ts[1].tv_sec = ms;
-  ts[1].tv_nsec = mn;
-  if (name.isNull) {
-    char path[48];
-    procFdPath(path, sizeof path, dirfd);
-    return res(env, utimensat(AT_FDCWD, path, ts, 0));
-  }
-  return res(env, utimensat(dirfd, name.buf, ts, flags));
+  return callWith(info, [](int32_t dirfd, const NameOrNull& name, int64_t as, int64_t an, int64_t ms, int64_t mn,
+                           int32_t flags) {
+    struct timespec ts[2];
+    ts[0].tv_sec = as;
+    ts[0].tv_nsec = an;
+    ts[1].tv_sec = ms;
+    ts[1].tv_nsec = mn;
+    AtOrProc at(dirfd, name, flags);
+    return utimensat(at.dirfd, at.path, ts, at.flags);
+  });
 }
 
 Napi::Value NativeAddon::Faccessat(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t dirfd, mode, flags;
-  Name name;
-  ARGS_OR_THROW(argI32(info, 0, dirfd) && argName(info, 1, name, kNameMax, true) && argI32(info, 2, mode) &&
-                argI32(info, 3, flags));
-  NAME_OR_ERR(name);
-  if (name.isNull) flags |= AT_EMPTY_PATH;
-  // The raw faccessat2 (Linux 5.8): honours flags exactly instead of glibc's emulation.
-  return res(env, syscall(SYS_faccessat2, dirfd, name.buf, mode, flags));
+  return callWith(info, [](int32_t dirfd, const NameOrNull& name, int32_t mode, int32_t flags) {
+    if (name.isNull) flags |= AT_EMPTY_PATH;
+    // The raw faccessat2 (Linux 5.8): honours flags exactly instead of glibc's emulation.
+    return syscall(SYS_faccessat2, dirfd, name.buf, mode, flags);
+  });
 }
 
 }  // namespace virtiofsd

@@ -78,83 +78,66 @@ long vecIo(NativeAddon* a, int fd, uint64_t list, uint64_t count, uint64_t pos) 
   return done;
 }
 
+// preadvWin/pwritevWin(fd, list, count, pos): vecIo over the segment list at `list` in the window.
+template <bool kWrite>
+Napi::Value windowIo(NativeAddon* a, const Napi::CallbackInfo& info) {
+  int32_t fd;
+  uint64_t list, count, pos;
+  ARGS_OR_THROW(args(info, fd, list, count, pos));
+  return num(info.Env(), static_cast<double>(vecIo<kWrite>(a, fd, list, count, pos)));
+}
+
 }  // namespace
 
 Napi::Value NativeAddon::Close(const Napi::CallbackInfo& info) {
-  int32_t fd;
-  ARGS_OR_THROW(argI32(info, 0, fd));
   // Never retry close on EINTR: on Linux the fd is gone either way.
-  return res(info.Env(), close(fd));
+  return callWith(info, [](int32_t fd) { return close(fd); });
 }
 
 Napi::Value NativeAddon::FcntlGetFl(const Napi::CallbackInfo& info) {
-  int32_t fd;
-  ARGS_OR_THROW(argI32(info, 0, fd));
-  return res(info.Env(), fcntl(fd, F_GETFL));
+  return callWith(info, [](int32_t fd) { return fcntl(fd, F_GETFL); });
 }
 
 Napi::Value NativeAddon::Dup(const Napi::CallbackInfo& info) {
-  int32_t fd;
-  ARGS_OR_THROW(argI32(info, 0, fd));
-  return res(info.Env(), fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  return callWith(info, [](int32_t fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 0); });
 }
 
 Napi::Value NativeAddon::Ftruncate(const Napi::CallbackInfo& info) {
-  int32_t fd;
-  uint64_t len;
-  ARGS_OR_THROW(argI32(info, 0, fd) && argU64(info, 1, len));
-  return res(info.Env(), NOINTR(ftruncate(fd, static_cast<off_t>(len))));
+  return callWith(info, [](int32_t fd, uint64_t len) { return NOINTR(ftruncate(fd, static_cast<off_t>(len))); });
 }
 
 Napi::Value NativeAddon::Fallocate(const Napi::CallbackInfo& info) {
-  int32_t fd, mode;
-  uint64_t off, len;
-  ARGS_OR_THROW(argI32(info, 0, fd) && argI32(info, 1, mode) && argU64(info, 2, off) && argU64(info, 3, len));
-  return res(info.Env(), NOINTR(fallocate(fd, mode, static_cast<off_t>(off), static_cast<off_t>(len))));
+  return callWith(info, [](int32_t fd, int32_t mode, uint64_t off, uint64_t len) {
+    return NOINTR(fallocate(fd, mode, static_cast<off_t>(off), static_cast<off_t>(len)));
+  });
 }
 
 // copy_file_range(2) with explicit offsets (the fds' own positions are untouched). Bytes or -errno.
 Napi::Value NativeAddon::CopyFileRange(const Napi::CallbackInfo& info) {
-  int32_t fdIn, fdOut, flags;
-  uint64_t offIn, offOut, len;
-  ARGS_OR_THROW(argI32(info, 0, fdIn) && argU64(info, 1, offIn) && argI32(info, 2, fdOut) && argU64(info, 3, offOut) &&
-                argU64(info, 4, len) && argI32(info, 5, flags));
-  loff_t in = static_cast<loff_t>(offIn), out = static_cast<loff_t>(offOut);
-  ssize_t n;
-  do {
-    n = copy_file_range(fdIn, &in, fdOut, &out, static_cast<size_t>(len), static_cast<unsigned>(flags));
-  } while (n < 0 && errno == EINTR);
-  return num(info.Env(), n < 0 ? -errno : static_cast<double>(n));
+  return callWith(info, [](int32_t fdIn, uint64_t offIn, int32_t fdOut, uint64_t offOut, uint64_t len, int32_t flags) {
+    loff_t in = static_cast<loff_t>(offIn), out = static_cast<loff_t>(offOut);
+    return NOINTR(copy_file_range(fdIn, &in, fdOut, &out, static_cast<size_t>(len), static_cast<unsigned>(flags)));
+  });
 }
 
 Napi::Value NativeAddon::Fsync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t fd;
-  ARGS_OR_THROW(argI32(info, 0, fd));
-  bool datasync = info.Length() > 1 && info[1].ToBoolean().Value();
-  return res(env, NOINTR(datasync ? fdatasync(fd) : fsync(fd)));
+  return callWith(info, [](int32_t fd, Flag datasync) { return NOINTR(datasync.on ? fdatasync(fd) : fsync(fd)); });
 }
 
 // syncfs(2): commit the file system holding fd (not an O_PATH fd). 0 or -errno.
 Napi::Value NativeAddon::Syncfs(const Napi::CallbackInfo& info) {
-  int32_t fd;
-  ARGS_OR_THROW(argI32(info, 0, fd));
-  return res(info.Env(), NOINTR(syncfs(fd)));
+  return callWith(info, [](int32_t fd) { return NOINTR(syncfs(fd)); });
 }
 
 Napi::Value NativeAddon::Fstatfs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   int32_t fd;
-  uint8_t* out;
-  size_t outLen;
-  ARGS_OR_THROW(argI32(info, 0, fd) && argBytes(info, 1, out, outLen));
-  if (outLen < 80) {
-    typeError(env, "fstatfs out buffer must hold 80 bytes");
-    return Napi::Value();
-  }
+  Bytes outBuf;
+  ARGS_OR_THROW(args(info, fd, outBuf));
+  ARGS_OR_THROW(outHolds(info.Env(), outBuf, 80, "fstatfs out buffer must hold 80 bytes"));
   struct statfs s;
-  if (NOINTR(fstatfs(fd, &s)) < 0) return num(env, -errno);
+  if (NOINTR(fstatfs(fd, &s)) < 0) return num(info.Env(), -errno);
   // struct fuse_kstatfs (linux/fuse.h)
+  uint8_t* out = outBuf.data;
   memset(out, 0, 80);
   put64(out, 0, s.f_blocks);
   put64(out, 8, s.f_bfree);
@@ -164,31 +147,24 @@ Napi::Value NativeAddon::Fstatfs(const Napi::CallbackInfo& info) {
   put32(out, 40, static_cast<uint32_t>(s.f_bsize));
   put32(out, 44, static_cast<uint32_t>(s.f_namelen));
   put32(out, 48, static_cast<uint32_t>(s.f_frsize ? s.f_frsize : s.f_bsize));
-  return num(env, 0);
+  return num(info.Env(), 0);
 }
 
 Napi::Value NativeAddon::Getdents64(const Napi::CallbackInfo& info) {
-  int32_t fd;
-  uint8_t* out;
-  size_t outLen;
-  ARGS_OR_THROW(argI32(info, 0, fd) && argBytes(info, 1, out, outLen));
-  return res(info.Env(), NOINTR(syscall(SYS_getdents64, fd, out, outLen)));
+  return callWith(info, [](int32_t fd, Bytes out) { return NOINTR(syscall(SYS_getdents64, fd, out.data, out.len)); });
 }
 
 Napi::Value NativeAddon::Lseek(const Napi::CallbackInfo& info) {
-  int32_t fd, whence;
-  int64_t off;
-  ARGS_OR_THROW(argI32(info, 0, fd) && argI64(info, 1, off) && argI32(info, 2, whence));
-  off_t r = lseek(fd, static_cast<off_t>(off), whence);
-  if (r < 0) return num(info.Env(), -errno);
-  return num(info.Env(), static_cast<double>(r));
+  return callWith(info, [](int32_t fd, int64_t off, int32_t whence) {
+    return lseek(fd, static_cast<off_t>(off), whence);
+  });
 }
 
 // Directory offsets (ext4 hashes) use all 63 bits: a JS number cannot hold them, so this variant takes
 // and returns a BigInt (negative = -errno).
 Napi::Value NativeAddon::LseekBig(const Napi::CallbackInfo& info) {
   int32_t fd, whence;
-  ARGS_OR_THROW(argI32(info, 0, fd));
+  ARGS_OR_THROW(args(info, fd));
   if (info.Length() < 3 || !info[1].IsBigInt() || !info[2].IsNumber()) {
     Napi::TypeError::New(info.Env(), "expected (fd, bigint, whence)").ThrowAsJavaScriptException();
     return info.Env().Undefined();
@@ -203,48 +179,31 @@ Napi::Value NativeAddon::LseekBig(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeAddon::Pread(const Napi::CallbackInfo& info) {
-  int32_t fd;
-  uint8_t* p;
-  size_t len;
-  uint64_t pos;
-  ARGS_OR_THROW(argI32(info, 0, fd) && argSlice(info, 1, p, len) && argU64(info, 4, pos));
-  return res(info.Env(), NOINTR(pread(fd, p, len, static_cast<off_t>(pos))));
+  return callWith(info, [](int32_t fd, Slice buf, uint64_t pos) {
+    return NOINTR(pread(fd, buf.data, buf.len, static_cast<off_t>(pos)));
+  });
 }
 
 Napi::Value NativeAddon::Pwrite(const Napi::CallbackInfo& info) {
-  int32_t fd;
-  uint8_t* p;
-  size_t len;
-  uint64_t pos;
-  ARGS_OR_THROW(argI32(info, 0, fd) && argSlice(info, 1, p, len) && argU64(info, 4, pos));
-  return res(info.Env(), NOINTR(pwrite(fd, p, len, static_cast<off_t>(pos))));
+  return callWith(info, [](int32_t fd, Slice buf, uint64_t pos) {
+    return NOINTR(pwrite(fd, buf.data, buf.len, static_cast<off_t>(pos)));
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Zero copy against the shared linear memory.
 
 Napi::Value NativeAddon::SetWindow(const Napi::CallbackInfo& info) {
-  uint8_t* p;
-  size_t len;
-  ARGS_OR_THROW(argBytes(info, 0, p, len));
+  Bytes win;
+  ARGS_OR_THROW(args(info, win));
   winRef.Reset(info[0], 1);
-  winBase = p;
-  winLen = len;
+  winBase = win.data;
+  winLen = win.len;
   return info.Env().Undefined();
 }
 
-Napi::Value NativeAddon::PreadvWin(const Napi::CallbackInfo& info) {
-  int32_t fd;
-  uint64_t list, count, pos;
-  ARGS_OR_THROW(argI32(info, 0, fd) && argU64(info, 1, list) && argU64(info, 2, count) && argU64(info, 3, pos));
-  return num(info.Env(), static_cast<double>(vecIo<false>(this, fd, list, count, pos)));
-}
+Napi::Value NativeAddon::PreadvWin(const Napi::CallbackInfo& info) { return windowIo<false>(this, info); }
 
-Napi::Value NativeAddon::PwritevWin(const Napi::CallbackInfo& info) {
-  int32_t fd;
-  uint64_t list, count, pos;
-  ARGS_OR_THROW(argI32(info, 0, fd) && argU64(info, 1, list) && argU64(info, 2, count) && argU64(info, 3, pos));
-  return num(info.Env(), static_cast<double>(vecIo<true>(this, fd, list, count, pos)));
-}
+Napi::Value NativeAddon::PwritevWin(const Napi::CallbackInfo& info) { return windowIo<true>(this, info); }
 
 }  // namespace virtiofsd

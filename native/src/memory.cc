@@ -12,76 +12,62 @@ namespace virtiofsd {
 
 namespace {
 
-bool checkMapRange(size_t bytes, uint64_t off, uint64_t len) {
+// mmap(MAP_FIXED) over mem[off, off + len) of the wasm memory: 0, -EINVAL when the range is empty, not
+// page aligned or outside mem, or -errno of mmap.
+long mapOver(const Bytes& mem, uint64_t off, uint64_t len, int flags, int fd, off_t fileOff) {
   uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  if (len == 0 || off % page != 0 || len % page != 0) return false;
-  return off <= bytes && len <= bytes - off;
+  if (len == 0 || off % page != 0 || len % page != 0 || off > mem.len || len > mem.len - off ||
+      reinterpret_cast<uintptr_t>(mem.data) % page != 0)
+    return -EINVAL;
+  void* r = mmap(mem.data + off, len, PROT_READ | PROT_WRITE, flags | MAP_FIXED, fd, fileOff);
+  return r == MAP_FAILED ? -errno : 0;
 }
 
 }  // namespace
 
 Napi::Value NativeAddon::MemoryAddress(const Napi::CallbackInfo& info) {
-  uint8_t* p;
-  size_t len;
-  ARGS_OR_THROW(argBytes(info, 0, p, len));
-  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)));
+  Bytes mem;
+  ARGS_OR_THROW(args(info, mem));
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(mem.data)));
 }
 
 Napi::Value NativeAddon::MapFixed(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  uint8_t* p;
-  size_t bytes;
+  Bytes mem;
   uint64_t off, len, fileOff;
   int32_t fd;
-  ARGS_OR_THROW(argBytes(info, 0, p, bytes) && argU64(info, 1, off) && argU64(info, 2, len) &&
-                argI32(info, 3, fd) && argU64(info, 4, fileOff));
-  if (!checkMapRange(bytes, off, len) || reinterpret_cast<uintptr_t>(p) % sysconf(_SC_PAGESIZE) != 0)
-    return num(env, -EINVAL);
-  void* r = mmap(p + off, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, static_cast<off_t>(fileOff));
-  if (r == MAP_FAILED) return num(env, -errno);
-  return num(env, 0);
+  ARGS_OR_THROW(args(info, mem, off, len, fd, fileOff));
+  return num(info.Env(), mapOver(mem, off, len, MAP_SHARED, fd, static_cast<off_t>(fileOff)));
 }
 
 Napi::Value NativeAddon::UnmapFixed(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  uint8_t* p;
-  size_t bytes;
+  Bytes mem;
   uint64_t off, len;
-  ARGS_OR_THROW(argBytes(info, 0, p, bytes) && argU64(info, 1, off) && argU64(info, 2, len));
-  if (!checkMapRange(bytes, off, len) || reinterpret_cast<uintptr_t>(p) % sysconf(_SC_PAGESIZE) != 0)
-    return num(env, -EINVAL);
+  ARGS_OR_THROW(args(info, mem, off, len));
   // Replace (never munmap): the range belongs to the wasm memory reservation and must stay mapped.
-  void* r = mmap(p + off, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-  if (r == MAP_FAILED) return num(env, -errno);
-  return num(env, 0);
+  return num(info.Env(), mapOver(mem, off, len, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
 }
 
 Napi::Value NativeAddon::MemfdCreate(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   std::string name;
   uint64_t size;
-  ARGS_OR_THROW(argString(info, 0, name) && argU64(info, 1, size));
+  ARGS_OR_THROW(args(info, name, size));
   // Sealable, like QEMU's memory-backend-memfd, so a backend can forbid shrinking (SealShrink).
   int fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) return num(env, -errno);
-  if (size > 0 && ftruncate(fd, static_cast<off_t>(size)) < 0) {
-    int e = errno;
-    close(fd);
-    return num(env, -e);
-  }
-  return num(env, fd);
+  if (fd < 0) return num(info.Env(), -errno);
+  if (size > 0 && ftruncate(fd, static_cast<off_t>(size)) < 0) return num(info.Env(), closeAfterError(fd));
+  return num(info.Env(), fd);
 }
 
 // Guest RAM arrives as a memfd we map: if the frontend could later shrink it, touching the lost pages
 // would raise SIGBUS in a worker. Make sure F_SEAL_SHRINK is set (QEMU's memfd backend seals by
 // default). 0 if sealed (already or now), -errno if the fd cannot be sealed (not a memfd, or SEAL_SEAL).
 Napi::Value NativeAddon::SealShrink(const Napi::CallbackInfo& info) {
-  int32_t fd;
-  ARGS_OR_THROW(argI32(info, 0, fd));
-  int seals = fcntl(fd, F_GET_SEALS);
-  if (seals < 0) return num(info.Env(), -errno);
-  if (seals & F_SEAL_SHRINK) return num(info.Env(), 0);
-  return res(info.Env(), fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK));
+  return callWith(info, [](int32_t fd) {
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0) return -1;
+    if (seals & F_SEAL_SHRINK) return 0;
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK);
+  });
 }
 
 }  // namespace virtiofsd

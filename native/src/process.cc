@@ -12,7 +12,7 @@ namespace virtiofsd {
 // (raising the hard limit too where we may, up to fs.nr_open). Returns the soft limit now in force.
 Napi::Value NativeAddon::RaiseNofile(const Napi::CallbackInfo& info) {
   uint64_t want;
-  ARGS_OR_THROW(argU64(info, 0, want));
+  ARGS_OR_THROW(args(info, want));
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return num(info.Env(), -errno);
   rlim_t target = want > 0 ? static_cast<rlim_t>(want) : rl.rlim_max;
@@ -31,7 +31,7 @@ Napi::Value NativeAddon::RaiseNofile(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeAddon::SetCreds(const Napi::CallbackInfo& info) {
   uint32_t uid, gid;
-  ARGS_OR_THROW(argU32(info, 0, uid) && argU32(info, 1, gid));
+  ARGS_OR_THROW(args(info, uid, gid));
   // Raw syscalls: per thread on Linux (glibc's set*id wrappers would broadcast to every thread).
   // gid first: after dropping fsuid we might lose the right to change fsgid.
   syscall(SYS_setfsgid, gid);

@@ -12,63 +12,81 @@ namespace {
 
 constexpr size_t kMaxRecvFds = 253;  // SCM_MAX_FD
 
+// An AF_UNIX socket of `type` and the address of `path`, for bind or connect. fd is the socket, or
+// -ENAMETOOLONG when the path does not fit sun_path with its NUL (checked before any socket exists), or
+// -errno of socket(2).
+struct UnixSocket {
+  struct sockaddr_un sa;
+  int fd;
+  UnixSocket(const std::string& path, int type) {
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (path.size() >= sizeof sa.sun_path) {
+      fd = -ENAMETOOLONG;
+      return;
+    }
+    memcpy(sa.sun_path, path.data(), path.size());
+    fd = socket(AF_UNIX, type, 0);
+    if (fd < 0) fd = -errno;
+  }
+  struct sockaddr* addr() { return reinterpret_cast<struct sockaddr*>(&sa); }
+};
+
+// A msghdr over the one buffer `buf`, and room for SCM_RIGHTS control data (attached by the caller).
+struct FdMsg {
+  struct iovec iov;
+  struct msghdr msg;
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxRecvFds)];
+  explicit FdMsg(const Slice& buf) : iov{buf.data, buf.len} {
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+  }
+};
+
+// sendMsg's fds: an Int32Array, or null/undefined/absent for none.
+struct OptionalInt32s : Int32s {};
+
+bool arg(const Napi::CallbackInfo& info, size_t& i, OptionalInt32s& out) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) {
+    i++;
+    return true;
+  }
+  return arg(info, i, static_cast<Int32s&>(out));
+}
+
 }  // namespace
 
 Napi::Value NativeAddon::ListenUnix(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   std::string path;
   int32_t backlog;
-  ARGS_OR_THROW(argString(info, 0, path) && argI32(info, 1, backlog));
-  struct sockaddr_un sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  if (path.size() >= sizeof sa.sun_path) return num(env, -ENAMETOOLONG);
-  memcpy(sa.sun_path, path.data(), path.size());
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return num(env, -errno);
-  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0 || listen(fd, backlog) < 0) {
-    int e = errno;
-    close(fd);
-    return num(env, -e);
-  }
-  return num(env, fd);
+  ARGS_OR_THROW(args(info, path, backlog));
+  UnixSocket s(path, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (s.fd < 0) return num(info.Env(), s.fd);
+  if (bind(s.fd, s.addr(), sizeof s.sa) < 0 || listen(s.fd, backlog) < 0) return num(info.Env(), closeAfterError(s.fd));
+  return num(info.Env(), s.fd);
 }
 
 Napi::Value NativeAddon::AcceptUnix(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t fd;
-  ARGS_OR_THROW(argI32(info, 0, fd));
-  return res(env, NOINTR(accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)));
+  return callWith(info, [](int32_t fd) { return NOINTR(accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)); });
 }
 
 Napi::Value NativeAddon::ConnectUnix(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   std::string path;
-  ARGS_OR_THROW(argString(info, 0, path));
-  struct sockaddr_un sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  if (path.size() >= sizeof sa.sun_path) return num(env, -ENAMETOOLONG);
-  memcpy(sa.sun_path, path.data(), path.size());
-  // nonblock: a listener whose backlog is full answers EAGAIN at once instead of blocking us
-  bool nonblock = info.Length() > 1 && info[1].ToBoolean().Value();
-  // dgram: a datagram socket (syslog's /dev/log) instead of a stream
-  bool dgram = info.Length() > 2 && info[2].ToBoolean().Value();
-  int fd = socket(AF_UNIX, (dgram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
-  if (fd < 0) return num(env, -errno);
-  if (NOINTR(connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa)) < 0) {
-    int e = errno;
-    close(fd);
-    return num(env, -e);
-  }
-  return num(env, fd);
+  Flag nonblock;  // a listener whose backlog is full answers EAGAIN at once instead of blocking us
+  Flag dgram;     // a datagram socket (syslog's /dev/log) instead of a stream
+  ARGS_OR_THROW(args(info, path, nonblock, dgram));
+  UnixSocket s(path, (dgram.on ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC | (nonblock.on ? SOCK_NONBLOCK : 0));
+  if (s.fd < 0) return num(info.Env(), s.fd);
+  if (NOINTR(connect(s.fd, s.addr(), sizeof s.sa)) < 0) return num(info.Env(), closeAfterError(s.fd));
+  return num(info.Env(), s.fd);
 }
 
 // 1 if fd is a listening AF_UNIX stream socket, 0 if it is some other socket or file, -errno on error.
 Napi::Value NativeAddon::IsListeningUnixStream(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
-  ARGS_OR_THROW(argI32(info, 0, fd));
+  ARGS_OR_THROW(args(info, fd));
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
   if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &sl) < 0) return num(env, errno == ENOTSOCK ? 0 : -errno);
@@ -82,75 +100,54 @@ Napi::Value NativeAddon::IsListeningUnixStream(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeAddon::RecvMsg(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t fd;
-  uint8_t* p;
-  size_t len;
-  int32_t* fds;
-  size_t nfds;
-  ARGS_OR_THROW(argI32(info, 0, fd) && argSlice(info, 1, p, len) && argI32Array(info, 4, fds, nfds));
-  for (size_t i = 0; i < nfds; i++) fds[i] = -1;
+  return callWith(info, [](int32_t fd, Slice buf, Int32s fds) {
+    for (size_t i = 0; i < fds.len; i++) fds.data[i] = -1;
+    FdMsg m(buf);
+    m.msg.msg_control = m.control;
+    m.msg.msg_controllen = sizeof m.control;
+    long r = NOINTR(recvmsg(fd, &m.msg, MSG_CMSG_CLOEXEC));
+    if (r < 0) return r;
 
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxRecvFds)];
-  struct iovec iov = {p, len};
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  long r = NOINTR(recvmsg(fd, &msg, MSG_CMSG_CLOEXEC));
-  if (r < 0) return num(env, -errno);
-
-  // Hand out as many fds as the caller has room for and close the surplus, so a frontend sending too many
-  // fds cannot leak descriptors into this process. With MSG_CTRUNC the kernel already dropped the rest.
-  size_t got = 0;
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    const unsigned char* d = CMSG_DATA(c);
-    for (size_t k = 0; k < n; k++) {
-      int rfd;
-      memcpy(&rfd, d + k * sizeof(int), sizeof(int));
-      if (got < nfds)
-        fds[got++] = rfd;
-      else
-        close(rfd);
+    // Hand out as many fds as the caller has room for and close the surplus, so a frontend sending too
+    // many fds cannot leak descriptors into this process. With MSG_CTRUNC the kernel already dropped the
+    // rest.
+    size_t got = 0;
+    for (struct cmsghdr* c = CMSG_FIRSTHDR(&m.msg); c != nullptr; c = CMSG_NXTHDR(&m.msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      const unsigned char* d = CMSG_DATA(c);
+      for (size_t k = 0; k < n; k++) {
+        int rfd;
+        memcpy(&rfd, d + k * sizeof(int), sizeof(int));
+        if (got < fds.len)
+          fds.data[got++] = rfd;
+        else
+          close(rfd);
+      }
     }
-  }
-  return num(env, r);
+    return r;
+  });
 }
 
 Napi::Value NativeAddon::SendMsg(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   int32_t fd;
-  uint8_t* p;
-  size_t len;
-  int32_t* fds = nullptr;
-  size_t nfds = 0;
-  ARGS_OR_THROW(argI32(info, 0, fd) && argSlice(info, 1, p, len));
-  if (info.Length() > 4 && !info[4].IsNull() && !info[4].IsUndefined()) {
-    ARGS_OR_THROW(argI32Array(info, 4, fds, nfds));
-  }
-  if (nfds > kMaxRecvFds) return num(env, -EINVAL);
-
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxRecvFds)];
-  struct iovec iov = {p, len};
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  Slice buf;
+  OptionalInt32s fds;
+  ARGS_OR_THROW(args(info, fd, buf, fds));
+  const size_t nfds = fds.len;
+  if (nfds > kMaxRecvFds) return num(info.Env(), -EINVAL);
+  FdMsg m(buf);
   if (nfds > 0) {
-    memset(control, 0, CMSG_SPACE(sizeof(int) * nfds));
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    memset(m.control, 0, CMSG_SPACE(sizeof(int) * nfds));
+    m.msg.msg_control = m.control;
+    m.msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds.data, sizeof(int) * nfds);
   }
-  return res(env, NOINTR(sendmsg(fd, &msg, MSG_NOSIGNAL)));
+  return res(info.Env(), NOINTR(sendmsg(fd, &m.msg, MSG_NOSIGNAL)));
 }
 
 }  // namespace virtiofsd

@@ -73,7 +73,7 @@ void NativeAddon::StopWatcher(uint32_t id, bool releaseJs) {
 Napi::Value NativeAddon::WatchFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
-  ARGS_OR_THROW(argI32(info, 0, fd));
+  ARGS_OR_THROW(args(info, fd));
   if (info.Length() < 2 || !info[1].IsFunction()) {
     typeError(env, "expected a callback");
     return Napi::Value();
@@ -111,46 +111,34 @@ Napi::Value NativeAddon::WatchFd(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeAddon::Eventfd(const Napi::CallbackInfo& info) {
-  uint32_t init;
-  ARGS_OR_THROW(argU32(info, 0, init));
-  return res(info.Env(), eventfd(init, EFD_NONBLOCK | EFD_CLOEXEC));
+  return callWith(info, [](uint32_t init) { return eventfd(init, EFD_NONBLOCK | EFD_CLOEXEC); });
 }
 
 Napi::Value NativeAddon::EventfdWrite(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   int32_t fd;
   uint64_t v;
-  ARGS_OR_THROW(argI32(info, 0, fd) && argU64(info, 1, v));
+  ARGS_OR_THROW(args(info, fd, v));
   long r = NOINTR(write(fd, &v, sizeof v));
-  if (r < 0) return num(env, -errno);
-  return num(env, r == sizeof v ? 0 : -EIO);
+  if (r < 0) return num(info.Env(), -errno);
+  return num(info.Env(), r == sizeof v ? 0 : -EIO);
 }
 
 Napi::Value NativeAddon::EventfdRead(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   int32_t fd;
-  ARGS_OR_THROW(argI32(info, 0, fd));
+  ARGS_OR_THROW(args(info, fd));
   uint64_t v = 0;
   long r = NOINTR(read(fd, &v, sizeof v));
-  if (r < 0) return num(env, -errno);
-  if (r != sizeof v) return num(env, -EIO);
-  return num(env, static_cast<double>(v));
+  if (r < 0) return num(info.Env(), -errno);
+  if (r != sizeof v) return num(info.Env(), -EIO);
+  return num(info.Env(), static_cast<double>(v));
 }
 
 Napi::Value NativeAddon::Poll(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t* fds;
-  size_t nfds;
+  Int32s fds, rev;
   uint32_t n;
   int32_t timeout;
-  int32_t* rev;
-  size_t nrev;
-  ARGS_OR_THROW(argI32Array(info, 0, fds, nfds) && argU32(info, 1, n) && argI32(info, 2, timeout) &&
-                argI32Array(info, 3, rev, nrev));
-  if (n > nfds || n > nrev) {
-    typeError(env, "n exceeds the fds or revents array");
-    return Napi::Value();
-  }
+  ARGS_OR_THROW(args(info, fds, n, timeout, rev));
+  ARGS_OR_THROW((n <= fds.len && n <= rev.len) || typeError(info.Env(), "n exceeds the fds or revents array"));
   struct pollfd stackPfd[64];
   std::vector<struct pollfd> heapPfd;
   struct pollfd* pfd = stackPfd;
@@ -159,15 +147,15 @@ Napi::Value NativeAddon::Poll(const Napi::CallbackInfo& info) {
     pfd = heapPfd.data();
   }
   for (uint32_t i = 0; i < n; i++) {
-    pfd[i].fd = fds[i];
+    pfd[i].fd = fds.data[i];
     pfd[i].events = POLLIN;
     pfd[i].revents = 0;
   }
   // Not retried on EINTR: the caller (a worker loop) re-checks its state and polls again.
   int r = poll(pfd, n, timeout);
-  if (r < 0) return num(env, -errno);
-  for (uint32_t i = 0; i < n; i++) rev[i] = pfd[i].revents;
-  return num(env, r);
+  if (r < 0) return num(info.Env(), -errno);
+  for (uint32_t i = 0; i < n; i++) rev.data[i] = pfd[i].revents;
+  return num(info.Env(), r);
 }
 
 // Queue workers wait on the kick eventfds through one epoll set each. EPOLLEXCLUSIVE (Linux 4.5) makes
@@ -178,33 +166,27 @@ Napi::Value NativeAddon::EpollCreate(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeAddon::EpollAdd(const Napi::CallbackInfo& info) {
-  int32_t epfd, fd;
-  ARGS_OR_THROW(argI32(info, 0, epfd) && argI32(info, 1, fd));
-  bool exclusive = info.Length() > 2 && info[2].ToBoolean().Value();
-  struct epoll_event ev;
-  memset(&ev, 0, sizeof ev);
-  ev.events = EPOLLIN | (exclusive ? EPOLLEXCLUSIVE : 0);
-  ev.data.fd = fd;
-  return res(info.Env(), epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev));
+  return callWith(info, [](int32_t epfd, int32_t fd, Flag exclusive) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN | (exclusive.on ? static_cast<uint32_t>(EPOLLEXCLUSIVE) : 0u);
+    ev.data.fd = fd;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+  });
 }
 
 // Blocks the calling thread (a worker). Ready fds go to out[0..n); -EINTR is returned, not retried.
 Napi::Value NativeAddon::EpollWait(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   int32_t epfd, timeout;
-  int32_t* out;
-  size_t nout;
-  ARGS_OR_THROW(argI32(info, 0, epfd) && argI32Array(info, 1, out, nout) && argI32(info, 2, timeout));
+  Int32s out;
+  ARGS_OR_THROW(args(info, epfd, out, timeout));
   struct epoll_event evs[64];
-  int max = nout < 64 ? static_cast<int>(nout) : 64;
-  if (max <= 0) {
-    typeError(env, "empty output array");
-    return Napi::Value();
-  }
+  int max = out.len < 64 ? static_cast<int>(out.len) : 64;
+  ARGS_OR_THROW(max > 0 || typeError(info.Env(), "empty output array"));
   int r = epoll_wait(epfd, evs, max, timeout);
-  if (r < 0) return num(env, -errno);
-  for (int i = 0; i < r; i++) out[i] = evs[i].data.fd;
-  return num(env, r);
+  if (r < 0) return num(info.Env(), -errno);
+  for (int i = 0; i < r; i++) out.data[i] = evs[i].data.fd;
+  return num(info.Env(), r);
 }
 
 }  // namespace virtiofsd
