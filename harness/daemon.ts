@@ -36,6 +36,11 @@ export interface DaemonHandle {
   socketPath: string;
   /** stdout + stderr so far. */
   logs(): string;
+  /**
+   * Resolves with the logs once they match `pattern`, or with what there is after `timeoutMs`. A line
+   * the daemon has written may not have reached our pipe reader yet (the socket can appear first).
+   */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** Resolves when the process exits. */
   exited: Promise<ExitStatus>;
   exitCode(): number | null | undefined; // undefined while running
@@ -87,6 +92,13 @@ export async function startDaemon(kind: DaemonKind, o: StartDaemonOptions): Prom
     pid: child.pid ?? -1,
     socketPath: o.socketPath,
     logs: () => log,
+    async waitForLog(pattern, timeoutMs = 5000) {
+      const until = Date.now() + timeoutMs;
+      while (!pattern.test(log) && status === undefined && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return log;
+    },
     exited,
     exitCode: () => (status ? status.code : undefined),
     async stop(graceMs = 10000) {

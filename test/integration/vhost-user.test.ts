@@ -190,7 +190,7 @@ t.test('a corrupted avail ring stops that queue only until the next connection',
   await new Promise((r) => setTimeout(r, 300));
   s.close();
   await alive(tt);
-  tt.match(daemon.logs(), /corrupted the avail ring/, 'logged');
+  tt.match(await daemon.waitForLog(/corrupted the avail ring/), /corrupted the avail ring/, 'logged');
 });
 
 t.test('vhost-user protocol errors are rejected, not fatal', async (tt) => {

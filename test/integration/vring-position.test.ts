@@ -41,8 +41,7 @@ t.test('GET_VRING_BASE after SET_VRING_ENABLE 0 returns the position reached', a
     for (const q of [0, 1, 2]) s.fe.setVringEnable(q, false);
     for (const q of [0, 1, 2]) tt.equal(s.fe.getVringBase(q), sent[q], `queue ${q}: GET_VRING_BASE is the number of requests served`);
     const logged = /queue 1 stopped \(avail index 8\)/;
-    for (let i = 0; i < 40 && !logged.test(daemon.logs()); i++) await new Promise((r) => setTimeout(r, 50));
-    tt.match(daemon.logs(), logged, 'the daemon logs where queue 1 stopped');
+    tt.match(await daemon.waitForLog(logged, 2000), logged, 'the daemon logs where queue 1 stopped');
   } finally {
     s.close();
   }

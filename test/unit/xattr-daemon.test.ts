@@ -37,7 +37,7 @@ t.test('with --xattr', async (t) => {
     t.plan(0, `skip: ${skip}`);
     return;
   }
-  t.match(env.daemon.logs(), /xattr=on/, 'the startup line says so');
+  t.match(await env.daemon.waitForLog(/xattr=on/), /xattr=on/, 'the startup line says so');
   const { s, rb, call } = await fuseSession(env);
   t.teardown(() => s.close());
   const file = (await call(rb.lookup(1n, 'hello.txt'))).view.getBigUint64(0, true);
@@ -78,7 +78,7 @@ t.test('with --xattr', async (t) => {
 
 t.test('without --xattr: ENOSYS', async (t) => {
   const env = await startHostile(t);
-  t.match(env.daemon.logs(), /xattr=off/);
+  t.match(await env.daemon.waitForLog(/xattr=off/), /xattr=off/);
   const { s, rb, call } = await fuseSession(env);
   t.teardown(() => s.close());
   t.equal((await call(rb.build(Opcode.Getxattr, 1n, u32s(100, 0), cstr('user.k')))).error, -ENOSYS);
