@@ -3,14 +3,8 @@
  * Uint8Array, the reply lands in `out` as the guest would see its writable descriptors.
  */
 import { readSync, writeSync } from 'node:fs';
-import { Errno } from '../../src/errors.js';
+import { Errno, errnoFromException } from '../../src/errors.js';
 import type { Reader, Writer } from '../../src/fuse/io.js';
-
-/** Errors from node:fs carry `errno` as a negative number on Linux. */
-function errnoOf(e: unknown): number {
-  const n = (e as { errno?: unknown }).errno;
-  return typeof n === 'number' && n < 0 ? n : -Errno.EIO;
-}
 
 /** Default size of the head copy, matching the virtio layer's INBUF_SIZE order of magnitude. */
 export const DEFAULT_HEAD_SIZE = 8192 + 4096;
@@ -35,7 +29,7 @@ export class BufferReader implements Reader {
         done += n;
       }
     } catch (e) {
-      return done > 0 ? done : errnoOf(e);
+      return done > 0 ? done : errnoFromException(e);
     }
     return done;
   }
@@ -68,7 +62,7 @@ export class BufferWriter implements Writer {
         done += n;
       }
     } catch (e) {
-      return done > 0 ? done : errnoOf(e);
+      return done > 0 ? done : errnoFromException(e);
     }
     this.written = Math.max(this.written, off + done);
     return done;
