@@ -1,11 +1,13 @@
 import {
   MAX_QUEUES, MAX_WORKERS, MAX_SEGS, SCRATCH_BASE, SCRATCH_SIZE, SCR_RCOUNT, SCR_WCOUNT, SCR_RTOTAL,
-  SCR_WTOTAL, SCR_RLIST, SCR_WLIST, Q_SIZE, Q_DESC, Q_READY,
+  SCR_WTOTAL, SCR_RLIST, SCR_WLIST, Q_SIZE, Q_DESC, Q_READY, SEG_STRIDE, MT_GPA, SCR_MISS,
 } from './layout';
 import {
   BROKEN, BAD_ADDR, BAD_LEN, LOOP, NESTED_INDIRECT, ORDER, TOO_MANY_SEGS, BAD_INDIRECT, BAD_HEAD, BAD_SIZE,
+  NEED_MAP,
 } from './errors';
-import { gpaToWin } from './memtable';
+import { gpaRegion, mtEntry } from './memtable';
+import { apertureMissPending, regionWin } from './aperture';
 import { qaddr } from './queue';
 import { VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_SIZE } from './virtio';
 
@@ -14,30 +16,33 @@ export const MAX_INDIRECT: u32 = 32768;
 /** An indirect table is a whole number of descriptors (VIRTQ_DESC_SIZE is a power of two). */
 const DESC_SIZE_MASK: u32 = VIRTQ_DESC_SIZE - 1;
 
-/** Append [win, win+len) to a segment list whose count lives at countPtr; merges with the previous
- *  segment when contiguous in linear memory (fewer iovecs for preadv/pwritev). 0 or TOO_MANY_SEGS. */
+/** Append {region, off, len} to a segment list whose count lives at countPtr; merges with the previous
+ *  segment when contiguous in the same region (fewer iovecs for preadv/pwritev). 0 or TOO_MANY_SEGS. */
 // @ts-ignore: decorator
-@inline function append(list: u32, countPtr: u32, win: u32, len: u32): i32 {
+@inline function append(list: u32, countPtr: u32, region: u32, off: u64, len: u32): i32 {
   const c = load<u32>(countPtr);
   if (c > 0) {
-    const last = list + (c - 1) * 8;
-    const lwin = load<u32>(last);
-    const llen = load<u32>(last, 4);
-    // lwin + llen cannot wrap: both lie inside one region of the window (< 2^32).
-    if (lwin + llen == win && u64(llen) + u64(len) <= 0xFFFFFFFF) {
-      store<u32>(last, llen + len, 4);
+    const last = list + (c - 1) * SEG_STRIDE;
+    const llen = load<u32>(last, 8);
+    // loff + llen cannot wrap: both lie inside one region (its end fits in u64).
+    if (load<u32>(last, 12) == region && load<u64>(last) + u64(llen) == off && u64(llen) + u64(len) <= 0xFFFFFFFF) {
+      store<u32>(last, llen + len, 8);
       return 0;
     }
   }
   if (c >= MAX_SEGS) return TOO_MANY_SEGS;
-  store<u32>(list + c * 8, win);
-  store<u32>(list + c * 8, len, 4);
+  const e = list + c * SEG_STRIDE;
+  store<u64>(e, off);
+  store<u32>(e, len, 8);
+  store<u32>(e, region, 12);
   store<u32>(countPtr, c + 1);
   return 0;
 }
 
-/** Walk the chain of `head` into worker w's scratch (§2.6.5). 0 or an error; on error the counts and
- *  lists describe what was accepted so far. */
+/** Walk the chain of `head` into worker w's scratch (§2.6.5): every guest address is checked here, once,
+ *  against the memory table, and becomes {region, offset}. 0 or an error; on error the counts and lists
+ *  describe what was accepted so far. NEED_MAP: an indirect table lies behind an aperture not mapped yet
+ *  (map it, then parse again). */
 export function chainParse(q: u32, head: u32, w: u32): i32 {
   if (w >= MAX_WORKERS) return BAD_SIZE;
   const s = SCRATCH_BASE + w * SCRATCH_SIZE;
@@ -45,6 +50,7 @@ export function chainParse(q: u32, head: u32, w: u32): i32 {
   store<u32>(s, 0, SCR_WCOUNT);
   store<u32>(s, 0, SCR_RTOTAL);
   store<u32>(s, 0, SCR_WTOTAL);
+  store<u32>(s, 0, SCR_MISS);
   if (q >= MAX_QUEUES) return BROKEN;
   const a = qaddr(q);
   if (atomic.load<u32>(a, Q_READY) == 0) return BROKEN;
@@ -73,8 +79,10 @@ export function chainParse(q: u32, head: u32, w: u32): i32 {
       if (indirect) return NESTED_INDIRECT;
       if ((flags & VIRTQ_DESC_F_NEXT) != 0) return BAD_INDIRECT;
       if (len == 0 || (len & DESC_SIZE_MASK) != 0 || len / VIRTQ_DESC_SIZE > MAX_INDIRECT) return BAD_INDIRECT;
-      const t = gpaToWin(addr, len);
-      if (t == 0) return BAD_ADDR;
+      const tr = gpaRegion(addr, len);
+      if (tr < 0) return BAD_ADDR;
+      const t = regionWin(w, <u32>tr, addr - load<u64>(mtEntry(<u32>tr), MT_GPA), len);
+      if (t == 0) return apertureMissPending(w) != 0 ? NEED_MAP : BAD_ADDR;
       // No alignment demand: plain wasm loads work unaligned.
       table = t;
       tableLen = len / VIRTQ_DESC_SIZE;
@@ -84,13 +92,14 @@ export function chainParse(q: u32, head: u32, w: u32): i32 {
       continue;
     }
     if (len != 0) {
-      const win = gpaToWin(addr, len);
-      if (win == 0) return BAD_ADDR;
+      const region = gpaRegion(addr, len);
+      if (region < 0) return BAD_ADDR;
+      const off = addr - load<u64>(mtEntry(<u32>region), MT_GPA);
       if ((flags & VIRTQ_DESC_F_WRITE) != 0) {
         writing = true;
         // §2.6.4.2 totals fit in u32 (the used element's len is u32).
         if (wtotal + u64(len) > 0xFFFFFFFF) return BAD_LEN;
-        const r = append(s + SCR_WLIST, s + SCR_WCOUNT, win, len);
+        const r = append(s + SCR_WLIST, s + SCR_WCOUNT, <u32>region, off, len);
         if (r != 0) return r;
         wtotal += len;
         store<u32>(s, <u32>wtotal, SCR_WTOTAL);
@@ -98,7 +107,7 @@ export function chainParse(q: u32, head: u32, w: u32): i32 {
         // §2.6.4.2: device-readable descriptors come before device-writable ones.
         if (writing) return ORDER;
         if (rtotal + u64(len) > 0xFFFFFFFF) return BAD_LEN;
-        const r = append(s + SCR_RLIST, s + SCR_RCOUNT, win, len);
+        const r = append(s + SCR_RLIST, s + SCR_RCOUNT, <u32>region, off, len);
         if (r != 0) return r;
         rtotal += len;
         store<u32>(s, <u32>rtotal, SCR_RTOTAL);

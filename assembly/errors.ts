@@ -12,3 +12,6 @@ export const BAD_HEAD: i32 = -10;
 export const BAD_SIZE: i32 = -11;
 export const ALIGN: i32 = -12;
 export const FULL: i32 = -13;
+/** An aperture onto guest memory is not mapped yet: the miss is recorded in the worker's scratch
+ *  (SCR_MISS); map it (apertureFill) and call again. */
+export const NEED_MAP: i32 = -14;

@@ -4,7 +4,11 @@
 export * from './layout';
 export * from './errors';
 export * from './virtio';
-export { memtableClear, memtableAdd, gpaToWin, uaddrToWin } from './memtable';
+export { memtableClear, memtableAdd, memtableCount, gpaRegion, uaddrRegion } from './memtable';
+export {
+  apertureConfig, apertureOff, apertureWin, apertureMissPending, apertureFill, apertureDrop, aperturePin,
+  apertureUnpin, gpaToWin, uaddrToWin,
+} from './aperture';
 export {
   queueSetup, queueSetBase, queueGetBase, queueReset, queuePop, queuePush, queueEnableNotify,
   queueIsBroken, queueIsReady, queueSize,

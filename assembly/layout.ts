@@ -7,22 +7,53 @@
 export const CONTROL_BASE: u32 = 0x100000;
 export const CONTROL_SIZE: u32 = 0x10000;
 
-/** Memory table: u32 count at +0, entries from +MEMTABLE_ENTRIES, MEMTABLE_STRIDE bytes each:
- *  {u64 gpa, u64 size, u64 uaddr, u32 win, u32 pad}. */
-export const MEMTABLE_BASE: u32 = 0x110000;
-export const MEMTABLE_ENTRIES: u32 = 8;
-export const MEMTABLE_STRIDE: u32 = 32;
-export const MAX_REGIONS: u32 = 64;
-export const MEMTABLE_SIZE: u32 = 0x1000;
+/** Memory table: u32 count at +0, entries from +MEMTABLE_ENTRIES, MEMTABLE_STRIDE bytes each, sorted by
+ *  guest-physical address (MT_* offsets below). The main thread writes it only while every worker is paused. */
+export const MEMTABLE_BASE: u32 = 0x120000;
+export const MEMTABLE_ENTRIES: u32 = 64;
+export const MEMTABLE_STRIDE: u32 = 64;
+/** QEMU accepts up to 512 memory slots from a backend (vhost-user "Memory slots"); 509 is libvhost-user's
+ *  figure. The table holds 512. */
+export const MAX_REGIONS: u32 = 512;
+export const MEMTABLE_SIZE: u32 = 0x10000;
+/** Entry fields: guest-physical address, size, frontend (user) address, host address of the mapping the
+ *  addon's vectored I/O uses, offset of the region in its fd, window address when the whole region is
+ *  mapped into the window (0: reached through apertures), the fd (kept open while the region exists). */
+export const MT_GPA: u32 = 0;
+export const MT_SIZE: u32 = 8;
+export const MT_UADDR: u32 = 16;
+export const MT_HVA: u32 = 24;
+export const MT_FILE_OFF: u32 = 32;
+export const MT_WIN: u32 = 40;
+export const MT_FD: u32 = 44;
+
+/** Aperture cache (assembly/aperture.ts): a header, one u32 clock per partition, then APERTURE_MAX_SLOTS
+ *  entries {u64 key, u32 stamp, u32 pad}. */
+export const APERTURE_BASE: u32 = 0x130000;
+export const APERTURE_SIZE: u32 = 0x10000;
+export const APERTURE_CLOCKS: u32 = 64;
+export const APERTURE_ENTRIES: u32 = 0x200;
+export const APERTURE_STRIDE: u32 = 16;
+export const APERTURE_MAX_SLOTS: u32 = 2048;
+/** Guest memory is cut into 2 MiB granules of its file; an aperture maps a granule and the one after it
+ *  (4 MiB), so any object of up to 2 MiB that starts in the granule is contiguous in the window. */
+export const GRANULE_SHIFT: u32 = 21;
+export const APERTURE_SLOT_SIZE: u32 = 4 << 20;
+/** Slots of partition 0, the rings' pinned apertures (3 per queue), owned by the main thread. */
+export const APERTURE_PINNED: u32 = 48;
+/** Set-associative lookup: each worker partition is cut into sets of this many slots. */
+export const APERTURE_WAYS: u32 = 8;
 
 /** Queue table: MAX_QUEUES records of QUEUE_STRIDE bytes (offsets Q_* below). */
 export const QUEUE_BASE: u32 = 0x111000;
 export const QUEUE_STRIDE: u32 = 128;
 export const MAX_QUEUES: u32 = 16;
 
-/** Per-worker counters (layout owned by src/virtio, later metrics). */
+/** Per-worker counters: u64 aperture hits at +STAT_APERTURE_HITS, misses at +STAT_APERTURE_MISSES. */
 export const STATS_BASE: u32 = 0x112000;
 export const STATS_STRIDE: u32 = 256;
+export const STAT_APERTURE_HITS: u32 = 0;
+export const STAT_APERTURE_MISSES: u32 = 8;
 export const MAX_WORKERS: u32 = 32;
 
 /** Inode table: header (64 B), INODE_MAX slots of INODE_STRIDE bytes, then INODE_MAX u32 hash buckets.
@@ -53,15 +84,21 @@ export const SCR_RCOUNT: u32 = 0;
 export const SCR_WCOUNT: u32 = 4;
 export const SCR_RTOTAL: u32 = 8;
 export const SCR_WTOTAL: u32 = 12;
+/** An aperture miss: u32 pending, u32 region, u64 granule; then the mapping to make (apertureFill):
+ *  u32 window address, i32 fd, u64 file offset, u32 length. */
+export const SCR_MISS: u32 = 16;
+export const SCR_MISS_SIZE: u32 = 40;
 export const SCR_STAT: u32 = 64;
 export const SCR_STAT_SIZE: u32 = 128;
+/** Segment lists: SEG_STRIDE bytes an entry, {u64 offset in the region, u32 len, u32 region}. */
+export const SEG_STRIDE: u32 = 16;
 export const SCR_RLIST: u32 = 0x100;
-export const SCR_WLIST: u32 = SCR_RLIST + MAX_SEGS * 8;
-export const SCR_SUBLIST: u32 = SCR_WLIST + MAX_SEGS * 8;
-export const SCR_INBUF: u32 = 0x10000;
+export const SCR_WLIST: u32 = SCR_RLIST + MAX_SEGS * SEG_STRIDE;
+export const SCR_SUBLIST: u32 = SCR_WLIST + MAX_SEGS * SEG_STRIDE;
+export const SCR_INBUF: u32 = 0x20000;
 export const SCR_OUTBUF: u32 = SCR_INBUF + INBUF_SIZE;
 
-/** The guest window: regions are mapped in [WINDOW_BASE, WINDOW_END). */
+/** The guest window: whole regions (when they all fit) or apertures are mapped in [WINDOW_BASE, WINDOW_END). */
 export const WINDOW_BASE: u32 = 80 << 20;
 export const WINDOW_END: u32 = 0xFFFF0000;
 

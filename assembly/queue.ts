@@ -3,7 +3,7 @@ import {
   Q_NEXT_USED, Q_EVENT_IDX, Q_BROKEN, Q_READY,
 } from './layout';
 import { EMPTY, BROKEN, BAD_ADDR, BAD_HEAD, BAD_SIZE, ALIGN } from './errors';
-import { uaddrToWin } from './memtable';
+import { uaddrToWin } from './aperture';
 import { lockAcquire, lockRelease } from './lock';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_SIZE } from './virtio';
 

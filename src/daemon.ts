@@ -14,7 +14,7 @@ import { sharedBuffer } from './memory/guest-memory.js';
 import { Passthrough } from './fs/passthrough.js';
 import { VirtioFsDevice } from './virtio/device.js';
 import { WorkerPool } from './virtio/pool.js';
-import { createSharedMemory, loadVirtqueueModule } from './virtio/wasm.js';
+import { createSharedMemory, guestTableOf, loadVirtqueueModule } from './virtio/wasm.js';
 import { VhostUserListener } from './vhost/listener.js';
 
 /**
@@ -44,7 +44,7 @@ export class Daemon {
     else log.debug(`open-file limit ${nofile}`);
     const memory = createSharedMemory();
     const vq = await loadVirtqueueModule(memory);
-    native.setWindow(sharedBuffer(memory));
+    native.setWindow(sharedBuffer(memory), guestTableOf(vq.layout));
 
     const dir = path.resolve(cfg.sharedDir!);
     // The session owner's passthrough opens the root (node id 1 in the shared inode table) and

@@ -82,14 +82,22 @@ export class RateLimitedLog {
   constructor(private readonly log: Logger, private readonly burst = 10, private readonly windowMs = 10_000) {}
 
   warn(msg: string): void {
+    this.emit('warn', msg);
+  }
+
+  error(msg: string): void {
+    this.emit('error', msg);
+  }
+
+  private emit(level: 'warn' | 'error', msg: string): void {
     const now = Date.now();
     if (now - this.windowStart > this.windowMs) {
-      if (this.suppressed > 0) this.log.warn(`(${this.suppressed} similar messages suppressed)`);
+      if (this.suppressed > 0) this.log[level](`(${this.suppressed} similar messages suppressed)`);
       this.windowStart = now;
       this.count = 0;
       this.suppressed = 0;
     }
-    if (this.count++ < this.burst) this.log.warn(msg);
+    if (this.count++ < this.burst) this.log[level](msg);
     else this.suppressed++;
   }
 }

@@ -98,6 +98,10 @@ export interface Native {
   mapFixed(buf: SharedArrayBuffer, off: number, len: number, fd: number, fileOff: number): number;
   /** Replace buf[off, off+len) with anonymous zero pages. 0 or -errno */
   unmapFixed(buf: SharedArrayBuffer, off: number, len: number): number;
+  /** mmap(MAP_SHARED) of fd[fileOff, fileOff+len) outside the wasm memory: its address, or -errno. */
+  mapShared(fd: number, fileOff: number, len: number): number;
+  /** munmap of a mapShared mapping. 0 or -errno */
+  unmapShared(addr: number, len: number): number;
   /** memfd of `size` bytes (MFD_CLOEXEC) or -errno. */
   memfdCreate(name: string, size: number): number;
 
@@ -191,11 +195,16 @@ export interface Native {
   pwrite(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number;
 
   // zero copy against the shared memory
-  /** Per thread: the linear memory that segment lists and their addresses refer to. */
-  setWindow(buf: SharedArrayBuffer): void;
   /**
-   * preadv from fd at pos into the `count` segments {u32 win, u32 len} at address `list`. Every segment must
-   * lie in the window (else -EFAULT, before any I/O). Bytes (short only at EOF or after an error) or -errno.
+   * Per thread: the linear memory that segment lists live in, and where in it the guest memory table is
+   * (base, offset of the entries, entry stride, most entries, offsets of an entry's size and host address).
+   */
+  setWindow(buf: SharedArrayBuffer, table: GuestTableLayout): void;
+  /**
+   * preadv from fd at pos into the `count` segments {u64 off, u32 len, u32 region} at address `list`: each
+   * is `len` bytes at `off` in the memory table's region `region`, reached through the region's host
+   * mapping. Every segment must lie in its region (else -EFAULT, before any I/O). Bytes (short only at
+   * EOF or after an error) or -errno.
    */
   preadvWin(fd: number, list: number, count: number, pos: number): number;
   /** pwritev counterpart of preadvWin. */
@@ -211,8 +220,18 @@ type RawNative = Omit<Native, 'memoryAddress' | 'mapFixed' | 'unmapFixed' | 'set
   memoryAddress(view: Uint8Array): bigint;
   mapFixed(view: Uint8Array, off: number, len: number, fd: number, fileOff: number): number;
   unmapFixed(view: Uint8Array, off: number, len: number): number;
-  setWindow(view: Uint8Array): void;
+  setWindow(view: Uint8Array, base: number, entries: number, stride: number, max: number, sizeOff: number, hvaOff: number): void;
 };
+
+/** Where the guest memory table is in the linear memory (assembly/layout.ts: MEMTABLE_*, MT_*). */
+export interface GuestTableLayout {
+  base: number;
+  entries: number;
+  stride: number;
+  max: number;
+  sizeOff: number;
+  hvaOff: number;
+}
 
 
 export const ADDON_PATH = join(packageRoot(), 'native', 'build', 'Release', 'virtiofsd_native.node');
@@ -237,7 +256,7 @@ export const native: Native = {
   memoryAddress: (buf) => raw.memoryAddress(viewOf(buf)),
   mapFixed: (buf, off, len, fd, fileOff) => raw.mapFixed(viewOf(buf), off, len, fd, fileOff),
   unmapFixed: (buf, off, len) => raw.unmapFixed(viewOf(buf), off, len),
-  setWindow: (buf) => raw.setWindow(viewOf(buf)),
+  setWindow: (buf, t) => raw.setWindow(viewOf(buf), t.base, t.entries, t.stride, t.max, t.sizeOff, t.hvaOff),
 };
 
 /** Shorthand for the constants. */

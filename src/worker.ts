@@ -14,7 +14,7 @@ import { sharedBuffer } from './memory/guest-memory.js';
 import { Ctl, controlView } from './virtio/control.js';
 import { QueueRunner } from './virtio/queue-runner.js';
 import type { GuestReader, GuestWriter } from './virtio/guest-io.js';
-import { loadVirtqueueModule } from './virtio/wasm.js';
+import { guestTableOf, loadVirtqueueModule } from './virtio/wasm.js';
 import { syslogSink } from './syslog.js';
 
 /** WRITE's in-header and write_in: the rest of its readable part is file data, written zero-copy. */
@@ -23,7 +23,7 @@ const WRITE_PREFIX = IN_HEADER_SIZE + WRITE_IN_SIZE;
 const data = Piscina.workerData as WorkerData;
 const memory = data.memory;
 const vq = await loadVirtqueueModule(memory);
-native.setWindow(sharedBuffer(memory));
+native.setWindow(sharedBuffer(memory), guestTableOf(vq.layout));
 
 export default function runWorker(task: { wid: number }): void {
   const wid = task.wid;

@@ -46,6 +46,7 @@ void NativeAddon::EnvCleanup(void* arg) {
   a->winRef.Reset();
   a->winBase = nullptr;
   a->winLen = 0;
+  a->table = GuestTable{};
 }
 
 NativeAddon::~NativeAddon() {

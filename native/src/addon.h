@@ -56,6 +56,11 @@ struct Watcher {
   uint32_t id = 0;
 };
 
+// Where the guest memory table lives in the window (setWindow): offsets and sizes from assembly/layout.ts.
+struct GuestTable {
+  uint64_t base = 0, entries = 0, stride = 0, max = 0, sizeOff = 0, hvaOff = 0;
+};
+
 class NativeAddon : public Napi::Addon<NativeAddon> {
  public:
   NativeAddon(Napi::Env env, Napi::Object exports);
@@ -65,6 +70,7 @@ class NativeAddon : public Napi::Addon<NativeAddon> {
   uint8_t* winBase = nullptr;
   uint64_t winLen = 0;
   Napi::Reference<Napi::Value> winRef;  // keeps the window's buffer alive while winBase points into it
+  GuestTable table;
 
   std::unordered_map<uint32_t, Watcher*> watchers;
   uint32_t nextWatcherId = 1;

@@ -28,6 +28,8 @@
   X(MemoryAddress, memoryAddress)                \
   X(MapFixed, mapFixed)                          \
   X(UnmapFixed, unmapFixed)                      \
+  X(MapShared, mapShared)                        \
+  X(UnmapShared, unmapShared)                    \
   X(MemfdCreate, memfdCreate)                    \
   X(SealShrink, sealShrink)                      \
   /* fs.cc: calls on a directory fd and a name */ \

@@ -1,5 +1,5 @@
 // Calls on an open fd (close, dup, size, sync, seek, directory reads, pread/pwrite), and the zero-copy
-// preadv/pwritev between a file and the shared linear memory (the window).
+// preadv/pwritev between a file and guest memory (segment lists in the shared linear memory).
 
 #include "addon.h"
 
@@ -17,19 +17,22 @@ namespace {
 
 constexpr uint32_t kIovMax = 1024;  // IOV_MAX
 
-// Runs preadv/pwritev over a segment list {u32 win, u32 len} at `list` in the window. Every entry (and the
-// list itself) is checked against the window before any I/O. Loops over IOV_MAX-sized batches and short
-// transfers; after partial progress an error returns the bytes done so far.
+// Runs preadv/pwritev over a segment list {u64 off, u32 len, u32 region} at `list` in the window: each
+// segment is `len` bytes at offset `off` of memory-table entry `region`, whose host mapping is at its
+// MT_HVA (setWindow says where the table is). Every entry (and the list itself) is checked against the
+// window and the table before any I/O. Loops over IOV_MAX-sized batches and short transfers; after partial
+// progress an error returns the bytes done so far.
 template <bool kWrite>
 long vecIo(NativeAddon* a, int fd, uint64_t list, uint64_t count, uint64_t pos) {
-  if (a->winBase == nullptr) return -EFAULT;
+  if (a->winBase == nullptr || a->table.stride == 0) return -EFAULT;
   const uint64_t wl = a->winLen;
-  if (count > wl / 8 || list > wl || count * 8 > wl - list) return -EFAULT;
+  constexpr uint64_t kSeg = 16;
+  if (count > wl / kSeg || list > wl || count * kSeg > wl - list) return -EFAULT;
   const uint8_t* l = a->winBase + list;
-  auto seg = [l](uint64_t i, uint32_t& win, uint32_t& len) {
-    memcpy(&win, l + i * 8, 4);
-    memcpy(&len, l + i * 8 + 4, 4);
-  };
+  const GuestTable& t = a->table;
+  uint32_t regions;
+  memcpy(&regions, a->winBase + t.base, 4);
+  if (regions > t.max) return -EFAULT;
   // The list is in shared memory: read each entry once, check it, and use only the checked copy.
   // Common chains are short: no heap allocation below kStackIov segments.
   constexpr size_t kStackIov = 64;
@@ -42,11 +45,18 @@ long vecIo(NativeAddon* a, int fd, uint64_t list, uint64_t count, uint64_t pos) 
   }
   size_t total = 0;
   for (uint64_t i = 0; i < count; i++) {
-    uint32_t win, len;
-    seg(i, win, len);
-    if (static_cast<uint64_t>(win) > wl || static_cast<uint64_t>(len) > wl - win) return -EFAULT;
+    uint64_t off, size, hva;
+    uint32_t len, region;
+    memcpy(&off, l + i * kSeg, 8);
+    memcpy(&len, l + i * kSeg + 8, 4);
+    memcpy(&region, l + i * kSeg + 12, 4);
+    if (region >= regions) return -EFAULT;
+    const uint8_t* e = a->winBase + t.base + t.entries + static_cast<uint64_t>(region) * t.stride;
+    memcpy(&size, e + t.sizeOff, 8);
+    memcpy(&hva, e + t.hvaOff, 8);
+    if (hva == 0 || off > size || len > size - off) return -EFAULT;
     if (len == 0) continue;
-    all[total++] = {a->winBase + win, len};
+    all[total++] = {reinterpret_cast<void*>(static_cast<uintptr_t>(hva + off)), len};
   }
   long done = 0;
   size_t idx = 0;
@@ -195,10 +205,18 @@ Napi::Value NativeAddon::Pwrite(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeAddon::SetWindow(const Napi::CallbackInfo& info) {
   Bytes win;
-  ARGS_OR_THROW(args(info, win));
+  GuestTable t;
+  ARGS_OR_THROW(args(info, win, t.base, t.entries, t.stride, t.max, t.sizeOff, t.hvaOff));
+  // The whole table, and each field read from an entry, must lie in the window.
+  if (t.stride < 16 || t.sizeOff > t.stride - 8 || t.hvaOff > t.stride - 8 || t.base > win.len ||
+      t.entries + t.max * t.stride > win.len - t.base) {
+    Napi::RangeError::New(info.Env(), "memory table does not fit the window").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
   winRef.Reset(info[0], 1);
   winBase = win.data;
   winLen = win.len;
+  table = t;
   return info.Env().Undefined();
 }
 

@@ -1,4 +1,5 @@
-// Guest memory: mapping the frontend's memfds over the shared wasm memory (MAP_FIXED), memfds and seals.
+// Guest memory: mapping the frontend's memfds over the shared wasm memory (MAP_FIXED) and outside it
+// (mapShared, for vectored I/O), memfds and seals.
 // The JS wrapper (src/native.ts) passes a Uint8Array over the whole SharedArrayBuffer: Node 20's
 // N-API has no SharedArrayBuffer accessor, but a typed array view over one is readable.
 
@@ -45,6 +46,26 @@ Napi::Value NativeAddon::UnmapFixed(const Napi::CallbackInfo& info) {
   ARGS_OR_THROW(args(info, mem, off, len));
   // Replace (never munmap): the range belongs to the wasm memory reservation and must stay mapped.
   return num(info.Env(), mapOver(mem, off, len, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+}
+
+// mmap(MAP_SHARED) of fd[fileOff, fileOff + len) anywhere in the address space (outside the wasm memory):
+// the host mapping of a guest region for vectored I/O. The address (< 2^47, exact in a JS number) or -errno.
+Napi::Value NativeAddon::MapShared(const Napi::CallbackInfo& info) {
+  return callWith(info, [](int32_t fd, uint64_t fileOff, uint64_t len) -> long {
+    if (len == 0) {
+      errno = EINVAL;
+      return -1;
+    }
+    void* r = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(fileOff));
+    return r == MAP_FAILED ? -1L : static_cast<long>(reinterpret_cast<uintptr_t>(r));
+  });
+}
+
+// munmap of a mapping made by mapShared. 0 or -errno.
+Napi::Value NativeAddon::UnmapShared(const Napi::CallbackInfo& info) {
+  return callWith(info, [](uint64_t addr, uint64_t len) {
+    return munmap(reinterpret_cast<void*>(static_cast<uintptr_t>(addr)), len);
+  });
 }
 
 Napi::Value NativeAddon::MemfdCreate(const Napi::CallbackInfo& info) {

@@ -1,39 +1,49 @@
 /**
- * Guest memory: the frontend's memory regions mapped into the guest window of the shared
- * WebAssembly.Memory, and the AS memory table that translates guest-physical and frontend-virtual
- * addresses to window addresses. Main thread only, and only while the workers are paused: the table
- * is rebuilt whole, then published (rust-vmm vhost's update_memory does the same).
+ * Guest memory: the frontend's memory regions, mapped for the addon's vectored I/O and made reachable
+ * by the AS module, and the AS memory table that translates guest-physical and frontend-virtual
+ * addresses. Main thread only, and only while the workers are paused: the table is rebuilt whole, then
+ * published (docs/internals.md, "Guests of any size").
+ *
+ * Every region gets a host mapping outside the wasm memory (any size, any number). What the AS module
+ * reads (rings, descriptor tables, request headers, small replies) it reaches through the window:
+ * - resident: when all regions fit the window, each is mapped there whole (no cost per request);
+ * - apertures: otherwise the window holds 4 MiB apertures onto guest RAM, a cache per worker that the
+ *   worker fills on a miss (window.ts), plus pinned apertures for the rings (pinRings).
  */
 import fs from 'node:fs';
 import { Errno, MemoryError } from '../errors.js';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
+import { type ApertureGeometry, apertureGeometry, firstFit, type WindowLayout, WINDOW_ALIGN } from './window.js';
 
 export const PAGE_SIZE = 4096;
 
 /**
- * How many regions the memory table holds: what GET_MAX_MEM_SLOTS reports (vhost-user spec:
- * "Memory slots"), and the most SET_MEM_TABLE/ADD_MEM_REG may leave mapped at once.
+ * How many regions the memory table holds: what GET_MAX_MEM_SLOTS reports (vhost-user spec: "Memory
+ * slots"). QEMU takes at most 512 from a backend; it never sends more than 8 in one SET_MEM_TABLE.
  */
-export const MAX_MEM_SLOTS = 32;
+export const MAX_MEM_SLOTS = 509;
 
 /**
- * What this layer needs of the AS module: the guest window's bounds and the translation table it fills.
- * (The module is loaded by the virtio layer above, which passes it in; memory does not import virtio.)
+ * What this layer needs of the AS module: the window's bounds, the translation table it fills and the
+ * aperture cache it configures. (The module is loaded by the virtio layer above, which passes it in;
+ * memory does not import virtio.)
  */
 export interface MemoryTable {
-  readonly layout: { readonly WINDOW_BASE: number; readonly WINDOW_END: number };
+  readonly layout: WindowLayout;
   memtableClear(): void;
-  /** 0, or a negative code when the table refuses the entry */
-  memtableAdd(gpa: bigint, size: bigint, uaddr: bigint, win: number): number;
+  /** the entry's index, or a negative code when the table refuses it */
+  memtableAdd(gpa: bigint, size: bigint, uaddr: bigint, hva: bigint, fileOff: bigint, win: number, fd: number): number;
+  apertureConfig(area: number, workers: number, slots: number): number;
+  apertureOff(): void;
+  aperturePin(slot: number, region: number, granule: bigint): number;
+  apertureUnpin(slot: number): void;
 }
 
 /** The shared memory's buffer (a SharedArrayBuffer: the Memory is created shared). */
 export function sharedBuffer(m: WebAssembly.Memory): SharedArrayBuffer {
   return m.buffer as unknown as SharedArrayBuffer;
 }
-/** Regions are placed on 2 MiB boundaries in the window, so huge-page backed regions stay aligned. */
-const WINDOW_ALIGN = 2 * 1024 * 1024;
 
 export interface RegionDesc {
   guestPhysAddr: bigint;
@@ -43,28 +53,40 @@ export interface RegionDesc {
 }
 
 export interface MappedRegion extends RegionDesc {
-  /** Window address of the region's first byte. */
+  /** The region's fd, open while the region exists (apertures are mapped from it). */
+  fd: number;
+  /** Host address of the region's first byte (its mapping outside the wasm memory). */
+  hva: bigint;
+  /** That mapping: page aligned, [hostMap, hostMap + hostLen). */
+  hostMap: number;
+  hostLen: number;
+  /** The file's page size (st_blksize: the huge page size on hugetlbfs). */
+  pageSize: number;
+  /** Resident: window address of the region's first byte, and the page-aligned window mapping. */
   win: number;
-  /** The page-aligned mapping that holds it. */
   mapStart: number;
   mapLen: number;
 }
 
+export type MemoryMode = 'none' | 'resident' | 'apertures';
+
 export class GuestMemory {
+  /** Sorted by guest-physical address: the index here is the index in the AS table. */
   private regions: MappedRegion[] = [];
   private warnedUnsealed = false;
-  private readonly windowBase: number;
-  private readonly windowEnd: number;
+  private mode: MemoryMode = 'none';
+  private geometry: ApertureGeometry | null = null;
+  /** Pinned apertures: "region:granule" → slot. */
+  private pins = new Map<string, number>();
 
   constructor(
     private readonly vq: MemoryTable,
     private readonly memory: WebAssembly.Memory,
     private readonly log: Logger,
     private readonly maxRegions: number,
-  ) {
-    this.windowBase = vq.layout.WINDOW_BASE;
-    this.windowEnd = vq.layout.WINDOW_END;
-  }
+    /** Worker threads: each gets its own aperture partition. */
+    private readonly workers: number,
+  ) {}
 
   /** the most regions mapped at once (GET_MAX_MEM_SLOTS) */
   get maxSlots(): number {
@@ -79,6 +101,16 @@ export class GuestMemory {
     return this.regions.reduce((s, r) => s + r.memorySize, 0n);
   }
 
+  /** How the AS module reaches guest RAM now. */
+  get memoryMode(): MemoryMode {
+    return this.mode;
+  }
+
+  /** The aperture partitions, in aperture mode. */
+  get apertures(): ApertureGeometry | null {
+    return this.geometry;
+  }
+
   /** Checks a region's numbers before anything is mapped (they come from the frontend). */
   private validate(r: RegionDesc): void {
     const U64 = (1n << 64n) - 1n;
@@ -86,24 +118,11 @@ export class GuestMemory {
     if (r.guestPhysAddr + r.memorySize - 1n > U64 || r.userspaceAddr + r.memorySize - 1n > U64) {
       throw new MemoryError('memory region wraps around the address space', Errno.EINVAL);
     }
-    if (r.mmapOffset + r.memorySize > (1n << 63n)) throw new MemoryError('memory region mmap offset too large', Errno.EINVAL);
+    if (r.mmapOffset + r.memorySize > 1n << 53n) throw new MemoryError('memory region mmap offset too large', Errno.EINVAL);
   }
 
-  /** First fit in the window for `len` bytes (2 MiB aligned), or -1. */
-  private allocate(len: number, skip?: MappedRegion[]): number {
-    const used = this.regions
-      .filter((r) => !skip?.includes(r))
-      .map((r) => [r.mapStart, r.mapStart + r.mapLen] as const)
-      .sort((a, b) => a[0] - b[0]);
-    let cursor = this.windowBase;
-    for (const [s, e] of used) {
-      if (s - cursor >= len) return cursor;
-      cursor = Math.max(cursor, Math.ceil(e / WINDOW_ALIGN) * WINDOW_ALIGN);
-    }
-    return this.windowEnd - cursor >= len ? cursor : -1;
-  }
-
-  private mapOne(r: RegionDesc, fd: number): MappedRegion {
+  /** Maps a region outside the wasm memory. The fd is the region's from then on (closed when it goes). */
+  private open(r: RegionDesc, fd: number): MappedRegion {
     this.validate(r);
     // Touching a mapping past the end of its file raises SIGBUS, which would kill the daemon: the
     // region must lie inside the file as it is now (memfd and hugetlbfs files have a size).
@@ -119,7 +138,7 @@ export class GuestMemory {
     if (sealed < 0 && !this.warnedUnsealed) {
       this.warnedUnsealed = true;
       this.log.warn(
-        `guest memory fd cannot be sealed against shrinking (errno ${-sealed}): a frontend that truncates it would crash the daemon`,
+        `guest memory fd cannot be sealed against shrinking (errno ${-sealed}; not a memfd?): a frontend that truncates it would crash the daemon`,
       );
     }
     if (r.mmapOffset + r.memorySize > BigInt(st.size)) {
@@ -129,80 +148,169 @@ export class GuestMemory {
       );
     }
     const delta = Number(r.mmapOffset % BigInt(PAGE_SIZE));
-    const mapLenBig = ((r.memorySize + BigInt(delta) + BigInt(PAGE_SIZE - 1)) / BigInt(PAGE_SIZE)) * BigInt(PAGE_SIZE);
-    const windowSize = this.windowEnd - this.windowBase;
-    if (mapLenBig > BigInt(windowSize)) {
-      throw new MemoryError(
-        `memory region of ${r.memorySize} bytes does not fit the ${windowSize}-byte guest window (guests with more than ~3.9 GiB of RAM are not supported yet)`,
-        Errno.ENOMEM,
-      );
-    }
-    const mapLen = Number(mapLenBig);
-    const start = this.allocate(mapLen);
-    if (start < 0) {
-      throw new MemoryError(
-        `guest memory (${this.totalBytes + r.memorySize} bytes) does not fit the ${windowSize}-byte guest window (guests with more than ~3.9 GiB of RAM are not supported yet)`,
-        Errno.ENOMEM,
-      );
-    }
-    const rc = native.mapFixed(sharedBuffer(this.memory), start, mapLen, fd, Number(r.mmapOffset - BigInt(delta)));
-    if (rc < 0) throw new MemoryError(`mmap of a guest memory region failed: errno ${-rc}`, -rc);
-    const m: MappedRegion = { ...r, win: start + delta, mapStart: start, mapLen };
-    this.log.debug(
-      `mapped region gpa=0x${r.guestPhysAddr.toString(16)} size=0x${r.memorySize.toString(16)} ua=0x${r.userspaceAddr.toString(16)} at window 0x${m.win.toString(16)}`,
-    );
-    return m;
+    const hostLen = Number(((r.memorySize + BigInt(delta) + BigInt(PAGE_SIZE - 1)) / BigInt(PAGE_SIZE)) * BigInt(PAGE_SIZE));
+    const hostMap = native.mapShared(fd, Number(r.mmapOffset) - delta, hostLen);
+    if (hostMap < 0) throw new MemoryError(`mmap of a guest memory region failed: errno ${-hostMap}`, -hostMap);
+    return {
+      ...r,
+      fd,
+      hva: BigInt(hostMap + delta),
+      hostMap,
+      hostLen,
+      pageSize: Math.max(PAGE_SIZE, st.blksize),
+      win: 0,
+      mapStart: 0,
+      mapLen: 0,
+    };
   }
 
-  private unmapOne(m: MappedRegion): void {
-    const rc = native.unmapFixed(sharedBuffer(this.memory), m.mapStart, m.mapLen);
+  private close(m: MappedRegion): void {
+    this.unmapWindow(m);
+    const rc = native.unmapShared(m.hostMap, m.hostLen);
     if (rc < 0) this.log.error(`unmapping a guest memory region failed: errno ${-rc}`);
+    native.close(m.fd);
   }
 
+  private unmapWindow(m: MappedRegion): void {
+    if (m.mapLen === 0) return;
+    const rc = native.unmapFixed(sharedBuffer(this.memory), m.mapStart, m.mapLen);
+    if (rc < 0) this.log.error(`unmapping a guest memory region from the window failed: errno ${-rc}`);
+    m.win = m.mapStart = m.mapLen = 0;
+  }
+
+  /** Page-aligned window mapping length of a region. */
+  private static windowLen(m: MappedRegion): number {
+    const delta = Number(m.mmapOffset % BigInt(PAGE_SIZE));
+    return Math.ceil((Number(m.memorySize) + delta) / PAGE_SIZE) * PAGE_SIZE;
+  }
+
+  /**
+   * Resident when every region fits the window: regions already there stay where they are, new ones
+   * go first-fit (a full re-layout if that fragments). False when they do not fit: nothing is resident.
+   */
+  private layoutResident(): boolean {
+    const L = this.vq.layout;
+    const windowSize = L.WINDOW_END - L.WINDOW_BASE;
+    const need = this.regions.reduce((s, m) => s + Math.ceil(GuestMemory.windowLen(m) / WINDOW_ALIGN) * WINDOW_ALIGN, 0);
+    if (need > windowSize) return false;
+    const place = (keepPlaced: boolean): boolean => {
+      for (const m of this.regions) {
+        if (keepPlaced && m.mapLen > 0) continue;
+        const len = GuestMemory.windowLen(m);
+        const used = this.regions.filter((o) => o.mapLen > 0).map((o) => [o.mapStart, o.mapStart + o.mapLen] as const);
+        const start = firstFit(used, len, L.WINDOW_BASE, L.WINDOW_END);
+        if (start < 0) return false;
+        const delta = Number(m.mmapOffset % BigInt(PAGE_SIZE));
+        const rc = native.mapFixed(sharedBuffer(this.memory), start, len, m.fd, Number(m.mmapOffset) - delta);
+        if (rc < 0) throw new MemoryError(`mmap of a guest memory region into the window failed: errno ${-rc}`, -rc);
+        m.mapStart = start;
+        m.mapLen = len;
+        m.win = start + delta;
+      }
+      return true;
+    };
+    if (place(true)) return true;
+    for (const m of this.regions) this.unmapWindow(m);
+    return place(false);
+  }
+
+  /** Aperture mode: nothing resident, the area cleared and the cache configured empty. */
+  private layoutApertures(): void {
+    const L = this.vq.layout;
+    for (const m of this.regions) {
+      this.unmapWindow(m);
+      if (m.pageSize > 1 << L.GRANULE_SHIFT) {
+        throw new MemoryError(
+          `guest memory of ${this.totalBytes >> 20n} MiB does not fit the ${(L.WINDOW_END - L.WINDOW_BASE) >> 20} MiB window, and a region backed by ${m.pageSize >> 20} MiB pages cannot be reached through 2 MiB apertures (use 2 MiB huge pages or smaller)`,
+          Errno.ENOMEM,
+        );
+      }
+    }
+    const g = apertureGeometry(L, this.workers);
+    // Drop whatever the area held (apertures onto regions that may be gone): one anonymous mapping.
+    const rc = native.unmapFixed(sharedBuffer(this.memory), g.area, g.areaLen);
+    if (rc < 0) throw new MemoryError(`clearing the aperture area failed: errno ${-rc}`, -rc);
+    const crc = this.vq.apertureConfig(g.area, this.workers, g.slotsPerWorker);
+    if (crc < 0) throw new MemoryError(`aperture configuration refused (error ${crc})`, Errno.EINVAL);
+    if (this.mode !== 'apertures') {
+      this.log.info(
+        `guest memory (${this.totalBytes >> 20n} MiB) does not fit the ${(L.WINDOW_END - L.WINDOW_BASE) >> 20} MiB window: reaching it through apertures (${g.slotsPerWorker} × ${L.APERTURE_SLOT_SIZE >> 20} MiB per worker)`,
+      );
+    }
+    this.geometry = g;
+  }
+
+  /** Re-derives the window layout and rewrites the AS table (workers paused). */
   private publish(): void {
+    this.regions.sort((a, b) => (a.guestPhysAddr < b.guestPhysAddr ? -1 : 1));
+    this.pins.clear();
+    this.vq.apertureOff();
+    this.geometry = null;
+    if (this.regions.length === 0) {
+      this.mode = 'none';
+    } else if (this.layoutResident()) {
+      if (this.mode === 'apertures') this.log.info('guest memory fits the window again: all regions resident');
+      this.mode = 'resident';
+    } else {
+      this.layoutApertures();
+      this.mode = 'apertures';
+    }
     this.vq.memtableClear();
     for (const m of this.regions) {
-      const rc = this.vq.memtableAdd(m.guestPhysAddr, m.memorySize, m.userspaceAddr, m.win);
+      const rc = this.vq.memtableAdd(m.guestPhysAddr, m.memorySize, m.userspaceAddr, m.hva, m.mmapOffset, m.win, m.fd);
       if (rc < 0) throw new MemoryError(`memory table rejected a region (error ${rc})`, Errno.EINVAL);
+    }
+    for (const m of this.regions) {
+      this.log.debug(
+        `region gpa=0x${m.guestPhysAddr.toString(16)} size=0x${m.memorySize.toString(16)} ua=0x${m.userspaceAddr.toString(16)} ${m.win ? `window 0x${m.win.toString(16)}` : 'through apertures'}`,
+      );
     }
   }
 
   /**
-   * SET_MEM_TABLE: replaces the whole table. The fds are consumed (closed) whatever happens. On
-   * failure nothing is mapped (the old table is already gone: the frontend asked to replace it).
+   * SET_MEM_TABLE: replaces the whole table. The fds are consumed whatever happens. On failure nothing is
+   * mapped (the old table is already gone: the frontend asked to replace it).
    */
   replace(regions: RegionDesc[], fds: number[]): void {
     this.clear();
+    const opened: MappedRegion[] = [];
     try {
       if (regions.length > this.maxRegions) throw new MemoryError(`too many memory regions (${regions.length})`, Errno.EINVAL);
-      this.checkOverlaps(regions);
-      for (let i = 0; i < regions.length; i++) this.regions.push(this.mapOne(regions[i]!, fds[i]!));
+      checkOverlaps(regions);
+      for (let i = 0; i < regions.length; i++) opened.push(this.open(regions[i]!, fds[i]!));
+    } catch (e) {
+      for (let i = opened.length; i < fds.length; i++) native.close(fds[i]!);
+      for (const m of opened) this.close(m);
+      throw e;
+    }
+    this.regions = opened;
+    try {
       this.publish();
     } catch (e) {
       this.clear();
       throw e;
-    } finally {
-      for (const fd of fds) native.close(fd);
     }
   }
 
   /** ADD_MEM_REG. The fd is consumed. */
   add(r: RegionDesc, fd: number): void {
+    let m: MappedRegion;
     try {
       if (this.regions.length >= this.maxRegions) throw new MemoryError('no free memory slot', Errno.ENOSPC);
-      this.checkOverlaps([...this.regions, r]);
-      const m = this.mapOne(r, fd);
-      this.regions.push(m);
-      try {
-        this.publish();
-      } catch (e) {
-        this.regions.pop();
-        this.unmapOne(m);
-        this.publish();
-        throw e;
-      }
-    } finally {
+      checkOverlaps([...this.regions, r]);
+      m = this.open(r, fd);
+    } catch (e) {
       native.close(fd);
+      throw e;
+    }
+    this.regions.push(m);
+    try {
+      this.publish();
+    } catch (e) {
+      this.regions = this.regions.filter((o) => o !== m);
+      this.close(m);
+      this.publish();
+      throw e;
     }
   }
 
@@ -213,8 +321,8 @@ export class GuestMemory {
     );
     if (i < 0) throw new MemoryError(`REM_MEM_REG: no region at gpa 0x${r.guestPhysAddr.toString(16)}`, Errno.EINVAL);
     const [m] = this.regions.splice(i, 1);
+    this.close(m!);
     this.publish();
-    this.unmapOne(m!);
   }
 
   /** Unmaps everything (disconnect, RESET_OWNER, replacement). */
@@ -222,16 +330,67 @@ export class GuestMemory {
     const old = this.regions;
     this.regions = [];
     this.vq.memtableClear();
-    for (const m of old) this.unmapOne(m);
+    this.vq.apertureOff();
+    this.pins.clear();
+    this.geometry = null;
+    this.mode = 'none';
+    for (const m of old) this.close(m);
   }
 
-  private checkOverlaps(rs: RegionDesc[]): void {
-    const sorted = [...rs].sort((a, b) => (a.guestPhysAddr < b.guestPhysAddr ? -1 : 1));
-    for (let i = 1; i < sorted.length; i++) {
-      const p = sorted[i - 1]!;
-      if (p.guestPhysAddr + p.memorySize > sorted[i]!.guestPhysAddr) {
-        throw new MemoryError('memory regions overlap in guest-physical space', Errno.EINVAL);
+  /**
+   * Makes the rings' frontend-address ranges reachable by the main thread (the queue records keep window
+   * addresses): nothing to do when resident; with apertures, pins the granule each range starts in
+   * and drops pins no range needs. A range outside every region is left for queueSetup to refuse.
+   */
+  pinRings(ranges: ReadonlyArray<{ ua: bigint; len: number }>): void {
+    if (this.mode !== 'apertures') return;
+    const L = this.vq.layout;
+    const want = new Map<string, { region: number; granule: bigint }>();
+    for (const { ua, len } of ranges) {
+      const region = this.regions.findIndex((m) => ua >= m.userspaceAddr && ua + BigInt(len) <= m.userspaceAddr + m.memorySize);
+      if (region < 0) continue;
+      const m = this.regions[region]!;
+      const granule = (m.mmapOffset + ua - m.userspaceAddr) >> BigInt(L.GRANULE_SHIFT);
+      want.set(`${region}:${granule}`, { region, granule });
+    }
+    for (const [key, slot] of this.pins) {
+      if (!want.has(key)) {
+        this.vq.apertureUnpin(slot);
+        this.pins.delete(key);
       }
     }
+    const used = new Set(this.pins.values());
+    let next = 0;
+    for (const [key, { region, granule }] of want) {
+      if (this.pins.has(key)) continue;
+      while (used.has(next)) next++;
+      if (next >= L.APERTURE_PINNED) throw new MemoryError('more rings than pinned apertures', Errno.ENOSPC);
+      const m = this.regions[region]!;
+      const win = this.vq.aperturePin(next, region, granule);
+      const start = granule << BigInt(L.GRANULE_SHIFT);
+      const end = ((m.mmapOffset + m.memorySize + (1n << BigInt(L.GRANULE_SHIFT)) - 1n) >> BigInt(L.GRANULE_SHIFT)) << BigInt(L.GRANULE_SHIFT);
+      const len = Number(end - start < BigInt(L.APERTURE_SLOT_SIZE) ? end - start : BigInt(L.APERTURE_SLOT_SIZE));
+      const rc = win === 0 ? -Errno.EINVAL : native.mapFixed(sharedBuffer(this.memory), win, len, m.fd, Number(start));
+      if (rc < 0) {
+        this.vq.apertureUnpin(next);
+        this.log.error(`mapping a ring aperture failed: errno ${-rc}`);
+        continue;
+      }
+      this.pins.set(key, next);
+      used.add(next);
+    }
   }
+}
+
+/** Regions may not overlap, neither in guest-physical space nor in the frontend's address space. */
+function checkOverlaps(rs: readonly RegionDesc[]): void {
+  const check = (key: (r: RegionDesc) => bigint, what: string): void => {
+    const sorted = [...rs].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+    for (let i = 1; i < sorted.length; i++) {
+      const p = sorted[i - 1]!;
+      if (key(p) + p.memorySize > key(sorted[i]!)) throw new MemoryError(`memory regions overlap in ${what}`, Errno.EINVAL);
+    }
+  };
+  check((r) => r.guestPhysAddr, 'guest-physical space');
+  check((r) => r.userspaceAddr, "the frontend's address space");
 }

@@ -3,6 +3,7 @@
  * worker pool. Every change that workers could observe happens inside pool.withPaused(), then the
  * control block is rewritten whole and the workers re-read it.
  */
+import { VIRTQ_DESC_SIZE } from '../abi/virtio.js';
 import { DeviceError } from '../errors.js';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
@@ -19,6 +20,15 @@ export interface VringAddrs {
   desc: bigint;
   avail: bigint;
   used: bigint;
+}
+
+/** The three parts of a split ring (virtio 1.1 §2.6): their frontend addresses and sizes. */
+function ringRanges(num: number, a: VringAddrs): Array<{ ua: bigint; len: number }> {
+  return [
+    { ua: a.desc, len: VIRTQ_DESC_SIZE * num },
+    { ua: a.avail, len: 6 + 2 * num },
+    { ua: a.used, len: 6 + 8 * num },
+  ];
 }
 
 class Vring {
@@ -53,7 +63,7 @@ export class VirtioFsDevice {
     private readonly log: Logger,
   ) {
     if (numQueues < 2 || numQueues > vq.layout.MAX_QUEUES) throw new RangeError(`queue count must be 2..${vq.layout.MAX_QUEUES}`);
-    this.memory = new GuestMemory(vq, wasmMemory, log, MAX_MEM_SLOTS);
+    this.memory = new GuestMemory(vq, wasmMemory, log, MAX_MEM_SLOTS, pool.size);
     this.rings = Array.from({ length: numQueues }, () => new Vring());
     this.ctl = controlView(wasmMemory.buffer, vq.layout.CONTROL_BASE);
   }
@@ -77,10 +87,18 @@ export class VirtioFsDevice {
 
   private reconcile(): void {
     const haveMemory = this.memory.mapped.length > 0;
+    const wanted = this.rings.map((r) => haveMemory && r.addr !== null && r.num > 0 && r.kick >= 0 && r.enabled && !r.failed);
+    // With apertures, the rings need pinned ones before queueSetup translates their addresses.
+    try {
+      this.memory.pinRings(
+        this.rings.flatMap((r, q) => (wanted[q] ? ringRanges(r.num, r.addr!) : [])),
+      );
+    } catch (e) {
+      this.log.error(`pinning the rings' memory failed: ${(e as Error).message}`);
+    }
     for (let q = 0; q < this.numQueues; q++) {
       const r = this.rings[q]!;
-      const want = haveMemory && r.addr !== null && r.num > 0 && r.kick >= 0 && r.enabled && !r.failed;
-      if (want) {
+      if (wanted[q]) {
         // A queue that starts afresh forgets any broken state from an earlier life.
         if (!r.active) this.vq.queueReset(q);
         // Re-translate every time: the memory table may have changed under a running queue.

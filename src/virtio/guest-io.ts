@@ -3,23 +3,80 @@
  * They have the shape of the FUSE server's Reader and Writer (src/fuse/io.ts) without importing them
  * (the virtio layer does not depend on FUSE; src/worker.ts hands them to the server, and the compiler
  * checks the shapes there), so the FUSE code never sees a descriptor or a guest address. The segment
- * lists were built and checked by the AS chain parser (chainParse), so every address here is already
- * known to lie in the guest window.
- * File data moves with preadv/pwritev straight between the file and guest pages.
+ * lists ({region, offset, len}) were built and checked by the AS chain parser (chainParse).
+ * File data moves with preadv/pwritev straight between the file and guest pages (the regions' host
+ * mappings); the small copies run in WASM, through an aperture when guest RAM does not fit the window
+ * (a miss is mapped here, by ApertureMapper, and the copy goes on).
  */
 import { Errno } from '../errors.js';
 import { native } from '../native.js';
+import type { Logger } from '../log.js';
+import { RateLimitedLog } from '../log.js';
 import type { VqExports } from './wasm.js';
+
+/**
+ * Maps the aperture a worker's last WASM call missed (docs/internals.md, "Guests of any size"). Only
+ * this worker reads through its partition's slots, and only between calls, so replacing one here
+ * never pulls memory from under a reader.
+ */
+export class ApertureMapper {
+  private readonly job: DataView;
+  private readonly log: RateLimitedLog;
+  misses = 0;
+  failures = 0;
+  constructor(
+    private readonly vq: VqExports,
+    private readonly buffer: ArrayBufferLike,
+    private readonly wid: number,
+    scratch: number,
+    log: Logger,
+  ) {
+    this.job = new DataView(buffer, scratch + vq.layout.SCR_MISS, vq.layout.SCR_MISS_SIZE);
+    this.log = new RateLimitedLog(log);
+  }
+
+  /** True when the call that missed may be made again; false when there was no miss or mapping failed. */
+  fault(): boolean {
+    const win = this.vq.apertureFill(this.wid);
+    if (win === 0) return false;
+    this.misses++;
+    // The mapping apertureFill wrote after the miss record (assembly/aperture.ts).
+    const fd = this.job.getInt32(20, true);
+    const fileOff = Number(this.job.getBigUint64(24, true));
+    const len = this.job.getUint32(32, true);
+    const rc = native.mapFixed(this.buffer as SharedArrayBuffer, win, len, fd, fileOff);
+    if (rc < 0) {
+      this.failures++;
+      this.vq.apertureDrop(this.wid, win);
+      this.log.error(`mapping an aperture onto guest memory failed: errno ${-rc}`);
+      return false;
+    }
+    return true;
+  }
+}
 
 export class GuestChainIo {
   readonly reader: GuestReader;
   readonly writer: GuestWriter;
-  constructor(vq: VqExports, buffer: ArrayBufferLike, scratch: number) {
+  constructor(vq: VqExports, buffer: ArrayBufferLike, wid: number, scratch: number, apertures: ApertureMapper) {
     const L = vq.layout;
-    this.reader = new GuestReader(vq, buffer, scratch + L.SCR_RLIST, scratch + L.SCR_INBUF, scratch + L.SCR_SUBLIST, L.INBUF_SIZE, L.MAX_SEGS);
-    this.writer = new GuestWriter(vq, buffer, scratch + L.SCR_WLIST, scratch + L.SCR_OUTBUF, scratch + L.SCR_SUBLIST, L.OUTBUF_SIZE, L.MAX_SEGS);
+    const lists = { vq, buffer, wid, apertures, sublist: scratch + L.SCR_SUBLIST, maxSegs: L.MAX_SEGS };
+    this.reader = new GuestReader(lists, scratch + L.SCR_RLIST, scratch + L.SCR_INBUF, L.INBUF_SIZE);
+    this.writer = new GuestWriter(lists, scratch + L.SCR_WLIST, scratch + L.SCR_OUTBUF, L.OUTBUF_SIZE);
   }
 }
+
+interface Lists {
+  vq: VqExports;
+  buffer: ArrayBufferLike;
+  wid: number;
+  apertures: ApertureMapper;
+  sublist: number;
+  maxSegs: number;
+}
+
+/** A miss can repeat only if another granule of the same copy misses; this bounds a broken mapping. */
+const MAX_FAULTS_PER_COPY = 64;
 
 export class GuestReader {
   total = 0;
@@ -27,25 +84,30 @@ export class GuestReader {
   head: Uint8Array;
   private readonly inbufView: Uint8Array;
   constructor(
-    private readonly vq: VqExports,
-    buffer: ArrayBufferLike,
+    private readonly l: Lists,
     private readonly list: number,
     private readonly inbuf: number,
-    private readonly sublist: number,
     private readonly inbufSize: number,
-    private readonly maxSegs: number,
   ) {
-    this.inbufView = new Uint8Array(buffer, inbuf, inbufSize);
+    this.inbufView = new Uint8Array(l.buffer, inbuf, inbufSize);
     this.head = this.inbufView.subarray(0, 0);
+  }
+
+  /** Copies [from, to) of the readable part into the inbuf at the same offset; bytes now there. */
+  private gather(from: number, to: number): number {
+    const { vq, wid } = this.l;
+    let got = from + vq.gather(wid, this.list, this.count, from, this.inbuf + from, to - from);
+    for (let i = 0; got < to && i < MAX_FAULTS_PER_COPY && this.l.apertures.fault(); i++) {
+      got += vq.gather(wid, this.list, this.count, got, this.inbuf + got, to - got);
+    }
+    return got;
   }
 
   /** Loads a chain's readable part: copies its first `prefix` bytes (at most INBUF_SIZE) into the inbuf. */
   reset(count: number, total: number, prefix: number): void {
     this.count = count;
     this.total = total;
-    const n = Math.min(prefix, total, this.inbufSize);
-    const got = this.vq.gather(this.list, count, 0, this.inbuf, n);
-    this.head = this.inbufView.subarray(0, got);
+    this.head = this.inbufView.subarray(0, this.gather(0, Math.min(prefix, total, this.inbufSize)));
   }
 
   /** Copies more of the readable part into the inbuf (the head grows to `prefix` bytes). */
@@ -54,15 +116,15 @@ export class GuestReader {
     const n = Math.min(prefix, this.total, this.inbufSize);
     if (n <= have) return;
     // Only the missing tail: the head's bytes are already in the inbuf.
-    const got = this.vq.gather(this.list, this.count, have, this.inbuf + have, n - have);
-    this.head = this.inbufView.subarray(0, have + got);
+    this.head = this.inbufView.subarray(0, this.gather(have, n));
   }
 
   writeToFile(fd: number, pos: number, off: number, len: number): number {
     if (len === 0) return 0;
-    const n = this.vq.subList(this.list, this.count, off, len, this.sublist, this.maxSegs);
+    const { vq, sublist, maxSegs } = this.l;
+    const n = vq.subList(this.list, this.count, off, len, sublist, maxSegs);
     if (n < 0) return -Errno.EINVAL;
-    return native.pwritevWin(fd, this.sublist, n, pos);
+    return native.pwritevWin(fd, sublist, n, pos);
   }
 }
 
@@ -73,15 +135,12 @@ export class GuestWriter {
   written = 0;
   private readonly outbufView: Uint8Array;
   constructor(
-    private readonly vq: VqExports,
-    buffer: ArrayBufferLike,
+    private readonly l: Lists,
     private readonly list: number,
     private readonly outbuf: number,
-    private readonly sublist: number,
     outbufSize: number,
-    private readonly maxSegs: number,
   ) {
-    this.outbufView = new Uint8Array(buffer, outbuf, outbufSize);
+    this.outbufView = new Uint8Array(l.buffer, outbuf, outbufSize);
     this.buf = this.outbufView.subarray(0, 0);
   }
 
@@ -94,13 +153,19 @@ export class GuestWriter {
 
   commit(len: number): void {
     const n = Math.min(len, this.buf.length);
-    this.written = Math.max(this.written, this.vq.scatter(this.outbuf, n, this.list, this.count, 0));
+    const { vq, wid } = this.l;
+    let done = vq.scatter(wid, this.outbuf, n, this.list, this.count, 0);
+    for (let i = 0; done < n && i < MAX_FAULTS_PER_COPY && this.l.apertures.fault(); i++) {
+      done += vq.scatter(wid, this.outbuf + done, n - done, this.list, this.count, done);
+    }
+    this.written = Math.max(this.written, done);
   }
 
   readFromFile(fd: number, pos: number, off: number, len: number): number {
     if (len === 0) return 0;
-    const n = this.vq.subList(this.list, this.count, off, len, this.sublist, this.maxSegs);
+    const { vq, sublist, maxSegs } = this.l;
+    const n = vq.subList(this.list, this.count, off, len, sublist, maxSegs);
     if (n < 0) return -Errno.EINVAL;
-    return native.preadvWin(fd, this.sublist, n, pos);
+    return native.preadvWin(fd, sublist, n, pos);
   }
 }

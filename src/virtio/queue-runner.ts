@@ -8,8 +8,8 @@ import { native } from '../native.js';
 import type { Logger } from '../log.js';
 import { RateLimitedLog } from '../log.js';
 import { Ctl, WorkerState, controlView, qslot } from './control.js';
-import { GuestChainIo, type GuestReader, type GuestWriter } from './guest-io.js';
-import type { VqExports } from './wasm.js';
+import { ApertureMapper, GuestChainIo, type GuestReader, type GuestWriter } from './guest-io.js';
+import { VqError, type VqExports } from './wasm.js';
 
 export type ChainHandler = (queue: number, r: GuestReader, w: GuestWriter) => number;
 
@@ -30,6 +30,7 @@ export interface RunnerStats {
 export class QueueRunner {
   private readonly ctl: Int32Array;
   private readonly io: GuestChainIo;
+  private readonly apertures: ApertureMapper;
   private readonly scratch: number;
   private readonly counts: Uint32Array;
   private readonly ctlFd: number;
@@ -58,7 +59,8 @@ export class QueueRunner {
     this.ctl = controlView(memory.buffer, L.CONTROL_BASE);
     this.scratch = L.SCRATCH_BASE + wid * L.SCRATCH_SIZE;
     this.counts = new Uint32Array(memory.buffer, this.scratch, 4);
-    this.io = new GuestChainIo(vq, memory.buffer, this.scratch);
+    this.apertures = new ApertureMapper(vq, memory.buffer, wid, this.scratch, log);
+    this.io = new GuestChainIo(vq, memory.buffer, wid, this.scratch, this.apertures);
     this.ctlFd = Atomics.load(this.ctl, Ctl.CTLFD + wid);
     this.pollFds = new Int32Array(1);
     this.revents = new Int32Array(1);
@@ -148,7 +150,9 @@ export class QueueRunner {
   }
 
   private serve(a: ActiveQueue, head: number): void {
-    const rc = this.vq.chainParse(a.q, head, this.wid);
+    let rc = this.vq.chainParse(a.q, head, this.wid);
+    // An indirect table behind an aperture not mapped yet: map it and parse again (the walk is pure).
+    for (let i = 0; rc === VqError.NEED_MAP && i < 4 && this.apertures.fault(); i++) rc = this.vq.chainParse(a.q, head, this.wid);
     const [rcount = 0, wcount = 0, rtotal = 0, wtotal = 0] = this.counts;
     let len = 0;
     if (rc < 0) {

@@ -7,6 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { GuestTableLayout } from '../native.js';
 import { packageRoot } from '../package-root.js';
 
 /**
@@ -28,6 +29,7 @@ export const VqError = {
   BAD_SIZE: -11,
   ALIGN: -12,
   FULL: -13,
+  NEED_MAP: -14,
 } as const;
 export type VqErrorCode = (typeof VqError)[keyof typeof VqError];
 
@@ -45,12 +47,16 @@ export function vqErrorName(code: number): string {
 export const LAYOUT_KEYS = [
   'CONTROL_BASE', 'CONTROL_SIZE',
   'MEMTABLE_BASE', 'MEMTABLE_ENTRIES', 'MEMTABLE_STRIDE', 'MAX_REGIONS', 'MEMTABLE_SIZE',
+  'MT_GPA', 'MT_SIZE', 'MT_UADDR', 'MT_HVA', 'MT_FILE_OFF', 'MT_WIN', 'MT_FD',
+  'APERTURE_BASE', 'APERTURE_SIZE', 'APERTURE_CLOCKS', 'APERTURE_ENTRIES', 'APERTURE_STRIDE', 'APERTURE_MAX_SLOTS',
+  'GRANULE_SHIFT', 'APERTURE_SLOT_SIZE', 'APERTURE_PINNED', 'APERTURE_WAYS',
   'QUEUE_BASE', 'QUEUE_STRIDE', 'MAX_QUEUES',
-  'STATS_BASE', 'STATS_STRIDE', 'MAX_WORKERS',
+  'STATS_BASE', 'STATS_STRIDE', 'STAT_APERTURE_HITS', 'STAT_APERTURE_MISSES', 'MAX_WORKERS',
   'INODE_BASE', 'INODE_MAX', 'INODE_STRIDE', 'INODE_SLOTS', 'INODE_BUCKETS', 'INODE_SIZE',
   'HANDLE_BASE', 'HANDLE_MAX', 'HANDLE_STRIDE', 'HANDLE_SLOTS', 'HANDLE_SIZE',
   'SCRATCH_BASE', 'SCRATCH_SIZE', 'MAX_SEGS', 'INBUF_SIZE', 'OUTBUF_SIZE',
-  'SCR_RCOUNT', 'SCR_WCOUNT', 'SCR_RTOTAL', 'SCR_WTOTAL', 'SCR_STAT', 'SCR_STAT_SIZE',
+  'SCR_RCOUNT', 'SCR_WCOUNT', 'SCR_RTOTAL', 'SCR_WTOTAL', 'SCR_MISS', 'SCR_MISS_SIZE', 'SCR_STAT', 'SCR_STAT_SIZE',
+  'SEG_STRIDE',
   'SCR_RLIST', 'SCR_WLIST', 'SCR_SUBLIST', 'SCR_INBUF', 'SCR_OUTBUF',
   'WINDOW_BASE', 'WINDOW_END',
   'Q_LOCK', 'Q_SIZE', 'Q_DESC', 'Q_AVAIL', 'Q_USED', 'Q_LAST_AVAIL', 'Q_NEXT_USED', 'Q_EVENT_IDX',
@@ -74,11 +80,11 @@ const u64 = <A extends unknown[]>(): Adapter<(...a: A) => bigint> => (f) => {
   const g = f as unknown as (...a: A) => bigint;
   return (...a: A): bigint => BigInt.asUintN(64, g(...a));
 };
-type Fn5 = (a: number, b: number, c: number, d: number, e: number) => number;
-/** A u32 result of five number arguments (the hot copy functions): explicit arity, no rest arguments. */
-const u32Of5 = <F extends Fn5>(): Adapter<F> => (f) => {
-  const g = f as unknown as Fn5;
-  return ((a, b, c, d, e) => g(a, b, c, d, e) >>> 0) as F;
+type Fn6 = (a: number, b: number, c: number, d: number, e: number, f: number) => number;
+/** A u32 result of six number arguments (the hot copy functions): explicit arity, no rest arguments. */
+const u32Of6 = <F extends Fn6>(): Adapter<F> => (fn) => {
+  const g = fn as unknown as Fn6;
+  return ((a, b, c, d, e, f) => g(a, b, c, d, e, f) >>> 0) as F;
 };
 
 /**
@@ -90,7 +96,21 @@ const u32Of5 = <F extends Fn5>(): Adapter<F> => (f) => {
 const EXPORTS = {
   // memory table
   memtableClear: asIs<() => void>(),
-  memtableAdd: asIs<(gpa: bigint, size: bigint, uaddr: bigint, win: number) => number>(),
+  memtableAdd: asIs<
+    (gpa: bigint, size: bigint, uaddr: bigint, hva: bigint, fileOff: bigint, win: number, fd: number) => number
+  >(),
+  memtableCount: u32<[]>(),
+  gpaRegion: asIs<(gpa: bigint, len: number) => number>(),
+  uaddrRegion: asIs<(ua: bigint, len: number) => number>(),
+  // apertures
+  apertureConfig: asIs<(area: number, workers: number, slots: number) => number>(),
+  apertureOff: asIs<() => void>(),
+  apertureWin: u32<[w: number, region: number, off: bigint, len: number]>(),
+  apertureMissPending: u32<[w: number]>(),
+  apertureFill: u32<[w: number]>(),
+  apertureDrop: asIs<(w: number, win: number) => void>(),
+  aperturePin: u32<[slot: number, region: number, granule: bigint]>(),
+  apertureUnpin: asIs<(slot: number) => void>(),
   gpaToWin: u32<[gpa: bigint, len: number]>(),
   uaddrToWin: u32<[ua: bigint, len: number]>(),
   // split virtqueue
@@ -108,8 +128,8 @@ const EXPORTS = {
   queueIsReady: u32<[q: number]>(),
   queueSize: u32<[q: number]>(),
   // copies
-  gather: u32Of5<(list: number, count: number, skip: number, dst: number, len: number) => number>(),
-  scatter: u32Of5<(src: number, len: number, list: number, count: number, skip: number) => number>(),
+  gather: u32Of6<(w: number, list: number, count: number, skip: number, dst: number, len: number) => number>(),
+  scatter: u32Of6<(w: number, src: number, len: number, list: number, count: number, skip: number) => number>(),
   subList: asIs<(list: number, count: number, skip: number, len: number, out: number, max: number) => number>(),
   // inode table
   inodeInit: asIs<(rootFd: number, dev: bigint, ino: bigint) => void>(),
@@ -142,6 +162,18 @@ export const VQ_FUNCTIONS: readonly VqFunctionName[] = Object.keys(EXPORTS) as V
 export type VqExports = { readonly layout: VqLayout } & {
   [K in VqFunctionName]: ReturnType<(typeof EXPORTS)[K]>;
 };
+
+/** Where the guest memory table lies, for the addon's vectored I/O (native.setWindow). */
+export function guestTableOf(L: VqLayout): GuestTableLayout {
+  return {
+    base: L.MEMTABLE_BASE,
+    entries: L.MEMTABLE_ENTRIES,
+    stride: L.MEMTABLE_STRIDE,
+    max: L.MAX_REGIONS,
+    sizeOff: L.MT_SIZE,
+    hvaOff: L.MT_HVA,
+  };
+}
 
 /** The 4 GiB shared memory every thread instantiates the module on. */
 export function createSharedMemory(): WebAssembly.Memory {

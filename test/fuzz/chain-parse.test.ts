@@ -50,8 +50,10 @@ t.test('chainParse never traps and its lists are always inside guest RAM', async
           if (n > L.MAX_SEGS) return false;
           let sum = 0;
           for (let i = 0; i < n; i++) {
-            const win = s.getUint32(lOff + 8 * i, true), l = s.getUint32(lOff + 8 * i + 4, true);
-            if (l === 0 || win < region.win || win + l > region.win + region.size) return false;
+            // {u64 off, u32 len, u32 region}: the one region (index 0), inside it.
+            const e = lOff + L.SEG_STRIDE * i;
+            const off = Number(s.getBigUint64(e, true)), l = s.getUint32(e + 8, true), r = s.getUint32(e + 12, true);
+            if (l === 0 || r !== 0 || off + l > region.size) return false;
             sum += l;
           }
           if (sum !== s.getUint32(tOff, true)) return false;

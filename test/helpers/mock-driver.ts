@@ -7,6 +7,7 @@
  */
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_SIZE } from '../../src/abi/virtio.js';
 import { type ChainBuffer, DriverQueue, type UsedElem } from '../../src/frontend/driver-queue.js';
+import { native } from '../../src/native.js';
 import type { VqExports } from '../../src/virtio/wasm.js';
 
 export type { Desc, UsedElem } from '../../src/frontend/driver-queue.js';
@@ -59,6 +60,8 @@ export class MockDriver extends DriverQueue {
   private readonly freeDescs: number[];
   private readonly chainDescs = new Map<number, number[]>();
 
+  private readonly buffer: ArrayBufferLike;
+
   constructor(buffer: ArrayBufferLike, opts: MockDriverOptions) {
     const { region, queueSize } = opts;
     const bytes = new Uint8Array(buffer, region.win, region.size);
@@ -67,6 +70,7 @@ export class MockDriver extends DriverQueue {
     super(bytes, { gpa: region.gpa, ringOff: align(base, 16), size: queueSize });
     this.region = region;
     this.bytes = bytes;
+    this.buffer = buffer;
     this.next = align(this.usedOff + 6 + 8 * queueSize, 4096);
     this.freeDescs = Array.from({ length: queueSize }, (_, i) => queueSize - 1 - i);
   }
@@ -83,7 +87,10 @@ export class MockDriver extends DriverQueue {
   /** Install the region in the memory table and set queue q up on these rings. Returns queueSetup's code. */
   attach(vq: VqExports, q: number, opts: { eventIdx?: boolean; base?: number } = {}): number {
     vq.memtableClear();
-    const r = vq.memtableAdd(this.region.gpa, BigInt(this.region.size), this.region.uaddr, this.region.win);
+    // Resident in the test's window; the host address is the window's, so the addon's vectored I/O
+    // reaches the same bytes. No fd: nothing is mapped through apertures.
+    const hva = native.memoryAddress(this.buffer as SharedArrayBuffer) + BigInt(this.region.win);
+    const r = vq.memtableAdd(this.region.gpa, BigInt(this.region.size), this.region.uaddr, hva, 0n, this.region.win, -1);
     if (r < 0) return r;
     vq.queueReset(q);
     vq.queueSetBase(q, opts.base ?? 0);

@@ -542,7 +542,7 @@ t.test('file I/O: pread/pwrite/ftruncate/fallocate/lseek/fsync/dup/fstatfs', asy
   fs.closeSync(d);
 });
 
-t.test('preadvWin / pwritevWin against the window', async (t) => {
+t.test('preadvWin / pwritevWin through the guest memory table', async (t) => {
   const mem = new WebAssembly.Memory({ initial: 256, maximum: 256, shared: true });
   const buf = mem.buffer as unknown as SharedArrayBuffer;
   const view = new Uint8Array(buf);
@@ -550,25 +550,51 @@ t.test('preadvWin / pwritevWin against the window', async (t) => {
   const dir = t.testdir({});
   const d = openDir(dir);
   const fd = native.openat2(d, enc('f'), C.O_CREAT | C.O_RDWR, 0o644, 0);
-  native.setWindow(buf);
-
-  const LIST = 1024;
-  const setSeg = (i: number, win: number, len: number): void => {
-    dv.setUint32(LIST + i * 8, win, true);
-    dv.setUint32(LIST + i * 8 + 4, len, true);
+  // A table like assembly/layout.ts's, at 2048: u32 count, entries from +64, 64 bytes each.
+  const TABLE = { base: 2048, entries: 64, stride: 64, max: 4, sizeOff: 8, hvaOff: 24 };
+  native.setWindow(buf, TABLE);
+  const setRegion = (i: number, hva: bigint, size: bigint): void => {
+    const e = TABLE.base + TABLE.entries + i * TABLE.stride;
+    dv.setBigUint64(e + TABLE.sizeOff, size, true);
+    dv.setBigUint64(e + TABLE.hvaOff, hva, true);
   };
-  setSeg(0, 4096, 10);
-  setSeg(1, 8192, 6);
-  view.set(enc('abcdefghij'), 4096);
-  view.set(enc('KLMNOP'), 8192);
+  const setCount = (n: number): void => dv.setUint32(TABLE.base, n, true);
+  // Region 0: the test memory itself ("resident"); region 1: a memfd mapped outside it.
+  const base = native.memoryAddress(buf);
+  setRegion(0, base, BigInt(buf.byteLength));
+  const OUT = 1 << 20;
+  const memfd = native.memfdCreate('outside', OUT);
+  const outAddr = native.mapShared(memfd, 0, OUT);
+  t.ok(outAddr > 0, 'mapShared gives an address');
+  t.ok(native.mapShared(memfd, 0, 0) < 0, 'an empty mapping is refused');
+  setRegion(1, BigInt(outAddr), BigInt(OUT));
+  setCount(2);
+
+  const LIST = 4096;
+  const setSeg = (i: number, off: number | bigint, len: number, region = 0): void => {
+    dv.setBigUint64(LIST + i * 16, BigInt(off), true);
+    dv.setUint32(LIST + i * 16 + 8, len, true);
+    dv.setUint32(LIST + i * 16 + 12, region, true);
+  };
+  setSeg(0, 16384, 10);
+  setSeg(1, 20480, 6);
+  view.set(enc('abcdefghij'), 16384);
+  view.set(enc('KLMNOP'), 20480);
   t.equal(native.pwritevWin(fd, LIST, 2, 3), 16);
   t.equal(fs.readFileSync(join(dir, 'f'), 'latin1'), '\0\0\0abcdefghijKLMNOP');
 
-  view.fill(0, 4096, 4096 + 10);
-  view.fill(0, 8192, 8192 + 6);
+  view.fill(0, 16384, 16384 + 10);
+  view.fill(0, 20480, 20480 + 6);
   t.equal(native.preadvWin(fd, LIST, 2, 3), 16);
-  t.equal(new TextDecoder().decode(view.subarray(4096, 4106)), 'abcdefghij');
-  t.equal(new TextDecoder().decode(view.subarray(8192, 8198)), 'KLMNOP');
+  t.equal(new TextDecoder().decode(view.subarray(16384, 16394)), 'abcdefghij');
+  t.equal(new TextDecoder().decode(view.subarray(20480, 20486)), 'KLMNOP');
+
+  // Into the outside mapping: the bytes land in the memfd.
+  setSeg(1, OUT - 6, 6, 1);
+  t.equal(native.preadvWin(fd, LIST, 2, 3), 16, 'a segment in a region mapped outside the window');
+  const tail = Buffer.alloc(6);
+  fs.readSync(memfd, tail, 0, 6, OUT - 6);
+  t.equal(tail.toString('latin1'), 'KLMNOP', 'read into the outside region');
 
   // Short read at EOF.
   t.equal(native.preadvWin(fd, LIST, 2, 10), 9);
@@ -576,15 +602,23 @@ t.test('preadvWin / pwritevWin against the window', async (t) => {
   t.equal(native.preadvWin(fd, LIST, 0, 0), 0, 'empty list');
 
   // Bounds: any bad segment fails the whole call before I/O.
-  setSeg(1, buf.byteLength - 2, 10);
-  t.equal(native.pwritevWin(fd, LIST, 2, 0), -E.EFAULT);
-  setSeg(1, 0xffffffff, 0xffffffff);
-  t.equal(native.preadvWin(fd, LIST, 2, 0), -E.EFAULT, 'no u32 overflow');
+  setSeg(1, OUT - 2, 10, 1);
+  t.equal(native.pwritevWin(fd, LIST, 2, 0), -E.EFAULT, 'past the end of its region');
+  setSeg(1, 0xffffffffffffffffn, 0xffffffff, 1);
+  t.equal(native.preadvWin(fd, LIST, 2, 0), -E.EFAULT, 'no u64 overflow');
+  setSeg(1, 0, 6, 2);
+  t.equal(native.preadvWin(fd, LIST, 2, 0), -E.EFAULT, 'a region past the table count');
+  setCount(5);
+  setSeg(1, 0, 6, 1);
+  t.equal(native.preadvWin(fd, LIST, 2, 0), -E.EFAULT, 'a table count above its maximum');
+  setCount(2);
   setSeg(1, buf.byteLength - 6, 6);
-  t.equal(native.preadvWin(fd, LIST, 2, 3), 16, 'the last bytes of the window are fine');
+  t.equal(native.preadvWin(fd, LIST, 2, 3), 16, 'the last bytes of the region are fine');
   t.equal(native.preadvWin(fd, buf.byteLength - 8, 2, 0), -E.EFAULT, 'list past the end');
   t.equal(native.preadvWin(fd, LIST, 2 ** 32, 0), -E.EFAULT, 'huge count');
   t.equal(fs.readFileSync(join(dir, 'f'), 'latin1'), '\0\0\0abcdefghijKLMNOP', 'failed calls wrote nothing');
+  t.throws(() => native.setWindow(buf, { ...TABLE, max: 1 << 20 }), /does not fit/, 'a table past the window is refused');
+  native.setWindow(buf, TABLE);
 
   // More segments than IOV_MAX: 1500 segments of 3 bytes each.
   const N = 1500;
@@ -608,14 +642,17 @@ t.test('preadvWin / pwritevWin against the window', async (t) => {
 
   // The window is per thread: a worker's own instance has none until it calls setWindow.
   const r = (await runWorker(
-    `const before = addon.preadvWin(workerData.fd, 1024, 2, 0);
-     addon.setWindow(new Uint8Array(workerData.buf));
-     const after = addon.preadvWin(workerData.fd, 1024, 2, 0);
+    `const before = addon.preadvWin(workerData.fd, ${LIST}, 2, 0);
+     const T = workerData.table;
+     addon.setWindow(new Uint8Array(workerData.buf), T.base, T.entries, T.stride, T.max, T.sizeOff, T.hvaOff);
+     const after = addon.preadvWin(workerData.fd, ${LIST}, 2, 0);
      return { before, after };`,
-    { fd, buf },
+    { fd, buf, table: TABLE },
   )) as { before: number; after: number };
   t.equal(r.before, -E.EFAULT, 'no window in a fresh thread');
   t.equal(r.after, 6, 'worker sees the same memory once set');
+  t.equal(native.unmapShared(outAddr, OUT), 0);
+  native.close(memfd);
   native.close(fd);
   fs.closeSync(d);
 });

@@ -17,8 +17,14 @@ const W = 3; // the worker whose scratch these tests use
 function scratch(w = W) {
   const base = L.SCRATCH_BASE + w * L.SCRATCH_SIZE;
   const dv = new DataView(buf, base, L.SCRATCH_SIZE);
+  // Segments are {u64 off, u32 len, u32 region}; shown as window addresses (the regions here are resident).
+  const mem = new DataView(buf);
+  const regionWin = (r: number): number => mem.getUint32(L.MEMTABLE_BASE + L.MEMTABLE_ENTRIES + r * L.MEMTABLE_STRIDE + L.MT_WIN, true);
   const list = (off: number, n: number) =>
-    Array.from({ length: n }, (_, i) => ({ win: dv.getUint32(off + 8 * i, true), len: dv.getUint32(off + 8 * i + 4, true) }));
+    Array.from({ length: n }, (_, i) => ({
+      win: regionWin(dv.getUint32(off + L.SEG_STRIDE * i + 12, true)) + Number(dv.getBigUint64(off + L.SEG_STRIDE * i, true)),
+      len: dv.getUint32(off + L.SEG_STRIDE * i + 8, true),
+    }));
   return {
     base,
     rcount: dv.getUint32(L.SCR_RCOUNT, true),
@@ -95,11 +101,18 @@ t.test('layout: areas fit below the window and do not overlap', async (t) => {
   t.ok(L.INBUF_SIZE >= 128 * 1024 + 4096 && L.OUTBUF_SIZE >= 128 * 1024 + 4096, 'room for a 128 KiB payload + header');
 });
 
+/** A resident region: host address and fd do not matter to the AS module's checks. */
+const add = (gpa: bigint, size: bigint, ua: bigint, win: number): number => vq.memtableAdd(gpa, size, ua, ua, 0n, win, -1);
+
 t.test('memory table', async (t) => {
   const WB = L.WINDOW_BASE;
   vq.memtableClear();
-  t.equal(vq.memtableAdd(0x100000n, 0x100000n, 0x7f0000000000n, WB), 0);
-  t.equal(vq.memtableAdd(0x100000000n, 0x200000n, 0x7f1000000000n, WB + 0x100000), 1);
+  t.equal(add(0x100000000n, 0x200000n, 0x7f1000000000n, WB + 0x100000), 0);
+  t.equal(add(0x100000n, 0x100000n, 0x7f0000000000n, WB), 0, 'kept sorted by gpa: inserted first');
+  t.equal(vq.memtableCount(), 2);
+  t.equal(vq.gpaRegion(0x100000123n, 4), 1);
+  t.equal(vq.gpaRegion(0x100000n, 4), 0);
+  t.equal(vq.gpaRegion(0x300000n, 4), -1, 'between the regions');
   t.equal(vq.gpaToWin(0x100000n, 16), WB);
   t.equal(vq.gpaToWin(0x1ffff0n, 16), WB + 0xffff0, 'ends exactly at the region end');
   t.equal(vq.gpaToWin(0x1ffff1n, 16), 0, 'one byte past the end');
@@ -115,20 +128,28 @@ t.test('memory table', async (t) => {
   t.equal(vq.uaddrToWin(0x7f10001ffff9n, 8), 0);
   t.equal(vq.uaddrToWin(0x100000n, 8), 0, 'a gpa is not a uaddr');
   // memtableAdd checks
-  t.equal(vq.memtableAdd(0x180000n, 0x1000n, 0x1000n, WB + 0x400000), VqError.BAD_ADDR, 'gpa overlap');
-  t.equal(vq.memtableAdd(0x900000000n, 0x1000n, 0x1000n, WB + 0x1000), VqError.BAD_ADDR, 'window overlap');
-  t.equal(vq.memtableAdd(0x900000000n, 0n, 0x1000n, WB + 0x400000), VqError.BAD_SIZE);
-  t.equal(vq.memtableAdd(0x900000000n, 0x1000n, 0x1000n, WB + 0x400001), VqError.ALIGN);
-  t.equal(vq.memtableAdd(0x900000000n, 0x1000n, 0x1000n, WB - 0x1000), VqError.BAD_ADDR, 'below the window');
-  t.equal(vq.memtableAdd(0x900000000n, 0x20000n, 0x1000n, L.WINDOW_END - 0x10000), VqError.BAD_ADDR, 'past WINDOW_END');
-  t.equal(vq.memtableAdd(0xfffffffffffff000n, 0x2000n, 0x1000n, WB + 0x400000), VqError.BAD_ADDR, 'gpa + size overflows');
-  t.equal(vq.memtableAdd(0x900000000n, 0x2000n, 0xfffffffffffff000n, WB + 0x400000), VqError.BAD_ADDR, 'uaddr + size overflows');
-  t.equal(vq.memtableAdd(0x900000000n, 0x10000n, 0x1000n, L.WINDOW_END - 0x10000), 2, 'last window page');
+  t.equal(add(0x180000n, 0x1000n, 0x1000n, WB + 0x400000), VqError.BAD_ADDR, 'gpa overlap');
+  t.equal(add(0x900000000n, 0x1000n, 0x7f0000080000n, WB + 0x400000), VqError.BAD_ADDR, 'user address overlap');
+  t.equal(add(0x900000000n, 0x1000n, 0x1000n, WB + 0x1000), VqError.BAD_ADDR, 'window overlap');
+  t.equal(add(0x900000000n, 0n, 0x1000n, WB + 0x400000), VqError.BAD_SIZE);
+  t.equal(add(0x900000000n, 0x1000n, 0x1000n, WB + 0x400001), VqError.ALIGN);
+  t.equal(add(0x900000000n, 0x1000n, 0x1000n, WB - 0x1000), VqError.BAD_ADDR, 'below the window');
+  t.equal(add(0x900000000n, 0x20000n, 0x1000n, L.WINDOW_END - 0x10000), VqError.BAD_ADDR, 'past WINDOW_END');
+  t.equal(add(0xfffffffffffff000n, 0x2000n, 0x1000n, WB + 0x400000), VqError.BAD_ADDR, 'gpa + size overflows');
+  t.equal(add(0x900000000n, 0x2000n, 0xfffffffffffff000n, WB + 0x400000), VqError.BAD_ADDR, 'uaddr + size overflows');
+  t.equal(
+    vq.memtableAdd(0x900000000n, 0x2000n, 0x1000n, 0xfffffffffffff000n, 0n, 0, -1), VqError.BAD_ADDR, 'host address + size overflows',
+  );
+  t.equal(add(0x900000000n, 0x10000n, 0x1000n, L.WINDOW_END - 0x10000), 2, 'last window page');
   t.equal(vq.gpaToWin(0x90000fff0n, 16), L.WINDOW_END - 16, 'window addresses above 2^31 come back unsigned');
+  t.equal(add(0x1000000000n, 0x100000000n, 0x2000000000n, 0), 3, 'a region that is not resident (win 0)');
+  t.equal(vq.gpaRegion(0x10ffffff00n, 0x100), 3, 'found above 64 GiB');
+  t.equal(vq.gpaToWin(0x1000000000n, 16), 0, 'no window address without apertures');
   vq.memtableClear();
   t.equal(vq.gpaToWin(0x100000n, 16), 0, 'cleared');
-  for (let i = 0; i < L.MAX_REGIONS; i++) t.equal(vq.memtableAdd(BigInt(i) << 20n, 0x1000n, BigInt(i) << 20n, WB + i * 0x1000), i);
-  t.equal(vq.memtableAdd(0x100000000n, 0x1000n, 0x100000000n, WB + 0x100000), VqError.FULL);
+  for (let i = 0; i < L.MAX_REGIONS; i++) t.equal(add(BigInt(i) << 20n, 0x1000n, BigInt(i) << 20n, WB + i * 0x1000), i);
+  t.equal(vq.gpaRegion(BigInt(L.MAX_REGIONS - 1) << 20n, 8), L.MAX_REGIONS - 1, 'binary search reaches the last entry');
+  t.equal(add(0x100000000n, 0x1000n, 0x100000000n, WB + 0x100000), VqError.FULL);
   vq.memtableClear();
 });
 
@@ -170,11 +191,11 @@ t.test('happy path: pop, parse 2 readable + 2 writable, gather, scatter, push', 
   t.same(s.rlist, [{ win: d.win(c.readable[0]!), len: 5 }, { win: d.win(c.readable[1]!), len: 3 }]);
   t.same(s.wlist, [{ win: d.win(c.writable[0]!), len: 10 }, { win: d.win(c.writable[1]!), len: 20 }]);
   const inbuf = s.base + L.SCR_INBUF;
-  t.equal(vq.gather(s.base + L.SCR_RLIST, s.rcount, 0, inbuf, 100), 8);
+  t.equal(vq.gather(W, s.base + L.SCR_RLIST, s.rcount, 0, inbuf, 100), 8);
   t.same([...new Uint8Array(buf, inbuf, 8)], [1, 2, 3, 4, 5, 6, 7, 8]);
   const outbuf = s.base + L.SCR_OUTBUF;
   new Uint8Array(buf, outbuf, 30).set(Array.from({ length: 30 }, (_, i) => 100 + i));
-  t.equal(vq.scatter(outbuf, 30, s.base + L.SCR_WLIST, s.wcount, 0), 30);
+  t.equal(vq.scatter(W, outbuf, 30, s.base + L.SCR_WLIST, s.wcount, 0), 30);
   t.same([...d.read(c.writable[0]!, 10)], Array.from({ length: 10 }, (_, i) => 100 + i));
   t.same([...d.read(c.writable[1]!, 20)], Array.from({ length: 20 }, (_, i) => 110 + i));
   t.equal(vq.queuePush(0, head, 30), 1, 'notify without EVENT_IDX and no NO_INTERRUPT');
@@ -398,14 +419,21 @@ t.test('gather, scatter, subList at boundaries', async (t) => {
   const out = s + L.SCR_SUBLIST;
   const dv = new DataView(buf);
   const A = L.WINDOW_BASE + 0x1000, B = L.WINDOW_BASE + 0x2000, C = L.WINDOW_BASE + 0x3000;
+  // One resident region over the start of the window; segments are {off, len, region 0}.
+  vq.memtableClear();
+  t.equal(add(0x100000n, 0x10000n, 0x7f0000000000n, L.WINDOW_BASE), 0);
   const segs: Array<[number, number]> = [[A, 3], [B, 5], [C, 2]];
-  segs.forEach(([w, l], i) => { dv.setUint32(list + 8 * i, w, true); dv.setUint32(list + 8 * i + 4, l, true); });
+  segs.forEach(([w, l], i) => {
+    dv.setBigUint64(list + L.SEG_STRIDE * i, BigInt(w - L.WINDOW_BASE), true);
+    dv.setUint32(list + L.SEG_STRIDE * i + 8, l, true);
+    dv.setUint32(list + L.SEG_STRIDE * i + 12, 0, true);
+  });
   const bytes = new Uint8Array(buf);
   bytes.set([1, 2, 3], A); bytes.set([4, 5, 6, 7, 8], B); bytes.set([9, 10], C);
   const dst = s + L.SCR_INBUF;
   const g = (skip: number, len: number) => {
     bytes.fill(0, dst, dst + 16);
-    const n = vq.gather(list, 3, skip, dst, len);
+    const n = vq.gather(W, list, 3, skip, dst, len);
     return [n, [...bytes.subarray(dst, dst + n)]];
   };
   t.same(g(0, 100), [10, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]);
@@ -414,18 +442,21 @@ t.test('gather, scatter, subList at boundaries', async (t) => {
   t.same(g(9, 5), [1, [10]]);
   t.same(g(10, 5), [0, []], 'skip at the end');
   t.same(g(50, 5), [0, []], 'skip past the end');
-  t.equal(vq.gather(list, 2, 0, dst, 100), 8, 'count limits');
-  t.equal(vq.gather(list, 3, 0, dst, 0), 0);
+  t.equal(vq.gather(W, list, 2, 0, dst, 100), 8, 'count limits');
+  t.equal(vq.gather(W, list, 3, 0, dst, 0), 0);
   const src = s + L.SCR_OUTBUF;
   bytes.set([21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31], src);
-  t.equal(vq.scatter(src, 4, list, 3, 2), 4);
+  t.equal(vq.scatter(W, src, 4, list, 3, 2), 4);
   t.same([...bytes.subarray(A, A + 3), ...bytes.subarray(B, B + 5)], [1, 2, 21, 22, 23, 24, 7, 8]);
-  t.equal(vq.scatter(src, 11, list, 3, 0), 10, 'capped by the list');
+  t.equal(vq.scatter(W, src, 11, list, 3, 0), 10, 'capped by the list');
   t.same([...bytes.subarray(C, C + 3)], [29, 30, 0], "nothing written past the last segment");
   const sub = (skip: number, len: number, max = 16) => {
     const n = vq.subList(list, 3, skip, len, out, max);
     if (n < 0) return n;
-    return Array.from({ length: n }, (_, i) => [dv.getUint32(out + 8 * i, true), dv.getUint32(out + 8 * i + 4, true)]);
+    return Array.from({ length: n }, (_, i) => {
+      t.equal(dv.getUint32(out + L.SEG_STRIDE * i + 12, true), 0, 'region kept');
+      return [L.WINDOW_BASE + Number(dv.getBigUint64(out + L.SEG_STRIDE * i, true)), dv.getUint32(out + L.SEG_STRIDE * i + 8, true)];
+    });
   };
   t.same(sub(0, 10), [[A, 3], [B, 5], [C, 2]]);
   t.same(sub(3, 5), [[B, 5]], 'exactly one segment');
