@@ -1,6 +1,6 @@
 import {
   MAX_QUEUES, MAX_WORKERS, MAX_SEGS, SCRATCH_BASE, SCRATCH_SIZE, SCR_RCOUNT, SCR_WCOUNT, SCR_RTOTAL,
-  SCR_WTOTAL, SCR_RLIST, SCR_WLIST, Q_SIZE, Q_DESC, Q_READY, SEG_STRIDE, MT_GPA, SCR_MISS,
+  SCR_WTOTAL, SCR_RLIST, SCR_WLIST, Q_SIZE, Q_DESC, Q_READY, SEG_STRIDE, MT_GPA, MT_SIZE, SCR_MISS,
 } from './layout';
 import {
   BROKEN, BAD_ADDR, BAD_LEN, LOOP, NESTED_INDIRECT, ORDER, TOO_MANY_SEGS, BAD_INDIRECT, BAD_HEAD, BAD_SIZE,
@@ -36,6 +36,30 @@ const DESC_SIZE_MASK: u32 = VIRTQ_DESC_SIZE - 1;
   store<u32>(e, len, 8);
   store<u32>(e, region, 12);
   store<u32>(countPtr, c + 1);
+  return 0;
+}
+
+/** Append the guest buffer [addr, addr+len) as segments: one when a region holds it whole (the common
+ *  case), else one per region it crosses, which must follow one another in guest-physical space (the
+ *  buffer is guest-physically contiguous; nothing forbids it to span two regions). 0, BAD_ADDR or
+ *  TOO_MANY_SEGS. */
+function appendBuffer(list: u32, countPtr: u32, addr: u64, len: u32): i32 {
+  const whole = gpaRegion(addr, len);
+  if (whole >= 0) return append(list, countPtr, <u32>whole, addr - load<u64>(mtEntry(<u32>whole), MT_GPA), len);
+  let left = len;
+  while (left > 0) {
+    const r = gpaRegion(addr, 1);
+    if (r < 0) return BAD_ADDR;
+    const e = mtEntry(<u32>r);
+    const off = addr - load<u64>(e, MT_GPA);
+    const avail = load<u64>(e, MT_SIZE) - off;
+    const take = avail < u64(left) ? <u32>avail : left;
+    const rc = append(list, countPtr, <u32>r, off, take);
+    if (rc != 0) return rc;
+    // addr + take ≤ the region's end, which does not overflow (memtableAdd).
+    addr += u64(take);
+    left -= take;
+  }
   return 0;
 }
 
@@ -92,14 +116,11 @@ export function chainParse(q: u32, head: u32, w: u32): i32 {
       continue;
     }
     if (len != 0) {
-      const region = gpaRegion(addr, len);
-      if (region < 0) return BAD_ADDR;
-      const off = addr - load<u64>(mtEntry(<u32>region), MT_GPA);
       if ((flags & VIRTQ_DESC_F_WRITE) != 0) {
         writing = true;
         // §2.6.4.2 totals fit in u32 (the used element's len is u32).
         if (wtotal + u64(len) > 0xFFFFFFFF) return BAD_LEN;
-        const r = append(s + SCR_WLIST, s + SCR_WCOUNT, <u32>region, off, len);
+        const r = appendBuffer(s + SCR_WLIST, s + SCR_WCOUNT, addr, len);
         if (r != 0) return r;
         wtotal += len;
         store<u32>(s, <u32>wtotal, SCR_WTOTAL);
@@ -107,7 +128,7 @@ export function chainParse(q: u32, head: u32, w: u32): i32 {
         // §2.6.4.2: device-readable descriptors come before device-writable ones.
         if (writing) return ORDER;
         if (rtotal + u64(len) > 0xFFFFFFFF) return BAD_LEN;
-        const r = append(s + SCR_RLIST, s + SCR_RCOUNT, <u32>region, off, len);
+        const r = appendBuffer(s + SCR_RLIST, s + SCR_RCOUNT, addr, len);
         if (r != 0) return r;
         rtotal += len;
         store<u32>(s, <u32>rtotal, SCR_RTOTAL);

@@ -10,7 +10,7 @@ import { type Config, resolveGroup } from './config.js';
 import type { Logger } from './log.js';
 import { native } from './native.js';
 import type { WorkerInit } from './worker-init.js';
-import { sharedBuffer } from './memory/guest-memory.js';
+import { MAX_MEM_SLOTS, sharedBuffer } from './memory/guest-memory.js';
 import { Passthrough } from './fs/passthrough.js';
 import { VirtioFsDevice } from './virtio/device.js';
 import { WorkerPool } from './virtio/pool.js';
@@ -73,7 +73,10 @@ export class Daemon {
       log,
     });
     await this.pool.start();
-    const device = new VirtioFsDevice(vq, memory, this.pool, DEFAULT_NUM_QUEUES, log);
+    // A test knob (docs/testing.md): serve every guest through apertures, however small.
+    const forceApertures = process.env.VIRTIOFSD_TS_APERTURES === 'always';
+    if (forceApertures) log.warn('VIRTIOFSD_TS_APERTURES=always: guest memory is reached through apertures whatever its size');
+    const device = new VirtioFsDevice(vq, memory, this.pool, DEFAULT_NUM_QUEUES, log, { forceApertures });
     // The guest's inodes and open files die with its connection (the next boot starts from FUSE_INIT).
     device.resetHooks.push(() => {
       vq.inodeDropAll();
@@ -86,6 +89,11 @@ export class Daemon {
     log.info(
       `serving ${dir} (cache=${cfg.cache}, writeback=${cfg.writeback ? 'on' : 'off'}, xattr=${cfg.xattr ? 'on' : 'off'}, ` +
         `${cfg.threadPoolSize} worker threads)`,
+    );
+    const L = vq.layout;
+    log.info(
+      `guest memory: any size, up to ${MAX_MEM_SLOTS} regions; resident in the ${Math.floor((L.WINDOW_END - L.WINDOW_BASE) / 2 ** 20)} MiB ` +
+        `window when it fits, beyond that reached through ${L.APERTURE_SLOT_SIZE >> 20} MiB apertures (docs/operations.md)`,
     );
     if (cfg.socketPath) {
       log.info(

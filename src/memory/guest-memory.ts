@@ -70,6 +70,11 @@ export interface MappedRegion extends RegionDesc {
 
 export type MemoryMode = 'none' | 'resident' | 'apertures';
 
+export interface GuestMemoryOptions {
+  /** Reach guest RAM through apertures even when it would fit the window (tests of that path). */
+  forceApertures?: boolean;
+}
+
 export class GuestMemory {
   /** Sorted by guest-physical address: the index here is the index in the AS table. */
   private regions: MappedRegion[] = [];
@@ -86,6 +91,7 @@ export class GuestMemory {
     private readonly maxRegions: number,
     /** Worker threads: each gets its own aperture partition. */
     private readonly workers: number,
+    private readonly options: GuestMemoryOptions = {},
   ) {}
 
   /** the most regions mapped at once (GET_MAX_MEM_SLOTS) */
@@ -109,6 +115,19 @@ export class GuestMemory {
   /** The aperture partitions, in aperture mode. */
   get apertures(): ApertureGeometry | null {
     return this.geometry;
+  }
+
+  /** Aperture lookups of every worker since the daemon started (the AS module counts them). */
+  apertureStats(): { hits: bigint; misses: bigint } {
+    const L = this.vq.layout;
+    const v = new DataView(this.memory.buffer, L.STATS_BASE, L.STATS_STRIDE * this.workers);
+    let hits = 0n;
+    let misses = 0n;
+    for (let w = 0; w < this.workers; w++) {
+      hits += v.getBigUint64(w * L.STATS_STRIDE + L.STAT_APERTURE_HITS, true);
+      misses += v.getBigUint64(w * L.STATS_STRIDE + L.STAT_APERTURE_MISSES, true);
+    }
+    return { hits, misses };
   }
 
   /** Checks a region's numbers before anything is mapped (they come from the frontend). */
@@ -221,7 +240,7 @@ export class GuestMemory {
       this.unmapWindow(m);
       if (m.pageSize > 1 << L.GRANULE_SHIFT) {
         throw new MemoryError(
-          `guest memory of ${this.totalBytes >> 20n} MiB does not fit the ${(L.WINDOW_END - L.WINDOW_BASE) >> 20} MiB window, and a region backed by ${m.pageSize >> 20} MiB pages cannot be reached through 2 MiB apertures (use 2 MiB huge pages or smaller)`,
+          `guest memory of ${this.totalBytes >> 20n} MiB does not fit the ${Math.floor((L.WINDOW_END - L.WINDOW_BASE) / 2 ** 20)} MiB window, and a region backed by ${m.pageSize >> 20} MiB pages cannot be reached through 2 MiB apertures (use 2 MiB huge pages or smaller)`,
           Errno.ENOMEM,
         );
       }
@@ -234,7 +253,7 @@ export class GuestMemory {
     if (crc < 0) throw new MemoryError(`aperture configuration refused (error ${crc})`, Errno.EINVAL);
     if (this.mode !== 'apertures') {
       this.log.info(
-        `guest memory (${this.totalBytes >> 20n} MiB) does not fit the ${(L.WINDOW_END - L.WINDOW_BASE) >> 20} MiB window: reaching it through apertures (${g.slotsPerWorker} × ${L.APERTURE_SLOT_SIZE >> 20} MiB per worker)`,
+        `guest memory (${this.totalBytes >> 20n} MiB) does not fit the ${Math.floor((L.WINDOW_END - L.WINDOW_BASE) / 2 ** 20)} MiB window: reaching it through apertures (${g.slotsPerWorker} × ${L.APERTURE_SLOT_SIZE >> 20} MiB per worker)`,
       );
     }
     this.geometry = g;
@@ -248,7 +267,7 @@ export class GuestMemory {
     this.geometry = null;
     if (this.regions.length === 0) {
       this.mode = 'none';
-    } else if (this.layoutResident()) {
+    } else if (!this.options.forceApertures && this.layoutResident()) {
       if (this.mode === 'apertures') this.log.info('guest memory fits the window again: all regions resident');
       this.mode = 'resident';
     } else {
@@ -327,6 +346,7 @@ export class GuestMemory {
 
   /** Unmaps everything (disconnect, RESET_OWNER, replacement). */
   clear(): void {
+    if (this.mode === 'apertures') this.reportApertures();
     const old = this.regions;
     this.regions = [];
     this.vq.memtableClear();
@@ -335,6 +355,19 @@ export class GuestMemory {
     this.geometry = null;
     this.mode = 'none';
     for (const m of old) this.close(m);
+  }
+
+  private reported = { hits: 0n, misses: 0n };
+
+  /** Logs the aperture hit rate since the last report (the cost of a miss is a mmap: docs/internals.md). */
+  private reportApertures(): void {
+    const now = this.apertureStats();
+    const hits = now.hits - this.reported.hits;
+    const misses = now.misses - this.reported.misses;
+    this.reported = now;
+    if (hits + misses === 0n) return;
+    const rate = Number((hits * 10000n) / (hits + misses)) / 100;
+    this.log.info(`guest memory apertures: ${hits} hits, ${misses} misses (${rate}% hits)`);
   }
 
   /**

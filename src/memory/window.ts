@@ -13,6 +13,10 @@ export interface WindowLayout {
   readonly APERTURE_PINNED: number;
   readonly APERTURE_MAX_SLOTS: number;
   readonly APERTURE_WAYS: number;
+  readonly STATS_BASE: number;
+  readonly STATS_STRIDE: number;
+  readonly STAT_APERTURE_HITS: number;
+  readonly STAT_APERTURE_MISSES: number;
 }
 
 /** Regions are placed on 2 MiB boundaries in the window, so huge-page backed regions stay aligned. */

@@ -7,7 +7,7 @@ import { VIRTQ_DESC_SIZE } from '../abi/virtio.js';
 import { DeviceError } from '../errors.js';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
-import { GuestMemory, MAX_MEM_SLOTS, type RegionDesc } from '../memory/guest-memory.js';
+import { GuestMemory, type GuestMemoryOptions, MAX_MEM_SLOTS, type RegionDesc } from '../memory/guest-memory.js';
 import { Ctl, controlView, qslot } from './control.js';
 import type { WorkerPool } from './pool.js';
 import type { VqExports } from './wasm.js';
@@ -61,9 +61,10 @@ export class VirtioFsDevice {
     private readonly pool: WorkerPool,
     readonly numQueues: number,
     private readonly log: Logger,
+    memoryOptions: GuestMemoryOptions = {},
   ) {
     if (numQueues < 2 || numQueues > vq.layout.MAX_QUEUES) throw new RangeError(`queue count must be 2..${vq.layout.MAX_QUEUES}`);
-    this.memory = new GuestMemory(vq, wasmMemory, log, MAX_MEM_SLOTS, pool.size);
+    this.memory = new GuestMemory(vq, wasmMemory, log, MAX_MEM_SLOTS, pool.size, memoryOptions);
     this.rings = Array.from({ length: numQueues }, () => new Vring());
     this.ctl = controlView(wasmMemory.buffer, vq.layout.CONTROL_BASE);
   }
