@@ -116,10 +116,12 @@ async function manyCase(tt: Test, n: number, size: bigint, via: SessionMemory['v
   const at = (i: number): bigint => regions[i]!.guestPhysAddr + regions[i]!.arenas[0]!.offset;
   try {
     await traffic(tt, s, env, { req: at(3), reply: at(4) + 512n * 1024n, data: at(5) + 2n * M - 4096n }, at(n - 2), `${n} regions`);
-    // A data buffer across the boundary of two regions that are contiguous in gpa (a real guest's
-    // buffer may cross a DIMM boundary: the backend must split it, or refuse the chain, never crash).
-    const across = regions[n - 1]!.guestPhysAddr - 64n * 1024n;
-    await exercise(tt, s, env, { req: at(3), reply: at(4), data: across }, `${n} regions, data across two regions contiguous in gpa`, false);
+    // A data buffer across the boundary of two regions that are contiguous in gpa: a guest's buffer
+    // may cross a DIMM boundary, and QEMU (like libvhost-user) splits such a descriptor.
+    await tt.test('a data buffer across two regions contiguous in gpa', async (t2) => {
+      const across = regions[n - 1]!.guestPhysAddr - 64n * 1024n;
+      await exercise(t2, s, env, { req: at(3), reply: at(4), data: across }, 'across two regions', false);
+    });
   } finally {
     s.close();
   }
