@@ -7,13 +7,14 @@
  * test/helpers/guest-memory-kit.ts). MEM_TEST_DAEMON=reference runs the cases against QEMU 7.2's C
  * virtiofsd, to check the tests themselves.
  */
+import fs from 'node:fs';
 import t, { type Test } from 'tap';
 import { native } from '../../src/native.js';
 import { FrontendReq, type MemoryRegion, VIRTIO_RING_F_INDIRECT_DESC } from '../../src/vhost/message.js';
-import type { RegionSpec } from '../../src/frontend/guest-ram.js';
+import { GuestRam, type RegionSpec } from '../../src/frontend/guest-ram.js';
 import { memTablePayload, singleRegionPayload } from '../../src/frontend/vhost-user-frontend.js';
 import { type SessionMemory, VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
-import { DAEMON, GiB, MiB, type MemEnv, type Places, exercise, startMemDaemon } from '../helpers/guest-memory-kit.js';
+import { DAEMON, GiB, MiB, type MemEnv, type Places, exercise, pattern, startMemDaemon } from '../helpers/guest-memory-kit.js';
 
 const M = BigInt(MiB);
 const ARENA = 4 * MiB;
@@ -35,6 +36,28 @@ async function traffic(tt: Test, s: VirtioFsSession, env: MemEnv, p: Places, ind
   await exercise(tt, s, env, p, label);
   if ((s.features & (1n << VIRTIO_RING_F_INDIRECT_DESC)) !== 0n) await exercise(tt, s, env, { ...p, indirect }, `${label}, indirect`, false);
 }
+
+t.test('the frontend maps only its arenas; a buffer straddles two only where they are contiguous in gpa', (tt) => {
+  const A: RegionSpec = { guestPhysAddr: 4n * GiB, userspaceAddr: 0x7f40_0000_0000n, size: 6n * GiB, arenas: [{ offset: 0n, bytes: ARENA }, { offset: 6n * GiB - BigInt(ARENA), bytes: ARENA }] };
+  const B: RegionSpec = { guestPhysAddr: 10n * GiB, userspaceAddr: 0x7f00_0000_0000n, size: GiB, mmapOffset: 1n * M, arenas: [{ offset: 0n, bytes: ARENA }] };
+  const ram = GuestRam.create([A, B], 0);
+  try {
+    tt.ok(ram.bytes.length < 16 * MiB, `7 GiB of guest RAM, ${ram.bytes.length >> 20} MiB mapped here`);
+    const bytes = pattern(8192, 7);
+    ram.write(10n * GiB - 4096n, bytes);
+    const a = Buffer.alloc(4096);
+    const b = Buffer.alloc(4096);
+    fs.readSync(ram.region(0).fd, a, 0, 4096, Number(6n * GiB) - 4096);
+    fs.readSync(ram.region(1).fd, b, 0, 4096, MiB);
+    tt.ok(Buffer.concat([a, b]).equals(bytes), 'a buffer across the two regions lands in both memfds, at their offsets');
+    tt.throws(() => ram.offsetOf(4n * GiB + BigInt(ARENA) - 4096n, 8192), RangeError, 'not across arenas that are not contiguous');
+    tt.throws(() => ram.offsetOf(5n * GiB), RangeError, 'not outside the arenas');
+    tt.equal(ram.uaddrOf(10n * GiB + 5n), 0x7f00_0000_0005n, 'user addresses through the region');
+  } finally {
+    ram.close();
+  }
+  tt.end();
+});
 
 t.test('one 6 GiB region at gpa 4 GiB, user address above 4 GiB, buffers 3 and 5.9 GiB into it', async (tt) => {
   const env = await startMemDaemon(tt, 1);
