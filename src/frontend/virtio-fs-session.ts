@@ -66,8 +66,9 @@ export class VirtioFsSession {
   readonly mem: Uint8Array;
   /** the memfd of the first region */
   readonly memfd: number;
-  /** the negotiated virtio features */
+  /** the negotiated virtio features and vhost-user protocol features */
   features = 0n;
+  protocolFeatures = 0n;
   private closed = false;
   unique = 1n;
 
@@ -123,7 +124,8 @@ export class VirtioFsSession {
     const want = (1n << VIRTIO_F_VERSION_1) | (1n << VHOST_USER_F_PROTOCOL_FEATURES);
     if ((features & want) !== want) throw new Error(`backend lacks VERSION_1/PROTOCOL_FEATURES (0x${features.toString(16)})`);
     const pf = fe.getProtocolFeatures();
-    // A region table may change later (ADD_MEM_REG / REM_MEM_REG), and placed chains may be indirect.
+    // With a region table, regions may come and go later (ADD_MEM_REG / REM_MEM_REG, which need
+    // CONFIGURE_MEM_SLOTS) and placed chains may use indirect tables (INDIRECT_DESC, when offered).
     const protocol = (1n << BigInt(ProtocolFeature.REPLY_ACK)) | (regionTable ? 1n << BigInt(ProtocolFeature.CONFIGURE_MEM_SLOTS) : 0n);
     fe.setProtocolFeatures(pf & protocol);
     this.protocolFeatures = pf & protocol;
@@ -131,9 +133,6 @@ export class VirtioFsSession {
     this.features = want | (regionTable ? features & (1n << VIRTIO_RING_F_INDIRECT_DESC) : 0n);
     fe.setFeatures(this.features);
   }
-
-  /** the negotiated protocol features */
-  protocolFeatures = 0n;
 
   private sendTable(via: 'set-mem-table' | 'add-mem-reg'): void {
     const ram = this.ram;

@@ -56,7 +56,8 @@ export async function startMemDaemon(t: Test, seed: number): Promise<MemEnv> {
   const daemon = await startDaemon(DAEMON, { sharedDir: share, socketPath: sock, extraArgs });
   t.teardown(async () => {
     const s = await daemon.stop(3000);
-    if (DAEMON === 'ours' && s.code !== 0) console.error(daemon.logs());
+    // MEM_TEST_VERBOSE=1 shows every case's daemon log (e.g. how the reference ended)
+    if ((DAEMON === 'ours' && s.code !== 0) || process.env.MEM_TEST_VERBOSE) console.error(`# daemon exit ${JSON.stringify(s)}\n${daemon.logs()}`);
     fs.rmSync(tmp, { recursive: true, force: true });
   });
   return { share, sock, daemon, data };
