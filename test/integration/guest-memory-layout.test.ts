@@ -11,10 +11,11 @@ import fs from 'node:fs';
 import t, { type Test } from 'tap';
 import { native } from '../../src/native.js';
 import { FrontendReq, type MemoryRegion, VIRTIO_RING_F_INDIRECT_DESC } from '../../src/vhost/message.js';
+import { decodeOpenOut, parseReply } from '../../src/frontend/fuse-requests.js';
 import { GuestRam, type RegionSpec } from '../../src/frontend/guest-ram.js';
 import { memTablePayload, singleRegionPayload } from '../../src/frontend/vhost-user-frontend.js';
 import { type SessionMemory, VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
-import { DAEMON, GiB, MiB, type MemEnv, type Places, exercise, pattern, startMemDaemon } from '../helpers/guest-memory-kit.js';
+import { DAEMON, DATA_LEN, GiB, MiB, type MemEnv, PlacedFuse, type Places, exercise, pattern, startMemDaemon, within } from '../helpers/guest-memory-kit.js';
 
 const M = BigInt(MiB);
 const ARENA = 4 * MiB;
@@ -68,7 +69,7 @@ t.test('one 6 GiB region at gpa 4 GiB, user address above 4 GiB, buffers 3 and 5
     arenas: [
       { offset: 0n, bytes: ARENA }, // rings and request slots
       { offset: 3n * GiB, bytes: ARENA }, // request headers and replies
-      { offset: 0x1_7980_0000n, bytes: ARENA }, // ~5.9 GiB: data and indirect tables
+      { offset: 0x1_7980_0000n, bytes: 2 * ARENA }, // ~5.9 GiB: data and indirect tables
     ],
   };
   const s = open(tt, env, { regions: [region] });
@@ -76,7 +77,8 @@ t.test('one 6 GiB region at gpa 4 GiB, user address above 4 GiB, buffers 3 and 5
   try {
     const hdr = region.guestPhysAddr + 3n * GiB;
     const far = region.guestPhysAddr + 0x1_7980_0000n;
-    await traffic(tt, s, env, { req: hdr, reply: hdr + M, data: far + 2n * M - 64n * 1024n }, far + 3n * M, '6 GiB region');
+    // the data buffer straddles a 4 MiB (so also a 2 MiB) boundary of guest-physical space
+    await traffic(tt, s, env, { req: hdr, reply: hdr + M, data: far + 4n * M - 64n * 1024n }, far + 6n * M, '6 GiB region');
   } finally {
     s.close();
   }
@@ -91,7 +93,7 @@ t.test('one region at gpa 64 GiB and user address 128 GiB, with an mmap offset',
     mmapOffset: 2n * M,
     arenas: [
       { offset: 0n, bytes: ARENA },
-      { offset: 512n * M, bytes: ARENA },
+      { offset: 512n * M, bytes: 2 * ARENA },
     ],
   };
   const s = open(tt, env, { regions: [region] });
@@ -99,7 +101,45 @@ t.test('one region at gpa 64 GiB and user address 128 GiB, with an mmap offset',
   try {
     const a0 = region.guestPhysAddr;
     const a1 = region.guestPhysAddr + 512n * M;
-    await traffic(tt, s, env, { req: a0 + 3n * M, reply: a0 + 3n * M + 65536n, data: a1 + 2n * M - 12288n }, a1, 'region at 64 GiB');
+    await traffic(tt, s, env, { req: a0 + 3n * M, reply: a0 + 3n * M + 65536n, data: a1 + 4n * M - 12288n }, a1, 'region at 64 GiB');
+  } finally {
+    s.close();
+  }
+});
+
+t.test('requests hopping over 63 places spread across a 6 GiB region', async (tt) => {
+  // More distinct 4 MiB stretches of guest RAM than a backend would keep mapped at once, each request
+  // touching three of them; each data buffer straddles a 4 MiB boundary.
+  const env = await startMemDaemon(tt, 6);
+  const SPOTS = 63;
+  const spot = (k: number): bigint => BigInt(k + 1) * 96n * M + 4n * M - 8192n;
+  const region: RegionSpec = {
+    guestPhysAddr: 4n * GiB,
+    userspaceAddr: 0x7e00_0000_0000n,
+    size: 6n * GiB,
+    arenas: [{ offset: 0n, bytes: ARENA }, ...Array.from({ length: SPOTS }, (_, k) => ({ offset: spot(k), bytes: 16384 }))],
+  };
+  const s = open(tt, env, { regions: [region] });
+  if (!s) return;
+  try {
+    const at = (k: number): bigint => region.guestPhysAddr + spot(k % SPOTS);
+    const f = new PlacedFuse(s, { req: at(0), reply: at(1), data: at(2) });
+    tt.equal((await f.call(f.rb.init())).error, 0, 'INIT');
+    const e = await f.call(f.rb.lookup(1n, 'data.bin'));
+    const node = e.view.getBigUint64(0, true);
+    const o = await f.call(f.rb.open(node, 0));
+    const fh = decodeOpenOut(o.view).fh;
+    let good = 0;
+    for (let k = 0; k < SPOTS; k++) {
+      const g = new PlacedFuse(s, { req: at(k), reply: at(k + 21) + 12288n, data: at(k + 42) + 4096n });
+      const pos = (k * 8192) % (DATA_LEN - 8192);
+      const req = g.rb.read(node, fh, BigInt(pos), 8192);
+      const r = parseReply(await within(s.sendChain(1, req, { out: [{ addr: g.p.req, len: req.length }], in: [{ addr: g.p.reply, len: 16 }, { addr: g.p.data, len: 8192 }] }), 5000, `READ ${k}`));
+      if (r.error === 0 && r.len === 16 + 8192 && Buffer.from(s.ram.read(g.p.data, 8192)).equals(env.data.subarray(pos, pos + 8192))) good++;
+    }
+    tt.equal(good, SPOTS, `all ${SPOTS} READs returned the right bytes`);
+  } catch (e) {
+    tt.fail((e as Error).message);
   } finally {
     s.close();
   }
