@@ -5,11 +5,15 @@
  * arbitrary chains (direct or through an indirect table) with the same ring code; hostile tests write
  * any descriptor, avail entry or index through it.
  *
- * `mem` is guest RAM as this process sees it: mem[0] is guest-physical address `layout.gpa`.
+ * `mem` is guest RAM as this process sees it: either linear (mem[0] is guest-physical address
+ * `layout.gpa`) or, for a guest with many large regions, a view that maps only some parts of them
+ * (`layout.view`, see guest-ram.ts), where rings and buffers are placed by guest-physical address.
  *
  * Request slots (when the layout has dataOff/slotBytes): slot i owns descriptors 2i and 2i+1 (one
  * device-readable, one device-writable buffer) and a fixed data area, so no allocator is needed and a
- * hostile test that takes a slot knows which descriptors it may scribble on.
+ * hostile test that takes a slot knows which descriptors it may scribble on. The descriptors no slot
+ * owns serve placed chains (submitChain): buffers anywhere in guest RAM, direct or through an indirect
+ * table.
  */
 import {
   VIRTQ_DESC_F_INDIRECT,
@@ -39,9 +43,37 @@ export interface ChainBuffer {
   write?: boolean;
 }
 
+/** Where guest-physical ranges lie in `mem` (guest-ram.ts's GuestRam is one). */
+export interface GuestView {
+  /** offset in mem of [gpa, gpa+len): RangeError unless it is mapped there in one piece */
+  offsetOf(gpa: bigint, len: number): number;
+  /** guest-physical address of mem[off] */
+  gpaAt(off: number): bigint;
+}
+
+/** A placed request: where its device-readable and device-writable buffers are. */
+export interface ChainPlacement {
+  /** readable buffers in chain order; the request is split over them (their lengths add up to it) */
+  out: ReadonlyArray<{ addr: bigint; len: number }>;
+  /** writable buffers in chain order; the reply is gathered from them */
+  in: ReadonlyArray<{ addr: bigint; len: number }>;
+  /** the chain goes into an indirect table at this guest-physical address (VIRTIO_F_INDIRECT_DESC) */
+  indirect?: bigint;
+}
+
+/** A used element reaped: its head, its request slot (-1 for a placed chain), length and reply bytes. */
+export interface Completion {
+  head: number;
+  slot: number;
+  len: number;
+  reply: Uint8Array;
+}
+
 export interface DriverQueueLayout {
-  /** guest-physical address of mem[0] */
-  gpa: bigint;
+  /** linear guest RAM: guest-physical address of mem[0] (when there is no view) */
+  gpa?: bigint;
+  /** guest RAM that is not linear in mem */
+  view?: GuestView;
   /** offset of the rings inside mem (a multiple of 16: the descriptor table's alignment) */
   ringOff: number;
   /** descriptors in the ring: a power of two, 1..32768 */
@@ -50,6 +82,8 @@ export interface DriverQueueLayout {
   dataOff?: number;
   /** request slots: bytes per slot (request + reply) */
   slotBytes?: number;
+  /** request slots: how many (default size / 2, which leaves no descriptor for placed chains) */
+  slots?: number;
 }
 
 // Offsets inside struct virtq_avail (flags, idx, ring[size], used_event) and struct virtq_used
@@ -69,6 +103,10 @@ export class DriverQueue {
   private availIdx = 0;
   private lastUsed = 0;
   private readonly freeSlotList: number[];
+  /** descriptors no slot owns, and the placed chains in flight by head */
+  private readonly chainFree: number[];
+  private readonly placed = new Map<number, { descs: number[]; in: ChainPlacement['in'] }>();
+  readonly view: GuestView;
   private readonly dv: DataView;
   private readonly u16: Uint16Array;
 
@@ -86,8 +124,19 @@ export class DriverQueue {
     this.usedOff = align(this.availOff + RING_ENTRIES + 2 * size + 2, 4);
     const end = this.usedOff + RING_ENTRIES + USED_ELEM_SIZE * size + 2;
     if (end > mem.byteLength) throw new RangeError('the rings do not fit in guest memory');
-    this.slots = layout.dataOff !== undefined && layout.slotBytes !== undefined ? size >> 1 : 0;
+    this.slots = layout.dataOff !== undefined && layout.slotBytes !== undefined ? (layout.slots ?? size >> 1) : 0;
+    if (this.slots > size >> 1) throw new RangeError(`${this.slots} slots need more than ${size} descriptors`);
     this.freeSlotList = Array.from({ length: this.slots }, (_, i) => this.slots - 1 - i);
+    this.chainFree = Array.from({ length: size - 2 * this.slots }, (_, i) => size - 1 - i);
+    this.view = layout.view ?? linearView(layout.gpa ?? 0n, mem.byteLength);
+    // The rings and the slots' data are addressed by offset in mem: each must be one piece of guest RAM.
+    if (this.view.offsetOf(this.view.gpaAt(ringOff), end - ringOff) !== ringOff) throw new RangeError('the rings are not contiguous guest RAM');
+    if (this.slots > 0) {
+      const dataOff = layout.dataOff ?? 0;
+      if (this.view.offsetOf(this.view.gpaAt(dataOff), this.slots * (layout.slotBytes ?? 0)) !== dataOff) {
+        throw new RangeError('the slots are not contiguous guest RAM');
+      }
+    }
     this.dv = new DataView(mem.buffer, mem.byteOffset, mem.byteLength);
     this.u16 = new Uint16Array(mem.buffer, mem.byteOffset + ringOff, (align(end, 2) - ringOff) >> 1);
     mem.fill(0, ringOff, end);
@@ -99,27 +148,25 @@ export class DriverQueue {
     return { rings: align(rings, 4096), data: (size >> 1) * slotBytes };
   }
 
-  get descGpa(): bigint { return this.layout.gpa + BigInt(this.descOff); }
-  get availGpa(): bigint { return this.layout.gpa + BigInt(this.availOff); }
-  get usedGpa(): bigint { return this.layout.gpa + BigInt(this.usedOff); }
+  get descGpa(): bigint { return this.view.gpaAt(this.descOff); }
+  get availGpa(): bigint { return this.view.gpaAt(this.availOff); }
+  get usedGpa(): bigint { return this.view.gpaAt(this.usedOff); }
 
   // ---- guest RAM
 
-  /** Offset in mem of a guest-physical address (RangeError outside it). */
-  offsetOf(gpa: bigint): number {
-    const o = gpa - this.layout.gpa;
-    if (o < 0n || o >= BigInt(this.mem.byteLength)) throw new RangeError(`gpa 0x${gpa.toString(16)} outside guest memory`);
-    return Number(o);
+  /** Offset in mem of [gpa, gpa+len) (RangeError unless mapped in one piece). */
+  offsetOf(gpa: bigint, len = 1): number {
+    return this.view.offsetOf(gpa, len);
   }
 
-  write(gpa: bigint, data: Uint8Array): void { this.mem.set(data, this.offsetOf(gpa)); }
-  read(gpa: bigint, len: number): Uint8Array { const o = this.offsetOf(gpa); return this.mem.slice(o, o + len); }
+  write(gpa: bigint, data: Uint8Array): void { this.mem.set(data, this.offsetOf(gpa, data.length)); }
+  read(gpa: bigint, len: number): Uint8Array { const o = this.offsetOf(gpa, len); return this.mem.slice(o, o + len); }
 
   // ---- ring entries, written as a driver would (or, for hostile tests, as it should not)
 
   /** Writes descriptor i of the ring's table, or of an indirect table at `table`. */
   writeDesc(i: number, d: Desc, table: bigint = this.descGpa): void {
-    const o = this.offsetOf(table) + VIRTQ_DESC_SIZE * i;
+    const o = this.offsetOf(table + BigInt(VIRTQ_DESC_SIZE * i), VIRTQ_DESC_SIZE);
     this.dv.setBigUint64(o, d.addr, true);
     this.dv.setUint32(o + 8, d.len, true);
     this.dv.setUint16(o + 12, d.flags, true);
@@ -127,7 +174,7 @@ export class DriverQueue {
   }
 
   readDesc(i: number, table: bigint = this.descGpa): Desc {
-    const o = this.offsetOf(table) + VIRTQ_DESC_SIZE * i;
+    const o = this.offsetOf(table + BigInt(VIRTQ_DESC_SIZE * i), VIRTQ_DESC_SIZE);
     return {
       addr: this.dv.getBigUint64(o, true),
       len: this.dv.getUint32(o + 8, true),
@@ -224,7 +271,7 @@ export class DriverQueue {
     const data = this.slotData(slot);
     this.mem.set(req, data);
     const head = slot * 2;
-    const addr = this.layout.gpa + BigInt(data);
+    const addr = this.view.gpaAt(data);
     const bufs: ChainBuffer[] = [{ addr, len: req.length }];
     if (replyCap > 0) bufs.push({ addr: addr + BigInt(req.length), len: replyCap, write: true });
     this.writeChain([head, head + 1].slice(0, bufs.length), bufs);
@@ -233,18 +280,83 @@ export class DriverQueue {
     return slot;
   }
 
-  /** Completed requests since the last call: {slot, len, reply offset in mem}. Frees the slots. */
-  reap(): Array<{ slot: number; len: number; replyOff: number }> {
-    const out: Array<{ slot: number; len: number; replyOff: number }> = [];
+  /**
+   * Publishes one placed request: `req` is split over `p.out`, `p.in` is cleared, and the chain is
+   * written with free descriptors (or one, pointing to the indirect table). Returns the head, or -1
+   * if too few descriptors are free.
+   */
+  submitChain(req: Uint8Array, p: ChainPlacement): number {
+    if (p.out.reduce((s, b) => s + b.len, 0) !== req.length) throw new RangeError('the readable buffers must hold the request exactly');
+    const bufs: ChainBuffer[] = [...p.out.map((b) => ({ ...b })), ...p.in.map((b) => ({ ...b, write: true }))];
+    const need = p.indirect === undefined ? bufs.length : 1;
+    if (this.chainFree.length < need) return -1;
+    let pos = 0;
+    for (const b of p.out) {
+      this.mem.set(req.subarray(pos, pos + b.len), this.offsetOf(b.addr, b.len));
+      pos += b.len;
+    }
+    for (const b of p.in) {
+      const o = this.offsetOf(b.addr, b.len);
+      this.mem.fill(0, o, o + b.len);
+    }
+    const descs = this.chainFree.splice(-need, need);
+    const head = descs[0]!;
+    if (p.indirect === undefined) this.writeChain(descs, bufs);
+    else this.writeIndirect(head, p.indirect, bufs);
+    this.placed.set(head, { descs, in: p.in });
+    this.pushAvail(head);
+    this.publish();
+    return head;
+  }
+
+  /** Completed requests since the last call, with their reply bytes. Frees their slots and descriptors. */
+  reap(): Completion[] {
+    const out: Completion[] = [];
     for (const { id, len } of this.takeUsed()) {
+      const chain = this.placed.get(id);
+      if (chain) {
+        this.placed.delete(id);
+        this.chainFree.push(...chain.descs);
+        out.push({ head: id, slot: -1, len, reply: this.gather(chain.in, len) });
+        continue;
+      }
       const slot = id >> 1;
       if ((id & 1) !== 0 || slot >= this.slots) throw new RangeError(`device returned a bad head ${id}`);
       const reqLen = this.dv.getUint32(this.descOff + VIRTQ_DESC_SIZE * id + 8, true);
-      out.push({ slot, len, replyOff: this.slotData(slot) + reqLen });
+      const replyOff = this.slotData(slot) + reqLen;
+      out.push({ head: id, slot, len, reply: this.mem.slice(replyOff, replyOff + len) });
       this.freeSlotList.push(slot);
     }
     return out;
   }
+
+  /** The first `len` bytes of a list of writable buffers. */
+  private gather(bufs: ChainPlacement['in'], len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    let pos = 0;
+    for (const b of bufs) {
+      if (pos >= len) break;
+      const take = Math.min(b.len, len - pos);
+      const o = this.offsetOf(b.addr, take);
+      out.set(this.mem.subarray(o, o + take), pos);
+      pos += take;
+    }
+    return out;
+  }
+}
+
+/** Linear guest RAM: mem[0] is guest-physical address `base`. */
+export function linearView(base: bigint, bytes: number): GuestView {
+  return {
+    offsetOf(gpa, len) {
+      const o = gpa - base;
+      if (o < 0n || o >= BigInt(bytes) || o + BigInt(len) > BigInt(bytes)) {
+        throw new RangeError(`gpa 0x${gpa.toString(16)} (+${len}) outside guest memory`);
+      }
+      return Number(o);
+    },
+    gpaAt: (off) => base + BigInt(off),
+  };
 }
 
 function align(v: number, a: number): number {

@@ -11,6 +11,7 @@ import { native } from '../native.js';
 import {
   FrontendReq,
   HEADER_SIZE,
+  type MemoryRegion,
   VHOST_USER_NEED_REPLY_MASK,
   VHOST_USER_REPLY_MASK,
   VHOST_USER_VERSION,
@@ -20,7 +21,6 @@ import {
   u64Payload,
   vringStatePayload,
 } from '../vhost/message.js';
-import type { RegionDesc } from '../memory/guest-memory.js';
 
 const REPLY_ACK_BIT = 1n << 3n;
 
@@ -84,13 +84,35 @@ export class VhostUserFrontend {
 
   /** A request without a reply of its own; with REPLY_ACK negotiated, waits for the ack and checks it. */
   set(request: FrontendReq, payload: Uint8Array, fds: number[] | null = null): void {
-    const flags = VHOST_USER_VERSION | (this.replyAck ? VHOST_USER_NEED_REPLY_MASK : 0);
-    this.sendMessage(request, flags, payload, fds);
-    if (this.replyAck) {
-      const r = this.readReply(request);
-      const status = r.length === 8 ? r.readBigUInt64LE(0) : -1n;
-      if (status !== 0n) throw new FrontendError(`${reqName(request)} failed (status ${status})`);
+    if (!this.replyAck) {
+      this.sendMessage(request, VHOST_USER_VERSION, payload, fds);
+      return;
     }
+    const status = this.post(request, payload, fds).status();
+    if (status !== 0n) throw new FrontendError(`${reqName(request)} failed (status ${status})`);
+  }
+
+  /**
+   * Sends a request asking for an ack (REPLY_ACK must be negotiated) and returns without waiting for
+   * it, so a test can watch when the backend answers (e.g. not before an in-flight request is done).
+   * Nothing else may be sent on this connection until the ack has been read.
+   */
+  post(request: FrontendReq, payload: Uint8Array, fds: number[] | null = null): PendingAck {
+    if (!this.replyAck) throw new FrontendError(`${reqName(request)}: an ack needs REPLY_ACK negotiated`);
+    this.sendMessage(request, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, payload, fds);
+    const pollFds = Int32Array.of(this.fd);
+    const revents = new Int32Array(1);
+    let status: bigint | undefined;
+    return {
+      ready: () => status !== undefined || native.poll(pollFds, 1, 0, revents) > 0,
+      status: () => {
+        if (status === undefined) {
+          const r = this.readReply(request);
+          status = r.length === 8 ? r.readBigUInt64LE(0) : -1n;
+        }
+        return status;
+      },
+    };
   }
 
   getFeatures(): bigint {
@@ -112,16 +134,20 @@ export class VhostUserFrontend {
   getQueueNum(): bigint {
     return this.get(FrontendReq.GET_QUEUE_NUM).readBigUInt64LE(0);
   }
-  setMemTable(regions: RegionDesc[], fds: number[]): void {
-    const p = Buffer.alloc(8 + regions.length * 32);
-    p.writeUInt32LE(regions.length, 0);
-    regions.forEach((r, i) => {
-      p.writeBigUInt64LE(r.guestPhysAddr, 8 + i * 32);
-      p.writeBigUInt64LE(r.memorySize, 16 + i * 32);
-      p.writeBigUInt64LE(r.userspaceAddr, 24 + i * 32);
-      p.writeBigUInt64LE(r.mmapOffset, 32 + i * 32);
-    });
-    this.set(FrontendReq.SET_MEM_TABLE, p, fds);
+  setMemTable(regions: MemoryRegion[], fds: number[]): void {
+    this.set(FrontendReq.SET_MEM_TABLE, memTablePayload(regions), fds);
+  }
+  /** GET_MAX_MEM_SLOTS (CONFIGURE_MEM_SLOTS): how many regions the backend can hold. */
+  getMaxMemSlots(): bigint {
+    return this.get(FrontendReq.GET_MAX_MEM_SLOTS).readBigUInt64LE(0);
+  }
+  /** ADD_MEM_REG (CONFIGURE_MEM_SLOTS): one region and its fd. */
+  addMemReg(region: MemoryRegion, fd: number): void {
+    this.set(FrontendReq.ADD_MEM_REG, singleRegionPayload(region), [fd]);
+  }
+  /** REM_MEM_REG: the region is named by its description; no fd (vhost-user spec). */
+  remMemReg(region: MemoryRegion): void {
+    this.set(FrontendReq.REM_MEM_REG, singleRegionPayload(region));
   }
   setVringNum(q: number, num: number): void {
     this.set(FrontendReq.SET_VRING_NUM, vringStatePayload(q, num));
@@ -149,4 +175,35 @@ export class VhostUserFrontend {
   setVringEnable(q: number, on: boolean): void {
     this.set(FrontendReq.SET_VRING_ENABLE, vringStatePayload(q, on ? 1 : 0));
   }
+}
+
+/** The reply to a request posted with NEED_REPLY. */
+export interface PendingAck {
+  /** true once the ack can be read without blocking (or has been read) */
+  ready(): boolean;
+  /** the ack's status (0: success); blocks until it arrives */
+  status(): bigint;
+}
+
+/** struct vhost_user_memory_region: gpa, size, user address, mmap offset (u64 each). */
+function writeRegion(p: Buffer, off: number, r: MemoryRegion): void {
+  p.writeBigUInt64LE(r.guestPhysAddr, off);
+  p.writeBigUInt64LE(r.memorySize, off + 8);
+  p.writeBigUInt64LE(r.userspaceAddr, off + 16);
+  p.writeBigUInt64LE(r.mmapOffset, off + 24);
+}
+
+/** SET_MEM_TABLE: {u32 nregions; u32 padding; region[nregions]}. */
+export function memTablePayload(regions: readonly MemoryRegion[]): Buffer {
+  const p = Buffer.alloc(8 + regions.length * 32);
+  p.writeUInt32LE(regions.length, 0);
+  for (const [i, r] of regions.entries()) writeRegion(p, 8 + i * 32, r);
+  return p;
+}
+
+/** ADD_MEM_REG / REM_MEM_REG: {u64 padding; region}. */
+export function singleRegionPayload(r: MemoryRegion): Buffer {
+  const p = Buffer.alloc(40);
+  writeRegion(p, 8, r);
+  return p;
 }
