@@ -21,6 +21,8 @@ export interface StartDaemonOptions {
   args?: string[];
   /** For 'ours': node flags before the script (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
   nodeArgs?: string[];
+  /** For 'ours': another checkout's bin/virtiofsd-ts.js (a baseline build to compare with). */
+  bin?: string;
   socketTimeoutMs?: number;
 }
 
@@ -50,7 +52,7 @@ export interface DaemonHandle {
 
 export function daemonCommand(kind: DaemonKind, o: StartDaemonOptions): { cmd: string; args: string[] } {
   if (kind === 'ours') {
-    const bin = path.join(repoRoot(), 'bin', 'virtiofsd-ts.js');
+    const bin = o.bin ?? path.join(repoRoot(), 'bin', 'virtiofsd-ts.js');
     const args = o.args ?? [`--socket-path=${o.socketPath}`, `--shared-dir=${o.sharedDir}`, ...(o.extraArgs ?? [])];
     return { cmd: process.execPath, args: [...(o.nodeArgs ?? []), bin, ...args] };
   }

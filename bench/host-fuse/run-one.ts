@@ -6,20 +6,23 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CpuSampler, type DaemonKind, daemonCpuSeconds, startDaemon } from '../../harness/index.js';
+import { CpuSampler, daemonCpuSeconds, startDaemon } from '../../harness/index.js';
 import { S_IFREG } from '../../src/abi/stat.js';
 import { Errno } from '../../src/errors.js';
 import { type FuseReply, parseReply, RequestBuilder } from '../../src/frontend/fuse-requests.js';
 import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { C } from '../../src/native.js';
-import type { Options, Workload } from './options.js';
+import type { Options, Subject, Workload } from './options.js';
 
 /** open(2) flags as a Linux guest sends them (the host's values: the benches run guest and host on one architecture). */
 const { O_RDWR, O_CREAT, O_EXCL } = C;
 const FILE_BYTES = 64 << 20;
 
+/** read-1m: READ of a random 1 MiB-aligned MiB of data.bin. */
+const BIG_READ = 1 << 20;
+
 export interface Result {
-  kind: DaemonKind;
+  kind: Subject;
   workload: Workload;
   depth: number;
   opsPerSec: number;
@@ -29,21 +32,26 @@ export interface Result {
   p99Us: number;
 }
 
-export async function runOne(kind: DaemonKind, w: Workload, depth: number, o: Options): Promise<Result> {
+export async function runOne(kind: Subject, w: Workload, depth: number, o: Options): Promise<Result> {
+  const daemon = kind === 'reference' ? 'reference' : 'ours';
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-hostfuse-'));
   const share = path.join(tmp, 'share');
   fs.mkdirSync(share);
   const data = Buffer.alloc(FILE_BYTES, 0x5a);
   fs.writeFileSync(path.join(share, 'data.bin'), data);
   const sock = path.join(tmp, 'vfsd.sock');
-  const d = await startDaemon(kind, {
+  const d = await startDaemon(daemon, {
     sharedDir: share,
     socketPath: sock,
-    extraArgs: kind === 'ours' ? o.oursArgs : ['-o', 'cache=auto'],
+    extraArgs: daemon === 'ours' ? o.oursArgs : ['-o', 'cache=auto'],
+    ...(kind === 'baseline' ? { bin: o.baselineBin! } : {}),
   });
   let s: VirtioFsSession | undefined;
   try {
-    s = VirtioFsSession.open(sock, { queueSize: 128, slotBytes: 16384 });
+    // 1 MiB replies need 1 MiB slots: fewer of them (32 still covers --depth=32).
+    s = w === 'read-1m'
+      ? VirtioFsSession.open(sock, { queueSize: 32, slotBytes: BIG_READ + 16384, memBytes: 96 << 20 })
+      : VirtioFsSession.open(sock, { queueSize: 128, slotBytes: 16384 });
     const rb = new RequestBuilder();
     const sess = s;
     // reply buffers as a guest sizes them: header + what was asked (the reference fills whatever it is given)
@@ -91,6 +99,12 @@ export async function runOne(kind: DaemonKind, w: Workload, depth: number, o: Op
           if (r.data.length !== 4096) throw new Error(`${kind} READ: ${r.data.length} bytes`);
           return;
         }
+        case 'read-1m': {
+          const at = (randPage() / BigInt(BIG_READ)) * BigInt(BIG_READ);
+          const r = must(await call(rb.read(file, fh, at, BIG_READ), BIG_READ + 16), 'READ');
+          if (r.data.length !== BIG_READ) throw new Error(`${kind} READ: ${r.data.length} bytes`);
+          return;
+        }
         case 'write-4k': {
           const r = must(await call(rb.write(file, fh, randPage(), page)), 'WRITE');
           if (r.view.getUint32(0, true) !== 4096) throw new Error(`${kind} WRITE: short`);
@@ -102,7 +116,7 @@ export async function runOne(kind: DaemonKind, w: Workload, depth: number, o: Op
     // warm up (JIT, host caches), then measure
     const warm = Math.min(500, o.ops);
     for (let i = 0; i < warm; i++) await op(o.ops + i);
-    const sampler = new CpuSampler(kind, d.pid);
+    const sampler = new CpuSampler(daemon, d.pid);
     sampler.begin();
     const t0 = process.hrtime.bigint();
     let next = 0;
@@ -136,7 +150,7 @@ export async function runOne(kind: DaemonKind, w: Workload, depth: number, o: Op
   } finally {
     s?.close();
     const st = await d.stop(5000);
-    if (st.code !== 0 && kind === 'ours') console.error(`ours exited with ${st.code ?? st.signal}:\n${d.logs().slice(-4000)}`);
+    if (st.code !== 0 && daemon === 'ours') console.error(`ours exited with ${st.code ?? st.signal}:\n${d.logs().slice(-4000)}`);
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
