@@ -262,28 +262,46 @@ export class GuestMemory {
   /** Re-derives the window layout and rewrites the AS table (workers paused). */
   private publish(): void {
     this.regions.sort((a, b) => (a.guestPhysAddr < b.guestPhysAddr ? -1 : 1));
-    this.pins.clear();
-    this.vq.apertureOff();
-    this.geometry = null;
-    if (this.regions.length === 0) {
+    this.dropApertures();
+    try {
+      if (this.regions.length === 0) {
+        this.mode = 'none';
+      } else if (!this.options.forceApertures && this.layoutResident()) {
+        if (this.mode === 'apertures') this.log.info('guest memory fits the window again: all regions resident');
+        this.mode = 'resident';
+      } else {
+        this.layoutApertures();
+        this.mode = 'apertures';
+      }
+      this.vq.memtableClear();
+      for (const m of this.regions) {
+        const rc = this.vq.memtableAdd(m.guestPhysAddr, m.memorySize, m.userspaceAddr, m.hva, m.mmapOffset, m.win, m.fd);
+        if (rc < 0) throw new MemoryError(`memory table rejected a region (error ${rc})`, Errno.EINVAL);
+      }
+    } catch (e) {
+      // Leave nothing a worker could follow to a region in a half-built state.
+      this.vq.memtableClear();
+      this.dropApertures();
       this.mode = 'none';
-    } else if (!this.options.forceApertures && this.layoutResident()) {
-      if (this.mode === 'apertures') this.log.info('guest memory fits the window again: all regions resident');
-      this.mode = 'resident';
-    } else {
-      this.layoutApertures();
-      this.mode = 'apertures';
-    }
-    this.vq.memtableClear();
-    for (const m of this.regions) {
-      const rc = this.vq.memtableAdd(m.guestPhysAddr, m.memorySize, m.userspaceAddr, m.hva, m.mmapOffset, m.win, m.fd);
-      if (rc < 0) throw new MemoryError(`memory table rejected a region (error ${rc})`, Errno.EINVAL);
+      throw e;
     }
     for (const m of this.regions) {
       this.log.debug(
         `region gpa=0x${m.guestPhysAddr.toString(16)} size=0x${m.memorySize.toString(16)} ua=0x${m.userspaceAddr.toString(16)} ${m.win ? `window 0x${m.win.toString(16)}` : 'through apertures'}`,
       );
     }
+  }
+
+  /** Forgets every aperture and unmaps the area (one anonymous mapping), so no region stays mapped
+   *  through a slot after it is gone. */
+  private dropApertures(): void {
+    this.pins.clear();
+    this.vq.apertureOff();
+    const g = this.geometry;
+    this.geometry = null;
+    if (g === null) return;
+    const rc = native.unmapFixed(sharedBuffer(this.memory), g.area, g.areaLen);
+    if (rc < 0) this.log.error(`clearing the aperture area failed: errno ${-rc}`);
   }
 
   /**
@@ -350,9 +368,7 @@ export class GuestMemory {
     const old = this.regions;
     this.regions = [];
     this.vq.memtableClear();
-    this.vq.apertureOff();
-    this.pins.clear();
-    this.geometry = null;
+    this.dropApertures();
     this.mode = 'none';
     for (const m of old) this.close(m);
   }

@@ -82,6 +82,40 @@ t.test('a region added in use carries requests; once removed, a chain into it is
   }
 });
 
+t.test('a hot-plug that outgrows the window switches to apertures, and an unplug switches back', async (tt) => {
+  const env = await startMemDaemon(tt, 13);
+  const s = open(env.sock);
+  try {
+    await exercise(tt, s, env, IN_R1, 'resident: before the hot-plug');
+    // 6 GiB more: the table no longer fits the ~3.9 GiB window.
+    const big: RegionSpec = {
+      guestPhysAddr: 0x40_0000_0000n,
+      userspaceAddr: 0x50_0000_0000n,
+      size: 6n * GiB,
+      arenas: [
+        { offset: 0n, bytes: ARENA },
+        { offset: 5n * GiB, bytes: ARENA },
+      ],
+    };
+    const ib = s.addRegion(big);
+    const a = big.guestPhysAddr;
+    const inBig: Places = { req: a + 5n * GiB, reply: a + 65536n, data: a + 5n * GiB + 2n * M - 4096n, indirect: a + 3n * M };
+    await exercise(tt, s, env, inBig, 'apertures: buffers in the added region', false);
+    await exercise(tt, s, env, IN_R1, 'apertures: buffers in a region that was resident', false);
+    if (DAEMON === 'ours') {
+      tt.match(await env.daemon.waitForLog(/reaching it through apertures/, 2000), /reaching it through apertures/, 'the daemon switched to apertures');
+    }
+    s.removeRegion(ib);
+    await exercise(tt, s, env, IN_R1, 'resident again: after the unplug', false);
+    if (DAEMON === 'ours') {
+      tt.match(await env.daemon.waitForLog(/fits the window again/, 2000), /fits the window again/, 'and back to resident');
+    }
+  } finally {
+    s.close();
+  }
+  tt.equal(env.daemon.exitCode(), undefined, 'the daemon is still running');
+});
+
 const noPerl = spawnSync('perl', ['-e', '1']).status === 0 ? false : 'perl is needed to hold a file lease (fcntl F_SETLEASE)';
 t.test('REM_MEM_REG of the region a blocked request uses waits for that request', { skip: noPerl }, async (tt) => {
   const env = await startMemDaemon(tt, 12);
