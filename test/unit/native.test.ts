@@ -105,14 +105,19 @@ t.test('poll: timeout 0, readiness, and a blocked worker woken by an eventfd', a
   t.ok(rev[1]! & C.POLLIN);
   t.throws(() => native.poll(fds, 3, 0, rev), TypeError, 'n beyond the arrays');
 
+  // The worker says when it is about to poll (a thread can take long to start on a busy host), then
+  // the eventfd is written 150 ms later: the poll must have blocked that long.
+  const started = new Int32Array(new SharedArrayBuffer(4));
   const worker = runWorker(
     `const rev = new Int32Array(1);
+     Atomics.store(workerData.started, 0, 1);
      const t0 = Date.now();
      const r = addon.poll(Int32Array.of(workerData.fd), 1, 10000, rev);
      return { r, rev: rev[0], waited: Date.now() - t0, v: addon.eventfdRead(workerData.fd) };`,
-    { fd: a },
+    { fd: a, started },
   );
-  await new Promise((r) => setTimeout(r, 200));
+  while (Atomics.load(started, 0) === 0) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 150));
   native.eventfdWrite(a, 42);
   const res = (await worker) as { r: number; rev: number; waited: number; v: number };
   t.equal(res.r, 1);
