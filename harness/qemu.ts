@@ -32,7 +32,18 @@ export interface RunGuestOptions {
   /** The body of /test.sh (run by busybox sh; the script mounts the share itself). */
   script: string;
   tag?: string;
+  /** Guest RAM at boot, in MiB (default 2048): `-m` and the backend's size. */
   memMiB?: number;
+  /**
+   * Room for memory hot-plug: `-m <memMiB>M,slots=<memSlots>,maxmem=<maxMemMiB>M`. pc-dimm devices
+   * added over QMP (qmp.ts) then fill the slots; both must be given for either to take effect.
+   */
+  memSlots?: number;
+  maxMemMiB?: number;
+  /** A QMP monitor on this unix socket (`-qmp unix:PATH,server=on,wait=off`); connect with QmpClient. */
+  qmpSocket?: string;
+  /** Appended to the kernel command line, e.g. `memhp_default_state=online`. */
+  kernelArgs?: string[];
   timeoutSec?: number;
   cpus?: number;
   /** Called for every console line (CR stripped) as it arrives. */
@@ -82,15 +93,16 @@ export function qemuArgs(opts: RunGuestOptions, k: KernelInfo, initrd: string, t
     '-accel', 'tcg,thread=multi',
     '-cpu', 'max',
     '-smp', String(opts.cpus ?? 2),
-    '-m', `${mem}M`,
+    '-m', opts.memSlots && opts.maxMemMiB ? `${mem}M,slots=${opts.memSlots},maxmem=${opts.maxMemMiB}M` : `${mem}M`,
     '-object', `${opts.memBackend ?? 'memory-backend-memfd,share=on'},id=mem,size=${mem}M`,
     '-numa', 'node,memdev=mem',
     '-chardev', `socket,id=char0,path=${opts.socketPath}`,
     '-device', ['vhost-user-fs-pci', 'queue-size=1024', 'chardev=char0', `tag=${tag}`, ...(opts.deviceProps ?? [])].join(','),
     '-kernel', k.vmlinuz,
     '-initrd', initrd,
-    '-append', 'console=ttyS0 quiet panic=-1',
+    '-append', ['console=ttyS0 quiet panic=-1', ...(opts.kernelArgs ?? [])].join(' '),
     '-nodefaults', '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
+    ...(opts.qmpSocket ? ['-qmp', `unix:${opts.qmpSocket},server=on,wait=off`] : []),
     ...(opts.allowReboot ? [] : ['-no-reboot']),
     ...(opts.extraQemuArgs ?? []),
   ];
