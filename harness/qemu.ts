@@ -44,6 +44,11 @@ export interface RunGuestOptions {
   qmpSocket?: string;
   /** Appended to the kernel command line, e.g. `memhp_default_state=online`. */
   kernelArgs?: string[];
+  /**
+   * Aborting kills QEMU at once (a test that already knows the run is lost, e.g. the daemon refused
+   * the guest's memory, need not wait for the timeout); the result's `aborted` carries the reason.
+   */
+  signal?: AbortSignal;
   timeoutSec?: number;
   cpus?: number;
   /** Called for every console line (CR stripped) as it arrives. */
@@ -78,6 +83,8 @@ export interface GuestResult {
   stderr: string;
   /** Set when the first boot panicked before userspace (earlyGuestPanic) and this is the retry: its console tail. */
   retriedAfter?: string;
+  /** Set when RunGuestOptions.signal killed the guest: the abort reason. */
+  aborted?: string;
 }
 
 /** The `timeout` + QEMU argument vector for one boot. */
@@ -134,7 +141,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestResult> {
     // the trace) never reached our device: an emulation flake (seen: an int3 text-patching Oops in
     // sched_clock_cpu under multi-threaded TCG with the 6.12 kernel). Boot once more if the daemon is
     // still listening; the result says so.
-    if (!earlyGuestPanic(first) || !fs.existsSync(opts.socketPath)) return first;
+    if (first.aborted !== undefined || !earlyGuestPanic(first) || !fs.existsSync(opts.socketPath)) return first;
     process.stderr.write('# the guest kernel panicked before userspace (not in virtio-fs/FUSE code): booting it once more\n');
     const second = await bootOnce(args, opts, timeoutSec);
     return { ...second, retriedAfter: first.output.slice(first.output.indexOf('Kernel panic') - 2000) };
@@ -166,18 +173,23 @@ async function bootOnce(args: string[], opts: RunGuestOptions, timeoutSec: numbe
     lines.push(s);
   });
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  // Our own backstop in case `timeout` itself misbehaves: kill the whole process group.
-  const backstop = setTimeout(() => {
+  const killGroup = (): void => {
     try {
       if (child.pid) process.kill(-child.pid, 'SIGKILL');
     } catch {
       /* gone */
     }
-  }, (timeoutSec + 20) * 1000);
+  };
+  // Our own backstop in case `timeout` itself misbehaves: kill the whole process group.
+  const backstop = setTimeout(killGroup, (timeoutSec + 20) * 1000);
+  if (opts.signal?.aborted) killGroup();
+  opts.signal?.addEventListener('abort', killGroup);
   const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.on('close', (c, s) => resolve({ code: c, signal: s }));
   });
   clearTimeout(backstop);
+  opts.signal?.removeEventListener('abort', killGroup);
+  const aborted = opts.signal?.aborted ? String(opts.signal.reason) : undefined;
   lines.flush();
   const clean = output.replace(/\r/g, '');
   return {
@@ -188,7 +200,8 @@ async function bootOnce(args: string[], opts: RunGuestOptions, timeoutSec: numbe
     qemuExitCode: code,
     qemuSignal: signal,
     // timeout(1) exits 124 when the command timed out (137 when it had to SIGKILL)
-    timedOut: code === 124 || code === 137 || signal === 'SIGKILL',
+    timedOut: aborted === undefined && (code === 124 || code === 137 || signal === 'SIGKILL'),
     stderr,
+    ...(aborted !== undefined ? { aborted } : {}),
   };
 }

@@ -33,7 +33,7 @@ import {
   runGuest,
   startDaemon,
 } from '../../harness/index.js';
-import { checkGuestRun, GIB, gib, guestTestSkip, KIND, MIB, md5, sha256File, stepTimes, writeRandomFile } from './memory-kit.js';
+import { abortOnMemoryRefusal, checkGuestRun, GIB, gib, guestTestSkip, KIND, MIB, md5, sha256File, stepTimes, writeRandomFile } from './memory-kit.js';
 
 const TAG = 'bigmem';
 const skip = guestTestSkip(t);
@@ -111,7 +111,9 @@ async function largeGuest(tt: Test, p: Plan): Promise<number | null> {
   const daemon = await startDaemon(KIND, { sharedDir: share, socketPath: sock });
   tt.teardown(() => daemon.stop(5000));
   const rss = new RssSampler(() => ({ qemu: findQemu(sock), daemon: daemon.pid })).start();
+  const refusal = abortOnMemoryRefusal(daemon);
   const r = await runGuest({
+    signal: refusal.signal,
     socketPath: sock,
     tag: TAG,
     memMiB: p.memMiB,
@@ -122,6 +124,7 @@ async function largeGuest(tt: Test, p: Plan): Promise<number | null> {
     },
   });
   rss.stop();
+  refusal.stop();
   tt.comment(`${name}: ${rss.summary()}`);
   if (!checkGuestRun(tt, name, r, STEPS, daemon)) return r.bootMs;
 

@@ -81,6 +81,10 @@ export function checkGuestRun(t: Test, name: string, r: GuestResult, expectSteps
     qemuStderr: r.stderr,
     daemonLogs: daemon?.logs().split('\n').slice(-40).join('\n'),
   };
+  if (r.aborted !== undefined) {
+    t.fail(`${name}: guest stopped early: ${r.aborted}`, diag);
+    return false;
+  }
   t.notOk(r.timedOut, `${name}: guest finished before the timeout`, r.timedOut ? diag : {});
   if (r.rc === null) {
     t.fail(`${name}: guest did not report an exit code (qemu exit ${r.qemuExitCode})`, diag);
@@ -93,6 +97,19 @@ export function checkGuestRun(t: Test, name: string, r: GuestResult, expectSteps
     t.ok(st?.ok, `${name}: guest step ${s}`, st?.ok ? {} : { step: st ?? 'missing', ...diag });
   }
   return true;
+}
+
+/**
+ * Aborts a guest run (RunGuestOptions.signal) as soon as the daemon logs that it refused a memory
+ * table message: the guest's I/O then hangs until the timeout, minutes under TCG, for nothing.
+ */
+export function abortOnMemoryRefusal(daemon: DaemonHandle): { signal: AbortSignal; stop(): void } {
+  const ac = new AbortController();
+  const timer = setInterval(() => {
+    const m = /(SET_MEM_TABLE|ADD_MEM_REG)[^\n]*(rejected|failed)[^\n]*/.exec(daemon.logs());
+    if (m) ac.abort(`the ${daemon.kind} daemon refused the guest memory: ${m[0]}`);
+  }, 250);
+  return { signal: ac.signal, stop: () => clearInterval(timer) };
 }
 
 /**
