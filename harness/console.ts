@@ -93,3 +93,48 @@ val() { echo "@@VAL $1 $2@@"; }
 expect_eq() { if [ "$1" != "$2" ]; then echo "expected [$2] got [$1] $3"; return 1; fi; }
 finish() { echo "@@FAILS $FAILS@@"; exit $FAILS; }
 `;
+
+/**
+ * Lets a test act in the middle of a guest run: feed it every console line (RunGuestOptions.onLine),
+ * then `await waitFor(/@@WAITFOR x@@/)` resolves with the first line matching (also one seen before
+ * the call). `end()` (when runGuest has resolved) fails every wait still open: the guest is gone.
+ */
+export class ConsoleWatch {
+  private readonly lines: string[] = [];
+  private readonly waiters = new Set<() => void>();
+  private ended = false;
+
+  feed(line: string): void {
+    this.lines.push(line);
+    for (const w of this.waiters) w();
+  }
+
+  end(): void {
+    this.ended = true;
+    for (const w of this.waiters) w();
+  }
+
+  waitFor(pattern: RegExp, timeoutMs: number): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      let next = 0;
+      const check = (): void => {
+        for (; next < this.lines.length; next++) {
+          const line = this.lines[next]!;
+          if (pattern.test(line)) {
+            done(() => resolve(line));
+            return;
+          }
+        }
+        if (this.ended) done(() => reject(new Error(`the guest ended without printing ${pattern}`)));
+      };
+      const timer = setTimeout(() => done(() => reject(new Error(`no ${pattern} on the console in ${timeoutMs} ms`))), timeoutMs);
+      const done = (settle: () => void): void => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        settle();
+      };
+      this.waiters.add(check);
+      check();
+    });
+  }
+}

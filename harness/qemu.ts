@@ -32,7 +32,23 @@ export interface RunGuestOptions {
   /** The body of /test.sh (run by busybox sh; the script mounts the share itself). */
   script: string;
   tag?: string;
+  /** Guest RAM at boot, in MiB (default 2048): `-m` and the backend's size. */
   memMiB?: number;
+  /**
+   * Room for memory hot-plug: `-m <memMiB>M,slots=<memSlots>,maxmem=<maxMemMiB>M`. pc-dimm devices
+   * added over QMP (qmp.ts) then fill the slots; both must be given for either to take effect.
+   */
+  memSlots?: number;
+  maxMemMiB?: number;
+  /** A QMP monitor on this unix socket (`-qmp unix:PATH,server=on,wait=off`); connect with QmpClient. */
+  qmpSocket?: string;
+  /** Appended to the kernel command line, e.g. `memhp_default_state=online`. */
+  kernelArgs?: string[];
+  /**
+   * Aborting kills QEMU at once (a test that already knows the run is lost, e.g. the daemon refused
+   * the guest's memory, need not wait for the timeout); the result's `aborted` carries the reason.
+   */
+  signal?: AbortSignal;
   timeoutSec?: number;
   cpus?: number;
   /** Called for every console line (CR stripped) as it arrives. */
@@ -67,6 +83,8 @@ export interface GuestResult {
   stderr: string;
   /** Set when the first boot panicked before userspace (earlyGuestPanic) and this is the retry: its console tail. */
   retriedAfter?: string;
+  /** Set when RunGuestOptions.signal killed the guest: the abort reason. */
+  aborted?: string;
 }
 
 /** The `timeout` + QEMU argument vector for one boot. */
@@ -82,15 +100,16 @@ export function qemuArgs(opts: RunGuestOptions, k: KernelInfo, initrd: string, t
     '-accel', 'tcg,thread=multi',
     '-cpu', 'max',
     '-smp', String(opts.cpus ?? 2),
-    '-m', `${mem}M`,
+    '-m', opts.memSlots && opts.maxMemMiB ? `${mem}M,slots=${opts.memSlots},maxmem=${opts.maxMemMiB}M` : `${mem}M`,
     '-object', `${opts.memBackend ?? 'memory-backend-memfd,share=on'},id=mem,size=${mem}M`,
     '-numa', 'node,memdev=mem',
     '-chardev', `socket,id=char0,path=${opts.socketPath}`,
     '-device', ['vhost-user-fs-pci', 'queue-size=1024', 'chardev=char0', `tag=${tag}`, ...(opts.deviceProps ?? [])].join(','),
     '-kernel', k.vmlinuz,
     '-initrd', initrd,
-    '-append', 'console=ttyS0 quiet panic=-1',
+    '-append', ['console=ttyS0 quiet panic=-1', ...(opts.kernelArgs ?? [])].join(' '),
     '-nodefaults', '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
+    ...(opts.qmpSocket ? ['-qmp', `unix:${opts.qmpSocket},server=on,wait=off`] : []),
     ...(opts.allowReboot ? [] : ['-no-reboot']),
     ...(opts.extraQemuArgs ?? []),
   ];
@@ -122,7 +141,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestResult> {
     // the trace) never reached our device: an emulation flake (seen: an int3 text-patching Oops in
     // sched_clock_cpu under multi-threaded TCG with the 6.12 kernel). Boot once more if the daemon is
     // still listening; the result says so.
-    if (!earlyGuestPanic(first) || !fs.existsSync(opts.socketPath)) return first;
+    if (first.aborted !== undefined || !earlyGuestPanic(first) || !fs.existsSync(opts.socketPath)) return first;
     process.stderr.write('# the guest kernel panicked before userspace (not in virtio-fs/FUSE code): booting it once more\n');
     const second = await bootOnce(args, opts, timeoutSec);
     return { ...second, retriedAfter: first.output.slice(first.output.indexOf('Kernel panic') - 2000) };
@@ -154,18 +173,23 @@ async function bootOnce(args: string[], opts: RunGuestOptions, timeoutSec: numbe
     lines.push(s);
   });
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  // Our own backstop in case `timeout` itself misbehaves: kill the whole process group.
-  const backstop = setTimeout(() => {
+  const killGroup = (): void => {
     try {
       if (child.pid) process.kill(-child.pid, 'SIGKILL');
     } catch {
       /* gone */
     }
-  }, (timeoutSec + 20) * 1000);
+  };
+  // Our own backstop in case `timeout` itself misbehaves: kill the whole process group.
+  const backstop = setTimeout(killGroup, (timeoutSec + 20) * 1000);
+  if (opts.signal?.aborted) killGroup();
+  opts.signal?.addEventListener('abort', killGroup);
   const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.on('close', (c, s) => resolve({ code: c, signal: s }));
   });
   clearTimeout(backstop);
+  opts.signal?.removeEventListener('abort', killGroup);
+  const aborted = opts.signal?.aborted ? String(opts.signal.reason) : undefined;
   lines.flush();
   const clean = output.replace(/\r/g, '');
   return {
@@ -176,7 +200,8 @@ async function bootOnce(args: string[], opts: RunGuestOptions, timeoutSec: numbe
     qemuExitCode: code,
     qemuSignal: signal,
     // timeout(1) exits 124 when the command timed out (137 when it had to SIGKILL)
-    timedOut: code === 124 || code === 137 || signal === 'SIGKILL',
+    timedOut: aborted === undefined && (code === 124 || code === 137 || signal === 'SIGKILL'),
     stderr,
+    ...(aborted !== undefined ? { aborted } : {}),
   };
 }

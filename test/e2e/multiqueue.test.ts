@@ -12,7 +12,6 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
@@ -23,6 +22,7 @@ import {
   parseBlock,
   parseSteps,
   parseVals,
+  QmpClient,
   runGuest,
   startDaemon,
 } from '../../harness/index.js';
@@ -110,47 +110,6 @@ step umount umount /mnt
 finish
 `;
 
-/** A minimal QMP client: one command at a time, events skipped. */
-async function qmpConnect(sockPath: string): Promise<{ cmd(c: string): Promise<unknown>; close(): void }> {
-  const deadline = Date.now() + 30_000;
-  let sock: net.Socket | undefined;
-  while (!sock) {
-    try {
-      sock = await new Promise<net.Socket>((res, rej) => {
-        const s = net.createConnection(sockPath, () => res(s));
-        s.once('error', rej);
-      });
-    } catch (e) {
-      if (Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  let buf = '';
-  const waiters: Array<(m: Record<string, unknown>) => void> = [];
-  sock.on('data', (d) => {
-    buf += d.toString();
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      const line = buf.slice(0, i).trim();
-      buf = buf.slice(i + 1);
-      if (!line) continue;
-      const m = JSON.parse(line) as Record<string, unknown>;
-      if ('event' in m) continue;
-      waiters.shift()?.(m);
-    }
-  });
-  const next = () => new Promise<Record<string, unknown>>((res) => waiters.push(res));
-  await next(); // greeting
-  const cmd = async (c: string): Promise<unknown> => {
-    const p = next();
-    sock!.write(`${JSON.stringify({ execute: c })}\n`);
-    const m = await p;
-    if ('error' in m) throw new Error(`QMP ${c}: ${JSON.stringify(m.error)}`);
-    return m.return;
-  };
-  await cmd('qmp_capabilities');
-  return { cmd, close: () => sock!.destroy() };
-}
-
 t.test('virtio-fs multi-queue: parallel workload over several request queues', { skip: skip ?? false }, async (t) => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-mq-'));
   const share = path.join(root, 'share');
@@ -181,14 +140,14 @@ t.test('virtio-fs multi-queue: parallel workload over several request queues', {
   let stopContError: string | null = null;
   let stopCont: Promise<void> | null = null;
   const runStopCont = async (): Promise<void> => {
-    let q: Awaited<ReturnType<typeof qmpConnect>> | undefined;
+    let q: QmpClient | undefined;
     try {
-      q = await qmpConnect(qmpPath);
+      q = await QmpClient.connect(qmpPath);
       for (let k = 0; k < STOP_CONTS; k++) {
         await sleep(400);
-        await q.cmd('stop');
+        await q.execute('stop');
         await sleep(300);
-        await q.cmd('cont');
+        await q.execute('cont');
         stopConts++;
       }
     } catch (e) {
@@ -208,7 +167,7 @@ t.test('virtio-fs multi-queue: parallel workload over several request queues', {
     cpus: JOBS,
     deviceProps: [`num-request-queues=${QUEUES}`],
     timeoutSec: 180 * SCALE,
-    extraQemuArgs: ['-qmp', `unix:${qmpPath},server=on,wait=off`],
+    qmpSocket: qmpPath,
     onLine: (l) => {
       if (process.env.VIRTIOFSD_TS_E2E_VERBOSE) console.error(`[mq] ${l}`);
       if (!stopCont && l.includes('@@JOBS started@@')) stopCont = runStopCont();
