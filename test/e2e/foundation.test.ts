@@ -12,7 +12,6 @@ import {
   GUEST_PRELUDE,
   guestSkipReason,
   parseBlock,
-  parseSteps,
   parseVals,
   runGuest,
   startDaemon,
@@ -20,6 +19,7 @@ import {
   type DaemonKind,
   type GuestResult,
 } from '../../harness/index.js';
+import { checkGuestRun } from './guest-checks.js';
 
 const KIND: DaemonKind = process.env.VIRTIOFSD_TS_E2E_DAEMON === 'reference' ? 'reference' : 'ours';
 const TAG = 'vfstest';
@@ -67,23 +67,7 @@ async function boot(
   });
   timings.push(`${name} ${(r.durationMs / 1000).toFixed(1)}s (modules loaded ${r.bootMs === null ? "never" : `${(r.bootMs / 1000).toFixed(1)}s`})`);
   tt.comment(`${name}: ${r.durationMs} ms total, modules loaded at ${r.bootMs} ms`);
-  const diag = {
-    console: r.output.split('\n').slice(-80).join('\n'),
-    qemuStderr: r.stderr,
-    daemonLogs: daemons.at(-1)?.logs().split('\n').slice(-40).join('\n'),
-  };
-  tt.notOk(r.timedOut, `${name}: guest finished before the timeout`, r.timedOut ? diag : {});
-  if (r.rc === null) {
-    // No exit marker: the guest never ran its script (QEMU refused the backend, guest hung...).
-    tt.fail(`${name}: guest did not report an exit code (qemu exit ${r.qemuExitCode})`, diag);
-    return r;
-  }
-  tt.equal(r.rc, 0, `${name}: guest script exit code`, r.rc === 0 ? {} : diag);
-  const steps = parseSteps(r.output);
-  for (const s of expectSteps) {
-    const st = steps.get(s);
-    tt.ok(st?.ok, `${name}: guest step ${s}`, st?.ok ? {} : { step: st ?? 'missing', ...diag });
-  }
+  checkGuestRun(tt, name, r, expectSteps, daemons.at(-1));
   return r;
 }
 

@@ -33,7 +33,8 @@ import {
   runGuest,
   startDaemon,
 } from '../../harness/index.js';
-import { abortOnMemoryRefusal, checkGuestRun, GIB, gib, guestTestSkip, KIND, MIB, md5, sha256File, stepTimes, writeRandomFile } from './memory-kit.js';
+import { checkGuestRun } from './guest-checks.js';
+import { abortOnMemoryRefusal, GIB, gib, guestTestSkip, KIND, MIB, md5, sha256File, stepTimes, writeRandomFile } from './memory-kit.js';
 
 const TAG = 'hpfs';
 const BASE_MIB = 2048;
