@@ -46,19 +46,29 @@ const DESC_SIZE_MASK: u32 = VIRTQ_DESC_SIZE - 1;
 function appendBuffer(list: u32, countPtr: u32, addr: u64, len: u32): i32 {
   const whole = gpaRegion(addr, len);
   if (whole >= 0) return append(list, countPtr, <u32>whole, addr - load<u64>(mtEntry(<u32>whole), MT_GPA), len);
-  let left = len;
-  while (left > 0) {
-    const r = gpaRegion(addr, 1);
-    if (r < 0) return BAD_ADDR;
-    const e = mtEntry(<u32>r);
-    const off = addr - load<u64>(e, MT_GPA);
-    const avail = load<u64>(e, MT_SIZE) - off;
-    const take = avail < u64(left) ? <u32>avail : left;
-    const rc = append(list, countPtr, <u32>r, off, take);
-    if (rc != 0) return rc;
-    // addr + take ≤ the region's end, which does not overflow (memtableAdd).
-    addr += u64(take);
-    left -= take;
+  // Two passes: check that regions cover the whole buffer, then append, so a refused buffer leaves the
+  // list as it was (the lists and totals must agree on error too).
+  let pieces: u32 = 0;
+  for (let pass = 0; pass < 2; pass++) {
+    if (pass == 1 && load<u32>(countPtr) + pieces > MAX_SEGS) return TOO_MANY_SEGS;
+    let a = addr;
+    let left = len;
+    while (left > 0) {
+      const r = gpaRegion(a, 1);
+      if (r < 0) return BAD_ADDR;
+      const e = mtEntry(<u32>r);
+      const off = a - load<u64>(e, MT_GPA);
+      const avail = load<u64>(e, MT_SIZE) - off;
+      const take = avail < u64(left) ? <u32>avail : left;
+      if (pass == 0) pieces++;
+      else {
+        const rc = append(list, countPtr, <u32>r, off, take);
+        if (rc != 0) return rc;
+      }
+      // a + take ≤ the region's end, which does not overflow (memtableAdd).
+      a += u64(take);
+      left -= take;
+    }
   }
   return 0;
 }
