@@ -300,6 +300,7 @@ export class GuestMemory {
     const g = this.geometry;
     this.geometry = null;
     if (g === null) return;
+    this.reportApertures();
     const rc = native.unmapFixed(sharedBuffer(this.memory), g.area, g.areaLen);
     if (rc < 0) this.log.error(`clearing the aperture area failed: errno ${-rc}`);
   }
@@ -364,7 +365,6 @@ export class GuestMemory {
 
   /** Unmaps everything (disconnect, RESET_OWNER, replacement). */
   clear(): void {
-    if (this.mode === 'apertures') this.reportApertures();
     const old = this.regions;
     this.regions = [];
     this.vq.memtableClear();

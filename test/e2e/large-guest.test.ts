@@ -34,7 +34,7 @@ import {
   startDaemon,
 } from '../../harness/index.js';
 import { checkGuestRun } from './guest-checks.js';
-import { abortOnMemoryRefusal, GIB, gib, guestTestSkip, KIND, MIB, md5, sha256File, stepTimes, writeRandomFile } from './memory-kit.js';
+import { abortOnMemoryRefusal, apertureReport, GIB, gib, guestTestSkip, KIND, MIB, md5, sha256File, stepTimes, writeRandomFile } from './memory-kit.js';
 
 const TAG = 'bigmem';
 const skip = guestTestSkip(t);
@@ -175,6 +175,12 @@ async function largeGuest(tt: Test, p: Plan): Promise<number | null> {
   tt.equal(fs.statSync(P('big.copy')).size, p.copyBytes, `${name}: size of the guest's copy on the host`);
   tt.equal(sha256File(P('big.copy')), bigSha, `${name}: sha256 of the guest's ${gib(p.copyBytes)} copy equals the original's`);
   const verifyMs = Date.now() - t0;
+  if (KIND === 'ours') {
+    // Guest RAM beyond the window is reached through apertures: the daemon reports how they did.
+    const ap = await apertureReport(daemon);
+    tt.ok(ap !== null && ap.misses > 0, `${name}: the daemon served the guest through apertures`, { logs: daemon.logs().slice(-2000) });
+    if (ap) tt.comment(`${name}: apertures ${ap.hits} hits, ${ap.misses} misses (${ap.rate}% hits)`);
+  }
 
   tt.comment(
     `${name} timings: host file ${(genMs / 1000).toFixed(1)} s, userspace at ${((r.bootMs ?? 0) / 1000).toFixed(1)} s, ` +

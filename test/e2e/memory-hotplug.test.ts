@@ -34,7 +34,7 @@ import {
   startDaemon,
 } from '../../harness/index.js';
 import { checkGuestRun } from './guest-checks.js';
-import { abortOnMemoryRefusal, GIB, gib, guestTestSkip, KIND, MIB, md5, sha256File, stepTimes, writeRandomFile } from './memory-kit.js';
+import { abortOnMemoryRefusal, apertureReport, GIB, gib, guestTestSkip, KIND, MIB, md5, sha256File, stepTimes, writeRandomFile } from './memory-kit.js';
 
 const TAG = 'hpfs';
 const BASE_MIB = 2048;
@@ -207,6 +207,13 @@ t.test(`memory hot-plug under a mounted share against the ${KIND} daemon`, { ski
     t.notMatch(logs, /ADD_MEM_REG (rejected|failed)/, 'daemon accepted ADD_MEM_REG');
     t.match(logs, /vhost-user: REM_MEM_REG/, 'daemon got REM_MEM_REG for the unplug');
     t.notMatch(logs, /REM_MEM_REG (rejected|failed)/, 'daemon accepted REM_MEM_REG');
+    // 2 GiB + the DIMM no longer fit the window: the daemon switched to apertures, and back after the unplug.
+    t.match(logs, /reaching it through apertures/, 'daemon switched to apertures when the DIMM came');
+    const back = await daemon.waitForLog(/fits the window again/, 5000);
+    t.match(back, /fits the window again/, 'and back to resident after the unplug');
+    const ap = await apertureReport(daemon, 5000);
+    t.ok(ap !== null && ap.hits > 0, 'I/O went through apertures while the DIMM was there');
+    if (ap) t.comment(`apertures while the DIMM was plugged: ${ap.hits} hits, ${ap.misses} misses (${ap.rate}% hits)`);
     t.comment(`daemon memory log:\n${logs.split('\n').filter((l) => /guest memory|MEM_REG|MEM_TABLE|aperture|window/i.test(l)).join('\n')}`);
   }
   t.notMatch(r.stderr, /vhost.*(failed|error)/i, 'QEMU reported no vhost-user error', { stderr: r.stderr });

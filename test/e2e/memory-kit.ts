@@ -100,3 +100,14 @@ export function stepTimes(output: string, names: string[]): string {
 }
 
 export const gib = (bytes: number | bigint) => `${(Number(bytes) / GIB).toFixed(2)} GiB`;
+
+/**
+ * Our daemon's aperture report for the guest that just went (logged when the frontend disconnects:
+ * "guest memory apertures: N hits, M misses (R% hits)"), or null if none came within `ms`.
+ */
+export async function apertureReport(daemon: DaemonHandle, ms = 10_000): Promise<{ hits: number; misses: number; rate: number } | null> {
+  const m = /guest memory apertures: (\d+) hits, (\d+) misses \(([\d.]+)% hits\)/.exec(
+    await daemon.waitForLog(/guest memory apertures: \d+ hits/, ms),
+  );
+  return m ? { hits: Number(m[1]), misses: Number(m[2]), rate: Number(m[3]) } : null;
+}
