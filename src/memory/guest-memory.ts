@@ -10,13 +10,14 @@
  * - apertures: otherwise the window holds 4 MiB apertures onto guest RAM, a cache per worker that the
  *   worker fills on a miss (window.ts), plus pinned apertures for the rings (pinRings).
  */
-import fs from 'node:fs';
 import { Errno, MemoryError } from '../errors.js';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
+import { closeRegion, type MappedRegion, openRegion, type RegionDesc, windowSpan } from './region.js';
 import { type ApertureGeometry, apertureGeometry, firstFit, type WindowLayout, WINDOW_ALIGN } from './window.js';
 
-export const PAGE_SIZE = 4096;
+export type { MappedRegion, RegionDesc } from './region.js';
+
 
 /**
  * How many regions the memory table holds: what GET_MAX_MEM_SLOTS reports (vhost-user spec: "Memory
@@ -43,29 +44,6 @@ export interface MemoryTable {
 /** The shared memory's buffer (a SharedArrayBuffer: the Memory is created shared). */
 export function sharedBuffer(m: WebAssembly.Memory): SharedArrayBuffer {
   return m.buffer as unknown as SharedArrayBuffer;
-}
-
-export interface RegionDesc {
-  guestPhysAddr: bigint;
-  memorySize: bigint;
-  userspaceAddr: bigint;
-  mmapOffset: bigint;
-}
-
-export interface MappedRegion extends RegionDesc {
-  /** The region's fd, open while the region exists (apertures are mapped from it). */
-  fd: number;
-  /** Host address of the region's first byte (its mapping outside the wasm memory). */
-  hva: bigint;
-  /** That mapping: page aligned, [hostMap, hostMap + hostLen). */
-  hostMap: number;
-  hostLen: number;
-  /** The file's page size (st_blksize: the huge page size on hugetlbfs). */
-  pageSize: number;
-  /** Resident: window address of the region's first byte, and the page-aligned window mapping. */
-  win: number;
-  mapStart: number;
-  mapLen: number;
 }
 
 export type MemoryMode = 'none' | 'resident' | 'apertures';
@@ -130,64 +108,21 @@ export class GuestMemory {
     return { hits, misses };
   }
 
-  /** Checks a region's numbers before anything is mapped (they come from the frontend). */
-  private validate(r: RegionDesc): void {
-    const U64 = (1n << 64n) - 1n;
-    if (r.memorySize === 0n) throw new MemoryError('memory region of size 0', Errno.EINVAL);
-    if (r.guestPhysAddr + r.memorySize - 1n > U64 || r.userspaceAddr + r.memorySize - 1n > U64) {
-      throw new MemoryError('memory region wraps around the address space', Errno.EINVAL);
-    }
-    if (r.mmapOffset + r.memorySize > 1n << 53n) throw new MemoryError('memory region mmap offset too large', Errno.EINVAL);
-  }
-
-  /** Maps a region outside the wasm memory. The fd is the region's from then on (closed when it goes). */
+  /** Maps a region outside the window (region.ts); the missing seal is logged once. */
   private open(r: RegionDesc, fd: number): MappedRegion {
-    this.validate(r);
-    // Touching a mapping past the end of its file raises SIGBUS, which would kill the daemon: the
-    // region must lie inside the file as it is now (memfd and hugetlbfs files have a size).
-    let st: fs.Stats;
-    try {
-      st = fs.fstatSync(fd);
-    } catch (e) {
-      throw new MemoryError(`memory region fd: ${(e as NodeJS.ErrnoException).code ?? e}`, Errno.EBADF);
-    }
-    if (!st.isFile()) throw new MemoryError('memory region fd is not a regular file (memfd, tmpfs or hugetlbfs expected)', Errno.EINVAL);
-    // ... and must stay so: a memfd gets F_SEAL_SHRINK (QEMU's memfd backend sets it by default).
-    const sealed = native.sealShrink(fd);
-    if (sealed < 0 && !this.warnedUnsealed) {
+    return openRegion(r, fd, (errno) => {
+      if (this.warnedUnsealed) return;
       this.warnedUnsealed = true;
       this.log.warn(
-        `guest memory fd cannot be sealed against shrinking (errno ${-sealed}; not a memfd?): a frontend that truncates it would crash the daemon`,
+        `guest memory fd cannot be sealed against shrinking (errno ${errno}; not a memfd?): a frontend that truncates it would crash the daemon`,
       );
-    }
-    if (r.mmapOffset + r.memorySize > BigInt(st.size)) {
-      throw new MemoryError(
-        `memory region (offset 0x${r.mmapOffset.toString(16)} + size 0x${r.memorySize.toString(16)}) extends past the end of its file (0x${st.size.toString(16)})`,
-        Errno.EINVAL,
-      );
-    }
-    const delta = Number(r.mmapOffset % BigInt(PAGE_SIZE));
-    const hostLen = Number(((r.memorySize + BigInt(delta) + BigInt(PAGE_SIZE - 1)) / BigInt(PAGE_SIZE)) * BigInt(PAGE_SIZE));
-    const hostMap = native.mapShared(fd, Number(r.mmapOffset) - delta, hostLen);
-    if (hostMap < 0) throw new MemoryError(`mmap of a guest memory region failed: errno ${-hostMap}`, -hostMap);
-    return {
-      ...r,
-      fd,
-      hva: BigInt(hostMap + delta),
-      hostMap,
-      hostLen,
-      pageSize: Math.max(PAGE_SIZE, st.blksize),
-      win: 0,
-      mapStart: 0,
-      mapLen: 0,
-    };
+    });
   }
 
   private close(m: MappedRegion): void {
     this.unmapWindow(m);
-    const rc = native.unmapShared(m.hostMap, m.hostLen);
+    const rc = closeRegion(m);
     if (rc < 0) this.log.error(`unmapping a guest memory region failed: errno ${-rc}`);
-    native.close(m.fd);
   }
 
   private unmapWindow(m: MappedRegion): void {
@@ -197,12 +132,6 @@ export class GuestMemory {
     m.win = m.mapStart = m.mapLen = 0;
   }
 
-  /** Page-aligned window mapping length of a region. */
-  private static windowLen(m: MappedRegion): number {
-    const delta = Number(m.mmapOffset % BigInt(PAGE_SIZE));
-    return Math.ceil((Number(m.memorySize) + delta) / PAGE_SIZE) * PAGE_SIZE;
-  }
-
   /**
    * Resident when every region fits the window: regions already there stay where they are, new ones
    * go first-fit (a full re-layout if that fragments). False when they do not fit: nothing is resident.
@@ -210,16 +139,15 @@ export class GuestMemory {
   private layoutResident(): boolean {
     const L = this.vq.layout;
     const windowSize = L.WINDOW_END - L.WINDOW_BASE;
-    const need = this.regions.reduce((s, m) => s + Math.ceil(GuestMemory.windowLen(m) / WINDOW_ALIGN) * WINDOW_ALIGN, 0);
+    const need = this.regions.reduce((s, m) => s + Math.ceil(windowSpan(m).len / WINDOW_ALIGN) * WINDOW_ALIGN, 0);
     if (need > windowSize) return false;
     const place = (keepPlaced: boolean): boolean => {
       for (const m of this.regions) {
         if (keepPlaced && m.mapLen > 0) continue;
-        const len = GuestMemory.windowLen(m);
+        const { len, delta } = windowSpan(m);
         const used = this.regions.filter((o) => o.mapLen > 0).map((o) => [o.mapStart, o.mapStart + o.mapLen] as const);
         const start = firstFit(used, len, L.WINDOW_BASE, L.WINDOW_END);
         if (start < 0) return false;
-        const delta = Number(m.mmapOffset % BigInt(PAGE_SIZE));
         const rc = native.mapFixed(sharedBuffer(this.memory), start, len, m.fd, Number(m.mmapOffset) - delta);
         if (rc < 0) throw new MemoryError(`mmap of a guest memory region into the window failed: errno ${-rc}`, -rc);
         m.mapStart = start;
