@@ -106,10 +106,13 @@ export interface Native {
   memfdCreate(name: string, size: number): number;
 
   // eventfd / wait
-  /** EFD_NONBLOCK|EFD_CLOEXEC eventfd or -errno. */
-  eventfd(initval: number): number;
+  /** EFD_NONBLOCK|EFD_CLOEXEC eventfd (EFD_CLOEXEC only when `blocking`) or -errno. */
+  eventfd(initval: number, blocking?: boolean): number;
   eventfdWrite(fd: number, v: number): number;
-  /** The counter (reset to 0) or -errno (-EAGAIN when 0). */
+  /**
+   * The counter (reset to 0) or -errno (-EAGAIN when 0). Never blocks, even on a blocking eventfd: reads
+   * are serialized process-wide and made only when a zero-timeout poll says readable.
+   */
   eventfdRead(fd: number): number;
   /**
    * poll(2) for POLLIN on fds[0..n); blocks the calling thread. revents[i] gets the POLL* bits.

@@ -7,9 +7,15 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <mutex>
 #include <vector>
 
 namespace virtiofsd {
+
+namespace {
+// Serializes eventfd reads across every thread of the process (the addon is loaded once per process).
+std::mutex eventfdReadLock;
+}  // namespace
 
 // watchFd: a uv_poll_t on this env's loop. The handle is ref'd, so it keeps the loop alive while active.
 // The callback gets 1 (readable) | 2 (error or hang-up): WATCH_READABLE / WATCH_ERROR in src/native.ts.
@@ -110,8 +116,11 @@ Napi::Value NativeAddon::WatchFd(const Napi::CallbackInfo& info) {
   return handle;
 }
 
+// eventfd(initval, blocking?): EFD_NONBLOCK unless `blocking` (tests of frontends whose eventfds block).
 Napi::Value NativeAddon::Eventfd(const Napi::CallbackInfo& info) {
-  return callWith(info, [](uint32_t init) { return eventfd(init, EFD_NONBLOCK | EFD_CLOEXEC); });
+  return callWith(info, [](uint32_t init, Flag blocking) {
+    return eventfd(init, (blocking.on ? 0 : EFD_NONBLOCK) | EFD_CLOEXEC);
+  });
 }
 
 Napi::Value NativeAddon::EventfdWrite(const Napi::CallbackInfo& info) {
@@ -123,11 +132,27 @@ Napi::Value NativeAddon::EventfdWrite(const Napi::CallbackInfo& info) {
   return num(info.Env(), r == sizeof v ? 0 : -EIO);
 }
 
+// Reads (and so resets) an eventfd's counter without ever blocking, whatever the mode of its file
+// description: kick eventfds come from the frontend, which may have made them blocking (nothing in the
+// vhost-user spec asks for EFD_NONBLOCK), and several workers wait on the same one, so one may find it
+// drained by another. Under one process-wide lock, poll with timeout 0 and read only if readable: the
+// counter of an eventfd only grows between reads, and every reader of it in this process takes the
+// lock, so a read after a readable poll cannot block. (The frontend writes kicks; it never reads them.)
+// The counter, -EAGAIN when it is 0, or -errno.
 Napi::Value NativeAddon::EventfdRead(const Napi::CallbackInfo& info) {
   int32_t fd;
   ARGS_OR_THROW(args(info, fd));
   uint64_t v = 0;
-  long r = NOINTR(read(fd, &v, sizeof v));
+  long r;
+  {
+    std::lock_guard<std::mutex> hold(eventfdReadLock);
+    struct pollfd p = {fd, POLLIN, 0};
+    long pr = NOINTR(poll(&p, 1, 0));
+    if (pr < 0) return num(info.Env(), -errno);
+    if (p.revents & POLLNVAL) return num(info.Env(), -EBADF);
+    if (pr == 0 || !(p.revents & POLLIN)) return num(info.Env(), -EAGAIN);
+    r = NOINTR(read(fd, &v, sizeof v));
+  }
   if (r < 0) return num(info.Env(), -errno);
   if (r != sizeof v) return num(info.Env(), -EIO);
   return num(info.Env(), static_cast<double>(v));

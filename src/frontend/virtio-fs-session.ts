@@ -31,6 +31,8 @@ export interface SessionOptions {
   requestQueues?: number;
   /** guest RAM as a list of regions (default: one region of memBytes, mapped whole) */
   memory?: SessionMemory;
+  /** kick and call eventfds without EFD_NONBLOCK (nothing in the vhost-user spec asks for the flag) */
+  blockingEventfds?: boolean;
 }
 
 /** Guest RAM as a VM's memory table: the regions, how they are sent, where each queue lives. */
@@ -59,6 +61,7 @@ interface Pending {
 export class VirtioFsSession {
   readonly queues: DriverQueue[] = [];
   private readonly kicks: number[] = [];
+  private blockingEventfds = false;
   private readonly calls: number[] = [];
   private readonly watches: Array<{ stop(): void }> = [];
   private readonly pending: Array<Map<number, Pending>> = [];
@@ -78,7 +81,7 @@ export class VirtioFsSession {
   }
 
   static open(socketPath: string, o: SessionOptions = {}): VirtioFsSession {
-    const opts: Required<Omit<SessionOptions, 'memory'>> = {
+    const opts: Required<Omit<SessionOptions, 'memory' | 'blockingEventfds'>> = {
       memBytes: o.memBytes ?? 256 << 20,
       queueSize: o.queueSize ?? 128,
       slotBytes: o.slotBytes ?? (1 << 20) + 8192,
@@ -103,6 +106,7 @@ export class VirtioFsSession {
       throw e;
     }
     const s = new VirtioFsSession(fe, ram, o.memory ? 0 : opts.memBytes);
+    s.blockingEventfds = o.blockingEventfds === true;
     try {
       s.negotiate(o.memory !== undefined);
       s.sendTable(o.memory?.via ?? 'set-mem-table');
@@ -161,8 +165,8 @@ export class VirtioFsSession {
     fe.setVringNum(q, size);
     fe.setVringBase(q, 0);
     fe.setVringAddr(q, ram.uaddrOf(dq.descGpa), ram.uaddrOf(dq.usedGpa), ram.uaddrOf(dq.availGpa));
-    const kick = native.eventfd(0);
-    const call = native.eventfd(0);
+    const kick = native.eventfd(0, this.blockingEventfds);
+    const call = native.eventfd(0, this.blockingEventfds);
     this.kicks.push(kick);
     this.calls.push(call);
     fe.setVringKick(q, kick);

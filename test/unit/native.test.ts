@@ -128,6 +128,34 @@ t.test('poll: timeout 0, readiness, and a blocked worker woken by an eventfd', a
   native.close(b);
 });
 
+t.test('eventfdRead never blocks, even on a blocking eventfd several threads read', async (t) => {
+  const fd = native.eventfd(0, true);
+  t.ok(fd >= 0);
+  t.equal(native.fcntlGetFl(fd) & C.O_NONBLOCK, 0, 'the eventfd is blocking');
+  t.equal(native.eventfdRead(fd), -E.EAGAIN, 'empty: EAGAIN at once instead of blocking');
+  native.eventfdWrite(fd, 3);
+  t.equal(native.eventfdRead(fd), 3);
+  // Two threads race for one write: exactly one gets the counter, the other EAGAIN; neither blocks
+  // (before, the loser sat in read(2) forever).
+  const go = new Int32Array(new SharedArrayBuffer(4));
+  const racer = `const g = workerData.go;
+     while (Atomics.load(g, 0) === 0) {}
+     const out = [];
+     for (let i = 0; i < 200; i++) out.push(addon.eventfdRead(workerData.fd));
+     return out;`;
+  const a = runWorker(racer, { fd, go });
+  const b = runWorker(racer, { fd, go });
+  await new Promise((r) => setTimeout(r, 100));
+  native.eventfdWrite(fd, 7);
+  Atomics.store(go, 0, 1);
+  const [ra, rb] = (await Promise.all([a, b])) as [number[], number[]];
+  const got = [...ra, ...rb].filter((v) => v > 0);
+  t.same(got, [7], 'the counter is read once');
+  t.ok([...ra, ...rb].every((v) => v === 7 || v === -E.EAGAIN), 'every other read is EAGAIN');
+  native.close(fd);
+  t.equal(native.eventfdRead(fd), -E.EBADF, 'a closed fd: EBADF');
+});
+
 t.test('watchFd calls back on readable, stop() is final and idempotent', async (t) => {
   const fd = native.eventfd(0);
   const seen: number[] = [];
