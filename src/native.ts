@@ -102,8 +102,8 @@ export interface Native {
   mapShared(fd: number, fileOff: number, len: number): number;
   /** munmap of a mapShared mapping. 0 or -errno */
   unmapShared(addr: number, len: number): number;
-  /** memfd of `size` bytes (MFD_CLOEXEC) or -errno. */
-  memfdCreate(name: string, size: number): number;
+  /** memfd of `size` bytes (MFD_CLOEXEC, and MFD_ALLOW_SEALING unless `unsealable`) or -errno. */
+  memfdCreate(name: string, size: number, unsealable?: boolean): number;
 
   // eventfd / wait
   /** EFD_NONBLOCK|EFD_CLOEXEC eventfd (EFD_CLOEXEC only when `blocking`) or -errno. */

@@ -71,9 +71,11 @@ Napi::Value NativeAddon::UnmapShared(const Napi::CallbackInfo& info) {
 Napi::Value NativeAddon::MemfdCreate(const Napi::CallbackInfo& info) {
   std::string name;
   uint64_t size;
-  ARGS_OR_THROW(args(info, name, size));
-  // Sealable, like QEMU's memory-backend-memfd, so a backend can forbid shrinking (SealShrink).
-  int fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  Flag unsealable;
+  ARGS_OR_THROW(args(info, name, size, unsealable));
+  // Sealable, like QEMU's memory-backend-memfd, so a backend can forbid shrinking (SealShrink); a test
+  // frontend can ask for one that is not (as other frontends' may be).
+  int fd = memfd_create(name.c_str(), MFD_CLOEXEC | (unsealable.on ? 0 : MFD_ALLOW_SEALING));
   if (fd < 0) return num(info.Env(), -errno);
   if (size > 0 && ftruncate(fd, static_cast<off_t>(size)) < 0) return num(info.Env(), closeAfterError(fd));
   return num(info.Env(), fd);

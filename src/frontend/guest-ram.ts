@@ -33,6 +33,8 @@ export interface RegionSpec {
   /** where the region starts in its memfd (mmap_offset; a 4 KiB multiple; default 0) */
   mmapOffset?: bigint;
   arenas: readonly ArenaSpec[];
+  /** false: a memfd created without MFD_ALLOW_SEALING, as some frontends' are (default true) */
+  sealable?: boolean;
 }
 
 /** An arena as mapped: its guest-physical address and its offset in the view. */
@@ -119,7 +121,7 @@ export class GuestRam implements GuestView {
         throw new RangeError(`arena at gpa 0x${gpa.toString(16)} overlaps another`);
       }
     }
-    const fd = native.memfdCreate(`guest-ram-${index}`, Number(mmapOffset + spec.size));
+    const fd = native.memfdCreate(`guest-ram-${index}`, Number(mmapOffset + spec.size), spec.sealable === false);
     if (fd < 0) throw new Error(`memfd_create: errno ${-fd}`);
     const placed: Arena[] = [];
     const region: GuestRegion = {

@@ -114,7 +114,8 @@ export class GuestMemory {
       if (this.warnedUnsealed) return;
       this.warnedUnsealed = true;
       this.log.warn(
-        `guest memory fd cannot be sealed against shrinking (errno ${errno}; not a memfd?): a frontend that truncates it would crash the daemon`,
+        `guest memory cannot be sealed against shrinking (errno ${errno}: a memfd made without MFD_ALLOW_SEALING, a hugetlbfs or plain file): ` +
+          'the daemon relies on the VMM never to truncate guest RAM while it is shared (QEMU does not); if one did, the daemon would die of SIGBUS. Said once per daemon.',
       );
     });
   }

@@ -1,8 +1,9 @@
 /**
- * A frontend whose kick and call eventfds are blocking (created without EFD_NONBLOCK: the vhost-user spec
+ * What frontends other than QEMU 7.2 may do. A frontend whose kick and call eventfds are blocking (created without EFD_NONBLOCK: the vhost-user spec
  * does not ask for the flag; QEMU happens to set it). Several workers wait on the same kick fd, so one
  * may find the counter drained by another: the daemon must never sit in a blocking read of it, or the
- * device could not be reset on disconnect and SIGTERM would hang (docs/internals.md, "Protocol traps").
+ * device could not be reset on disconnect and SIGTERM would hang (docs/internals.md, "Facts the design
+ * rests on"). Guest RAM in memfds made without MFD_ALLOW_SEALING: served, with one warning.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -41,4 +42,27 @@ t.test('blocking kick eventfds: served by several workers, reset on disconnect, 
   const st = await d.stop(10_000);
   t.equal(st.code, 0, 'SIGTERM: exit code 0');
   t.ok(Date.now() - t0 < 8000, `stopped in ${Date.now() - t0} ms, not killed`);
+});
+
+t.test('guest RAM that cannot be sealed: served, and the warning said once for all connections', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-unsealed-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const share = path.join(dir, 'share');
+  fs.mkdirSync(share);
+  fs.writeFileSync(path.join(share, 'f'), 'x');
+  const sock = path.join(dir, 's.sock');
+  const d = await startDaemon('ours', { sharedDir: share, socketPath: sock });
+  t.teardown(() => d.stop(2000));
+  const ram = { guestPhysAddr: 1n << 32n, userspaceAddr: 0x7f00_0000_0000n, size: 64n << 20n, sealable: false, arenas: [{ offset: 0n, bytes: 64 << 20 }] };
+  for (let round = 1; round <= 3; round++) {
+    const s = VirtioFsSession.open(sock, { queueSize: 64, slotBytes: 65536, memory: { regions: [ram] } });
+    const rb = new RequestBuilder();
+    t.equal(parseReply(await s.send(1, rb.init(), 4096)).error, 0, `round ${round}: INIT`);
+    t.equal(parseReply(await s.send(1, rb.lookup(1n, 'f'), 4096)).error, 0, `round ${round}: LOOKUP`);
+    s.close();
+    await d.waitForLog(new RegExp(`(device reset; waiting for the next frontend[\\s\\S]*){${round}}`), 10_000);
+  }
+  const warnings = d.logs().match(/cannot be sealed against shrinking/g) ?? [];
+  t.equal(warnings.length, 1, 'one warning for three connections');
+  t.match(d.logs(), /relies on the VMM never to truncate guest RAM/, 'saying what it means for the operator');
 });
