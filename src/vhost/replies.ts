@@ -37,7 +37,7 @@ const errorReply = (reply: string, payload: Buffer): ReplyRule => ({ reply, onEr
 /** SET_DEVICE_STATE_FD: bits 0-7 non-zero (error) and bit 8, "no fd returned". */
 const DEVICE_STATE_FD_ERROR = 0x101n;
 
-/** Messages with a reply of their own; every other defined request code is ACK. */
+/** Messages with a reply of their own, and other exceptions; every other defined request code is ACK. */
 const OWN_REPLY = new Map<number, ReplyRule>([
   [FrontendReq.GET_FEATURES, close('u64 feature mask')],
   [FrontendReq.GET_PROTOCOL_FEATURES, close('u64 protocol feature mask')],
@@ -53,6 +53,10 @@ const OWN_REPLY = new Map<number, ReplyRule>([
   [FrontendReq.GET_SHARED_OBJECT, errorReply('dma-buf fd', u64Payload(1n))],
   [FrontendReq.SET_DEVICE_STATE_FD, errorReply('u64 status (+ fd)', u64Payload(DEVICE_STATE_FD_ERROR))],
   [FrontendReq.CHECK_DEVICE_STATE, errorReply('u64 status', u64Payload(1n))],
+  // No reply of its own, but a refusal the frontend does not hear of leaves it believing in features
+  // it does not have (with REPLY_ACK among them it then waits for acks that never come): the spec
+  // prescribes a close for the one such case it names (in-band notifications without their partners).
+  [FrontendReq.SET_PROTOCOL_FEATURES, { reply: '', onError: { kind: 'ack-or-close' } }],
 ]);
 
 /** A request code outside the spec: the frontend may be waiting, and nothing says on what. */
@@ -64,7 +68,3 @@ export function replyRule(request: number): ReplyRule {
   return FrontendReq[request] === undefined ? UNKNOWN : ACK;
 }
 
-/** True for messages whose reply is part of the message (REPLY_ACK changes nothing for them). */
-export function hasOwnReply(request: number): boolean {
-  return OWN_REPLY.has(request);
-}

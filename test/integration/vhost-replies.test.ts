@@ -14,6 +14,7 @@ import {
   VHOST_USER_REPLY_MASK,
   VHOST_USER_VERSION,
   parseHeader,
+  u64Payload,
   vringStatePayload,
 } from '../../src/vhost/message.js';
 import { VhostUserFrontend, memTablePayload } from '../../src/frontend/vhost-user-frontend.js';
@@ -213,6 +214,39 @@ t.test('NEED_REPLY with REPLY_ACK: every request code, malformed, gets an ack or
   }
   await sleep(150);
   await alive(tt, env, 'after every request code');
+});
+
+t.test('SET_PROTOCOL_FEATURES with features never offered: refused audibly', async (tt) => {
+  // Without NEED_REPLY the frontend cannot hear a refusal and would wait for REPLY_ACK acks forever.
+  const fe = await connect(false);
+  try {
+    fe.sendMessage(FrontendReq.SET_PROTOCOL_FEATURES, VHOST_USER_VERSION, u64Payload(REPLY_ACK | (1n << 1n) /* LOG_SHMFD */));
+    tt.equal(answer(fe).kind, 'closed', 'no NEED_REPLY: the connection is closed');
+  } finally {
+    fe.close();
+  }
+  const fe2 = await connect(true);
+  try {
+    tt.not(ack(fe2, FrontendReq.SET_PROTOCOL_FEATURES, u64Payload(REPLY_ACK | (1n << 1n))), 0n, 'with NEED_REPLY (REPLY_ACK on): ack non-zero');
+    tt.equal(ack(fe2, FrontendReq.SET_PROTOCOL_FEATURES, u64Payload(REPLY_ACK)), 0n, 'offered features: ack 0');
+  } finally {
+    fe2.close();
+  }
+});
+
+t.test('request codes outside the spec, without NEED_REPLY: the connection is closed', async (tt) => {
+  // The frontend may be waiting for a reply whose shape nobody here knows.
+  for (const req of [0, 44, 99]) {
+    const fe = await connect(false);
+    try {
+      fe.sendMessage(req, VHOST_USER_VERSION, Buffer.alloc(8));
+      tt.equal(answer(fe).kind, 'closed', `request ${req}: closed`);
+    } finally {
+      fe.close();
+    }
+  }
+  await sleep(150);
+  await alive(tt, env, 'after unknown request codes');
 });
 
 const UA = 0x7f00_0000_0000n;
