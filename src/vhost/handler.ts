@@ -85,7 +85,7 @@ export class FrontendReqHandler {
     private readonly device: VirtioFsDevice,
     private readonly send: Sender,
     private readonly log: Logger,
-    private readonly closeConnection: Closer = () => undefined,
+    private readonly closeConnection: Closer,
   ) {}
 
   /** Queues a message; they run one after the other. */
