@@ -6,6 +6,7 @@
  * region or straddling a region's end are refused at the message (virtio 1.1 §2.6).
  */
 import t, { type Test } from 'tap';
+import { Errno } from '../../src/errors.js';
 import { native } from '../../src/native.js';
 import {
   FrontendReq,
@@ -31,7 +32,7 @@ t.before(async () => {
 
 type Answer = { kind: 'reply'; request: number; payload: Buffer } | { kind: 'closed' } | { kind: 'silence' };
 
-/** Reads exactly n bytes, waiting at most until `deadline`; null on EOF or timeout. */
+/** Reads exactly n bytes, waiting at most until `deadline`. */
 function readBounded(fd: number, n: number, deadline: number): Buffer | 'eof' | 'timeout' {
   const b = Buffer.alloc(n);
   const fds = new Int32Array(8).fill(-1);
@@ -47,7 +48,7 @@ function readBounded(fd: number, n: number, deadline: number): Buffer | 'eof' | 
     const r = native.recvMsg(fd, b, off, n - off, fds);
     for (const f of fds) if (f >= 0) native.close(f);
     fds.fill(-1);
-    if (r === 0 || (r < 0 && r !== -11 && r !== -4)) return 'eof';
+    if (r === 0 || (r < 0 && r !== -Errno.EAGAIN && r !== -Errno.EINTR)) return 'eof';
     if (r > 0) off += r;
   }
   return b;
