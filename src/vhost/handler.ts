@@ -146,10 +146,10 @@ export class FrontendReqHandler {
       case 'ack-or-close':
       case 'ack':
         if (this.replyAckWanted(m)) this.send(m.request, u64Payload(1n));
-        else if (how.kind === 'ack-or-close') this.closeOver(m, 'a request code the spec does not define (the frontend may wait for a reply)');
+        else if (how.kind === 'ack-or-close') this.closeOver(m, how.why);
         return;
       case 'close':
-        this.closeOver(m, 'its reply has no way to report an error');
+        this.closeOver(m, how.why);
         return;
     }
   }

@@ -19,10 +19,10 @@ export type OnError =
   | { kind: 'ack' }
   /** this reply payload, which the spec defines as an error */
   | { kind: 'reply'; payload: Buffer }
-  /** the connection is closed: the reply cannot carry an error */
-  | { kind: 'close' }
+  /** the connection is closed (`why` goes into the log line): the reply cannot carry an error */
+  | { kind: 'close'; why: string }
   /** the REPLY_ACK status if the frontend asked for one, else the connection is closed */
-  | { kind: 'ack-or-close' };
+  | { kind: 'ack-or-close'; why: string };
 
 export interface ReplyRule {
   /** the reply on success ('' for none of its own: a REPLY_ACK status when asked) */
@@ -31,14 +31,14 @@ export interface ReplyRule {
 }
 
 const ACK: ReplyRule = { reply: '', onError: { kind: 'ack' } };
-const close = (reply: string): ReplyRule => ({ reply, onError: { kind: 'close' } });
+const close = (reply: string): ReplyRule => ({ reply, onError: { kind: 'close', why: `its reply (${reply}) cannot report an error` } });
 const errorReply = (reply: string, payload: Buffer): ReplyRule => ({ reply, onError: { kind: 'reply', payload } });
 
 /** SET_DEVICE_STATE_FD: bits 0-7 non-zero (error) and bit 8, "no fd returned". */
 const DEVICE_STATE_FD_ERROR = 0x101n;
 
 /** Messages with a reply of their own, and other exceptions; every other defined request code is ACK. */
-const OWN_REPLY = new Map<number, ReplyRule>([
+const RULES = new Map<number, ReplyRule>([
   [FrontendReq.GET_FEATURES, close('u64 feature mask')],
   [FrontendReq.GET_PROTOCOL_FEATURES, close('u64 protocol feature mask')],
   [FrontendReq.GET_QUEUE_NUM, close('u64 queue count')],
@@ -56,14 +56,17 @@ const OWN_REPLY = new Map<number, ReplyRule>([
   // No reply of its own, but a refusal the frontend does not hear of leaves it believing in features
   // it does not have (with REPLY_ACK among them it then waits for acks that never come): the spec
   // prescribes a close for the one such case it names (in-band notifications without their partners).
-  [FrontendReq.SET_PROTOCOL_FEATURES, { reply: '', onError: { kind: 'ack-or-close' } }],
+  [FrontendReq.SET_PROTOCOL_FEATURES, { reply: '', onError: { kind: 'ack-or-close', why: 'the frontend cannot hear the refusal without an ack' } }],
 ]);
 
 /** A request code outside the spec: the frontend may be waiting, and nothing says on what. */
-const UNKNOWN: ReplyRule = { reply: '(not defined)', onError: { kind: 'ack-or-close' } };
+const UNKNOWN: ReplyRule = {
+  reply: '(not defined)',
+  onError: { kind: 'ack-or-close', why: 'the spec does not define it (the frontend may be waiting for a reply)' },
+};
 
 export function replyRule(request: number): ReplyRule {
-  const own = OWN_REPLY.get(request);
+  const own = RULES.get(request);
   if (own !== undefined) return own;
   return FrontendReq[request] === undefined ? UNKNOWN : ACK;
 }

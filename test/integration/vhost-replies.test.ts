@@ -190,6 +190,8 @@ async function expectAnswer(tt: Test, c: Case, replyAck: boolean): Promise<void>
 t.test('messages with a reply of their own: answered or closed, never silence', async (tt) => {
   for (const c of OWN_REPLY) await expectAnswer(tt, c, false);
   for (const c of OWN_REPLY) await expectAnswer(tt, c, true);
+  await env.daemon.waitForLog(/GET_VRING_BASE failed and .*; closing the connection/, 2000);
+  tt.match(env.daemon.logs(), /GET_VRING_BASE failed and .*; closing the connection/, 'a close is logged with its reason');
   await sleep(150);
   await alive(tt, env, 'after the reply-expecting messages');
 });
