@@ -2,7 +2,8 @@
  * The front-end request handler: the vhost-user protocol state machine for one connection. It checks
  * every message (exact payload size, fds only where the spec sends them, requests gated on negotiated
  * features), applies it to the device and replies. Messages are handled strictly in order, one at a
- * time, even though applying one may wait for the workers to pause.
+ * time, even though applying one may wait for the workers to pause. A message that fails is answered
+ * as the reply table (replies.ts) says: never with silence when the frontend waits.
  */
 import fs from 'node:fs';
 import { native } from '../native.js';
@@ -32,6 +33,7 @@ import {
   u64Payload,
   vringStatePayload,
 } from './message.js';
+import { replyRule } from './replies.js';
 
 const bit = (n: bigint | number): bigint => 1n << BigInt(n);
 
@@ -63,9 +65,12 @@ const FD_REQUESTS = new Set<number>([
   FrontendReq.SET_BACKEND_REQ_FD,
   FrontendReq.SET_INFLIGHT_FD,
   FrontendReq.ADD_MEM_REG,
+  FrontendReq.SET_DEVICE_STATE_FD,
 ]);
 
 type Sender = (request: number, payload: Buffer) => void;
+/** Ends the connection (the reason is logged by whoever owns it). */
+type Closer = (reason: string) => void;
 
 export class FrontendReqHandler {
   private ackedFeatures = 0n;
@@ -73,11 +78,14 @@ export class FrontendReqHandler {
   private owner = false;
   private chain: Promise<void> = Promise.resolve();
   private backendReqFd = -1;
+  /** The connection was closed over a failed message: what is still queued is dropped. */
+  private closed = false;
 
   constructor(
     private readonly device: VirtioFsDevice,
     private readonly send: Sender,
     private readonly log: Logger,
+    private readonly closeConnection: Closer,
   ) {}
 
   /** Queues a message; they run one after the other. */
@@ -92,6 +100,10 @@ export class FrontendReqHandler {
 
   async handle(m: Message): Promise<void> {
     const name = reqName(m.request);
+    if (this.closed) {
+      for (const fd of m.fds) native.close(fd);
+      return;
+    }
     this.log.debug(`vhost-user: ${name} flags=0x${m.flags.toString(16)} size=${m.size} fds=${m.fds.length}`);
     let fds = m.fds;
     if (!FD_REQUESTS.has(m.request) && fds.length > 0) {
@@ -100,7 +112,7 @@ export class FrontendReqHandler {
       fds = [];
       m = { ...m, fds };
     }
-    let status = 0n;
+    let failed = false;
     let replied = false;
     try {
       if ((m.flags & VHOST_USER_VERSION_MASK) !== VHOST_USER_VERSION) {
@@ -108,7 +120,7 @@ export class FrontendReqHandler {
       }
       replied = await this.dispatch(m);
     } catch (e) {
-      status = 1n;
+      failed = true;
       if (e instanceof VirtiofsdError) {
         this.log.error(`vhost-user: ${name} rejected: ${e.message}`);
       } else {
@@ -119,8 +131,32 @@ export class FrontendReqHandler {
       for (const fd of m.fds) if (fd >= 0 && !this.consumed.has(fd)) native.close(fd);
       this.consumed.clear();
     }
+    if (failed) this.answerFailure(m);
     // REPLY_ACK: a u64 status for messages that have no reply of their own (0 = success).
-    if (!replied && this.replyAckWanted(m)) this.send(m.request, u64Payload(status));
+    else if (!replied && this.replyAckWanted(m)) this.send(m.request, u64Payload(0n));
+  }
+
+  /** A message failed: answer it as the reply table says, so that a frontend waiting on it never hangs. */
+  private answerFailure(m: Message): void {
+    const how = replyRule(m.request).onError;
+    switch (how.kind) {
+      case 'reply':
+        this.send(m.request, how.payload);
+        return;
+      case 'ack-or-close':
+      case 'ack':
+        if (this.replyAckWanted(m)) this.send(m.request, u64Payload(1n));
+        else if (how.kind === 'ack-or-close') this.closeOver(m, how.why);
+        return;
+      case 'close':
+        this.closeOver(m, how.why);
+        return;
+    }
+  }
+
+  private closeOver(m: Message, why: string): void {
+    this.closed = true;
+    this.closeConnection(`${reqName(m.request)} failed and ${why}; closing the connection`);
   }
 
   /** fds handed over to the device (which then owns them). */
@@ -262,6 +298,7 @@ export class FrontendReqHandler {
         return false;
       }
       case FrontendReq.GET_VRING_BASE: {
+        // A bad payload or index closes the connection (replies.ts): a ring state cannot say "error".
         const s = readVringState(m);
         const q = this.queueIndex(m, s.index);
         // The frontend blocks until this reply comes: answer even if stopping the ring failed.

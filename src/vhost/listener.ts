@@ -117,7 +117,12 @@ export class VhostUserListener {
     this.connections++;
     log.info(`vhost-user frontend connected (connection ${this.connections})`);
     let conn: Connection;
-    const handler = new FrontendReqHandler(this.device, (req, payload) => conn.reply(req, payload), log);
+    const handler = new FrontendReqHandler(
+      this.device,
+      (req, payload) => conn.reply(req, payload),
+      log,
+      (reason) => conn.close(reason),
+    );
     conn = new Connection(fd, {
       onMessage: (m) => {
         void handler.enqueue(m);

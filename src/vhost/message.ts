@@ -48,6 +48,9 @@ export enum FrontendReq {
   REM_MEM_REG = 38,
   SET_STATUS = 39,
   GET_STATUS = 40,
+  GET_SHARED_OBJECT = 41,
+  SET_DEVICE_STATE_FD = 42,
+  CHECK_DEVICE_STATE = 43,
 }
 
 export function reqName(req: number): string {

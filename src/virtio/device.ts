@@ -161,12 +161,39 @@ export class VirtioFsDevice {
     });
   }
 
+  /**
+   * SET_VRING_ADDR. Rings that could never start are refused here, so that the frontend hears of it
+   * (a failure ack) instead of a queue that silently never runs: each part must be aligned (virtio 1.1
+   * §2.6: desc 16, avail 2, used 4) and, once a memory table exists, lie inside one region by frontend
+   * address. Before SET_VRING_NUM the size is taken as 1, the smallest ring, so nothing valid is
+   * refused; the check at queue start covers a later size or memory table.
+   */
   async setVringAddr(q: number, addr: VringAddrs): Promise<void> {
     const r = this.ring(q);
+    const align: Array<[keyof VringAddrs, bigint]> = [['desc', 16n], ['avail', 2n], ['used', 4n]];
+    for (const [part, a] of align) {
+      if (addr[part] % a !== 0n) {
+        throw new DeviceError(`queue ${q}: ${part} ring at 0x${addr[part].toString(16)} is not ${a}-byte aligned`);
+      }
+    }
+    if (this.memory.mapped.length > 0) {
+      const parts = ringRanges(r.num > 0 ? r.num : 1, addr);
+      for (const [i, { ua, len }] of parts.entries()) {
+        if (!this.inOneRegion(ua, len)) {
+          throw new DeviceError(`queue ${q}: ${align[i]![0]} ring 0x${ua.toString(16)}+${len} is not inside one memory region`);
+        }
+      }
+    }
     await this.change(() => {
       r.addr = addr;
       r.failed = false;
     });
+  }
+
+  /** Does [ua, ua+len) lie inside one mapped region, by frontend (user) address? */
+  private inOneRegion(ua: bigint, len: number): boolean {
+    const end = ua + BigInt(len);
+    return this.memory.mapped.some((m) => ua >= m.userspaceAddr && end <= m.userspaceAddr + m.memorySize);
   }
 
   async setVringBase(q: number, base: number): Promise<void> {
