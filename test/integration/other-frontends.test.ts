@@ -8,20 +8,26 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { parseReply, RequestBuilder } from '../../src/frontend/fuse-requests.js';
 import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
-import { startDaemon } from '../../harness/index.js';
+import { type DaemonHandle, startDaemon } from '../../harness/index.js';
 
-t.test('blocking kick eventfds: served by several workers, reset on disconnect, SIGTERM exits', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-blockfd-'));
+/** Our daemon on a fresh share holding one file `f`; both go at the end of the test. */
+async function daemonOnShare(t: Test, args: string[]): Promise<{ sock: string; d: DaemonHandle }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-frontends-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const share = path.join(dir, 'share');
   fs.mkdirSync(share);
   fs.writeFileSync(path.join(share, 'f'), 'x');
   const sock = path.join(dir, 's.sock');
-  const d = await startDaemon('ours', { sharedDir: share, socketPath: sock, extraArgs: ['--thread-pool-size=4'] });
+  const d = await startDaemon('ours', { sharedDir: share, socketPath: sock, extraArgs: args });
   t.teardown(() => d.stop(2000));
+  return { sock, d };
+}
+
+t.test('blocking kick eventfds: served by several workers, reset on disconnect, SIGTERM exits', async (t) => {
+  const { sock, d } = await daemonOnShare(t, ['--thread-pool-size=4']);
   for (let round = 1; round <= 2; round++) {
     const s = VirtioFsSession.open(sock, { blockingEventfds: true });
     const rb = new RequestBuilder();
@@ -45,14 +51,7 @@ t.test('blocking kick eventfds: served by several workers, reset on disconnect, 
 });
 
 t.test('guest RAM that cannot be sealed: served, and the warning said once for all connections', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-unsealed-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const share = path.join(dir, 'share');
-  fs.mkdirSync(share);
-  fs.writeFileSync(path.join(share, 'f'), 'x');
-  const sock = path.join(dir, 's.sock');
-  const d = await startDaemon('ours', { sharedDir: share, socketPath: sock });
-  t.teardown(() => d.stop(2000));
+  const { sock, d } = await daemonOnShare(t, []);
   const ram = { guestPhysAddr: 1n << 32n, userspaceAddr: 0x7f00_0000_0000n, size: 64n << 20n, sealable: false, arenas: [{ offset: 0n, bytes: 64 << 20 }] };
   for (let round = 1; round <= 3; round++) {
     const s = VirtioFsSession.open(sock, { queueSize: 64, slotBytes: 65536, memory: { regions: [ram] } });
