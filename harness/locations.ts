@@ -29,6 +29,20 @@ export function repoRoot(): string {
 /** The C virtiofsd that QEMU 7.2 ships (Debian 12: package qemu-system-x86), the side-by-side reference. */
 export const REFERENCE_DAEMON = process.env.VIRTIOFSD_TS_REFERENCE ?? '/usr/lib/qemu/virtiofsd';
 export const QEMU = process.env.VIRTIOFSD_TS_QEMU ?? 'qemu-system-x86_64';
+/** QEMU's firmware and ROM directory (`-L`), for a QEMU unpacked outside /usr (VIRTIOFSD_TS_QEMU_DATA). */
+export const QEMU_DATA_DIR = process.env.VIRTIOFSD_TS_QEMU_DATA;
+
+/**
+ * A second QEMU for the e2e suite: QEMU 10 from bookworm-backports, unpacked (not installed: installing
+ * it would replace 7.2 and with it the reference daemon) by .ci/run into the cache, or at
+ * VIRTIOFSD_TS_QEMU10 (the unpacked root, holding usr/bin and usr/share/qemu). Null when absent.
+ */
+export function qemu10(): { bin: string; dataDir: string } | null {
+  const root = process.env.VIRTIOFSD_TS_QEMU10 ?? path.join(defaultCacheDir(), 'qemu-10', 'root');
+  const bin = path.join(root, 'usr', 'bin', 'qemu-system-x86_64');
+  const dataDir = path.join(root, 'usr', 'share', 'qemu');
+  return fs.existsSync(bin) && fs.existsSync(dataDir) ? { bin, dataDir } : null;
+}
 
 /** The absolute path of `cmd` found in PATH (or `cmd` itself if it has a slash and exists), else null. */
 export function which(cmd: string): string | null {

@@ -25,7 +25,7 @@ import { BOOTED_MARKER, exitCode, LineSplitter } from './console.js';
 import { type CpioEntry, cpioNewc } from './cpio.js';
 import { buildBaseInitramfs } from './initramfs.js';
 import { findKernel, kernelInfo, type KernelInfo } from './kernel.js';
-import { defaultCacheDir, QEMU } from './locations.js';
+import { defaultCacheDir, QEMU, QEMU_DATA_DIR } from './locations.js';
 
 export interface RunGuestOptions {
   socketPath: string;
@@ -96,6 +96,7 @@ export function qemuArgs(opts: RunGuestOptions, k: KernelInfo, initrd: string, t
     '10',
     String(timeoutSec),
     QEMU,
+    ...(QEMU_DATA_DIR ? ['-L', QEMU_DATA_DIR] : []),
     '-machine', 'q35',
     '-accel', 'tcg,thread=multi',
     '-cpu', 'max',
