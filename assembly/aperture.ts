@@ -2,7 +2,7 @@ import {
   APERTURE_BASE, APERTURE_CLOCKS, APERTURE_ENTRIES, APERTURE_STRIDE, APERTURE_MAX_SLOTS, APERTURE_PINNED,
   APERTURE_SLOT_SIZE, APERTURE_WAYS, GRANULE_SHIFT, MAX_WORKERS, WINDOW_BASE, WINDOW_END, SCRATCH_BASE,
   SCRATCH_SIZE, SCR_MISS, STATS_BASE, STATS_STRIDE, STAT_APERTURE_HITS, STAT_APERTURE_MISSES, MT_FILE_OFF,
-  MT_SIZE, MT_UADDR, MT_WIN, MT_FD, MT_GPA,
+  MT_SIZE, MT_UADDR, MT_WIN, MT_FD, MT_GPA, MISS_JOB_WIN, MISS_JOB_FD, MISS_JOB_FILE_OFF, MISS_JOB_LEN,
 } from './layout';
 import { BAD_SIZE, BAD_ADDR, ALIGN } from './errors';
 import { mtCount, mtEntry, gpaRegion, uaddrRegion } from './memtable';
@@ -25,10 +25,6 @@ const AP_SLOTS: u32 = 12;
 const MISS_PENDING: u32 = 0;
 const MISS_REGION: u32 = 4;
 const MISS_GRANULE: u32 = 8;
-const JOB_WIN: u32 = 16;
-const JOB_FD: u32 = 20;
-const JOB_FILE_OFF: u32 = 24;
-const JOB_LEN: u32 = 32;
 
 // @ts-ignore: decorator
 @inline function slotEntry(slot: u32): u32 { return APERTURE_BASE + APERTURE_ENTRIES + slot * APERTURE_STRIDE; }
@@ -137,17 +133,23 @@ export function apertureFill(w: u32): u32 {
   const ms = stat(w, STAT_APERTURE_MISSES);
   store<u64>(ms, load<u64>(ms) + 1);
   const win = slotWin(victim);
-  const start = granule << GRANULE_SHIFT;
-  // Map up to the end of the granule the region ends in, never further: mapping a hugetlbfs file past
-  // its end would grow it.
-  const end = ((load<u64>(e, MT_FILE_OFF) + load<u64>(e, MT_SIZE) + GRANULE_MASK) >> GRANULE_SHIFT) << GRANULE_SHIFT;
-  let len = end - start;
-  if (len > u64(APERTURE_SLOT_SIZE)) len = u64(APERTURE_SLOT_SIZE);
-  store<u32>(m, win, JOB_WIN);
-  store<i32>(m, load<i32>(e, MT_FD), JOB_FD);
-  store<u64>(m, start, JOB_FILE_OFF);
-  store<u32>(m, <u32>len, JOB_LEN);
+  store<u32>(m, win, MISS_JOB_WIN);
+  store<i32>(m, load<i32>(e, MT_FD), MISS_JOB_FD);
+  store<u64>(m, granule << GRANULE_SHIFT, MISS_JOB_FILE_OFF);
+  store<u32>(m, apertureSpan(r, granule), MISS_JOB_LEN);
   return win;
+}
+
+/** Bytes to map for region r's granule: two granules (APERTURE_SLOT_SIZE), but never past the end of
+ *  the granule the region ends in (mapping a hugetlbfs file past its end would grow it). 0 for an
+ *  unknown region. */
+export function apertureSpan(r: u32, granule: u64): u32 {
+  if (r >= mtCount()) return 0;
+  const e = mtEntry(r);
+  const start = granule << GRANULE_SHIFT;
+  const end = ((load<u64>(e, MT_FILE_OFF) + load<u64>(e, MT_SIZE) + GRANULE_MASK) >> GRANULE_SHIFT) << GRANULE_SHIFT;
+  if (end <= start) return 0;
+  return end - start > u64(APERTURE_SLOT_SIZE) ? APERTURE_SLOT_SIZE : <u32>(end - start);
 }
 
 /** Forgets the slot at window address `win` of worker w (its mapping failed). */

@@ -6,7 +6,7 @@ export * from './errors';
 export * from './virtio';
 export { memtableClear, memtableAdd, memtableCount, gpaRegion, uaddrRegion } from './memtable';
 export {
-  apertureConfig, apertureOff, apertureWin, apertureMissPending, apertureFill, apertureDrop, aperturePin,
+  apertureConfig, apertureOff, apertureWin, apertureMissPending, apertureFill, apertureDrop, apertureSpan, aperturePin,
   apertureUnpin, gpaToWin, uaddrToWin,
 } from './aperture';
 export {

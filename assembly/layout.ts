@@ -84,10 +84,14 @@ export const SCR_RCOUNT: u32 = 0;
 export const SCR_WCOUNT: u32 = 4;
 export const SCR_RTOTAL: u32 = 8;
 export const SCR_WTOTAL: u32 = 12;
-/** An aperture miss: u32 pending, u32 region, u64 granule; then the mapping to make (apertureFill):
- *  u32 window address, i32 fd, u64 file offset, u32 length. */
+/** An aperture miss: u32 pending, u32 region, u64 granule; then the mapping to make (apertureFill), at
+ *  the MISS_JOB_* offsets from SCR_MISS: u32 window address, i32 fd, u64 file offset, u32 length. */
 export const SCR_MISS: u32 = 16;
 export const SCR_MISS_SIZE: u32 = 40;
+export const MISS_JOB_WIN: u32 = 16;
+export const MISS_JOB_FD: u32 = 20;
+export const MISS_JOB_FILE_OFF: u32 = 24;
+export const MISS_JOB_LEN: u32 = 32;
 export const SCR_STAT: u32 = 64;
 export const SCR_STAT_SIZE: u32 = 128;
 /** Segment lists: SEG_STRIDE bytes an entry, {u64 offset in the region, u32 len, u32 region}. */

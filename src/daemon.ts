@@ -11,6 +11,7 @@ import type { Logger } from './log.js';
 import { native } from './native.js';
 import type { WorkerInit } from './worker-init.js';
 import { MAX_MEM_SLOTS, sharedBuffer } from './memory/guest-memory.js';
+import { windowMiB } from './memory/window.js';
 import { Passthrough } from './fs/passthrough.js';
 import { VirtioFsDevice } from './virtio/device.js';
 import { WorkerPool } from './virtio/pool.js';
@@ -92,7 +93,7 @@ export class Daemon {
     );
     const L = vq.layout;
     log.info(
-      `guest memory: any size, up to ${MAX_MEM_SLOTS} regions; resident in the ${Math.floor((L.WINDOW_END - L.WINDOW_BASE) / 2 ** 20)} MiB ` +
+      `guest memory: any size, up to ${MAX_MEM_SLOTS} regions; resident in the ${windowMiB(L)} MiB ` +
         `window when it fits, beyond that reached through ${L.APERTURE_SLOT_SIZE >> 20} MiB apertures (docs/operations.md)`,
     );
     if (cfg.socketPath) {

@@ -14,7 +14,7 @@ import { Errno, MemoryError } from '../errors.js';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
 import { closeRegion, type MappedRegion, openRegion, type RegionDesc, windowSpan } from './region.js';
-import { type ApertureGeometry, apertureGeometry, firstFit, type WindowLayout, WINDOW_ALIGN } from './window.js';
+import { type ApertureGeometry, apertureGeometry, firstFit, type WindowLayout, WINDOW_ALIGN, windowMiB } from './window.js';
 
 export type { MappedRegion, RegionDesc } from './region.js';
 
@@ -39,6 +39,8 @@ export interface MemoryTable {
   apertureOff(): void;
   aperturePin(slot: number, region: number, granule: bigint): number;
   apertureUnpin(slot: number): void;
+  /** bytes to map for a granule of a region (0: unknown region) */
+  apertureSpan(region: number, granule: bigint): number;
 }
 
 /** The shared memory's buffer (a SharedArrayBuffer: the Memory is created shared). */
@@ -169,7 +171,7 @@ export class GuestMemory {
       this.unmapWindow(m);
       if (m.pageSize > 1 << L.GRANULE_SHIFT) {
         throw new MemoryError(
-          `guest memory of ${this.totalBytes >> 20n} MiB does not fit the ${Math.floor((L.WINDOW_END - L.WINDOW_BASE) / 2 ** 20)} MiB window, and a region backed by ${m.pageSize >> 20} MiB pages cannot be reached through 2 MiB apertures (use 2 MiB huge pages or smaller)`,
+          `guest memory of ${this.totalBytes >> 20n} MiB does not fit the ${windowMiB(L)} MiB window, and a region backed by ${m.pageSize >> 20} MiB pages cannot be reached through 2 MiB apertures (use 2 MiB huge pages or smaller)`,
           Errno.ENOMEM,
         );
       }
@@ -182,7 +184,7 @@ export class GuestMemory {
     if (crc < 0) throw new MemoryError(`aperture configuration refused (error ${crc})`, Errno.EINVAL);
     if (this.mode !== 'apertures') {
       this.log.info(
-        `guest memory (${this.totalBytes >> 20n} MiB) does not fit the ${Math.floor((L.WINDOW_END - L.WINDOW_BASE) / 2 ** 20)} MiB window: reaching it through apertures (${g.slotsPerWorker} × ${L.APERTURE_SLOT_SIZE >> 20} MiB per worker)`,
+        `guest memory (${this.totalBytes >> 20n} MiB) does not fit the ${windowMiB(L)} MiB window: reaching it through apertures (${g.slotsPerWorker} × ${L.APERTURE_SLOT_SIZE >> 20} MiB per worker)`,
       );
     }
     this.geometry = g;
@@ -315,6 +317,12 @@ export class GuestMemory {
     this.log.info(`guest memory apertures: ${hits} hits, ${misses} misses (${rate}% hits)`);
   }
 
+  /** Index (in the AS table's order) of the region holding frontend addresses [ua, ua+len) whole, or -1. */
+  regionByUaddr(ua: bigint, len: number): number {
+    const end = ua + BigInt(len);
+    return this.regions.findIndex((m) => ua >= m.userspaceAddr && end <= m.userspaceAddr + m.memorySize);
+  }
+
   /**
    * Makes the rings' frontend-address ranges reachable by the main thread (the queue records keep window
    * addresses): nothing to do when resident; with apertures, pins the granule each range starts in
@@ -325,7 +333,7 @@ export class GuestMemory {
     const L = this.vq.layout;
     const want = new Map<string, { region: number; granule: bigint }>();
     for (const { ua, len } of ranges) {
-      const region = this.regions.findIndex((m) => ua >= m.userspaceAddr && ua + BigInt(len) <= m.userspaceAddr + m.memorySize);
+      const region = this.regionByUaddr(ua, len);
       if (region < 0) continue;
       const m = this.regions[region]!;
       const granule = (m.mmapOffset + ua - m.userspaceAddr) >> BigInt(L.GRANULE_SHIFT);
@@ -343,12 +351,10 @@ export class GuestMemory {
       if (this.pins.has(key)) continue;
       while (used.has(next)) next++;
       if (next >= L.APERTURE_PINNED) throw new MemoryError('more rings than pinned apertures', Errno.ENOSPC);
-      const m = this.regions[region]!;
       const win = this.vq.aperturePin(next, region, granule);
-      const start = granule << BigInt(L.GRANULE_SHIFT);
-      const end = ((m.mmapOffset + m.memorySize + (1n << BigInt(L.GRANULE_SHIFT)) - 1n) >> BigInt(L.GRANULE_SHIFT)) << BigInt(L.GRANULE_SHIFT);
-      const len = Number(end - start < BigInt(L.APERTURE_SLOT_SIZE) ? end - start : BigInt(L.APERTURE_SLOT_SIZE));
-      const rc = win === 0 ? -Errno.EINVAL : native.mapFixed(sharedBuffer(this.memory), win, len, m.fd, Number(start));
+      const len = this.vq.apertureSpan(region, granule);
+      const fileOff = Number(granule << BigInt(L.GRANULE_SHIFT));
+      const rc = win === 0 || len === 0 ? -Errno.EINVAL : native.mapFixed(sharedBuffer(this.memory), win, len, this.regions[region]!.fd, fileOff);
       if (rc < 0) {
         this.vq.apertureUnpin(next);
         this.log.error(`mapping a ring aperture failed: errno ${-rc}`);

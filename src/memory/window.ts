@@ -22,6 +22,11 @@ export interface WindowLayout {
 /** Regions are placed on 2 MiB boundaries in the window, so huge-page backed regions stay aligned. */
 export const WINDOW_ALIGN = 2 * 1024 * 1024;
 
+/** The window's size in MiB (for messages). */
+export function windowMiB(L: WindowLayout): number {
+  return Math.floor((L.WINDOW_END - L.WINDOW_BASE) / 2 ** 20);
+}
+
 /** First fit for `len` bytes in [lo, hi) around the `used` ranges, 2 MiB aligned; -1 if none. */
 export function firstFit(used: ReadonlyArray<readonly [number, number]>, len: number, lo: number, hi: number): number {
   const sorted = [...used].sort((a, b) => a[0] - b[0]);

@@ -179,7 +179,7 @@ export class VirtioFsDevice {
     if (this.memory.mapped.length > 0) {
       const parts = ringRanges(r.num > 0 ? r.num : 1, addr);
       for (const [i, { ua, len }] of parts.entries()) {
-        if (!this.inOneRegion(ua, len)) {
+        if (this.memory.regionByUaddr(ua, len) < 0) {
           throw new DeviceError(`queue ${q}: ${align[i]![0]} ring 0x${ua.toString(16)}+${len} is not inside one memory region`);
         }
       }
@@ -188,12 +188,6 @@ export class VirtioFsDevice {
       r.addr = addr;
       r.failed = false;
     });
-  }
-
-  /** Does [ua, ua+len) lie inside one mapped region, by frontend (user) address? */
-  private inOneRegion(ua: bigint, len: number): boolean {
-    const end = ua + BigInt(len);
-    return this.memory.mapped.some((m) => ua >= m.userspaceAddr && end <= m.userspaceAddr + m.memorySize);
   }
 
   async setVringBase(q: number, base: number): Promise<void> {

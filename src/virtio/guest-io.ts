@@ -22,7 +22,7 @@ import type { VqExports } from './wasm.js';
 export class ApertureMapper {
   private readonly job: DataView;
   private readonly log: RateLimitedLog;
-  misses = 0;
+  /** Mappings that failed (the AS module counts hits and misses). */
   failures = 0;
   constructor(
     private readonly vq: VqExports,
@@ -39,11 +39,11 @@ export class ApertureMapper {
   fault(): boolean {
     const win = this.vq.apertureFill(this.wid);
     if (win === 0) return false;
-    this.misses++;
-    // The mapping apertureFill wrote after the miss record (assembly/aperture.ts).
-    const fd = this.job.getInt32(20, true);
-    const fileOff = Number(this.job.getBigUint64(24, true));
-    const len = this.job.getUint32(32, true);
+    // The mapping apertureFill wrote after the miss record (assembly/layout.ts, MISS_JOB_*).
+    const L = this.vq.layout;
+    const fd = this.job.getInt32(L.MISS_JOB_FD, true);
+    const fileOff = Number(this.job.getBigUint64(L.MISS_JOB_FILE_OFF, true));
+    const len = this.job.getUint32(L.MISS_JOB_LEN, true);
     const rc = native.mapFixed(this.buffer as SharedArrayBuffer, win, len, fd, fileOff);
     if (rc < 0) {
       this.failures++;

@@ -82,6 +82,10 @@ t.test('a miss is recorded, filled, mapped; then the same granule hits', async (
   const [h1, m1] = stats();
   t.equal(m1 - m0, 1n, 'one miss counted');
   t.equal(h1 - h0, 2n, 'two hits counted');
+  t.equal(vq.apertureSpan(0, 0n), L.APERTURE_SLOT_SIZE, 'an aperture maps two granules');
+  t.equal(vq.apertureSpan(0, BigInt(SIZE / G - 1)), G, "but not past the end of the region's last granule");
+  t.equal(vq.apertureSpan(0, BigInt(SIZE / G)), 0, 'nothing beyond it');
+  t.equal(vq.apertureSpan(5, 0n), 0, 'unknown region');
   t.equal(vq.apertureWin(W + 1, 0, 0n, 8), 0, 'worker 2 has no partition (2 configured: 0 and 1)');
   t.equal(vq.apertureFill(W + 1), 0);
   t.notOk(m.fault(), 'nothing to fill');
