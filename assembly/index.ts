@@ -22,3 +22,6 @@ export {
 export {
   handleInit, handleOpen, handleAcquire, handleFlags, handleRelease, handleClose, handleDrainNext, handleCount,
 } from './handles';
+export {
+  drvSetup, drvChain, drvAdd, drvKick, drvReap, drvArm, drvReplyCheck, patternFill, patternCheck,
+} from './driver';

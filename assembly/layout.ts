@@ -102,6 +102,39 @@ export const SCR_SUBLIST: u32 = SCR_WLIST + MAX_SEGS * SEG_STRIDE;
 export const SCR_INBUF: u32 = 0x20000;
 export const SCR_OUTBUF: u32 = SCR_INBUF + INBUF_SIZE;
 
+/** The driver side of the rings, for the load tester (src/loadtest/; assembly/driver.ts): a record per
+ *  queue (DRV_STRIDE bytes, D_* offsets), a list of used elements per queue filled by drvReap
+ *  ({u32 id, u32 len}), and the chain shapes a request is laid out by (a header {u32 count, replyOff,
+ *  replyCap, reqLen}, then count entries {u32 offset in the slot, u32 len, u32 flags}). The daemon never
+ *  touches this area. */
+export const DRV_BASE: u32 = 0x610000;
+export const DRV_STRIDE: u32 = 128;
+export const DRV_MAX_QUEUES: u32 = 64;
+export const DRV_REAP: u32 = DRV_BASE + DRV_MAX_QUEUES * DRV_STRIDE;
+export const DRV_REAP_MAX: u32 = 256;
+export const DRV_SHAPES: u32 = DRV_REAP + DRV_MAX_QUEUES * DRV_REAP_MAX * 8;
+export const DRV_SHAPE_STRIDE: u32 = 8192;
+export const DRV_MAX_SHAPES: u32 = 32;
+/** Buffers in one chain: header and arguments plus 4 KiB pages of up to 1 MiB of data, with room to spare;
+ *  an indirect table of that many descriptors fits a DRV_TABLE_STRIDE. */
+export const DRV_SHAPE_MAX_SEGS: u32 = 500;
+export const DRV_TABLE_STRIDE: u32 = 8192;
+export const D_SIZE: u32 = 0;
+export const D_DESC: u32 = 4;
+export const D_AVAIL: u32 = 8;
+export const D_USED: u32 = 12;
+export const D_AVAIL_IDX: u32 = 16;
+export const D_KICKED_IDX: u32 = 20;
+export const D_LAST_USED: u32 = 24;
+export const D_EVENT_IDX: u32 = 28;
+export const D_INDIRECT: u32 = 32;
+export const D_SLOT_BYTES: u32 = 36;
+export const D_DATA_GPA: u32 = 40;
+export const D_TABLE_GPA: u32 = 48;
+export const D_DATA_WIN: u32 = 56;
+export const D_TABLE_WIN: u32 = 60;
+export const D_SLOT_DESCS: u32 = 64;
+
 /** The guest window: whole regions (when they all fit) or apertures are mapped in [WINDOW_BASE, WINDOW_END). */
 export const WINDOW_BASE: u32 = 80 << 20;
 export const WINDOW_END: u32 = 0xFFFF0000;

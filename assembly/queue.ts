@@ -15,6 +15,14 @@ import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_SIZE } from './virtio';
 // after it, the atomic store of used.idx publishes the element written before it, and the store/load
 // pair in push (used.idx then used_event) is the full barrier the EVENT_IDX protocol needs (§2.6.7.2).
 
+/** §2.7.7.2 vring_need_event(event, new, old): the other side asked to be notified when the index passes
+ *  `event`, and this update moved it from `old` past it. Both sides of the ring use it (the device for
+ *  used_event, the load tester's driver for avail_event). */
+// @ts-ignore: decorator
+@inline export function vringNeedEvent(event: u32, nu: u32, old: u32): bool {
+  return ((nu - event - 1) & 0xFFFF) < ((nu - old) & 0xFFFF);
+}
+
 // @ts-ignore: decorator
 @inline export function qaddr(q: u32): u32 { return QUEUE_BASE + q * QUEUE_STRIDE; }
 
@@ -126,8 +134,7 @@ export function queuePush(q: u32, head: u32, len: u32): i32 {
   let notify: i32;
   if (load<u32>(a, Q_EVENT_IDX) != 0) {
     // §2.6.7.2 vring_need_event(used_event, new, old): (u16)(new - event - 1) < (u16)(new - old)
-    const ev = <u32>atomic.load<u16>(avail + 4 + 2 * size);
-    notify = ((nu - ev - 1) & 0xFFFF) < ((nu - old) & 0xFFFF) ? 1 : 0;
+    notify = vringNeedEvent(<u32>atomic.load<u16>(avail + 4 + 2 * size), nu, old) ? 1 : 0;
   } else {
     notify = (<u32>atomic.load<u16>(avail) & VIRTQ_AVAIL_F_NO_INTERRUPT) != 0 ? 0 : 1;
   }

@@ -12,3 +12,5 @@ export const VIRTQ_DESC_F_INDIRECT: u32 = 4;
 export const VIRTQ_AVAIL_F_NO_INTERRUPT: u32 = 1;
 /** struct virtq_desc: u64 addr, u32 len, u16 flags, u16 next. */
 export const VIRTQ_DESC_SIZE: u32 = 16;
+/** used.flags: the device asks for no kick (ignored once VIRTIO_F_EVENT_IDX is negotiated). */
+export const VIRTQ_USED_F_NO_NOTIFY: u32 = 1;

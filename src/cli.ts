@@ -22,6 +22,8 @@ function version(): string {
 export const CAPABILITIES = { type: 'fs' } as const;
 
 export async function main(argv: string[]): Promise<number> {
+  // `virtiofsd-ts loadtest …` is the load tester, a vhost-user frontend (src/loadtest/), not the daemon.
+  if (argv[0] === 'loadtest') return (await import('./loadtest/main.js')).main(argv.slice(1));
   let cfg: ReturnType<typeof parseArgs>;
   try {
     cfg = parseArgs(argv);

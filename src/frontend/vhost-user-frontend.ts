@@ -26,12 +26,16 @@ const REPLY_ACK_BIT = 1n << 3n;
 
 export class VhostUserFrontend {
   private replyAck = false;
+  /** how long a reply may take before the backend is declared stuck (undefined: wait forever) */
+  replyTimeoutMs: number | undefined;
   private constructor(readonly fd: number) {}
 
-  static connect(path: string): VhostUserFrontend {
+  static connect(path: string, replyTimeoutMs?: number): VhostUserFrontend {
     const fd = native.connectUnix(path);
     if (fd < 0) throw new FrontendError(`connect ${path}: errno ${-fd}`, -fd);
-    return new VhostUserFrontend(fd);
+    const fe = new VhostUserFrontend(fd);
+    fe.replyTimeoutMs = replyTimeoutMs;
+    return fe;
   }
 
   close(): void {
@@ -52,7 +56,12 @@ export class VhostUserFrontend {
     const b = Buffer.alloc(n);
     const fds = new Int32Array(8).fill(-1);
     let off = 0;
+    const pollFds = Int32Array.of(this.fd);
+    const revents = new Int32Array(1);
     while (off < n) {
+      if (this.replyTimeoutMs !== undefined && native.poll(pollFds, 1, this.replyTimeoutMs, revents) === 0) {
+        throw new FrontendError(`no reply from the backend within ${this.replyTimeoutMs} ms`);
+      }
       const r = native.recvMsg(this.fd, b, off, n - off, fds);
       for (const fd of fds) if (fd >= 0) native.close(fd);
       fds.fill(-1);

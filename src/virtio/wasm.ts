@@ -61,6 +61,10 @@ export const LAYOUT_KEYS = [
   'WINDOW_BASE', 'WINDOW_END',
   'Q_LOCK', 'Q_SIZE', 'Q_DESC', 'Q_AVAIL', 'Q_USED', 'Q_LAST_AVAIL', 'Q_NEXT_USED', 'Q_EVENT_IDX',
   'Q_BROKEN', 'Q_READY',
+  'DRV_BASE', 'DRV_STRIDE', 'DRV_MAX_QUEUES', 'DRV_REAP', 'DRV_REAP_MAX', 'DRV_SHAPES', 'DRV_SHAPE_STRIDE',
+  'DRV_MAX_SHAPES', 'DRV_SHAPE_MAX_SEGS', 'DRV_TABLE_STRIDE',
+  'D_SIZE', 'D_DESC', 'D_AVAIL', 'D_USED', 'D_AVAIL_IDX', 'D_KICKED_IDX', 'D_LAST_USED', 'D_EVENT_IDX', 'D_INDIRECT',
+  'D_SLOT_BYTES', 'D_DATA_GPA', 'D_TABLE_GPA', 'D_DATA_WIN', 'D_TABLE_WIN', 'D_SLOT_DESCS',
 ] as const;
 export type VqLayout = { readonly [K in (typeof LAYOUT_KEYS)[number]]: number };
 
@@ -132,6 +136,21 @@ const EXPORTS = {
   gather: u32Of6<(w: number, list: number, count: number, skip: number, dst: number, len: number) => number>(),
   scatter: u32Of6<(w: number, src: number, len: number, list: number, count: number, skip: number) => number>(),
   subList: asIs<(list: number, count: number, skip: number, len: number, out: number, max: number) => number>(),
+  // the driver side (the load tester, assembly/driver.ts)
+  drvSetup: asIs<
+    (
+      q: number, size: number, desc: number, avail: number, used: number, eventIdx: number, indirect: number,
+      slotBytes: number, dataGpa: bigint, dataWin: number, tableGpa: bigint, tableWin: number, slotDescs: number,
+    ) => number
+  >(),
+  drvChain: asIs<(q: number, slot: number, shape: number) => number>(),
+  drvAdd: asIs<(q: number, head: number) => void>(),
+  drvKick: asIs<(q: number) => number>(),
+  drvReap: asIs<(q: number) => number>(),
+  drvArm: asIs<(q: number) => number>(),
+  drvReplyCheck: asIs<(win: number, usedLen: number, cap: number, uniqueLo: number, uniqueHi: number) => number>(),
+  patternFill: asIs<(dst: number, len: number, off: number, seed: number) => void>(),
+  patternCheck: asIs<(src: number, len: number, off: number, seed: number) => number>(),
   // inode table
   inodeInit: asIs<(rootFd: number, dev: bigint, ino: bigint) => void>(),
   inodeLookup: u64<[dev: bigint, ino: bigint, fd: number]>(),
