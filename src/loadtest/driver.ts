@@ -15,7 +15,7 @@ import { loadVirtqueueModule } from '../virtio/wasm.js';
 import { SLOT_DATA, SLOT_REPLY } from './guest.js';
 import { Histogram } from './histogram.js';
 import {
-  COUNTER_STRIDE, CTL_ABORT, CTL_PHASE, C_BYTES, C_DONE, C_ERRORS, C_OPS, C_REQUESTS, C_VERIFIED, type OpKindName,
+  COUNTER_STRIDE, CTL_ABORT, CTL_PHASE, C_BYTES, C_DONE, C_SECONDS, C_ERRORS, C_OPS, C_REQUESTS, C_VERIFIED, type OpKindName,
   PHASE_MEASURE, PHASE_STOP, PHASE_WAIT, type ThreadPlan, type ThreadReport, movesData,
 } from './plan.js';
 import { NAME_LEN, StepKind, buildSteps } from './steps.js';
@@ -130,6 +130,14 @@ let writtenCount = 0;
 const lookupCount = new Float64Array(Math.max(1, fx.entries));
 const lookupLo = new Uint32Array(Math.max(1, fx.entries));
 const lookupHi = new Uint32Array(Math.max(1, fx.entries));
+
+let measureStart = 0;
+/** Ends the measured interval: its length is this thread's own, so ops and histogram agree exactly. */
+function stopMeasuring(): void {
+  if (!measuring) return;
+  measuring = false;
+  counters[C_SECONDS] = (performance.now() - measureStart) / 1000;
+}
 
 function fail(msg: string): void {
   if (failure === undefined) failure = msg;
@@ -260,7 +268,10 @@ function endOp(qi: number, s: number, g: number, ok: boolean): void {
     } else {
       counters[C_ERRORS]! += 1;
     }
-    if (plan.opsQuota > 0 && counters[C_OPS]! + counters[C_ERRORS]! >= plan.opsQuota) stopping = true;
+    if (plan.opsQuota > 0 && counters[C_OPS]! + counters[C_ERRORS]! >= plan.opsQuota) {
+      stopping = true;
+      stopMeasuring();
+    }
   }
   if (!stopping && failure === undefined) startOp(qi, s, g);
 }
@@ -419,8 +430,9 @@ function run(): void {
       if (phase === PHASE_MEASURE) {
         hist.reset();
         measuring = true;
+        measureStart = performance.now();
       } else if (phase === PHASE_STOP) {
-        measuring = false;
+        stopMeasuring();
         stopping = true;
       }
     }

@@ -52,6 +52,8 @@ export const C_REQUESTS = 2;
 export const C_ERRORS = 3;
 export const C_VERIFIED = 4;
 export const C_DONE = 5;
+/** seconds from the thread's seeing PHASE_MEASURE to its seeing PHASE_STOP (or its quota done) */
+export const C_SECONDS = 6;
 export const COUNTER_STRIDE = 8;
 
 export interface ThreadPlan {

@@ -14,7 +14,7 @@ import { MainFuse, prepareFixture } from './fixture.js';
 import { LoadGuest } from './guest.js';
 import { Histogram } from './histogram.js';
 import {
-  COUNTER_STRIDE, CTL_ABORT, CTL_PHASE, C_BYTES, C_DONE, C_ERRORS, C_OPS, C_REQUESTS, C_VERIFIED, type OpKindName,
+  COUNTER_STRIDE, CTL_ABORT, CTL_PHASE, C_BYTES, C_DONE, C_SECONDS, C_ERRORS, C_OPS, C_REQUESTS, C_VERIFIED, type OpKindName,
   PHASE_MEASURE, PHASE_STOP, PHASE_WARMUP, type ThreadPlan, type ThreadReport, type WorkloadName,
 } from './plan.js';
 import type { Progress } from './progress.js';
@@ -51,6 +51,7 @@ export async function runWorkload(
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-loadtest-'));
   let backend: RunningBackend | undefined;
   let guest: LoadGuest | undefined;
+  let failed = true;
   const label = `${workload} ${spec.label}${round ? ` r${round}` : ''}`;
   try {
     backend = await startBackend(spec, dir, o.share);
@@ -78,6 +79,7 @@ export async function runWorkload(
     // Read back what the write workloads wrote last, then give back lookups and handles.
     const failure = afterwards(fuse, fx, outcome.reports, outcome.writeSeed, o.bs, scratchName);
     if (failure) return { ok: false, reason: failure };
+    failed = false;
     return { ok: true, result: outcome.result };
   } catch (e) {
     const why = backend?.exitReason();
@@ -85,7 +87,8 @@ export async function runWorkload(
     return { ok: false, reason: why ? `the backend ${why} (${msg})${backend?.tail() ? `:\n${backend.tail()}` : ''}` : msg };
   } finally {
     guest?.close();
-    await backend?.stop();
+    // A backend that failed the run (stopped answering: SIGTERM may not reach it) gets a short grace.
+    await backend?.stop(failed ? 1000 : 5000);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -220,14 +223,8 @@ async function drive(
     }
     if (o.ops > 0 ? allDone() : elapsed >= o.durationS) break;
   }
-  const t1 = performance.now();
   const cpu1 = cpu?.sample() ?? 0;
   const self1 = selfCpuNs();
-  const ops = sum(C_OPS);
-  const bytes = sum(C_BYTES);
-  const requests = sum(C_REQUESTS);
-  const errors = sum(C_ERRORS);
-  const verified = sum(C_VERIFIED);
   Atomics.store(ctl, CTL_PHASE, PHASE_STOP);
   // The threads drain what is in flight; a backend that stopped answering makes them give up after timeoutMs.
   const drained = await Promise.race([Promise.all(finished).then(() => true), sleep(o.timeoutMs + 3000).then(() => false)]);
@@ -240,9 +237,23 @@ async function drive(
   if (abortReason) return { ok: false, reason: abortReason };
   const done = reports.filter((r): r is ThreadReport => r !== undefined);
   if (done.length !== o.threads) return { ok: false, reason: 'a driver thread ended without a report' };
+  // Each thread timed its own measured interval; the counters and histograms are final now.
+  const ops = sum(C_OPS);
+  const requests = sum(C_REQUESTS);
+  const errors = sum(C_ERRORS);
+  const verified = sum(C_VERIFIED);
+  let opsPerS = 0;
+  let bytesPerS = 0;
+  let seconds = 0;
+  for (let t = 0; t < o.threads; t++) {
+    const s = counters[t * COUNTER_STRIDE + C_SECONDS]!;
+    if (s <= 0) continue;
+    opsPerS += counters[t * COUNTER_STRIDE + C_OPS]! / s;
+    bytesPerS += counters[t * COUNTER_STRIDE + C_BYTES]! / s;
+    seconds = Math.max(seconds, s);
+  }
   const hist = liveHist();
   hist.maxNs = Math.max(...done.map((r) => r.maxNs));
-  const seconds = (t1 - t0) / 1000;
   const errnos: Record<string, number> = {};
   for (const r of done) for (const [k, v] of Object.entries(r.errnos)) errnos[k] = (errnos[k] ?? 0) + v;
   const perOp = (ns: number): number => (ops > 0 ? round3(ns / 1000 / ops) : 0);
@@ -259,8 +270,8 @@ async function drive(
     ops,
     requests,
     seconds: round3(seconds),
-    ops_per_s: round3(ops / seconds),
-    mib_per_s: round3(bytes / seconds / 1048576),
+    ops_per_s: round3(opsPerS),
+    mib_per_s: round3(bytesPerS / 1048576),
     min_us: us(hist.minNs()),
     mean_us: us(hist.meanNs()),
     p50_us: us(hist.quantileNs(0.5)),
