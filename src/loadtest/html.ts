@@ -107,8 +107,10 @@ function unique(xs: string[]): string[] {
 function seriesLabel(r: WorkloadResult): string {
   return r.round === undefined ? r.backend : `${r.backend} · round ${r.round}`;
 }
+function plural(k: number, w: string): string {
+  return `${k} ${w}${k === 1 ? '' : 's'}`;
+}
 function config(r: WorkloadResult): string {
-  const plural = (k: number, w: string) => `${k} ${w}${k === 1 ? '' : 's'}`;
   return `bs ${bytes(r.bs)} · depth ${r.depth} · ${plural(r.queues, 'queue')} · ${plural(r.threads, 'thread')}`;
 }
 
@@ -126,9 +128,10 @@ export function renderHtml(report: Report): string {
   const parts: string[] = [];
   parts.push(`<header class="card"><h1>virtiofsd-ts loadtest</h1>`);
   parts.push(`<p class="sub">started ${esc(report.started)}</p><code class="cmd">${esc(shellLine(report.argv))}</code>`);
-  parts.push(`<div class="facts"><span>host <b>${esc(String(report.host.cpus))} CPUs</b></span>`);
+  parts.push(`<div class="facts"><span>host <b>${esc(plural(report.host.cpus, 'CPU'))}</b></span>`);
   parts.push(`<span>kernel <b>${esc(report.host.kernel)}</b></span><span>node <b>${esc(report.host.node)}</b></span>`);
-  parts.push(`<span><b>${workloads.length}</b> workloads · <b>${report.results.length}</b> results · <b>${report.failures.length}</b> failures</span></div>`);
+  const counts = [plural(workloads.length, 'workload'), plural(report.results.length, 'result'), plural(report.failures.length, 'failure')];
+  parts.push(`<span>${counts.map((c) => c.replace(/^(\d+)/, '<b>$1</b>')).join(' · ')}</span></div>`);
   parts.push(`<div class="legend">${backends.map((b) => `<span>${swatch(b)}${esc(b)}</span>`).join('')}</div></header>`);
 
   if (report.failures.length > 0) {
@@ -207,7 +210,7 @@ function compareSection(rows: CompareRow[], swatch: (b: string) => string): stri
     note: `${c.b} / ${c.a}: ${fixed(c.ratio, 3)} median of ${c.rounds} rounds (${fixed(c.ratio_min, 3)}–${fixed(c.ratio_max, 3)})`,
   }));
   return `<section class="card" id="compare"><h2>Compare: B against A, median over the rounds</h2><table><thead><tr>${head.map((h, i) => `<th${i < 3 ? ' class="l"' : ''}>${h}</th>`).join('')}</tr></thead><tbody>${body.join('')}</tbody></table>
-<figure style="margin-top:16px"><figcaption>B/A throughput per workload: bar = median ratio, whisker = min–max over the rounds, dashed line = parity</figcaption>${ratioBars(chartIds.compare, 'compare bars', bars, title)}</figure></section>`;
+<figure style="margin-top:16px"><figcaption>B/A throughput per workload: bar = median ratio (green: B faster in every round, red: slower in every round, amber: the rounds disagree), whisker = min–max, dashed line = parity</figcaption>${ratioBars(chartIds.compare, 'compare bars', bars, title)}</figure></section>`;
 }
 
 function workloadCard(w: string, i: number, rs: WorkloadResult[], colour: (b: string) => string, dash: (r: WorkloadResult) => string): string {
