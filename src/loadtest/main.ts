@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
+import { renderHtml } from './html.js';
 import { type LoadtestOptions, USAGE, parseOptions } from './options.js';
 import { Progress } from './progress.js';
 import type { CompareRow, Report, WorkloadResult } from './report-types.js';
@@ -79,8 +80,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (o.json) writeJson(o.json, report.results, report.compare);
   if (o.html) {
-    const html = (await import(new URL('./html.js', import.meta.url).href)) as { renderHtml(r: Report): string };
-    fs.writeFileSync(o.html, html.renderHtml(report));
+    fs.writeFileSync(o.html, renderHtml(report));
   }
   return report.failures.length > 0 || interrupted ? 1 : 0;
 }
