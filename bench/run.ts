@@ -9,8 +9,9 @@ import { UsageError } from '../src/errors.js';
 const USAGE = `usage: npm run bench -- [<benchmark>] [options]     (see bench/README.md)
 
 benchmarks:
-  guest-fio      (default) a TCG guest runs fio and a metadata loop against the reference daemon and ours
-  host-fuse      FUSE request loops from our own frontend to each daemon, no guest
+  (none)         both: host, then guest-fio
+  host           the load tester, no guest: every workload, the reference daemon against ours (--compare)
+  guest-fio      a TCG guest runs fio and a metadata loop against the reference daemon and ours
   prof-summary   summarise V8 .cpuprofile files (self/total time per function)
 
 npm run bench -- <benchmark> --help     that benchmark's options`;
@@ -25,10 +26,7 @@ const BENCHES: Record<string, () => Promise<Bench>> = {
     const [m, u] = await Promise.all([import('./guest-fio/main.js'), import('./guest-fio/options.js')]);
     return { main: m.main, USAGE: u.USAGE };
   },
-  'host-fuse': async () => {
-    const [m, u] = await Promise.all([import('./host-fuse/main.js'), import('./host-fuse/options.js')]);
-    return { main: m.main, USAGE: u.USAGE };
-  },
+  host: async () => import('./host.js'),
   'prof-summary': async () => import('./cpuprofile.js'),
 };
 
@@ -38,7 +36,13 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const named = first !== undefined && !first.startsWith('-');
+  if (first === undefined) {
+    // The whole benchmark: the host side (seconds per workload), then the guests (minutes).
+    const host = await (await BENCHES.host!()).main([]);
+    const guest = await (await BENCHES['guest-fio']!()).main([]);
+    return host !== 0 ? host : guest;
+  }
+  const named = !first.startsWith('-');
   const name = named ? first : 'guest-fio';
   const args = named ? rest : argv;
   const load = BENCHES[name];

@@ -23,6 +23,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   fuse: ['abi', 'errors', 'log', 'fs'],
   // the driver side: vhost-user message codec, region descriptions, the wire ABI
   frontend: ['abi', 'errors', 'native', 'memory', 'vhost'],
+  // the load tester: a frontend that runs the AS module's driver-side rings (virtio's wasm loader)
+  loadtest: ['abi', 'errors', 'native', 'package-root', 'virtio', 'vhost', 'frontend'],
 };
 const WIRING = new Set(['cli', 'config', 'daemon', 'worker', 'worker-init']);
 
