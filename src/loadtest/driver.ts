@@ -302,7 +302,7 @@ function complete(qi: number, id: number, len: number): void {
   } else {
     error = vq.drvReplyCheck(r, len, st.replyCap, uniqLo[g]!, plan.queues[qi]!.index);
     if (error > 0) {
-      fail(headerFault(error, Opcode[st.opcode] ?? String(st.opcode), u8, r, len, st.replyCap));
+      fail(headerFault(error, (Opcode[st.opcode] ?? String(st.opcode)).toUpperCase(), u8, r, len, st.replyCap));
       return;
     }
   }
