@@ -81,6 +81,8 @@ export interface Native {
   connectUnix(path: string, nonblock?: boolean, dgram?: boolean): number;
   /** 1: fd is a listening AF_UNIX stream socket; 0: another kind of socket or file; -errno (EBADF) */
   isListeningUnixStream(fd: number): number;
+  /** SO_PEERCRED's pid of a connected AF_UNIX socket (a client learns the listener's), or -errno. */
+  peerPid(fd: number): number;
   /**
    * recvmsg into buf[off, off+len) with MSG_CMSG_CLOEXEC. Bytes (0 = EOF) or -errno. Received fds go to
    * fds[0..]; the remaining entries are set to -1; fds beyond fds.length are closed.

@@ -13,6 +13,7 @@
   X(AcceptUnix, acceptUnix)                      \
   X(ConnectUnix, connectUnix)                    \
   X(IsListeningUnixStream, isListeningUnixStream) \
+  X(PeerPid, peerPid)                            \
   X(RecvMsg, recvMsg)                            \
   X(SendMsg, sendMsg)                            \
   /* wait.cc: fd watchers, eventfd, poll, epoll */ \

@@ -99,6 +99,18 @@ Napi::Value NativeAddon::IsListeningUnixStream(const Napi::CallbackInfo& info) {
   return num(env, type == SOCK_STREAM && acc ? 1 : 0);
 }
 
+// The pid of a connected AF_UNIX socket's peer (SO_PEERCRED: for the connecting side, the process that
+// called listen(2)), or -errno.
+Napi::Value NativeAddon::PeerPid(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  ARGS_OR_THROW(args(info, fd));
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return num(env, -errno);
+  return num(env, cred.pid);
+}
+
 Napi::Value NativeAddon::RecvMsg(const Napi::CallbackInfo& info) {
   return callWith(info, [](int32_t fd, Slice buf, Int32s fds) {
     for (size_t i = 0; i < fds.len; i++) fds.data[i] = -1;

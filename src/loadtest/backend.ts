@@ -13,7 +13,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { packageRoot } from '../package-root.js';
-import { listenerPid } from './cpu.js';
 
 export const REFERENCE_VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 
@@ -83,7 +82,7 @@ export function backendFromCommand(cmd: string): BackendSpec {
 /** A started backend, or the pid of one listening elsewhere. */
 export interface RunningBackend {
   socket: string;
-  /** the pid whose process tree's CPU is counted; undefined when unknown */
+  /** the pid whose process tree's CPU is counted (for an external backend: --backend-pid, if given) */
   pid: number | undefined;
   /** set once the process exits: a description ("exited with code 1", "killed by SIGKILL") */
   exitReason(): string | undefined;
@@ -98,11 +97,10 @@ export interface RunningBackend {
 /** Starts `spec` (or finds the external one) and resolves once its socket is listening. */
 export async function startBackend(spec: BackendSpec, dir: string, share: string, timeoutMs = 15_000): Promise<RunningBackend> {
   if (!spec.argv) {
-    const socket = spec.socket!;
-    const pid = spec.pid ?? listenerPid(socket);
+    // Without --backend-pid the pid is learnt from the connection (SO_PEERCRED) once connected.
     return {
-      socket,
-      pid,
+      socket: spec.socket!,
+      pid: spec.pid,
       exitReason: () => undefined,
       exited: new Promise<string>(() => {}),
       tail: () => '',

@@ -80,37 +80,3 @@ export class TreeCpu {
 export function selfCpuNs(): number {
   return processCpuNs(process.pid) ?? process.cpuUsage().user * 1000 + process.cpuUsage().system * 1000;
 }
-
-/**
- * The pid of the process listening on the AF_UNIX socket at `path` (for a backend the tester did not
- * start): the socket's inode from /proc/net/unix, then the process holding it among /proc/PID/fd.
- */
-export function listenerPid(path: string): number | undefined {
-  const table = read('/proc/net/unix');
-  if (!table) return undefined;
-  let inode: string | undefined;
-  for (const line of table.split('\n')) {
-    const f = line.trim().split(/\s+/);
-    // Num RefCount Protocol Flags Type St Inode Path; flags 00010000 = __SO_ACCEPTCON (listening)
-    if (f[7] === path && f[3] === '00010000') inode = f[6];
-  }
-  if (!inode) return undefined;
-  const want = `socket:[${inode}]`;
-  for (const p of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
-    let fds: string[];
-    try {
-      fds = fs.readdirSync(`/proc/${p}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        if (fs.readlinkSync(`/proc/${p}/fd/${fd}`) === want) return Number(p);
-      } catch {
-        /* closed meanwhile */
-      }
-    }
-  }
-  return undefined;
-}

@@ -169,7 +169,10 @@ async function drive(
   const watch = native.watchFd(g.fe.fd, () => abort(backend.exitReason() ? `the backend ${backend.exitReason()}` : 'the backend closed the vhost-user connection'));
   void backend.exited.then((why) => abort(`the backend ${why}`));
   await Promise.all(ready);
-  const cpu = backend.pid !== undefined ? new TreeCpu(backend.pid) : undefined;
+  // A backend someone else started: the process that listens on the socket (SO_PEERCRED).
+  const peer = native.peerPid(g.fe.fd);
+  const pid = backend.pid ?? (peer > 0 ? peer : undefined);
+  const cpu = pid !== undefined ? new TreeCpu(pid) : undefined;
   const sampleMs = Math.min(1000, Math.max(100, (o.durationS * 1000) / 20));
   const timeline: TimelineSample[] = [];
   const sum = (k: number): number => {
