@@ -50,6 +50,9 @@ export interface GuestOptions {
   /** descriptors a request may need when there are no indirect descriptors */
   directDescs: number;
   replyTimeoutMs: number;
+  /** take VIRTIO_RING_F_INDIRECT_DESC / VIRTIO_RING_F_EVENT_IDX when offered (a Linux guest does) */
+  indirect: boolean;
+  eventIdx: boolean;
 }
 
 export interface Negotiated {
@@ -92,7 +95,7 @@ export class LoadGuest {
     const fe = connectRetry(socket, o.replyTimeoutMs);
     let memfd = -1;
     try {
-      const n = negotiate(fe);
+      const n = negotiate(fe, o);
       if (o.requestQueues > n.maxRequestQueues) {
         throw new FrontendError(`the backend serves ${n.maxRequestQueues} request queue(s), not ${o.requestQueues}`);
       }
@@ -210,7 +213,7 @@ function connectRetry(socket: string, timeoutMs: number): VhostUserFrontend {
 }
 
 /** The negotiation QEMU 7.2 does for vhost-user-fs, and the ring features a Linux 6.x driver takes. */
-function negotiate(fe: VhostUserFrontend): Negotiated {
+function negotiate(fe: VhostUserFrontend, o: GuestOptions): Negotiated {
   const offered = fe.getFeatures();
   const need = (1n << VIRTIO_F_VERSION_1) | (1n << VHOST_USER_F_PROTOCOL_FEATURES);
   if ((offered & need) !== need) throw new FrontendError(`the backend lacks VERSION_1 or PROTOCOL_FEATURES (features 0x${offered.toString(16)})`);
@@ -221,7 +224,7 @@ function negotiate(fe: VhostUserFrontend): Negotiated {
   const maxRequestQueues = (protocol & bit(ProtocolFeature.MQ)) !== 0n ? Number(fe.getQueueNum()) - 1 : 1;
   if ((protocol & bit(ProtocolFeature.CONFIGURE_MEM_SLOTS)) !== 0n) fe.getMaxMemSlots();
   fe.setOwner();
-  const ring = (1n << VIRTIO_RING_F_EVENT_IDX) | (1n << VIRTIO_RING_F_INDIRECT_DESC);
+  const ring = (o.eventIdx ? 1n << VIRTIO_RING_F_EVENT_IDX : 0n) | (o.indirect ? 1n << VIRTIO_RING_F_INDIRECT_DESC : 0n);
   const features = need | (offered & ring);
   fe.setFeatures(features);
   return {

@@ -32,6 +32,9 @@ workload:
   --queue-size=N           descriptors per queue, a power of two (default 128, as QEMU's vhost-user-fs)
   --entries=N              files in the directory of lookup/readdir (default 1000)
   --file-size=SIZE         size of the read and write files (default 64M)
+  --no-indirect            do not take indirect descriptors (each request then uses several ring
+                           descriptors, its data one buffer)
+  --no-event-idx           do not take EVENT_IDX (notifications follow the rings' flags instead)
   --timeout=SECONDS        a backend that leaves a request unanswered this long fails the run (default 10)
 
 output:
@@ -61,6 +64,8 @@ export interface LoadtestOptions {
   entries: number;
   fileBytes: number;
   timeoutMs: number;
+  indirect: boolean;
+  eventIdx: boolean;
   json?: string;
   html?: string;
   quiet: boolean;
@@ -101,7 +106,7 @@ export function parseOptions(argv: string[]): LoadtestOptions {
   const o: LoadtestOptions = {
     backends: [], compare: false, rounds: 3, workloads: [...WORKLOADS], mix: parseMix('read-rand:4,write-rand:2,getattr:2,lookup:2'),
     durationS: 10, ops: 0, warmupS: -1, bs: 4096, depth: 16, queues: 1, threads: 1, queueSize: 128, entries: 1000,
-    fileBytes: 64 << 20, timeoutMs: 10_000, quiet: false, help: false,
+    fileBytes: 64 << 20, timeoutMs: 10_000, indirect: true, eventIdx: true, quiet: false, help: false,
   };
   let socket: string | undefined;
   let pid: number | undefined;
@@ -114,7 +119,7 @@ export function parseOptions(argv: string[]): LoadtestOptions {
     if (!a.startsWith('--')) throw new UsageError(`unexpected argument '${a}'`);
     const eq = a.indexOf('=');
     const key = eq < 0 ? a.slice(2) : a.slice(2, eq);
-    const flag = key === 'quiet' || key === 'compare';
+    const flag = key === 'quiet' || key === 'compare' || key === 'no-indirect' || key === 'no-event-idx';
     let val = eq < 0 ? undefined : a.slice(eq + 1);
     if (val === undefined && !flag) {
       val = argv[++i];
@@ -168,6 +173,8 @@ export function parseOptions(argv: string[]): LoadtestOptions {
       case 'json': o.json = v; break;
       case 'html': o.html = v; break;
       case 'quiet': o.quiet = true; break;
+      case 'no-indirect': o.indirect = false; break;
+      case 'no-event-idx': o.eventIdx = false; break;
       default:
         throw new UsageError(`unknown option --${key}`);
     }

@@ -39,6 +39,9 @@ export interface RunOptions {
   timeoutMs: number;
   /** the share for backends the tester starts */
   share: string;
+  /** take indirect descriptors / EVENT_IDX when the backend offers them */
+  indirect: boolean;
+  eventIdx: boolean;
 }
 
 export type RunOutcome = { ok: true; result: WorkloadResult } | { ok: false; reason: string };
@@ -63,6 +66,8 @@ export async function runWorkload(
       slotBytes,
       directDescs: directDescsNeeded(o.bs),
       replyTimeoutMs: o.timeoutMs,
+      indirect: o.indirect,
+      eventIdx: o.eventIdx,
     });
     const g = guest;
     writeShapes(g.vq, g.memory, o.bs, g.negotiated.indirect);

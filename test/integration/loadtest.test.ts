@@ -106,6 +106,22 @@ t.test('every workload runs against the reference daemon', { skip: fs.existsSync
   checkAll(tt, 'reference', readJson(json) as WorkloadResult[]);
 });
 
+t.test('without indirect descriptors and EVENT_IDX (direct chains, flag-based notifications), with --ops', async (tt) => {
+  const json = path.join(tmp, 'direct.json');
+  const r = await loadtest(['--backend', OURS, '--no-indirect', '--no-event-idx', '--workloads=read-rand,write-seq,create-unlink,readdir', '--ops=400',
+    '--depth=4', '--queues=2', '--threads=2', '--bs=64k', '--entries=50', '--file-size=4M', '--quiet', `--json=${json}`]);
+  tt.equal(r.code, 0, r.stderr);
+  const results = readJson(json) as WorkloadResult[];
+  tt.equal(results.length, 4);
+  for (const x of results) {
+    tt.equal(x.ops, 400, `${x.workload}: exactly --ops operations`);
+    tt.equal(x.errors, 0, `${x.workload}: no errors`);
+    tt.equal(x.queues, 2);
+    tt.equal(x.threads, 2);
+  }
+  tt.equal(results[0]!.verified_bytes, 400 * 65536, 'every READ verified');
+});
+
 t.test('--compare: both backends, alternating, a ratio with its spread', { skip: fs.existsSync(REFERENCE_DAEMON) ? false : `no ${REFERENCE_DAEMON}` }, async (tt) => {
   const json = path.join(tmp, 'cmp.json');
   const r = await loadtest(['--compare', 'reference', 'ours', '--rounds=2', '--workloads=getattr', '--duration=0.5', '--quiet', `--json=${json}`]);
