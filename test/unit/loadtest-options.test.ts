@@ -38,7 +38,7 @@ t.test('defaults', async (t) => {
   t.same(o.mix, [['read-rand', 4], ['write-rand', 2], ['getattr', 2], ['lookup', 2]]);
   t.equal(o.durationS, 10);
   t.equal(o.ops, 0);
-  t.equal(o.warmupS, 1, 'warm-up: a tenth of the duration');
+  t.ok(o.warmupS > 0 && o.warmupS <= 2, `warm-up ${o.warmupS} s: some, at most 2 s`);
   t.equal(o.bs, 4096);
   t.equal(o.depth, 16);
   t.equal(o.queues, 1);
@@ -183,10 +183,15 @@ t.test('limits that are just inside', async (t) => {
   t.equal(parseOptions([B, '--mix=getattr:1000']).mix[0]![1], 1000);
 });
 
-t.test('--warmup default: a tenth of the duration, at most 2 s, 0 with --ops; explicit wins', async (t) => {
-  t.equal(parseOptions([B, '--duration=5']).warmupS, 0.5);
-  t.equal(parseOptions([B, '--duration=20']).warmupS, 2);
-  t.equal(parseOptions([B, '--duration=60']).warmupS, 2, 'capped at 2 s');
+t.test('--warmup default: part of the duration, growing with it up to 2 s, 0 with --ops; explicit wins', async (t) => {
+  // The fraction of the duration is a tuning choice (USAGE states it); these hold whatever it is.
+  const w = (d: number): number => parseOptions([B, `--duration=${d}`]).warmupS;
+  const ds = [0.1, 0.5, 1, 2, 5, 10, 15, 20, 60, 3600];
+  t.ok(ds.every((d) => w(d) > 0 && w(d) <= 2), `in (0, 2] for ${ds.join(', ')} s: ${ds.map(w).join(', ')}`);
+  t.ok(ds.every((d, i) => i === 0 || w(d) >= w(ds[i - 1]!)), 'never shorter for a longer run');
+  t.equal(w(20), 2, '20 s: the 2 s cap');
+  t.equal(w(3600), 2, 'capped at 2 s');
+  t.ok(w(0.1) < 2, 'a short run gets less');
   t.equal(parseOptions([B, '--ops=100']).warmupS, 0, '--ops: no warm-up');
   t.equal(parseOptions([B, '--ops=100', '--warmup=1']).warmupS, 1, 'explicit with --ops');
   t.equal(parseOptions([B, '--warmup=0']).warmupS, 0, 'explicit 0');
