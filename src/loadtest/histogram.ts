@@ -55,11 +55,13 @@ export class Histogram {
   quantileNs(q: number): number {
     const total = this.total();
     if (total === 0) return 0;
+    if (q >= 1 && this.maxNs > 0) return this.maxNs;
     const rank = Math.max(1, Math.ceil(q * total));
     let seen = 0;
     for (let i = 0; i < HISTOGRAM_BUCKETS; i++) {
       seen += this.counts[i]!;
-      if (seen >= rank) return this.maxNs > 0 ? Math.min(upperOf(i), this.maxNs) : upperOf(i);
+      // the last bucket also holds everything beyond 2^MAX_EXP ns: its bound is the max then
+      if (seen >= rank) return this.maxNs > 0 && (i === HISTOGRAM_BUCKETS - 1 || upperOf(i) > this.maxNs) ? this.maxNs : upperOf(i);
     }
     return this.maxNs;
   }

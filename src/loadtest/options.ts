@@ -81,8 +81,8 @@ export function parseSize(name: string, v: string): number {
 }
 
 function int(name: string, v: string, min: number, max: number): number {
-  const x = Number(v);
-  if (v === '' || !Number.isInteger(x) || x < min || x > max) throw new UsageError(`--${name} must be an integer from ${min} to ${max}, not '${v}'`);
+  const x = /^\d+$/.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isInteger(x) || x < min || x > max) throw new UsageError(`--${name} must be an integer from ${min} to ${max}, not '${v}'`);
   return x;
 }
 
@@ -102,6 +102,13 @@ export function parseMix(v: string): Array<[OpKindName, number]> {
   return out;
 }
 
+/** options without a value (--compare takes its two backends as the next arguments) */
+const FLAGS = new Set(['quiet', 'compare', 'no-indirect', 'no-event-idx']);
+const KNOWN = new Set([
+  ...FLAGS, 'backend', 'socket-path', 'backend-pid', 'rounds', 'share', 'workloads', 'workload', 'mix', 'duration', 'ops',
+  'warmup', 'bs', 'depth', 'queues', 'threads', 'queue-size', 'entries', 'file-size', 'timeout', 'json', 'html',
+]);
+
 export function parseOptions(argv: string[]): LoadtestOptions {
   const o: LoadtestOptions = {
     backends: [], compare: false, rounds: 3, workloads: [...WORKLOADS], mix: parseMix('read-rand:4,write-rand:2,getattr:2,lookup:2'),
@@ -110,6 +117,7 @@ export function parseOptions(argv: string[]): LoadtestOptions {
   };
   let socket: string | undefined;
   let pid: number | undefined;
+  let fileSizeGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-h' || a === '--help') {
@@ -119,8 +127,10 @@ export function parseOptions(argv: string[]): LoadtestOptions {
     if (!a.startsWith('--')) throw new UsageError(`unexpected argument '${a}'`);
     const eq = a.indexOf('=');
     const key = eq < 0 ? a.slice(2) : a.slice(2, eq);
-    const flag = key === 'quiet' || key === 'compare' || key === 'no-indirect' || key === 'no-event-idx';
+    if (!KNOWN.has(key)) throw new UsageError(`unknown option --${key}`);
+    const flag = FLAGS.has(key);
     let val = eq < 0 ? undefined : a.slice(eq + 1);
+    if (flag && val !== undefined && key !== 'compare') throw new UsageError(`--${key} takes no value`);
     if (val === undefined && !flag) {
       val = argv[++i];
       if (val === undefined) throw new UsageError(`--${key} needs a value`);
@@ -168,7 +178,7 @@ export function parseOptions(argv: string[]): LoadtestOptions {
       case 'threads': o.threads = int(key, v, 1, 62); break;
       case 'queue-size': o.queueSize = int(key, v, 2, 32768); break;
       case 'entries': o.entries = int(key, v, 1, 1_000_000); break;
-      case 'file-size': o.fileBytes = parseSize(key, v); break;
+      case 'file-size': o.fileBytes = parseSize(key, v); fileSizeGiven = true; break;
       case 'timeout': o.timeoutMs = seconds(key, v, 0.5) * 1000; break;
       case 'json': o.json = v; break;
       case 'html': o.html = v; break;
@@ -187,6 +197,12 @@ export function parseOptions(argv: string[]): LoadtestOptions {
   if ((o.queueSize & (o.queueSize - 1)) !== 0) throw new UsageError(`--queue-size must be a power of two, not ${o.queueSize}`);
   if (o.depth > o.queueSize) throw new UsageError(`--depth=${o.depth} is more than --queue-size=${o.queueSize}`);
   if (o.threads > o.queues) throw new UsageError(`--threads=${o.threads} is more than --queues=${o.queues}: a queue has one driver thread`);
+  // the default size, made a whole number of blocks; a size the user gave is checked as given
+  if (!fileSizeGiven) o.fileBytes = Math.ceil(o.fileBytes / o.bs) * o.bs;
+  if (o.compare && o.backends[0]!.label === o.backends[1]!.label) {
+    // The same backend twice is a fair question (how noisy is this machine?): keep the sides apart.
+    o.backends = [{ ...o.backends[0]!, label: `${o.backends[0]!.label} (A)` }, { ...o.backends[1]!, label: `${o.backends[1]!.label} (B)` }];
+  }
   if (o.fileBytes < o.bs * 2 || o.fileBytes % o.bs !== 0) throw new UsageError(`--file-size must be a multiple of --bs and at least two blocks`);
   // A JIT-compiled backend needs a moment to warm up; a C one does not mind.
   if (o.warmupS < 0) o.warmupS = o.ops > 0 ? 0 : Math.min(2, Math.max(0.5, o.durationS / 5));

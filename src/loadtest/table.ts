@@ -49,12 +49,16 @@ export function compareRows(results: WorkloadResult[], a: string, b: string): Co
   const rows: CompareRow[] = [];
   for (const w of [...new Set(results.map((r) => r.workload))]) {
     const of = (label: string): WorkloadResult[] => results.filter((r) => r.workload === w && r.backend === label);
-    const ra = of(a);
-    const rb = of(b);
+    // Only the rounds both backends completed count, for the ratios and the medians alike.
+    const ra: WorkloadResult[] = [];
+    const rb: WorkloadResult[] = [];
     const ratios: number[] = [];
-    for (const x of ra) {
-      const y = rb.find((r) => r.round === x.round);
-      if (y && x.ops_per_s > 0) ratios.push(y.ops_per_s / x.ops_per_s);
+    for (const x of of(a)) {
+      const y = of(b).find((r) => r.round === x.round);
+      if (!y || x.ops_per_s <= 0) continue;
+      ra.push(x);
+      rb.push(y);
+      ratios.push(y.ops_per_s / x.ops_per_s);
     }
     if (ratios.length === 0) continue;
     const cpuOf = (rs: WorkloadResult[]): number | null => {

@@ -236,3 +236,12 @@ t.test('recording allocates nothing', async (t) => {
   });
   t.ok(control.grew > 8_000_000 || control.gcs > 0, `the measurement sees an allocating loop (${control.grew} bytes, ${control.gcs} GCs)`);
 });
+
+t.test('a latency beyond the last bucket: the max is exact at q = 1 and for the last bucket', async (t) => {
+  const h = new Histogram();
+  h.record(1000);
+  h.record(2 ** 41);
+  t.equal(h.quantileNs(1), 2 ** 41, 'q = 1 is the max');
+  t.equal(h.quantileNs(0.99), 2 ** 41, 'the overflow bucket answers with the max');
+  t.ok(Math.abs(h.quantileNs(0.5) - 1000) <= 1000 / 128, 'the median still from its bucket');
+});

@@ -358,3 +358,20 @@ t.test('compareRows: rounds paired by number; a missing round; several workloads
   t.equal(noCpu.a_backend_cpu_us_per_op, null, 'no CPU figure: null, not 0');
   t.equal(noCpu.ratio, 1);
 });
+
+t.test('fixed after review: same backend twice, default file size, strict numbers and flags, paired medians', async (t) => {
+  const same = parseOptions(['--compare', 'ours', 'ours']);
+  t.same(same.backends.map((b) => b.label), ['ours (A)', 'ours (B)'], 'the same backend twice gets two labels');
+  t.same(same.backends[0]!.argv, same.backends[1]!.argv, 'and the same command');
+  t.equal(parseOptions([B, '--bs=1536']).fileBytes % 1536, 0, 'the default file size is made a whole number of blocks');
+  usage(t, () => parseOptions([B, '--bs=1536', '--file-size=64M']), /--file-size must be a multiple of --bs/, 'a size the user gave is checked');
+  usage(t, () => parseOptions([B, '--verbose']), /unknown option --verbose/, 'an unknown last option');
+  usage(t, () => parseOptions([B, '--depth=0x10']), /--depth must be an integer/, 'hex');
+  usage(t, () => parseOptions([B, '--depth=1e1']), /--depth must be an integer/, 'exponent');
+  usage(t, () => parseOptions([B, '--quiet=no']), /--quiet takes no value/, 'a flag with a value');
+  // A has rounds 1-3, B only round 1: everything comes from round 1
+  const rows = compareRows([result('getattr', 'A', 1, 100), result('getattr', 'A', 2, 10000), result('getattr', 'A', 3, 10000), result('getattr', 'B', 1, 100)], 'A', 'B');
+  t.equal(rows[0]!.rounds, 1);
+  t.equal(rows[0]!.a_ops_per_s, 100, 'A median over the paired round only');
+  t.equal(rows[0]!.ratio, 1);
+});
