@@ -94,9 +94,21 @@ export class FrontendReqHandler {
     return this.chain;
   }
 
+  /**
+   * NEED_REPLY asks for a REPLY_ACK status. The spec lets a frontend set it only once REPLY_ACK is
+   * negotiated, but one that set it is waiting: QEMU reconnecting to a restarted daemon keeps its old
+   * negotiation and blocks, VM stopped, on the ack of its first message. So it is answered whenever it
+   * is asked for (said once per connection when REPLY_ACK was not negotiated).
+   */
   private replyAckWanted(m: Message): boolean {
-    return (m.flags & VHOST_USER_NEED_REPLY_MASK) !== 0 && (this.ackedProtocolFeatures & bit(ProtocolFeature.REPLY_ACK)) !== 0n;
+    if ((m.flags & VHOST_USER_NEED_REPLY_MASK) === 0) return false;
+    if ((this.ackedProtocolFeatures & bit(ProtocolFeature.REPLY_ACK)) === 0n && !this.warnedUnnegotiatedAck) {
+      this.warnedUnnegotiatedAck = true;
+      this.log.warn(`vhost-user: ${reqName(m.request)} asks for an ack without REPLY_ACK negotiated (a frontend reconnecting with its old state?); answering anyway`);
+    }
+    return true;
   }
+  private warnedUnnegotiatedAck = false;
 
   async handle(m: Message): Promise<void> {
     const name = reqName(m.request);

@@ -7,8 +7,9 @@
  * gets that reply on success; on failure it gets the error value its reply has (a zero-length
  * GET_CONFIG, a non-zero status), and where the reply has no way to say "error" (a feature mask, a
  * ring base, a count, an fd) the connection is closed with a log line — a made-up value would be
- * taken as the answer. Any other message is answered only when the frontend asked (NEED_REPLY with
- * REPLY_ACK negotiated), with a u64 status: 0 success, non-zero failure. A request code the spec
+ * taken as the answer. Any other message is answered only when the frontend asked (NEED_REPLY, even
+ * without REPLY_ACK negotiated: a frontend that set it is waiting), with a u64 status: 0 success,
+ * non-zero failure. A request code the spec
  * does not define may be one the frontend waits on: without NEED_REPLY it closes the connection.
  */
 import { FrontendReq, u64Payload } from './message.js';

@@ -237,6 +237,32 @@ t.test('SET_PROTOCOL_FEATURES with features never offered: refused audibly', asy
   }
 });
 
+t.test('NEED_REPLY without REPLY_ACK negotiated (a frontend reconnecting with its old state) still gets its ack', async (tt) => {
+  // QEMU 10 reconnecting to a restarted daemon sends SET_VRING_ENABLE with NEED_REPLY on a connection
+  // that negotiated nothing, and waits for the ack with the VM stopped.
+  for (const [req, payload, want] of [
+    [FrontendReq.SET_VRING_ENABLE, state(0, 0), 'nonzero'],
+    [FrontendReq.SET_OWNER, NONE, 'zero'],
+  ] as const) {
+    const fe = await connect(false);
+    try {
+      fe.sendMessage(req, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, payload);
+      const a = answer(fe);
+      tt.equal(a.kind, 'reply', `${FrontendReq[req]}: answered, not left waiting`);
+      if (a.kind === 'reply') {
+        tt.equal(a.request, req);
+        const status = a.payload.length === 8 ? a.payload.readBigUInt64LE(0) : -1n;
+        if (want === 'zero') tt.equal(status, 0n, `${FrontendReq[req]}: ack 0`);
+        else tt.ok(status > 0n, `${FrontendReq[req]}: a non-zero ack (${status})`);
+      }
+    } finally {
+      fe.close();
+    }
+  }
+  await sleep(150);
+  await alive(tt, env, 'after the unnegotiated acks');
+});
+
 t.test('request codes outside the spec, without NEED_REPLY: the connection is closed', async (tt) => {
   // The frontend may be waiting for a reply whose shape nobody here knows.
   for (const req of [0, 44, 99]) {
