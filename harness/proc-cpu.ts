@@ -33,28 +33,9 @@ export function readStat(file: string): ThreadStat | null {
   }
 }
 
-/** pid and its descendants: the reference daemon forks its sandboxed server and waits for it. */
-export function processTree(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    let tids: string[] = [];
-    try {
-      tids = fs.readdirSync(`/proc/${out[i]}/task`);
-    } catch {
-      continue;
-    }
-    for (const t of tids) {
-      try {
-        for (const c of fs.readFileSync(`/proc/${out[i]}/task/${t}/children`, 'latin1').trim().split(/\s+/)) {
-          if (c && !out.includes(Number(c))) out.push(Number(c));
-        }
-      } catch {
-        /* gone */
-      }
-    }
-  }
-  return out;
-}
+/** The process and its descendants: one implementation, the load tester's. */
+export { processTree } from '../src/loadtest/cpu.js';
+import { processTree } from '../src/loadtest/cpu.js';
 
 /** Every thread of pid and its descendants: tid → stat. */
 export function threadsOf(pid: number): Map<number, ThreadStat> {

@@ -38,22 +38,19 @@ export function processCpuNs(pid: number): number | undefined {
   return Math.max(sched, Number.isFinite(ticks) ? ticks * NS_PER_TICK : 0);
 }
 
-/** The process and its descendants (a backend started through a wrapper). */
+/** The process and its descendants (a backend started through a wrapper), each once. */
 export function processTree(pid: number): number[] {
-  const out: number[] = [];
-  const todo = [pid];
-  while (todo.length > 0 && out.length < 256) {
-    const p = todo.pop()!;
-    out.push(p);
+  const out = [pid];
+  for (let i = 0; i < out.length && out.length < 1024; i++) {
     let tids: string[] = [];
     try {
-      tids = fs.readdirSync(`/proc/${p}/task`);
+      tids = fs.readdirSync(`/proc/${out[i]}/task`);
     } catch {
       continue;
     }
     for (const tid of tids) {
-      const c = read(`/proc/${p}/task/${tid}/children`);
-      if (c) for (const x of c.trim().split(/\s+/)) if (x) todo.push(Number(x));
+      const c = read(`/proc/${out[i]}/task/${tid}/children`);
+      if (c) for (const x of c.trim().split(/\s+/)) if (x && !out.includes(Number(x))) out.push(Number(x));
     }
   }
   return out;

@@ -8,18 +8,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import t from 'tap';
 import { HISTOGRAM_BUCKETS, Histogram, bucketOf, upperOf } from '../../src/loadtest/histogram.js';
-
-/** mulberry32: a seeded PRNG, so a failure replays. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../helpers/driver-loopback.js';
 
 function normal(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
