@@ -64,6 +64,8 @@ export interface Negotiated {
   maxRequestQueues: number;
 }
 
+let shared: Promise<{ memory: WebAssembly.Memory; vq: VqExports }> | undefined;
+
 export class LoadGuest {
   readonly queues: QueuePlan[] = [];
   private readonly fds: number[] = [];
@@ -89,8 +91,13 @@ export class LoadGuest {
   }
 
   static async open(socket: string, o: GuestOptions): Promise<LoadGuest> {
-    const memory = createSharedMemory();
-    const vq = await loadVirtqueueModule(memory);
+    // One 4 GiB memory for the whole process, reused run after run (each would otherwise reserve
+    // another 4 GiB of address space until collected); a run re-initialises every record it uses.
+    shared ??= (async () => {
+      const memory = createSharedMemory();
+      return { memory, vq: await loadVirtqueueModule(memory) };
+    })();
+    const { memory, vq } = await shared;
     const L = vq.layout;
     const fe = connectRetry(socket, o.replyTimeoutMs);
     let memfd = -1;
