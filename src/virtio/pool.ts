@@ -5,6 +5,7 @@
  * the loops through the control block (control.ts) and one eventfd per worker.
  */
 import { Piscina } from 'piscina';
+import { DeviceError, Errno } from '../errors.js';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
 import { CTL_MAX_WORKERS, Ctl, WorkerState, controlView } from './control.js';
@@ -16,6 +17,8 @@ export interface PoolOptions {
   filename: string;
   workerData: Record<string, unknown>;
   log: Logger;
+  /** How long pause() waits for a worker to finish the request it holds (default 120 s). */
+  pauseTimeoutMs?: number;
 }
 
 export class WorkerPool {
@@ -118,12 +121,20 @@ export class WorkerPool {
 
   /**
    * Stops every worker at a request boundary and resolves when none holds a chain. Nested calls are
-   * counted: the workers run again after the matching number of resume() calls.
+   * counted: the workers run again after the matching number of resume() calls. A pause that times
+   * out undoes itself and rejects (DeviceError, ETIMEDOUT): no resume() is owed for it.
    */
   async pause(): Promise<void> {
     this.paused++;
     const gen = this.bump(WorkerState.PAUSE);
-    await this.waitAcks(gen, 120_000, 'pause');
+    try {
+      await this.waitAcks(gen, this.opts.pauseTimeoutMs ?? 120_000, 'pause');
+    } catch (e) {
+      // A worker is still in its request: the caller must not change what it may be using. Undo this
+      // pause (the workers that stopped run again; the busy one sees RUN when it is done) and say so.
+      this.resume();
+      throw new DeviceError(`${(e as Error).message}; nothing was changed`, Errno.ETIMEDOUT);
+    }
   }
 
   /** Re-reads the control block (queue set, fds) and runs again. */

@@ -2,8 +2,11 @@
  * The worker side of the virtqueues: a loop that pops heads from every active queue, hands each chain
  * to a request handler and publishes the used element, then sleeps in poll(2) on the kick eventfds and
  * its own control eventfd. All ring work is done by the AS module on the shared memory; this file only
- * sequences it. It knows nothing of FUSE: the handler is a function of (queue, reader, writer).
+ * sequences it. The handler is a function of (queue, reader, writer); of FUSE this file knows only the
+ * frame virtio-fs puts around every request (in-header, out-header), to answer EIO when serving fails.
  */
+import { IN_HEADER_SIZE, OUT_HEADER_SIZE } from '../abi/fuse.js';
+import { Errno } from '../errors.js';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
 import { RateLimitedLog } from '../log.js';
@@ -29,6 +32,8 @@ export interface RunnerStats {
 
 export class QueueRunner {
   private readonly ctl: Int32Array;
+  /** The queue table as words, to set a queue's broken flag (assembly/layout.ts Q_BROKEN). */
+  private readonly queueWords: Int32Array;
   private readonly io: GuestChainIo;
   private readonly apertures: ApertureMapper;
   private readonly scratch: number;
@@ -57,6 +62,7 @@ export class QueueRunner {
   ) {
     const L = vq.layout;
     this.ctl = controlView(memory.buffer, L.CONTROL_BASE);
+    this.queueWords = new Int32Array(memory.buffer, L.QUEUE_BASE, (L.MAX_QUEUES * L.QUEUE_STRIDE) >>> 2);
     this.scratch = L.SCRATCH_BASE + wid * L.SCRATCH_SIZE;
     this.counts = new Uint32Array(memory.buffer, this.scratch, 4);
     this.apertures = new ApertureMapper(vq, memory.buffer, wid, this.scratch, log);
@@ -149,31 +155,95 @@ export class QueueRunner {
     return false;
   }
 
+  /**
+   * Serves one popped chain. Every popped chain is answered, whatever throws on the way: a chain whose
+   * parse throws is returned unused (as one the parser rejects); a throw while reading the request or
+   * in the handler gets an EIO reply when the chain has room for one; a used element that cannot be
+   * published stops the queue (docs/internals.md "Worker control").
+   */
   private serve(a: ActiveQueue, head: number): void {
+    let len: number;
+    try {
+      len = this.answer(a, head);
+    } catch (e) {
+      this.stats.badChains++;
+      this.log.error(`queue ${a.q}: parsing the chain at head ${head} failed: ${(e as Error)?.stack ?? e}; returned unused`);
+      len = 0;
+    }
+    this.publish(a, head, len);
+  }
+
+  /** Parses the chain and runs the handler; the used length. Throws only if the parser does. */
+  private answer(a: ActiveQueue, head: number): number {
     let rc = this.vq.chainParse(a.q, head, this.wid);
     // An indirect table behind an aperture not mapped yet: map it and parse again (the walk is pure).
     for (let i = 0; rc === VqError.NEED_MAP && i < 4 && this.apertures.fault(); i++) rc = this.vq.chainParse(a.q, head, this.wid);
-    const [rcount = 0, wcount = 0, rtotal = 0, wtotal = 0] = this.counts;
-    let len = 0;
     if (rc < 0) {
       this.stats.badChains++;
       this.badLog.warn(`queue ${a.q}: bad descriptor chain at head ${head} (error ${rc}); returned unused`);
-    } else {
-      const r = this.io.reader;
-      const w = this.io.writer;
-      r.reset(rcount, rtotal, this.headPrefix);
-      w.reset(wcount, wtotal);
-      try {
-        len = this.handler(a.q, r, w);
-      } catch (e) {
-        this.log.error(`queue ${a.q}: request handler failed: ${(e as Error).stack ?? e}`);
-        len = 0;
-      }
-      // The used length must equal what was written: the guest trusts it (virtio_fs.c).
-      if (len > wtotal) len = wtotal;
-      this.stats.requests++;
+      return 0;
     }
-    if (this.vq.queuePush(a.q, head, len) === 1 && a.call >= 0) native.eventfdWrite(a.call, 1);
+    const [rcount = 0, wcount = 0, rtotal = 0, wtotal = 0] = this.counts;
+    const r = this.io.reader;
+    const w = this.io.writer;
+    this.stats.requests++;
+    // The writer first: it only records the parsed list, so an EIO reply can go out whatever fails next.
+    w.reset(wcount, wtotal);
+    let len: number;
+    let loaded = false;
+    try {
+      r.reset(rcount, rtotal, this.headPrefix);
+      loaded = true;
+      len = this.handler(a.q, r, w);
+    } catch (e) {
+      this.log.error(`queue ${a.q}: request at head ${head} failed: ${(e as Error)?.stack ?? e}; answered EIO`);
+      // The head is this chain's only if the reader loaded it; else the reply's unique is 0.
+      len = this.eioReply(w, loaded && r.head.length >= IN_HEADER_SIZE ? r.head : null);
+    }
+    // The used length must equal what was written: the guest trusts it (virtio_fs.c).
+    return Math.min(len, wtotal);
+  }
+
+  /**
+   * A virtio-fs request is a FUSE in-header and arguments, its reply a FUSE out-header and results
+   * (virtio 1.1 §5.11.6.1): this writes {len 16, error -EIO, the request's unique}. 0 if the chain has
+   * no room for it or the copy fails (the used element then says nothing was written).
+   */
+  private eioReply(w: GuestWriter, inHeader: Uint8Array | null): number {
+    if (w.capacity < OUT_HEADER_SIZE || w.buf.length < OUT_HEADER_SIZE) return 0;
+    try {
+      const out = new DataView(w.buf.buffer, w.buf.byteOffset, OUT_HEADER_SIZE);
+      const unique = inHeader === null ? 0n : new DataView(inHeader.buffer, inHeader.byteOffset + 8, 8).getBigUint64(0, true);
+      out.setUint32(0, OUT_HEADER_SIZE, true);
+      out.setInt32(4, -Errno.EIO, true);
+      out.setBigUint64(8, unique, true);
+      w.commit(OUT_HEADER_SIZE);
+      return w.written >= OUT_HEADER_SIZE ? OUT_HEADER_SIZE : 0;
+    } catch (e) {
+      this.log.error(`writing an EIO reply failed: ${(e as Error)?.stack ?? e}`);
+      return 0;
+    }
+  }
+
+  /** Publishes the used element and notifies the driver; a publish that throws stops the queue. */
+  private publish(a: ActiveQueue, head: number, len: number): void {
+    let notify: number;
+    try {
+      notify = this.vq.queuePush(a.q, head, len);
+    } catch (e) {
+      // The request cannot be answered: stop the queue rather than leave the driver waiting on it
+      // silently (the same state as a corrupt avail ring; a device reset clears it).
+      this.markBroken(a.q);
+      this.log.error(`queue ${a.q}: publishing the reply to head ${head} failed; the queue is stopped until the device is reset: ${(e as Error)?.stack ?? e}`);
+      return;
+    }
+    if (notify === 1 && a.call >= 0) native.eventfdWrite(a.call, 1);
+  }
+
+  private markBroken(q: number): void {
+    const L = this.vq.layout;
+    Atomics.store(this.queueWords, (q * L.QUEUE_STRIDE + L.Q_BROKEN) >>> 2, 1);
+    this.brokenSeen.add(q);
   }
 
   /**

@@ -1,0 +1,28 @@
+// The worker for pool-pause.test.ts: the real queue loop with a handler that echoes the request's first
+// byte, and holds a request whose first byte is HOLD until the test opens the gate (a request stuck
+// in a slow file system, as pause() meets it).
+import { Piscina } from 'piscina';
+import { Logger } from '../../src/log.js';
+import type { GuestReader, GuestWriter } from '../../src/virtio/guest-io.js';
+import { QueueRunner } from '../../src/virtio/queue-runner.js';
+import { loadVirtqueueModule } from '../../src/virtio/wasm.js';
+
+export const HOLD = 0xb1;
+/** gate[0]: 1 while held requests wait; gate[1]: how many requests have been held. */
+const data = Piscina.workerData as { memory: WebAssembly.Memory; gate: SharedArrayBuffer };
+const vq = await loadVirtqueueModule(data.memory);
+const gate = new Int32Array(data.gate);
+
+export default function run(task: { wid: number }): void {
+  const handler = (_q: number, r: GuestReader, w: GuestWriter): number => {
+    const b = r.head[0] ?? 0;
+    if (b === HOLD) {
+      Atomics.add(gate, 1, 1);
+      while (Atomics.load(gate, 0) === 1) Atomics.wait(gate, 0, 1, 1000);
+    }
+    w.buf[0] = b;
+    w.commit(1);
+    return w.written;
+  };
+  new QueueRunner(vq, data.memory, task.wid, handler, new Logger('error', `w${task.wid}`), 1).run();
+}
