@@ -74,12 +74,140 @@ export class Logger {
   trace(msg: string): void { this.write('trace', msg); }
 }
 
-/** Logs at most `burst` lines per `windowMs` for one key, so a hostile guest cannot flood the log. */
+/** Milliseconds from some fixed point; injectable so tests can step time. */
+export type Clock = () => number;
+
+interface Window {
+  start: number;
+  count: number;
+  suppressed: number;
+}
+
+/**
+ * Admits at most `burst` lines per `windowMs` for each key; the lines past that are counted, and the
+ * count is handed back with the key's first admitted line of a later window, to be logged as one
+ * "suppressed" line before it. A window starts at a key's first line after the previous one ended.
+ * At most `maxKeys` keys are tracked (a guest may vary what it sends); past that, keys whose window
+ * ended with nothing suppressed are forgotten, and new keys share one overflow window.
+ */
+export class RateLimiter {
+  private readonly windows = new Map<string, Window>();
+  /** the window of keys that found the map full */
+  private readonly overflow: Window = { start: -Infinity, count: 0, suppressed: 0 };
+  constructor(
+    readonly burst = 10,
+    readonly windowMs = 10_000,
+    private readonly now: Clock = Date.now,
+    private readonly maxKeys = 64,
+  ) {}
+
+  /**
+   * A line for `key` is due: -1 drops it; otherwise write it, after a line reporting the returned
+   * number of lines suppressed for the key (when not 0).
+   */
+  admit(key: string): number {
+    const now = this.now();
+    const w = this.windows.get(key);
+    if (w === undefined) {
+      if (this.windows.size >= this.maxKeys) this.prune(now);
+      if (this.windows.size >= this.maxKeys) return this.pass(this.overflow, now);
+      this.windows.set(key, { start: now, count: 1, suppressed: 0 });
+      // a key with a window again: hand over what the overflow window suppressed, once it has ended
+      const o = this.overflow;
+      if (o.suppressed === 0 || now - o.start < this.windowMs) return 0;
+      const n = o.suppressed;
+      o.suppressed = 0;
+      return n;
+    }
+    return this.pass(w, now);
+  }
+
+  private pass(w: Window, now: number): number {
+    let carried = 0;
+    if (now - w.start >= this.windowMs) {
+      carried = w.suppressed;
+      w.start = now;
+      w.count = 0;
+      w.suppressed = 0;
+    }
+    if (w.count < this.burst) {
+      w.count++;
+      return carried;
+    }
+    w.suppressed++;
+    return -1;
+  }
+
+  private prune(now: number): void {
+    for (const [k, w] of this.windows) {
+      if (w.suppressed === 0 && now - w.start >= this.windowMs) this.windows.delete(k);
+    }
+  }
+}
+
+function suppressedLine(n: number, windowMs: number): string {
+  return `... suppressed ${n} similar message${n === 1 ? '' : 's'} (more than the limit in ${windowMs / 1000} s)`;
+}
+
+/**
+ * What makes two messages "similar": their first line (a stack's message, not its frames) with the
+ * numbers taken out, so that "op 15 unique 7" and "op 15 unique 8" share a window.
+ */
+export function similarityKey(level: LogLevel, msg: string): string {
+  const nl = msg.indexOf('\n');
+  const first = nl < 0 ? msg : msg.slice(0, nl);
+  return `${level} ${first.replace(/0x[0-9a-f]+|\d+/gi, '#').slice(0, 120)}`;
+}
+
+/**
+ * A Logger whose lines are rate limited per similarity key (similarityKey), for lines a guest can
+ * trigger per request: each kind gets its own window, so a flood of one kind hides no other kind.
+ */
+export class RateLimitedLogger extends Logger {
+  constructor(
+    private readonly inner: Logger,
+    private readonly limiter: RateLimiter = new RateLimiter(),
+  ) {
+    super(inner.level);
+  }
+
+  override setLevel(level: LogLevel): void {
+    super.setLevel(level);
+    this.inner.setLevel(level);
+  }
+
+  override child(thread: string): Logger {
+    return new RateLimitedLogger(this.inner.child(thread), this.limiter);
+  }
+
+  override enabled(level: LogLevel): boolean {
+    return this.inner.enabled(level);
+  }
+
+  override error(msg: string): void { this.emit('error', msg); }
+  override warn(msg: string): void { this.emit('warn', msg); }
+  override info(msg: string): void { this.emit('info', msg); }
+  override debug(msg: string): void { this.emit('debug', msg); }
+  override trace(msg: string): void { this.emit('trace', msg); }
+
+  private emit(level: Exclude<LogLevel, 'off'>, msg: string): void {
+    if (!this.inner.enabled(level)) return;
+    const carried = this.limiter.admit(similarityKey(level, msg));
+    if (carried < 0) return;
+    if (carried > 0) this.inner[level](suppressedLine(carried, this.limiter.windowMs));
+    this.inner[level](msg);
+  }
+}
+
+/**
+ * Logs at most `burst` lines per `windowMs`, all messages sharing one window, so a hostile guest
+ * cannot flood the log.
+ */
 export class RateLimitedLog {
-  private count = 0;
-  private windowStart = 0;
-  private suppressed = 0;
-  constructor(private readonly log: Logger, private readonly burst = 10, private readonly windowMs = 10_000) {}
+  private readonly limiter: RateLimiter;
+  constructor(private readonly log: Logger, burst = 10, windowMs = 10_000, now: Clock = Date.now) {
+    this.limiter = new RateLimiter(burst, windowMs, now, 1);
+  }
 
   warn(msg: string): void {
     this.emit('warn', msg);
@@ -90,14 +218,10 @@ export class RateLimitedLog {
   }
 
   private emit(level: 'warn' | 'error', msg: string): void {
-    const now = Date.now();
-    if (now - this.windowStart > this.windowMs) {
-      if (this.suppressed > 0) this.log[level](`(${this.suppressed} similar messages suppressed)`);
-      this.windowStart = now;
-      this.count = 0;
-      this.suppressed = 0;
-    }
-    if (this.count++ < this.burst) this.log[level](msg);
-    else this.suppressed++;
+    if (!this.log.enabled(level)) return;
+    const carried = this.limiter.admit('');
+    if (carried < 0) return;
+    if (carried > 0) this.log[level](suppressedLine(carried, this.limiter.windowMs));
+    this.log[level](msg);
   }
 }

@@ -8,7 +8,7 @@
 import { IN_HEADER_SIZE, decodeInHeader } from '../abi/fuse.js';
 import { Errno } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { type Logger, RateLimitedLog } from '../log.js';
+import { type Logger, RateLimitedLogger } from '../log.js';
 import { type CacheMode, cachePolicy } from './cache-policy.js';
 import type { Req, Served } from './handler.js';
 import type { Reader, Writer } from './io.js';
@@ -49,9 +49,10 @@ export class FuseServer {
   private readonly served: Served;
 
   constructor(fs: FileSystem, opts: FuseServerOptions = {}) {
-    const log = opts.log;
-    // guest-triggered warnings are rate limited: a hostile guest must not flood the log
-    const guestWarn = log ? new RateLimitedLog(log) : undefined;
+    // Every line a handler logs is one a guest can trigger per request (INIT's, a handler's exception,
+    // a malformed request's warning): all are rate limited per kind, so a hostile guest cannot flood
+    // the log, and a flood of one kind does not hide the others.
+    const log = opts.log ? new RateLimitedLogger(opts.log) : undefined;
     const session = new Session(opts.session ?? new Int32Array(SESSION_SLOTS), {
       writeback: opts.writeback ?? false,
       readdirplus: opts.readdirplus ?? true,
@@ -63,7 +64,7 @@ export class FuseServer {
       session,
       xattr: opts.xattr ?? false,
       log,
-      warn: (msg) => guestWarn?.warn(msg),
+      warn: (msg) => log?.warn(msg),
     };
   }
 

@@ -13,7 +13,15 @@ import type { VirtioFsDevice } from '../virtio/device.js';
 import { Connection } from './connection.js';
 import { FrontendReqHandler } from './handler.js';
 
-const { EAGAIN } = Errno;
+const { EAGAIN, EINTR } = Errno;
+
+/**
+ * How long accepting pauses after accept(2) fails (EMFILE or ENFILE when descriptors run
+ * out, ENOBUFS or ENOMEM), doubling per failed retry up to the maximum. The pending connection stays
+ * in the backlog and keeps the listening socket readable, so retrying at once would spin.
+ */
+export const ACCEPT_BACKOFF_MIN_MS = 100;
+export const ACCEPT_BACKOFF_MAX_MS = 1000;
 
 export interface ListenerOptions {
   socketPath?: string;
@@ -31,6 +39,10 @@ export class VhostUserListener {
   private resetting: Promise<void> = Promise.resolve();
   private closing = false;
   private waiting = false;
+  /** accept(2) failures of the current episode (0: accepting normally) */
+  private acceptFailures = 0;
+  private backoffMs = 0;
+  private backoffTimer: NodeJS.Timeout | null = null;
   connections = 0;
 
   constructor(private readonly device: VirtioFsDevice, private readonly opts: ListenerOptions) {}
@@ -81,17 +93,27 @@ export class VhostUserListener {
         throw e;
       }
     }
-    this.watch = native.watchFd(this.listenFd, () => this.onAcceptable());
+    this.startWatching();
     log.info(`waiting for a vhost-user frontend on ${this.opts.socketPath ?? `fd ${this.opts.fd}`}`);
+  }
+
+  private startWatching(): void {
+    this.watch = native.watchFd(this.listenFd, () => this.onAcceptable());
   }
 
   private onAcceptable(): void {
     for (;;) {
       const fd = native.acceptUnix(this.listenFd);
       if (fd === -EAGAIN) return;
+      if (fd === -EINTR) continue;
       if (fd < 0) {
-        this.opts.log.warn(`accept failed: ${errnoName(-fd)}`);
+        this.acceptFailed(-fd);
         return;
+      }
+      if (this.acceptFailures > 0) {
+        this.opts.log.info(`accepting again after ${this.acceptFailures} failed accept(2) calls`);
+        this.acceptFailures = 0;
+        this.backoffMs = 0;
       }
       if ((this.conn !== null && !this.conn.isClosed) || this.waiting || this.closing) {
         // One frontend per device: a second connection would fight over the same rings.
@@ -106,6 +128,26 @@ export class VhostUserListener {
         this.adopt(fd);
       });
     }
+  }
+
+  /**
+   * accept(2) failed (descriptors exhausted, most likely): stop watching the listening socket for a
+   * while, then try again. One warning per episode, not one per failure; the count comes with the
+   * recovery line.
+   */
+  private acceptFailed(errno: number): void {
+    if (this.acceptFailures++ === 0) {
+      const every = `${ACCEPT_BACKOFF_MIN_MS}-${ACCEPT_BACKOFF_MAX_MS} ms`;
+      this.opts.log.warn(`accept failed: ${errnoName(errno)}; pausing accepts, retrying every ${every}`);
+    }
+    this.backoffMs = Math.min(ACCEPT_BACKOFF_MAX_MS, this.backoffMs === 0 ? ACCEPT_BACKOFF_MIN_MS : this.backoffMs * 2);
+    this.watch?.stop();
+    this.watch = null;
+    this.backoffTimer = setTimeout(() => {
+      this.backoffTimer = null;
+      if (this.closing) return;
+      this.startWatching();
+    }, this.backoffMs);
   }
 
   private adopt(fd: number): void {
@@ -145,6 +187,8 @@ export class VhostUserListener {
   /** Stops accepting, drops the frontend, resets the device. */
   async close(): Promise<void> {
     this.closing = true;
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    this.backoffTimer = null;
     this.watch?.stop();
     this.watch = null;
     this.conn?.close(null);
