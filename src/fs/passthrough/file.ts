@@ -96,12 +96,19 @@ function flushFd(fd: number): number {
   return d < 0 ? d : native.close(d);
 }
 
-/** RELEASE and RELEASEDIR: the handle is gone afterwards (its fd closes once no request pins it). */
-export function release(c: Core, fh: bigint): number {
+/**
+ * RELEASE and RELEASEDIR: the handle is gone afterwards (its fd closes once no request pins it).
+ * `flush` is FUSE_RELEASE_FLUSH (fuse_release_in.release_flags): flush as FLUSH does before closing.
+ * The result is the first error of the flush and the close. The kernel ignores RELEASE's reply error
+ * (it sends RELEASE after the guest's last close(2) has returned, often in the background), so the
+ * caller can only log it. A close deferred to a request that still pins the fd is not reported.
+ */
+export function release(c: Core, fh: bigint, flush = false): number {
+  const f = flush ? c.withHandle(fh, (fd) => flushFd(fd)) : 0;
   const fd = c.tables.handleClose(fh);
   if (fd === -2) return -Errno.EBADF;
-  c.closeIf(fd);
-  return 0;
+  const r = fd >= 0 ? native.close(fd) : 0;
+  return f < 0 ? f : r;
 }
 
 /** FSYNC and FSYNCDIR */
