@@ -190,8 +190,8 @@ export class Passthrough implements FileSystem {
     return file.flush(this.c, fh);
   }
 
-  release(_ctx: Ctx, _nodeid: bigint, fh: bigint): number {
-    return file.release(this.c, fh);
+  release(_ctx: Ctx, _nodeid: bigint, fh: bigint, _flags: number, flush: boolean): number {
+    return file.release(this.c, fh, flush);
   }
 
   fsync(_ctx: Ctx, _nodeid: bigint, fh: bigint, datasync: boolean): number {

@@ -41,6 +41,7 @@ export function readdir(c: Core, nodeid: bigint, fh: bigint, offset: bigint, sin
     const dents = c.dents;
     const dentv = c.dentv;
     let lastOff = offset;
+    /** entries in the reply (an empty reply tells the guest the directory ended) */
     let emitted = 0;
     for (;;) {
       // Read only what is sure to fit, so the file position rarely runs ahead of what the guest got
@@ -74,15 +75,26 @@ export function readdir(c: Core, nodeid: bigint, fh: bigint, offset: bigint, sin
         const dot = name.length <= 2 && name[0] === 0x2e && (name.length === 1 || name[1] === 0x2e);
         if (!plus) {
           sink.add(ino, next, type, name, null);
+          emitted++;
         } else if (dot) {
           sink.add(ino, next, type, name, { nodeid: 0n, generation: 0n, attr: new Uint8Array(ATTR_SIZE) });
+          emitted++;
         } else {
           const ent = c.markSubmount(nodeid, c.lookupAt(dfd, name)); // the handle's fd is this directory
-          // an entry that vanished since getdents is skipped
-          if (typeof ent !== 'number') sink.add(ino, next, type, name, ent);
+          if (typeof ent !== 'number') {
+            sink.add(ino, next, type, name, ent);
+            emitted++;
+          } else if (ent !== -Errno.ENOENT) {
+            // Any other failure (EMFILE, ENFILE, EACCES…) must not drop the entry from the listing.
+            // Stop before it: a reply with entries is a short read, and the guest's next READDIRPLUS
+            // starts at the last cookie sent, so it retries this entry; only an empty reply means end
+            // of directory, so with nothing sent yet the error goes to the guest's getdents instead.
+            seekDir(dfd, lastOff);
+            return emitted > 0 ? 0 : ent;
+          }
+          // ENOENT: the entry vanished since getdents (an unlink raced us) and is skipped
         }
         lastOff = next;
-        emitted++;
         p += reclen;
       }
     }

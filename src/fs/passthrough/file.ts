@@ -83,22 +83,32 @@ export function write(c: Core, fh: bigint, offset: number, size: number, src: Fi
 }
 
 export function flush(c: Core, fh: bigint): number {
-  // close(dup(fd)) gives the host file system its flush-on-close (NFS and the like) without closing ours
-  return c.withHandle(fh, (fd) => {
-    const d = native.dup(fd);
-    // Out of descriptors, the flush is skipped rather than failing the guest's close(2) with EMFILE:
-    // the data is already with the host file system, and RELEASE closes the handle's own fd.
-    if (d === -Errno.EMFILE || d === -Errno.ENFILE) return 0;
-    return d < 0 ? d : native.close(d);
-  });
+  return c.withHandle(fh, (fd) => flushFd(fd));
 }
 
-/** RELEASE and RELEASEDIR: the handle is gone afterwards (its fd closes once no request pins it). */
-export function release(c: Core, fh: bigint): number {
+/**
+ * close(dup(fd)) gives the host file system its flush-on-close (NFS and the like: write-back errors,
+ * quota) without closing the handle's own fd. A failed dup (EMFILE, ENFILE) is an error like any other:
+ * the flush did not happen, and the guest's close(2) is where the application can still hear of it.
+ */
+function flushFd(fd: number): number {
+  const d = native.dup(fd);
+  return d < 0 ? d : native.close(d);
+}
+
+/**
+ * RELEASE and RELEASEDIR: the handle is gone afterwards (its fd closes once no request pins it).
+ * `flush` is FUSE_RELEASE_FLUSH (fuse_release_in.release_flags): flush as FLUSH does before closing.
+ * The result is the first error of the flush and the close. The kernel ignores RELEASE's reply error
+ * (it sends RELEASE after the guest's last close(2) has returned, often in the background), so the
+ * caller can only log it. A close deferred to a request that still pins the fd is not reported.
+ */
+export function release(c: Core, fh: bigint, flush = false): number {
+  const f = flush ? c.withHandle(fh, (fd) => flushFd(fd)) : 0;
   const fd = c.tables.handleClose(fh);
   if (fd === -2) return -Errno.EBADF;
-  c.closeIf(fd);
-  return 0;
+  const r = fd >= 0 ? native.close(fd) : 0;
+  return f < 0 ? f : r;
 }
 
 /** FSYNC and FSYNCDIR */

@@ -71,8 +71,12 @@ export const release: Handler = (s, q) => {
   need(q, RELEASE_IN_SIZE);
   const r = decodeReleaseIn(q.v, P);
   if (!s.fs.release) nosys();
-  return statusReply(q.w, q.h.unique,
-    s.fs.release(q.ctx, q.h.nodeid, r.fh, r.flags, (r.releaseFlags & FUSE_RELEASE_FLUSH) !== 0, r.lockOwner));
+  const e = s.fs.release(q.ctx, q.h.nodeid, r.fh, r.flags, (r.releaseFlags & FUSE_RELEASE_FLUSH) !== 0, r.lockOwner);
+  // The kernel ignores RELEASE's reply error (the guest's close(2) has already returned), so a
+  // close-time write error (NFS and the like) would vanish: log it. s.warn is rate limited, as a guest
+  // can cause one per request. EBADF (an unknown fh) is the guest's mistake, not lost data.
+  if (e < 0 && e !== -Errno.EBADF) s.warn(`RELEASE of node ${q.h.nodeid}: flush or close failed, errno ${-e}`);
+  return statusReply(q.w, q.h.unique, e);
 };
 
 export const fsync: Handler = (s, q) => {

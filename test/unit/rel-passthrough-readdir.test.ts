@@ -1,0 +1,115 @@
+/**
+ * READDIRPLUS when a lookup fails: an entry whose lookup fails (EMFILE and the like) is never silently
+ * left out of the listing; only an entry that vanished (ENOENT) is skipped.
+ *
+ * Failures are injected: `native` is a plain object every module reads its syscalls from at call time,
+ * so a test swaps one method for a wrapper and puts it back in teardown (nothing on the daemon's hot path).
+ */
+import t, { type Test } from 'tap';
+import { Errno as E } from '../../src/errors.js';
+import { Passthrough } from '../../src/fs/passthrough.js';
+import { FuseServer } from '../../src/fuse/server.js';
+import { C, type Native, native } from '../../src/native.js';
+import { FuseClient, MapTables } from '../helpers/fuse-client.js';
+
+const dec = new TextDecoder();
+const PATH_FLAGS = C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC;
+
+function setup(t: Test, dir: string) {
+  const tables = new MapTables();
+  const fs = Passthrough.open(dir, tables);
+  const server = new FuseServer(fs, { cache: 'auto' });
+  const c = new FuseClient(server);
+  t.teardown(() => { fs.destroy(); native.close(fs.procFd); });
+  t.equal(c.init().error, 0);
+  return { tables, c };
+}
+
+/** Replace native[name] for the rest of test t. */
+function inject<K extends keyof Native>(t: Test, name: K, f: (orig: Native[K]) => Native[K]): void {
+  const orig = native[name];
+  native[name] = f(orig);
+  t.teardown(() => { native[name] = orig; });
+}
+
+/** Make the passthrough's name lookups (openat2 of one O_PATH name) fail while `fail(name)` says so. */
+function failLookups(t: Test, fail: (name: string) => number) {
+  inject(t, 'openat2', (orig) => (dirfd, name, flags, mode, resolve) => {
+    if (flags === PATH_FLAGS && name.length > 0) {
+      const e = fail(dec.decode(name));
+      if (e < 0) return e;
+    }
+    return orig(dirfd, name, flags, mode, resolve);
+  });
+}
+
+const NAMES = Array.from({ length: 24 }, (_, i) => `f${String(i).padStart(2, '0')}`);
+
+/** READDIRPLUS from offset 0 to the end (an empty reply) or the first error, as the guest's getdents loop does. */
+function listPlus(c: FuseClient, nodeid: bigint, fh: bigint, size = 4096) {
+  const seen: string[] = [];
+  let off = 0n;
+  for (let rounds = 0; rounds < 1000; rounds++) {
+    const r = c.readdir(nodeid, fh, off, size, true);
+    if (r.error !== 0) return { seen, error: r.error, rounds };
+    if (r.entries.length === 0) return { seen, error: 0, rounds };
+    for (const e of r.entries) seen.push(dec.decode(e.name));
+    off = r.entries.at(-1)!.off;
+  }
+  throw new Error('READDIRPLUS never ended');
+}
+
+function openDir(t: Test) {
+  const dir = t.testdir({ d: Object.fromEntries(NAMES.map((n) => [n, n])) });
+  const s = setup(t, dir);
+  const d = s.c.entry(s.c.lookup(1n, 'd'));
+  const od = s.c.opendir(d.nodeid);
+  t.equal(od.error, 0, 'opendir');
+  return { ...s, nodeid: d.nodeid, fh: od.fh! };
+}
+
+t.test('READDIRPLUS: a lookup that fails once (EMFILE) is retried by the next request, not dropped', async (t) => {
+  const { c, nodeid, fh } = openDir(t);
+  let failed = 0;
+  failLookups(t, (name) => (name === 'f07' && failed++ === 0 ? -E.EMFILE : 0));
+  const l = listPlus(c, nodeid, fh);
+  t.equal(failed > 0, true, 'the lookup of f07 was made to fail');
+  t.equal(l.error, 0, 'the listing ends normally');
+  t.same(l.seen.filter((n) => n !== '.' && n !== '..').sort(), NAMES, 'every entry, exactly once');
+  t.ok(l.rounds >= 2, 'the reply stopped short of the failed entry');
+});
+
+t.test('READDIRPLUS under descriptor pressure: every entry or an error, never a silent gap', async (t) => {
+  for (const errno of [E.EMFILE, E.ENFILE, E.EACCES]) {
+    await t.test(`every third lookup fails with ${errno}`, async (t) => {
+      const { c, nodeid, fh } = openDir(t);
+      let calls = 0;
+      failLookups(t, () => (++calls % 3 === 0 ? -errno : 0));
+      const l = listPlus(c, nodeid, fh);
+      const got = l.seen.filter((n) => n !== '.' && n !== '..');
+      t.equal(new Set(got).size, got.length, 'no entry twice');
+      if (l.error === 0) t.same(got.sort(), NAMES, 'a listing that ends normally has every entry');
+      else t.equal(l.error, -errno, 'or the listing ends with the lookup error');
+    });
+  }
+});
+
+t.test('READDIRPLUS: a lookup that keeps failing ends the listing with its error', async (t) => {
+  const { c, nodeid, fh } = openDir(t);
+  failLookups(t, (name) => (name === 'f07' ? -E.EMFILE : 0));
+  const l = listPlus(c, nodeid, fh);
+  t.equal(l.error, -E.EMFILE, 'the guest sees EMFILE');
+  t.notOk(l.seen.includes('f07'));
+  // what came before f07 in directory order was listed: the listing stops, it does not skip
+  const all = c.readdir(nodeid, fh, 0n, 1 << 20, false).entries.map((e) => dec.decode(e.name));
+  t.same(l.seen, all.slice(0, all.indexOf('f07')), 'every entry before f07, in order');
+});
+
+t.test('READDIRPLUS: an entry that vanished (ENOENT) is skipped', async (t) => {
+  const { c, nodeid, fh } = openDir(t);
+  failLookups(t, (name) => (name === 'f07' || name === 'f08' ? -E.ENOENT : 0));
+  const l = listPlus(c, nodeid, fh);
+  t.equal(l.error, 0);
+  t.same(l.seen.filter((n) => n !== '.' && n !== '..').sort(), NAMES.filter((n) => n !== 'f07' && n !== 'f08'));
+});
+
