@@ -167,7 +167,7 @@ export class QueueRunner {
       len = this.answer(a, head);
     } catch (e) {
       this.stats.badChains++;
-      this.log.error(`queue ${a.q}: parsing the chain at head ${head} failed: ${(e as Error)?.stack ?? e}; returned unused`);
+      this.badLog.error(`queue ${a.q}: parsing the chain at head ${head} failed: ${(e as Error)?.stack ?? e}; returned unused`);
       len = 0;
     }
     this.publish(a, head, len);
@@ -196,7 +196,7 @@ export class QueueRunner {
       loaded = true;
       len = this.handler(a.q, r, w);
     } catch (e) {
-      this.log.error(`queue ${a.q}: request at head ${head} failed: ${(e as Error)?.stack ?? e}; answered EIO`);
+      this.badLog.error(`queue ${a.q}: request at head ${head} failed: ${(e as Error)?.stack ?? e}; answered EIO`);
       // The head is this chain's only if the reader loaded it; else the reply's unique is 0.
       len = this.eioReply(w, loaded && r.head.length >= IN_HEADER_SIZE ? r.head : null);
     }
@@ -220,7 +220,7 @@ export class QueueRunner {
       w.commit(OUT_HEADER_SIZE);
       return w.written >= OUT_HEADER_SIZE ? OUT_HEADER_SIZE : 0;
     } catch (e) {
-      this.log.error(`writing an EIO reply failed: ${(e as Error)?.stack ?? e}`);
+      this.badLog.error(`writing an EIO reply failed: ${(e as Error)?.stack ?? e}`);
       return 0;
     }
   }
