@@ -1,6 +1,6 @@
 // A pause that times out (a worker stays in its request) undoes itself: it rejects, the workers that
 // stopped run again, and later pauses and resumes work as before (docs/internals.md "Worker control").
-// The pool runs real worker threads with the real queue loop (pool-worker.ts) on a mock driver's ring.
+// The pool runs real worker threads with the real queue loop (test/helpers/pool-worker.ts) on a mock driver's ring.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -12,7 +12,7 @@ import { WorkerPool } from '../../src/virtio/pool.js';
 import { createSharedMemory, loadVirtqueueModule } from '../../src/virtio/wasm.js';
 import { MockDriver, defaultRegion } from '../helpers/mock-driver.js';
 
-const HOLD = 0xb1; // pool-worker.ts
+const HOLD = 0xb1; // test/helpers/pool-worker.ts
 const Q = 1;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -33,7 +33,7 @@ t.test('a pause that times out rejects and leaves the workers running', async (t
   // A variable, not a literal: the test also compiles against a pool without the option.
   const opts = {
     size: 2,
-    filename: path.join(here, 'pool-worker.js'),
+    filename: path.join(here, '..', 'helpers', 'pool-worker.js'),
     workerData: { gate: gate.buffer },
     log: new Logger('error'),
     pauseTimeoutMs: 300,

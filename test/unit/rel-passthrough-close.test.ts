@@ -1,6 +1,7 @@
 /**
  * Closing a file when a native call fails:
- * - FLUSH: a failed dup is the flush's error, not a silent success.
+ * - FLUSH: out of descriptors (dup fails) the data is flushed with fdatasync instead, whose error is
+ *   the flush's (it used to be a silent success); any other dup failure is the flush's error.
  * - RELEASE: FUSE_RELEASE_FLUSH flushes, and a failed close is logged (the kernel ignores the reply).
  *
  * Failures are injected as in rel-passthrough-readdir.test.ts: `native` is a plain object read at
@@ -55,14 +56,28 @@ function release(c: FuseClient, nodeid: bigint, fh: bigint, releaseFlags: number
   return c.call(Opcode.Release, nodeid, le([['u64', fh], ['u32', 0], ['u32', releaseFlags], ['u64', 0]]));
 }
 
-t.test('FLUSH: a failed dup is the flush error', async (t) => {
+t.test('FLUSH without a descriptor to spare: fdatasync flushes instead, and its error is the flush error', async (t) => {
   for (const errno of [E.EMFILE, E.ENFILE]) {
-    await t.test(`dup fails with ${errno}`, async (t) => {
+    await t.test(`dup fails with ${errno}: fdatasync, success`, async (t) => {
       const { c, nodeid, fh } = openFile(t);
+      const syncs: boolean[] = [];
       inject(t, 'dup', () => () => -errno);
-      t.equal(c.call(Opcode.Flush, nodeid, le([['u64', fh], ['u32', 0], ['u32', 0], ['u64', 0]])).error, -errno);
+      inject(t, 'fsync', (orig) => (fd, datasync) => { syncs.push(datasync); return orig(fd, datasync); });
+      t.equal(c.call(Opcode.Flush, nodeid, le([['u64', fh], ['u32', 0], ['u32', 0], ['u64', 0]])).error, 0, 'the guest close(2) does not fail');
+      t.same(syncs, [true], 'flushed with fdatasync');
     });
   }
+  await t.test('dup fails with EMFILE and fdatasync with EIO: EIO', async (t) => {
+    const { c, nodeid, fh } = openFile(t);
+    inject(t, 'dup', () => () => -E.EMFILE);
+    inject(t, 'fsync', () => () => -E.EIO);
+    t.equal(c.call(Opcode.Flush, nodeid, le([['u64', fh], ['u32', 0], ['u32', 0], ['u64', 0]])).error, -E.EIO);
+  });
+  await t.test('another dup failure is the flush error', async (t) => {
+    const { c, nodeid, fh } = openFile(t);
+    inject(t, 'dup', () => () => -E.EBADF);
+    t.equal(c.call(Opcode.Flush, nodeid, le([['u64', fh], ['u32', 0], ['u32', 0], ['u64', 0]])).error, -E.EBADF);
+  });
   await t.test('a failed close of the dup is the flush error', async (t) => {
     const { c, nodeid, fh } = openFile(t);
     let dupFd = -1;
@@ -95,9 +110,10 @@ t.test('RELEASE: FUSE_RELEASE_FLUSH flushes, close errors are logged', async (t)
   await t.test('a failed flush is reported and logged, and the handle still closes', async (t) => {
     const { c, nodeid, fh, tables, logged } = openFile(t);
     inject(t, 'dup', () => () => -E.EMFILE);
-    t.equal(release(c, nodeid, fh, FUSE_RELEASE_FLUSH).error, -E.EMFILE);
+    inject(t, 'fsync', () => () => -E.EIO);
+    t.equal(release(c, nodeid, fh, FUSE_RELEASE_FLUSH).error, -E.EIO);
     t.equal(tables.handleCount(), 0, 'the handle is gone');
-    t.match(logged.join('\n'), new RegExp(`RELEASE.*errno ${E.EMFILE}`), 'logged');
+    t.match(logged.join('\n'), new RegExp(`RELEASE.*errno ${E.EIO}`), 'logged');
   });
   await t.test('a failed close of the handle fd is reported and logged', async (t) => {
     const { c, nodeid, fh, tables, logged } = openFile(t);

@@ -88,12 +88,16 @@ export function flush(c: Core, fh: bigint): number {
 
 /**
  * close(dup(fd)) gives the host file system its flush-on-close (NFS and the like: write-back errors,
- * quota) without closing the handle's own fd. A failed dup (EMFILE, ENFILE) is an error like any other:
- * the flush did not happen, and the guest's close(2) is where the application can still hear of it.
+ * quota) without closing the handle's own fd. When the daemon is out of descriptors (dup fails with
+ * EMFILE/ENFILE) the data is flushed with fdatasync instead, which needs no descriptor and reports the
+ * same write-back errors: the guest's close(2) neither fails for a reason of the host's nor loses an
+ * error (it used to return success without flushing).
  */
 function flushFd(fd: number): number {
   const d = native.dup(fd);
-  return d < 0 ? d : native.close(d);
+  if (d >= 0) return native.close(d);
+  if (d === -Errno.EMFILE || d === -Errno.ENFILE) return native.fsync(fd, true);
+  return d;
 }
 
 /**
