@@ -12,3 +12,18 @@ export async function until(cond: () => boolean, ms = 5000, everyMs = 10): Promi
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+function count(text: string, re: RegExp): number {
+  return text.match(new RegExp(re.source, 'g'))?.length ?? 0;
+}
+
+/**
+ * The daemon (run with --log-level=info) has reset the device after every frontend it adopted:
+ * a disconnect has no reply, its end is the "device reset" log line (src/vhost/listener.ts).
+ */
+export function frontendsGone(logs: () => string, ms = 5000): Promise<boolean> {
+  return until(() => {
+    const l = logs();
+    return count(l, /vhost-user frontend connected/) === count(l, /device reset; waiting for the next frontend/);
+  }, ms);
+}

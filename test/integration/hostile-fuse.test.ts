@@ -17,7 +17,7 @@ import {
   alive, canaryIntact, fdCount, fuseSession, leaksCanary, prng, seedFromEnv, startHostile, withTimeout,
   type HostileEnv,
 } from '../fuzz/hostile-kit.js';
-import { until } from '../helpers/poll.js';
+import { frontendsGone, until } from '../helpers/poll.js';
 
 const O_RDWR = 2;
 const O_CREAT = 0o100;
@@ -400,16 +400,8 @@ t.test('10k LOOKUPs without FORGET, then FORGET: fds come back to the baseline',
 t.test('a disconnect drops every inode and handle the session held', async (tt) => {
   const pid = env.daemon.pid;
   await alive(tt, env);
-  // alive() closed a session of its own: the baseline is the count once that disconnect is processed
-  // (no event to wait for from here, so: no change over three polls)
-  let last = -1;
-  let same = 0;
-  await until(() => {
-    const c = fdCount(pid);
-    same = c === last ? same + 1 : 0;
-    last = c;
-    return same >= 3;
-  }, 5000, 50);
+  // alive() closed a session of its own: the baseline is the count once the daemon has reset after it
+  await frontendsGone(env.daemon.logs);
   const base = fdCount(pid);
   for (let round = 0; round < 3; round++) {
     const { s, rb, call } = await session();
@@ -418,11 +410,11 @@ t.test('a disconnect drops every inode and handle the session held', async (tt) 
     for (let i = 0; i < 100; i++) await call(rb.open(f, 0), 256);
     for (let i = 0; i < 100; i++) await call(rb.open(d, 0, Opcode.Opendir), 256);
     s.close();
-    // the disconnect has no reply: wait for its effect, the session's fds closing
-    tt.ok(await until(() => fdCount(pid) <= base + 2), `round ${round}: fds back after the disconnect (${base} → ${fdCount(pid)})`);
+    // the disconnect has no reply: wait for the daemon's reset, then for the session's fds to close
+    tt.ok((await frontendsGone(env.daemon.logs)) && (await until(() => fdCount(pid) <= base + 2)), `round ${round}: fds back after the disconnect (${base} → ${fdCount(pid)})`);
   }
   await alive(tt, env);
-  tt.ok(await until(() => fdCount(pid) <= base + 2), `fds back to the baseline after disconnects (${base} → ${fdCount(pid)})`);
+  tt.ok((await frontendsGone(env.daemon.logs)) && (await until(() => fdCount(pid) <= base + 2)), `fds back to the baseline after disconnects (${base} → ${fdCount(pid)})`);
 });
 
 t.test('many requests in flight, then FORGET storms on the hiprio queue', async (tt) => {
