@@ -20,10 +20,15 @@ function count(text: string, re: RegExp): number {
 /**
  * The daemon (run with --log-level=info) has reset the device after every frontend it adopted:
  * a disconnect has no reply, its end is the "device reset" log line (src/vhost/listener.ts).
+ * The log comes through a pipe and lags: with `opened` (connections made so far), it also waits
+ * until the daemon has logged each of them as adopted or rejected, so a line still in the pipe
+ * cannot make the counts agree too early.
  */
-export function frontendsGone(logs: () => string, ms = 5000): Promise<boolean> {
+export function frontendsGone(logs: () => string, opened = 0, ms = 5000): Promise<boolean> {
   return until(() => {
     const l = logs();
-    return count(l, /vhost-user frontend connected/) === count(l, /device reset; waiting for the next frontend/);
+    const adopted = count(l, /vhost-user frontend connected/);
+    if (adopted + count(l, /rejected a second vhost-user connection/) < opened) return false;
+    return adopted === count(l, /device reset; waiting for the next frontend/);
   }, ms);
 }

@@ -5,7 +5,7 @@
  * Replay a fuzz run with HOSTILE_SEED=<seed>.
  */
 import fs from 'node:fs';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { native } from '../../src/native.js';
 import { FrontendReq, VHOST_USER_NEED_REPLY_MASK, VHOST_USER_VERSION, encodeHeader, u64Payload, vringStatePayload } from '../../src/vhost/message.js';
 import { VhostUserFrontend } from '../../src/frontend/vhost-user-frontend.js';
@@ -41,25 +41,39 @@ function rawSend(fe: VhostUserFrontend, request: number, flags: number, payload:
   return true;
 }
 
+/** Connections made to the daemon so far (each one is logged as adopted or rejected). */
+let opened = 0;
+
+function connect(): VhostUserFrontend {
+  opened++;
+  return VhostUserFrontend.connect(env.sock);
+}
+
+/** alive() with its own connection counted. */
+function checkAlive(tt: Test, what = ''): Promise<void> {
+  opened++;
+  return alive(tt, env, what);
+}
+
 /** The daemon's fd count once every earlier frontend is gone: the baseline for a leak check. */
 async function settledFds(): Promise<number> {
-  await frontendsGone(env.daemon.logs);
+  await frontendsGone(env.daemon.logs, opened);
   return fdCount(env.daemon.pid);
 }
 
 /** Every closed connection has been reset by the daemon, and its fds are back to `base`. */
 async function fdsBackTo(base: number): Promise<boolean> {
-  return (await frontendsGone(env.daemon.logs)) && (await until(() => fdCount(env.daemon.pid) <= base));
+  return (await frontendsGone(env.daemon.logs, opened)) && (await until(() => fdCount(env.daemon.pid) <= base));
 }
 
 t.test('every request code 0..60 with random payloads, flags and fds', async (tt) => {
   const seed = seedFromEnv(0x0f00_d5ee);
   const r = prng(seed);
-  await alive(tt, env, 'before');
+  await checkAlive(tt, 'before');
   const base = await settledFds();
   const zoo = fdZoo(env.share);
   try {
-    let fe = VhostUserFrontend.connect(env.sock);
+    let fe = connect();
     let reconnects = 0;
     for (let i = 0; i < 1500; i++) {
       const req = r.int(61);
@@ -76,7 +90,7 @@ t.test('every request code 0..60 with random payloads, flags and fds', async (tt
         fe.close();
         reconnects++;
         await fdsBackTo(base); // the daemon has dropped the old connection
-        fe = VhostUserFrontend.connect(env.sock);
+        fe = connect();
       }
     }
     fe.close();
@@ -85,7 +99,7 @@ t.test('every request code 0..60 with random payloads, flags and fds', async (tt
     zoo.close();
   }
   await fdsBackTo(base);
-  await alive(tt, env, `after the fuzz (seed ${seed})`);
+  await checkAlive(tt, `after the fuzz (seed ${seed})`);
   // protocol errors are "rejected"; "failed" is an unexpected exception in the daemon
   tt.notMatch(env.daemon.logs(), /vhost-user: \S+ failed:/, `no unexpected exception (seed ${seed})`);
   tt.notMatch(env.daemon.logs(), /reset after disconnect failed|unhandled|uncaught/i, 'no failed reset');
@@ -94,7 +108,7 @@ t.test('every request code 0..60 with random payloads, flags and fds', async (tt
 
 t.test('requests out of order', async (tt) => {
   const base = await settledFds();
-  const fe = VhostUserFrontend.connect(env.sock);
+  const fe = connect();
   const zoo = fdZoo(env.share);
   const efd = native.eventfd(0);
   try {
@@ -156,19 +170,19 @@ t.test('requests out of order', async (tt) => {
     native.close(efd);
   }
   tt.ok(await fdsBackTo(base), `the connection's fds are closed (${base} → ${fdCount(env.daemon.pid)})`);
-  await alive(tt, env);
+  await checkAlive(tt);
 });
 
 t.test('broken framing: truncated header, payload promised then close, more than 8 fds', async (tt) => {
   const base = await settledFds();
   for (const n of [1, 6, 11]) {
-    const fe = VhostUserFrontend.connect(env.sock);
+    const fe = connect();
     native.sendMsg(fe.fd, encodeHeader(FrontendReq.GET_FEATURES, 1, 0), 0, n, null);
     fe.close();
     tt.ok(await fdsBackTo(base), `a ${n}-byte header, then close: the connection is dropped`);
   }
   {
-    const fe = VhostUserFrontend.connect(env.sock);
+    const fe = connect();
     const efd = native.eventfd(0);
     native.sendMsg(fe.fd, encodeHeader(FrontendReq.SET_MEM_TABLE, 1, 264), 0, 12, Int32Array.from([efd, efd]));
     native.sendMsg(fe.fd, Buffer.alloc(100), 0, 100, Int32Array.from([efd]));
@@ -178,7 +192,7 @@ t.test('broken framing: truncated header, payload promised then close, more than
   }
   {
     // 20 fds on one message, and 20 more on its payload
-    const fe = VhostUserFrontend.connect(env.sock);
+    const fe = connect();
     const fds = Array.from({ length: 20 }, () => native.eventfd(0));
     native.sendMsg(fe.fd, encodeHeader(FrontendReq.SET_VRING_KICK, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0, 12, Int32Array.from(fds));
     native.sendMsg(fe.fd, u64Payload(1n), 0, 8, Int32Array.from(fds));
@@ -189,19 +203,19 @@ t.test('broken framing: truncated header, payload promised then close, more than
     fe.close();
     tt.ok(await fdsBackTo(base), '40 surplus fds, then close: all dropped');
   }
-  await alive(tt, env);
+  await checkAlive(tt);
   tt.ok(await fdsBackTo(base), `no fd leaked (${base} → ${fdCount(env.daemon.pid)})`);
 });
 
 t.test('100 rapid connect/disconnects, some mid-message', async (tt) => {
   const base = await settledFds();
   for (let i = 0; i < 100; i++) {
-    const fe = VhostUserFrontend.connect(env.sock);
+    const fe = connect();
     if (i % 3 === 1) native.sendMsg(fe.fd, encodeHeader(FrontendReq.GET_FEATURES, 1, 0), 0, 12, null);
     if (i % 3 === 2) native.sendMsg(fe.fd, encodeHeader(FrontendReq.SET_OWNER, 1, 0), 0, 5, null);
     fe.close();
   }
   tt.ok(await fdsBackTo(base), `100 disconnects: every connection dropped (${base} → ${fdCount(env.daemon.pid)})`);
-  await alive(tt, env);
+  await checkAlive(tt);
   tt.ok(await fdsBackTo(base), `no fd leaked (${base} → ${fdCount(env.daemon.pid)})`);
 });
