@@ -10,6 +10,7 @@ import path from 'node:path';
 import t from 'tap';
 import { Opcode, decodeEntryOut } from '../../src/abi/fuse.js';
 import { S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../../src/abi/stat.js';
+import { Errno } from '../../src/errors.js';
 import { cstr, u32s, u64s } from '../../src/frontend/fuse-requests.js';
 import { native } from '../../src/native.js';
 import { alive, canaryIntact, fuseSession, leaksCanary, sleep, startHostile, type HostileEnv } from '../fuzz/hostile-kit.js';
@@ -104,7 +105,8 @@ t.test('host swaps a directory for a symlink while the guest looks up and opens'
         /* lost a race with ourselves */
       }
       if (flips % 2 === 0) {
-        await sleep(0);
+        // hold the real directory a moment: the guest must get lookups through it, or nothing is tested
+        await sleep(1);
         try {
           fs.renameSync(swap, real);
         } catch {
@@ -117,9 +119,11 @@ t.test('host swaps a directory for a symlink while the guest looks up and opens'
   })();
   let leaked = 0;
   let served = 0;
+  let inside = 0;
   try {
-    const deadline = Date.now() + 3000;
-    while (Date.now() < deadline) {
+    // 3 s of races, longer (up to 20 s) until at least 20 reads went through the swapped directory
+    const start = Date.now();
+    while (Date.now() - start < 3000 || (served < 20 && Date.now() - start < 20000)) {
       const e = await call(rb.lookup(1n, 'swap'));
       if (e.error !== 0) continue;
       const d = e.view.getBigUint64(0, true);
@@ -131,6 +135,7 @@ t.test('host swaps a directory for a symlink while the guest looks up and opens'
           const fh = o.view.getBigUint64(0, true);
           const r = await call(rb.read(n, fh, 0n, 4096), 8192);
           if (leaksCanary(r.data)) leaked++;
+          if (r.error === 0 && new TextDecoder().decode(r.data) === 'inside\n') inside++;
           served++;
           await call(rb.release(n, fh));
         }
@@ -144,6 +149,8 @@ t.test('host swaps a directory for a symlink while the guest looks up and opens'
     s.close();
   }
   tt.equal(leaked, 0, `no read through the swapped-in symlink (${served} reads, ${flips} flips)`);
+  tt.ok(served >= 20, `the race was run: reads were served through the directory (${served})`);
+  tt.equal(inside, served, 'every served read got the file inside the share');
   await alive(tt, env);
   canaryIntact(tt, env);
 });
@@ -209,7 +216,9 @@ t.test('fd exhaustion under a low RLIMIT_NOFILE: errors, not a crash, and recove
     tt.ok((await call(rb.getattr(1n))).error === 0, 'getattr still works at the limit');
     const flush = new Uint8Array(24);
     new DataView(flush.buffer).setBigUint64(0, helloFh, true);
-    tt.equal((await call(rb.build(Opcode.Flush, hello, flush), 256)).error, 0, 'FLUSH at the limit: the guest\'s close(2) does not fail with EMFILE');
+    // FLUSH is close(dup(fd)) (src/fs/passthrough/file.ts flushFd): with no descriptor left the flush
+    // cannot happen, and the guest's close(2) hears it rather than a false success
+    tt.equal((await call(rb.build(Opcode.Flush, hello, flush), 256)).error, -Errno.EMFILE, 'FLUSH at the limit: EMFILE, the flush did not happen');
     await call(rb.release(hello, helloFh), 256);
     // a ring restart at the limit (workers rebuild their epoll sets): must not kill a worker
     const p = s as unknown as { kicks: number[]; calls: number[] };
@@ -221,7 +230,7 @@ t.test('fd exhaustion under a low RLIMIT_NOFILE: errors, not a crash, and recove
     for (const fh of fhs) await call(rb.release(f, fh), 256).catch(() => undefined);
     for (const id of ids) await raw(rb.forget(id, 1n), 0).catch(() => undefined);
   } catch (err) {
-    tt.comment(`during exhaustion: ${(err as Error).message}`);
+    tt.fail(`during exhaustion: ${(err as Error).message}`);
   } finally {
     s.close();
   }

@@ -14,11 +14,18 @@ import { type Desc, DriverQueue } from '../../src/frontend/driver-queue.js';
 import type { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { native } from '../../src/native.js';
 import { alive, canaryIntact, fuseSession, leaksCanary, prng, seedFromEnv, sleep, startHostile, withTimeout, type HostileEnv } from '../fuzz/hostile-kit.js';
+import { until } from '../helpers/poll.js';
 
 const GPA = 0x1_0000_0000n;
 const USER = 0x7f00_0000_0000n;
 
 let env: HostileEnv;
+
+/** Waits until the daemon's log since `from` (an earlier logs().length) matches `re`. */
+function logsSince(from: number, re: RegExp, ms = 5000): Promise<boolean> {
+  return until(() => re.test(env.daemon.logs().slice(from)), ms);
+}
+
 t.before(async () => {
   env = await startHostile(t);
 });
@@ -116,12 +123,17 @@ t.test('bad chains are returned with zero length and the queue keeps serving', a
     });
     tt.equal(len, 120, 'a GETATTR reply scattered over 120 one-byte buffers');
     // a reply buffer that overlaps the rings: the driver's own problem, the daemon survives
+    let replyAt = 0;
     const l2 = await rawChain(s, ({ head, data, desc }) => {
-      s.mem.set(rb.getattr(1n), data);
-      desc(head, { addr: GPA + BigInt(data), len: 40, flags: F_NEXT, next: head + 1 });
-      desc(head + 1, { addr: GPA + BigInt(data) - 8n, len: 120, flags: F_WRITE, next: 0 });
+      const req = rb.getattr(1n);
+      s.mem.set(req, data);
+      replyAt = data - 8;
+      desc(head, { addr: GPA + BigInt(data), len: req.length, flags: F_NEXT, next: head + 1 });
+      desc(head + 1, { addr: GPA + BigInt(replyAt), len: 120, flags: F_WRITE, next: 0 });
     });
-    tt.ok(l2 >= 0, 'reply over its own request');
+    // the request is read before the reply is written: a whole GETATTR reply (16 + fuse_attr_out)
+    tt.equal(l2, 120, 'reply over its own request: the full GETATTR reply');
+    tt.equal(parseReply(s.mem.slice(replyAt, replyAt + 120)).error, 0, '... and it is a success');
     tt.equal((await call(rb.getattr(1n))).error, 0, 'still serving');
   } finally {
     s.close();
@@ -182,8 +194,12 @@ t.test('avail index jump and a head beyond the queue stop that queue only', asyn
       dq.pushAvail(64 + 7);
       dq.publish();
     }
+    const from = env.daemon.logs().length;
     s.kick(1);
-    await sleep(100);
+    // The daemon logs this once per queue per worker for its whole life (queue-runner.ts brokenSeen is
+    // never cleared on a device reset), so after the first attack a new frontend's corruption goes unlogged.
+    const todo = attack === 'jump' ? false : 'daemon bug: the corrupted-avail-ring error is not logged again after a device reset (QueueRunner.brokenSeen is never cleared)';
+    tt.ok(await logsSince(from, /queue 1: the driver corrupted the avail ring/, todo ? 1000 : 5000), `${attack}: the daemon logs that it stops queue 1`, { todo });
     // the other request queue is unaffected
     const r = parseReply(await withTimeout(s.send(2, rb.getattr(1n), 4096), 5000, 'queue 2'));
     tt.equal(r.error, 0, `${attack}: the other queue still serves`);
@@ -286,9 +302,10 @@ t.test('used ring overlapping the descriptor table, rings outside or misaligned'
       ['ring past the end', USER + BigInt(s.mem.length) - 16n, ua(dq.usedGpa), ua(dq.availGpa)],
       ['wrapping', 0xffff_ffff_ffff_fff0n, 0xffff_ffff_ffff_fff0n, 0xffff_ffff_ffff_fff0n],
     ] as const) {
+      const from = env.daemon.logs().length;
       restart(d, u, a);
       s.kick(1);
-      await sleep(20);
+      tt.ok(await logsSince(from, /SET_VRING_ADDR rejected: queue 1|queue 1: cannot start/), `${what}: queue 1 is refused or does not start`);
       tt.equal(parseReply(await withTimeout(s.send(2, rb.getattr(1n), 4096), 5000, 'q2')).error, 0, `${what}: queue 2 serves`);
     }
   } finally {
@@ -331,17 +348,13 @@ t.test('SET_MEM_TABLE replaced while requests are in flight', async (tt) => {
     }
     // moved guest addresses under running queues: the rings no longer translate; nothing crashes
     const lost = Array.from({ length: 50 }, () => s.send(1, rb.getattr(1n), 256).catch(() => undefined));
+    const from = env.daemon.logs().length;
     s.fe.setMemTable([{ ...region, guestPhysAddr: GPA * 4n, userspaceAddr: USER * 2n }], [s.memfd]);
     s.kick(1);
-    await sleep(200);
+    tt.ok(await logsSince(from, /queue 1: cannot start: ring addresses are invalid or unmapped/), 'moved memory: queue 1 stops, its rings no longer translate');
     void lost;
-    // half the memory, then ADD_MEM_REG without CONFIGURE_MEM_SLOTS, REM_MEM_REG of an unknown region
-    try {
-      s.fe.setMemTable([{ ...region, memorySize: region.memorySize / 2n }], [s.memfd]);
-    } catch {
-      /* fine */
-    }
-    tt.pass('replacements accepted or refused');
+    // a smaller table: the frontend's to give (vhost-user spec, SET_MEM_TABLE); the backend maps it
+    tt.doesNotThrow(() => s.fe.setMemTable([{ ...region, memorySize: region.memorySize / 2n }], [s.memfd]), 'half the memory is accepted');
   } finally {
     s.close();
   }

@@ -17,6 +17,7 @@ import { Opcode, decodeEntryOut } from '../../src/abi/fuse.js';
 import { S_IFLNK, S_IFMT } from '../../src/abi/stat.js';
 import { VIRTQ_DESC_F_NEXT } from '../../src/abi/virtio.js';
 import { startDaemon, type DaemonHandle } from '../../harness/index.js';
+import { until } from '../helpers/poll.js';
 
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-int-'));
@@ -259,13 +260,58 @@ t.test('vhost-user protocol errors are rejected, not fatal', async (tt) => {
   await alive(tt);
 });
 
-t.test('memory table replaced while running; disconnect in flight', async (tt) => {
+t.test('memory table replaced while a session serves: the same memory as two regions', async (tt) => {
   const { s, rb, call } = await session();
-  // Many requests outstanding when the frontend vanishes.
+  try {
+    // the session's layout (src/frontend/virtio-fs-session.ts): one region, GPA 4 GiB, mapped at 0x7f00_0000_0000
+    const GPA = 0x1_0000_0000n;
+    const USER = 0x7f00_0000_0000n;
+    const size = BigInt(s.mem.length);
+    // split near the start, so that queue 1's rings and buffers all come through the second region
+    const half = 64n * 1024n;
+    const e = await call(rb.lookup(1n, 'hello.txt'));
+    const nodeid = e.view.getBigUint64(0, true);
+    const inflight = Array.from({ length: 50 }, () => s.send(1, rb.getattr(nodeid), 256));
+    const from = daemon.logs().length;
+    // A different table (two regions, the second at an mmap offset) over the same memfd: the
+    // rings and buffers keep their addresses, so the queue must go on serving through the new map.
+    s.fe.setMemTable([
+      { guestPhysAddr: GPA, memorySize: half, userspaceAddr: USER, mmapOffset: 0n },
+      { guestPhysAddr: GPA + half, memorySize: size - half, userspaceAddr: USER + half, mmapOffset: half },
+    ], [s.memfd, s.memfd]);
+    s.kick(1);
+    const res = await Promise.race([
+      Promise.all(inflight),
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('requests in flight not answered in 10 s')), 10000)),
+    ]);
+    tt.ok(res.every((b) => parseReply(b).error === 0), 'the requests in flight are answered');
+    // the log line comes through the daemon's stderr pipe: wait for it
+    tt.ok(await until(() => /guest memory: 2 region\(s\)/.test(daemon.logs().slice(from))), 'the daemon mapped the two-region table');
+    let served = 0;
+    for (let k = 0; k < 4; k++) {
+      const after = await Promise.all(Array.from({ length: 50 }, () => call(rb.getattr(nodeid), 256)));
+      served += after.filter((r) => r.error === 0).length;
+    }
+    tt.equal(served, 200, '200 requests after the replacement are served');
+    const o = await call(rb.open(nodeid, 0));
+    const fh = o.view.getBigUint64(0, true);
+    const rd = await call(rb.read(nodeid, fh, 0n, 4096), 8192);
+    tt.equal(new TextDecoder().decode(rd.data), 'hello from the host\n', 'file data travels through the new table');
+  } finally {
+    s.close();
+  }
+  await alive(tt);
+});
+
+t.test('disconnect with requests in flight', async (tt) => {
+  const { s, rb, call } = await session();
   const e = await call(rb.lookup(1n, 'hello.txt'));
   const nodeid = e.view.getBigUint64(0, true);
+  const resets = (): number => daemon.logs().match(/device reset; waiting for the next frontend/g)?.length ?? 0;
+  const before = resets();
   for (let i = 0; i < 50; i++) s.send(1, rb.getattr(nodeid), 256).catch(() => undefined);
   s.close();
-  await new Promise((r) => setTimeout(r, 200));
+  // the disconnect has no reply: wait for the daemon's reset after it
+  tt.ok(await until(() => resets() === before + 1), 'the daemon reset the device after the disconnect');
   await alive(tt);
 });

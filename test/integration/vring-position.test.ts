@@ -12,6 +12,7 @@ import t from 'tap';
 import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { RequestBuilder, parseReply } from '../../src/frontend/fuse-requests.js';
 import { startDaemon, type DaemonHandle } from '../../harness/index.js';
+import { until } from '../helpers/poll.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-vring-'));
 const share = path.join(tmp, 'share');
@@ -79,7 +80,9 @@ t.test('a ring restarted with KICK before CALL still interrupts for what it comp
     const pending = Array.from({ length: 10 }, () => s.send(1, rb.getattr(1n), 256));
     s.fe.setVringBase(1, base);
     s.fe.setVringKick(1, priv.kicks[1]!); // the ring runs again and serves the 10, with no call fd
-    await new Promise((r) => setTimeout(r, 300));
+    // wait until all 10 are in the used ring (what this test is about: completions before CALL)
+    const used = (): number => s.queues[1]!.usedIdx;
+    tt.ok(await until(() => used() === ((base + 10) & 0xffff)), `the 10 are completed before SET_VRING_CALL (used index ${used()})`);
     s.fe.setVringCall(1, priv.calls[1]!);
     let timer: NodeJS.Timeout | undefined;
     const res = await Promise.race([

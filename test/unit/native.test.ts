@@ -138,14 +138,17 @@ t.test('eventfdRead never blocks, even on a blocking eventfd several threads rea
   // Two threads race for one write: exactly one gets the counter, the other EAGAIN; neither blocks
   // (before, the loser sat in read(2) forever).
   const go = new Int32Array(new SharedArrayBuffer(4));
+  const ready = new Int32Array(new SharedArrayBuffer(4));
   const racer = `const g = workerData.go;
+     Atomics.add(workerData.ready, 0, 1);
      while (Atomics.load(g, 0) === 0) {}
      const out = [];
      for (let i = 0; i < 200; i++) out.push(addon.eventfdRead(workerData.fd));
      return out;`;
-  const a = runWorker(racer, { fd, go });
-  const b = runWorker(racer, { fd, go });
-  await new Promise((r) => setTimeout(r, 100));
+  const a = runWorker(racer, { fd, go, ready });
+  const b = runWorker(racer, { fd, go, ready });
+  // both threads spin at the start line before the write (a thread can take long to start)
+  while (Atomics.load(ready, 0) < 2) await new Promise((r) => setTimeout(r, 5));
   native.eventfdWrite(fd, 7);
   Atomics.store(go, 0, 1);
   const [ra, rb] = (await Promise.all([a, b])) as [number[], number[]];
@@ -155,6 +158,24 @@ t.test('eventfdRead never blocks, even on a blocking eventfd several threads rea
   native.close(fd);
   t.equal(native.eventfdRead(fd), -E.EBADF, 'a closed fd: EBADF');
 });
+
+/**
+ * Lets the event loop poll twice with a fd of its own ready: a watcher on a readable fd that is still
+ * active gets its callback in those turns, so its silence afterwards means it is stopped.
+ */
+async function pollTurns(): Promise<void> {
+  for (let i = 0; i < 2; i++) {
+    const fd = native.eventfd(0);
+    await new Promise<void>((resolve) => {
+      const w = native.watchFd(fd, () => {
+        w.stop();
+        resolve();
+      });
+      native.eventfdWrite(fd, 1);
+    });
+    native.close(fd);
+  }
+}
 
 t.test('watchFd calls back on readable, stop() is final and idempotent', async (t) => {
   const fd = native.eventfd(0);
@@ -173,17 +194,21 @@ t.test('watchFd calls back on readable, stop() is final and idempotent', async (
   w.stop();
   const n = seen.length;
   native.eventfdWrite(fd, 1);
-  await new Promise((r) => setTimeout(r, 50));
+  await pollTurns();
   t.equal(seen.length, n, 'no callback after stop');
   t.throws(() => native.watchFd(fd, 5 as unknown as () => void), TypeError);
 
   // A stop() from inside the callback.
   let calls = 0;
+  let resolveCalled!: () => void;
+  const called = new Promise<void>((r) => (resolveCalled = r));
   const w2 = native.watchFd(fd, () => {
     calls++;
     w2.stop();
+    resolveCalled();
   });
-  await new Promise((r) => setTimeout(r, 50));
+  await called;
+  await pollTurns(); // the fd is still readable: a watcher that did not stop would be called again
   t.equal(calls, 1, 'stopped from its own callback');
   native.close(fd);
 });
@@ -697,7 +722,15 @@ t.test('setCreds is per thread', { skip: process.getuid!() !== 0 && 'needs root'
   const r = (await runWorker(
     `const fs = require('node:fs');
      const d = fs.openSync(workerData.shared, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-     const rc = addon.setCreds(65534, 65533);
+     // setCreds returns 0 whatever happened (setfsuid(2) reports no error): read the thread's fsuid
+     // and fsgid, the 4th field of Uid:/Gid: in /proc/thread-self/status, instead
+     const ids = () => {
+       const st = fs.readFileSync('/proc/thread-self/status', 'utf8');
+       const f = (k) => Number(st.split(String.fromCharCode(10)).find((l) => l.startsWith(k + ':')).split(String.fromCharCode(9))[4]);
+       return [f('Uid'), f('Gid')];
+     };
+     addon.setCreds(65534, 65533);
+     const during = ids();
      const fd = addon.openat2(d, new TextEncoder().encode('w'), addon.constants.O_CREAT | addon.constants.O_RDWR, 0o600, 0);
      addon.close(fd);
      // With fsuid != 0 CAP_DAC_READ_SEARCH is dropped: before Linux 6.10 AT_EMPTY_PATH then gives ENOENT
@@ -706,10 +739,11 @@ t.test('setCreds is per thread', { skip: process.getuid!() !== 0 && 'needs root'
      const link = addon.linkat(p, null, d, new TextEncoder().encode('w2'), 0);
      addon.close(p);
      addon.setCreds(0, 0);
-     return { rc, fd, link };`,
+     return { during, after: ids(), fd, link };`,
     { shared },
-  )) as { rc: number; fd: number; link: number };
-  t.equal(r.rc, 0);
+  )) as { during: number[]; after: number[]; fd: number; link: number };
+  t.same(r.during, [65534, 65533], 'the worker thread\'s fsuid and fsgid are set');
+  t.same(r.after, [0, 0], 'setCreds(0, 0) puts them back');
   t.ok(r.fd >= 0);
   t.equal(r.link, 0, 'linkat of an O_PATH fd without CAP_DAC_READ_SEARCH');
   t.equal(fs.statSync(join(shared, 'w2')).ino, fs.statSync(join(shared, 'w')).ino);
@@ -718,5 +752,6 @@ t.test('setCreds is per thread', { skip: process.getuid!() !== 0 && 'needs root'
   t.equal(st.gid, 65533, 'created with the fsgid');
   fs.writeFileSync(join(shared, 'm'), '');
   t.equal(fs.statSync(join(shared, 'm')).uid, 0, 'main thread unaffected');
-  t.equal(native.setCreds(0, 0), 0);
+  const main = fs.readFileSync('/proc/thread-self/status', 'utf8');
+  t.match(main, /^Uid:\s+0\s+0\s+0\s+0$/m, 'the main thread\'s ids are all 0');
 });

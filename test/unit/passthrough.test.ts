@@ -1,8 +1,9 @@
 import t, { type Test } from 'tap';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FATTR_ATIME, FATTR_MODE, FATTR_MTIME, FATTR_SIZE, Opcode, decodeEntryOut } from '../../src/abi/fuse.js';
+import { parseArgs } from '../../src/config.js';
 import { Errno as E } from '../../src/errors.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
@@ -11,9 +12,9 @@ import { FuseClient, MapTables, concat, le } from '../helpers/fuse-client.js';
 
 const dec = new TextDecoder();
 
-function setup(dir: string) {
+function setup(dir: string, opts: Parameters<typeof Passthrough.open>[2] = {}) {
   const tables = new MapTables();
-  const fs = Passthrough.open(dir, tables);
+  const fs = Passthrough.open(dir, tables, opts);
   const server = new FuseServer(fs, { cache: 'auto' });
   const c = new FuseClient(server);
   t.teardown(() => { fs.destroy(); native.close(fs.procFd); });
@@ -262,20 +263,47 @@ t.test('setattr chmod, truncate, utimes; statfs; access', async (t) => {
   t.equal(c.access(f.nodeid, 0, 1000, 1000).error, 0, 'F_OK');
 });
 
+/**
+ * open(2) is synchronous here: if it blocked on a FIFO, nothing in this process could time it out.
+ * A helper process opens the other end after 2 s (which releases a blocked open), so a hang ends
+ * and shows as a slow open instead of running into tap's timeout.
+ */
+function fifoUnblocker(fifo: string, side: 'read' | 'write'): { stop(): void } {
+  const redir = side === 'write' ? '3>"$0"' : '3<"$0"';
+  const child = spawn('timeout', ['10', 'sh', '-c', `sleep 2; exec ${redir}`, fifo], { stdio: 'ignore' });
+  return { stop: () => void child.kill('SIGKILL') };
+}
+
 t.test('special files: fifo and device are not opened', async (t) => {
   const dir = t.testdir({});
   execFileSync('mkfifo', [join(dir, 'fifo')]);
-  const { c } = setup(dir);
+  // the daemon's default (--no-device-nodes off), as src/daemon.ts passes it
+  const daemonDefaults = parseArgs(['--socket-path=/s', `--shared-dir=${dir}`]);
+  const { c } = setup(dir, { allowDevices: daemonDefaults.deviceNodes });
   const fifo = c.entry(c.lookup(1n, 'fifo'));
-  const started = Date.now();
+  const w = fifoUnblocker(join(dir, 'fifo'), 'write');
+  let started = Date.now();
   const r = c.open(fifo.nodeid, 0);
-  t.ok(r.error < 0, 'open of a fifo is an error');
-  t.ok(Date.now() - started < 2000, 'and does not hang');
+  w.stop();
+  t.ok(r.error < 0, 'open of a fifo for reading is an error');
+  t.ok(Date.now() - started < 1500, `and does not block (${Date.now() - started} ms)`);
   const mk = c.mknod(1n, 'p2', 0o010644);
   consistent(t, mk, 'mknod fifo');
-  t.ok(c.open(c.entry(mk).nodeid, 1).error < 0);
-  t.ok(c.mknod(1n, 'null2', 0o020666, 0x103).error < 0, 'no device nodes by default');
-  t.notOk(existsSync(join(dir, 'null2')));
+  const rd = fifoUnblocker(join(dir, 'p2'), 'read');
+  started = Date.now();
+  t.ok(c.open(c.entry(mk).nodeid, 1).error < 0, 'open of a fifo for writing is an error');
+  rd.stop();
+  t.ok(Date.now() - started < 1500, `and does not block (${Date.now() - started} ms)`);
+  // The daemon lets the guest make device nodes by default (as virtiofsd does); it never opens them.
+  t.equal(daemonDefaults.deviceNodes, true, 'the daemon allows device nodes by default');
+  const nd = c.mknod(1n, 'null2', 0o020666, 0x103);
+  consistent(t, nd, 'mknod of a char device with the daemon\'s default');
+  t.ok(statSync(join(dir, 'null2')).isCharacterDevice(), 'the device node is made');
+  t.ok(c.open(c.entry(nd).nodeid, 2).error < 0, 'but never opened');
+  // --no-device-nodes: EPERM, nothing made
+  const { c: strict } = setup(dir, { allowDevices: parseArgs(['--socket-path=/s', `--shared-dir=${dir}`, '--no-device-nodes']).deviceNodes });
+  t.equal(strict.mknod(1n, 'null3', 0o020666, 0x103).error, -E.EPERM, '--no-device-nodes: EPERM');
+  t.notOk(existsSync(join(dir, 'null3')));
 });
 
 t.test('creation runs as the caller', async (t) => {
