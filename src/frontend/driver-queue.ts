@@ -217,6 +217,9 @@ export class DriverQueue {
     this.publish();
   }
 
+  /** The driver's avail.idx as last published (or about to be). */
+  get availIndex(): number { return this.availIdx; }
+
   get availFlags(): number { return this.dv.getUint16(this.availOff + RING_FLAGS, true); }
   set availFlags(v: number) { this.dv.setUint16(this.availOff + RING_FLAGS, v, true); }
   /** avail.used_event (VIRTIO_F_EVENT_IDX: "interrupt me when used.idx passes this") */

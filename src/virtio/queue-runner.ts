@@ -107,6 +107,8 @@ export class QueueRunner {
       queues.push({ q, kick: Atomics.load(this.ctl, qslot(q, Ctl.Q_KICKFD)), call: Atomics.load(this.ctl, qslot(q, Ctl.Q_CALLFD)) });
     }
     this.queues = queues;
+    // A ring set up again (a device reset, a new frontend) is no longer broken: log its next corruption.
+    for (const q of this.brokenSeen) if (this.vq.queueIsBroken(q) === 0) this.brokenSeen.delete(q);
     this.rebuildEpoll();
     this.myGen = gen;
     // Acknowledge only here, at the top of the loop, with no chain in flight (see control.ts).
