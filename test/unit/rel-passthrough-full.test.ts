@@ -15,7 +15,7 @@ import { Passthrough } from '../../src/fs/passthrough.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { type Native, native } from '../../src/native.js';
 import { FuseClient, le } from '../helpers/fuse-client.js';
-import { fdCount, fillHandles, fillInodes, nlookup, realTables, resetTables } from '../helpers/real-tables.js';
+import { FAKE_FD, fdCount, fillHandles, fillInodes, nlookup, realTables, resetTables } from '../helpers/real-tables.js';
 
 const dec = new TextDecoder();
 const tables = await realTables();
@@ -183,6 +183,34 @@ t.test('handle table full: OPEN, OPENDIR, CREATE answer ENFILE, keep no fd or re
   t.equal(a.release(d.nodeid, od.fh!, Opcode.Releasedir).error, 0);
   t.equal(fdCount(), fds - 1);
   t.equal(fill.unfill(), fill.count, 'every fake handle closed');
+});
+
+t.test('DESTROY of full tables closes every fd but the root\'s; the next session starts empty', async (t) => {
+  const dir = t.testdir({ f: 'x', g: 'y' });
+  const { a } = setup(t, dir);
+  const fds = fdCount();
+  const f = a.entry(a.lookup(1n, 'f'));
+  a.lookup(1n, 'g');
+  t.equal(a.open(f.nodeid, 0).error, 0);
+  const inodes = fillInodes(tables);
+  const handles = fillHandles(tables);
+  t.teardown(() => { inodes.unfill(); handles.unfill(); });
+  t.equal(fdCount(), fds + 3, 'two inodes and a handle');
+  // The fake fds are counted, not passed to close(2): 1.3 million EBADF calls would take seconds.
+  let fakes = 0;
+  inject(t, 'close', (orig) => (fd) => {
+    if (fd !== FAKE_FD) return orig(fd);
+    fakes++;
+    return 0;
+  });
+  t.equal(a.call(Opcode.Destroy, 0n, new Uint8Array(0)).error, 0);
+  t.equal(tables.inodeCount(), 1, 'only the root is left');
+  t.equal(tables.handleCount(), 0, 'no handle is left');
+  t.equal(fakes, inodes.count + handles.count, 'every fake entry drained, once');
+  t.equal(fdCount(), fds, 'every real fd closed');
+  t.equal(a.init().error, 0);
+  t.equal(a.entry(a.lookup(1n, 'g')).attr.size, 1n, 'the next session looks up');
+  t.equal(a.open(f.nodeid, 0).error, -E.ESTALE, 'the old node ids are gone');
 });
 
 t.test('FORGET of an inode another worker is using: its fd closes when that request ends', async (t) => {
