@@ -2,8 +2,7 @@
  * FuseClient: runs FUSE requests through an in-process FuseServer with the in-memory
  * BufferReader/BufferWriter, for unit tests. Requests are built and replies decoded by the project's
  * one FUSE builder (src/frontend/fuse-requests.ts); this adds the in-process transport and typed
- * results. MapTables (the tables test double) is re-exported from map-tables.ts for the tests that
- * import both from here.
+ * results.
  */
 import {
   CREATE_OPEN_OUT_OFFSET,
@@ -22,7 +21,6 @@ import { BufferReader, BufferWriter } from './buffer-io.js';
 import type { FuseServer } from '../../src/fuse/server.js';
 
 export { concat, cstr, le } from '../../src/frontend/fuse-requests.js';
-export { MapTables } from './map-tables.js';
 
 export interface Reply {
   /** what handle() returned */

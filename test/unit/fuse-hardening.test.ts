@@ -6,12 +6,16 @@ import { FUSE_DO_READDIRPLUS, FUSE_READDIRPLUS_AUTO, FUSE_WRITEBACK_CACHE } from
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { C, native } from '../../src/native.js';
-import { FuseClient, MapTables } from '../helpers/fuse-client.js';
+import { FuseClient } from '../helpers/fuse-client.js';
+import { realTables, resetTables } from '../helpers/real-tables.js';
+
+/** the daemon's inode/handle tables (the wasm module), one instance for this file */
+const tables = await realTables();
 
 t.test('CREATE of an existing FIFO does not block the worker', async (t) => {
   const dir = t.testdir({});
   execFileSync('mkfifo', [join(dir, 'p')]);
-  const fs = Passthrough.open(dir, new MapTables());
+  const fs = Passthrough.open(dir, resetTables(tables));
   t.teardown(() => { fs.destroy(); native.close(fs.procFd); });
   const c = new FuseClient(new FuseServer(fs, { cache: 'auto' }));
   t.equal(c.init().error, 0);
@@ -24,7 +28,7 @@ t.test('CREATE of an existing FIFO does not block the worker', async (t) => {
 
 t.test('negotiated writeback reaches every worker, not only the one that saw INIT', async (t) => {
   const dir = t.testdir({ f: 'data' });
-  const tables = new MapTables();
+  resetTables(tables);
   const session = new Int32Array(new SharedArrayBuffer(16));
   const fsA = Passthrough.open(dir, tables);
   const fsB = new Passthrough(tables, fsA.procFd);
@@ -44,7 +48,7 @@ t.test('negotiated writeback reaches every worker, not only the one that saw INI
 
 t.test('readdirplus can be turned off', async (t) => {
   const dir = t.testdir({ f: 'x' });
-  const fs = Passthrough.open(dir, new MapTables());
+  const fs = Passthrough.open(dir, resetTables(tables));
   t.teardown(() => { fs.destroy(); native.close(fs.procFd); });
   const on = new FuseClient(new FuseServer(fs, { cache: 'auto' })).init();
   t.ok((on.init!.flags & FUSE_DO_READDIRPLUS) !== 0, 'offered by default');
@@ -55,8 +59,7 @@ t.test('readdirplus can be turned off', async (t) => {
 t.test('the guest O_DIRECT reaches the host only with allowDirectIo', async (t) => {
   const dir = t.testdir({ f: 'x'.repeat(4096) });
   for (const allow of [false, true]) {
-    const tables = new MapTables();
-    const fs = Passthrough.open(dir, tables, { allowDirectIo: allow });
+    const fs = Passthrough.open(dir, resetTables(tables), { allowDirectIo: allow });
     const c = new FuseClient(new FuseServer(fs, { cache: 'auto' }));
     c.init();
     const e = c.entry(c.lookup(1n, 'f'));

@@ -1,4 +1,4 @@
-// The passthrough on the real AssemblyScript inode/handle tables in shared memory (not the test double).
+// The passthrough on two instances of the wasm module over one shared memory, as two workers have them.
 import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -8,13 +8,15 @@ import { Errno as E } from '../../src/errors.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { native } from '../../src/native.js';
-import { FuseClient, MapTables, concat, le } from '../helpers/fuse-client.js';
+import { FuseClient, concat, le } from '../helpers/fuse-client.js';
+import { nlookup, realTables, resetTables } from '../helpers/real-tables.js';
 
 const dec = new TextDecoder();
+/** the daemon's inode/handle tables (the wasm module), one instance for this file */
+const tables = await realTables();
 
 function setup(dir: string, opts: Parameters<typeof Passthrough.open>[2] = {}) {
-  const tables = new MapTables();
-  const fs = Passthrough.open(dir, tables, opts);
+  const fs = Passthrough.open(dir, resetTables(tables), opts);
   const server = new FuseServer(fs, { cache: 'auto' });
   const c = new FuseClient(server);
   t.teardown(() => { fs.destroy(); native.close(fs.procFd); });
@@ -30,15 +32,15 @@ function consistent(t: Test, r: { ret: number; len: number; written: number }, w
 
 t.test('lookup, getattr, mkdir, create, write, read', async (t) => {
   const dir = t.testdir({ sub: { 'hello.txt': 'hello world' } });
-  const { c, tables } = setup(dir);
+  const { c } = setup(dir);
   const sub = c.lookup(1n, 'sub');
   consistent(t, sub, 'lookup');
   const se = c.entry(sub);
   t.equal(se.attr.ino, BigInt(statSync(join(dir, 'sub')).ino));
   t.equal(se.attr.mode & 0o170000, 0o040000, 'directory');
-  t.equal(tables.nlookup(se.nodeid), 1n);
+  t.equal(nlookup(se.nodeid), 1n);
   c.lookup(1n, 'sub');
-  t.equal(tables.nlookup(se.nodeid), 2n, 'second lookup adds a reference');
+  t.equal(nlookup(se.nodeid), 2n, 'second lookup adds a reference');
   const nope = c.lookup(1n, 'nope');
   t.equal(nope.error, 0, 'a missing name is a negative entry (cache=auto)');
   t.equal(decodeEntryOut(nope.view, 0).nodeid, 0n, 'with node id 0');
@@ -92,13 +94,13 @@ t.test('lookup, getattr, mkdir, create, write, read', async (t) => {
 
 t.test('stale node ids and forget', async (t) => {
   const dir = t.testdir({ a: 'x' });
-  const { c, tables } = setup(dir);
+  const { c } = setup(dir);
   const a = c.entry(c.lookup(1n, 'a'));
   t.equal(c.getattr(123456789n).error, -E.ESTALE, 'unknown nodeid: an error, no crash');
   t.equal(c.lookup(999n, 'a').error, -E.ESTALE);
   t.equal(c.getattr(0n).error, -E.ESTALE);
   c.forget(a.nodeid, 1n);
-  t.equal(tables.nlookup(a.nodeid), undefined, 'forgotten');
+  t.equal(nlookup(a.nodeid), undefined, 'forgotten');
   t.equal(c.getattr(a.nodeid).error, -E.ESTALE, 'stale after forget');
   c.forget(1n, 100n);
   t.equal(c.getattr(1n).error, 0, 'root is never forgotten');
@@ -154,7 +156,7 @@ t.test('readdir and readdirplus', async (t) => {
       if (n === '.' || n === '..') t.equal(e.entry!.nodeid, 0n, `${n} has nodeid 0`);
       else {
         t.not(e.entry!.nodeid, 0n);
-        t.equal(tables.nlookup(e.entry!.nodeid), 1n, 'one lookup reference');
+        t.equal(nlookup(e.entry!.nodeid), 1n, 'one lookup reference');
         t.equal(e.entry!.attr.ino, e.ino);
       }
     }
@@ -393,8 +395,7 @@ t.test('SYNCFS commits the share\'s file system; only directories and regular fi
 t.test('--announce-submounts: directories on another host file system carry FUSE_ATTR_SUBMOUNT', async (t) => {
   // the host's / has /proc (procfs) beside /etc (the root file system): no mount needed
   const run = (announceSubmounts: boolean) => {
-    const tables = new MapTables();
-    const fs = Passthrough.open('/', tables, { announceSubmounts });
+    const fs = Passthrough.open('/', resetTables(tables), { announceSubmounts });
     const server = new FuseServer(fs, { cache: 'auto', announceSubmounts });
     const c = new FuseClient(server);
     t.teardown(() => { fs.destroy(); native.close(fs.procFd); });

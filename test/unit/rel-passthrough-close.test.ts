@@ -14,11 +14,14 @@ import { Passthrough } from '../../src/fs/passthrough.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Logger } from '../../src/log.js';
 import { C, type Native, native } from '../../src/native.js';
-import { FuseClient, MapTables, le } from '../helpers/fuse-client.js';
+import { FuseClient, le } from '../helpers/fuse-client.js';
+import { realTables, resetTables } from '../helpers/real-tables.js';
+
+/** the daemon's inode/handle tables (the wasm module), one instance for this file */
+const tables = await realTables();
 
 function setup(t: Test, dir: string) {
-  const tables = new MapTables();
-  const fs = Passthrough.open(dir, tables);
+  const fs = Passthrough.open(dir, resetTables(tables));
   const logged: string[] = [];
   const log = new Logger('warn', 'test', (_line, _level, _thread, msg) => { logged.push(msg); });
   const server = new FuseServer(fs, { cache: 'auto', log });

@@ -10,14 +10,17 @@ import { Errno as E } from '../../src/errors.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { C, type Native, native } from '../../src/native.js';
-import { FuseClient, MapTables } from '../helpers/fuse-client.js';
+import { FuseClient } from '../helpers/fuse-client.js';
+import { realTables, resetTables } from '../helpers/real-tables.js';
 
 const dec = new TextDecoder();
 const PATH_FLAGS = C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC;
 
+/** the daemon's inode/handle tables (the wasm module), one instance for this file */
+const tables = await realTables();
+
 function setup(t: Test, dir: string) {
-  const tables = new MapTables();
-  const fs = Passthrough.open(dir, tables);
+  const fs = Passthrough.open(dir, resetTables(tables));
   const server = new FuseServer(fs, { cache: 'auto' });
   const c = new FuseClient(server);
   t.teardown(() => { fs.destroy(); native.close(fs.procFd); });

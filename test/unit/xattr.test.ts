@@ -12,7 +12,8 @@ import { BufferReader, BufferWriter } from '../helpers/buffer-io.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { C, E, native } from '../../src/native.js';
-import { FuseClient, MapTables, type Reply, concat, cstr, le } from '../helpers/fuse-client.js';
+import { FuseClient, type Reply, concat, cstr, le } from '../helpers/fuse-client.js';
+import { realTables, resetTables } from '../helpers/real-tables.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -80,8 +81,11 @@ class XattrClient extends FuseClient {
   }
 }
 
+/** the daemon's inode/handle tables (the wasm module), one instance for this file */
+const tables = await realTables();
+
 function passthrough(t: Test, share: string): Passthrough {
-  const pfs = Passthrough.open(share, new MapTables());
+  const pfs = Passthrough.open(share, resetTables(tables));
   t.teardown(() => { pfs.destroy(); native.close(pfs.procFd); });
   return pfs;
 }
