@@ -73,30 +73,47 @@ async function survived(tt: Test, env: MemEnv, what: string): Promise<void> {
   tt.equal(env.daemon.exitCode(), undefined, `${what}: still running at the end`);
 }
 
-t.test('a request header in truncated guest RAM (WASM reads it): the connection is dropped, the daemon lives', async (t) => {
-  const env = await startMemDaemon(t, 0x5b05);
+/** GETATTR whose request lies in the lost half of region 1: the worker's gather (WASM) faults. */
+async function headerInLostPages(t: Test, env: MemEnv, what: string): Promise<void> {
   const s = open(env);
   t.teardown(() => s.close());
   await initAndGetattr(t, s, 'before');
   truncate(s, 1, 8 * MiB);
-  // GETATTR whose request lies in the lost half of region 1: the worker's gather faults.
   const f = new PlacedFuse(s, { req: LOST, reply: PLACED + 0x10000n, data: PLACED + 0x20000n });
   void f.call(f.rb.getattr(1n)).catch(() => undefined);
-  await survived(t, env, 'request header');
+  await survived(t, env, what);
+}
+
+t.test('a request header in truncated guest RAM (WASM reads it): the connection is dropped, the daemon lives', async (t) => {
+  await headerInLostPages(t, await startMemDaemon(t, 0x5b05), 'request header');
+});
+
+t.test('the same through apertures (guest RAM not resident in the window)', async (t) => {
+  // The daemon reads the knob at start (docs/testing.md): set for its spawn only.
+  const was = process.env.VIRTIOFSD_TS_APERTURES;
+  process.env.VIRTIOFSD_TS_APERTURES = 'always';
+  let env: MemEnv;
+  try {
+    env = await startMemDaemon(t, 0x5b08);
+  } finally {
+    if (was === undefined) delete process.env.VIRTIOFSD_TS_APERTURES;
+    else process.env.VIRTIOFSD_TS_APERTURES = was;
+  }
+  await headerInLostPages(t, env, 'through an aperture');
+  t.match(env.daemon.logs(), /guest memory fault[^\n]*in an aperture/, 'the fault is placed in an aperture');
 });
 
 t.test('the rings in truncated guest RAM: the next kick', async (t) => {
   const env = await startMemDaemon(t, 0x5b06);
-  const ringsInR1 = { ...R1, arenas: R1.arenas };
   // rings and slots of both queues in region 1 (unsealable), placed buffers in region 0
   const s = VirtioFsSession.open(env.sock, {
     queueSize: 64,
     slotBytes: 65536,
-    memory: { regions: [ringsInR1, R0], queues: [0, 1].map((q) => ({ rings: R1.guestPhysAddr + BigInt(q * 2 * MiB), slots: R1.guestPhysAddr + BigInt(q * 2 * MiB + 65536) })) },
+    memory: { regions: [R1, R0], queues: [0, 1].map((q) => ({ rings: R1.guestPhysAddr + BigInt(q * 2 * MiB), slots: R1.guestPhysAddr + BigInt(q * 2 * MiB + 65536) })) },
   });
   t.teardown(() => s.close());
   await initAndGetattr(t, s, 'before');
-  // GuestRam sorts nothing: region 0 of the session is R1 here.
+  // Regions are numbered in the order given: region 0 of this session is R1.
   truncate(s, 0, 0);
   s.kick(1);
   await survived(t, env, 'rings');
