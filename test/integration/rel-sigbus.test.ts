@@ -82,10 +82,13 @@ async function headerInLostPages(t: Test, env: MemEnv, what: string): Promise<vo
   const f = new PlacedFuse(s, { req: LOST, reply: PLACED + 0x10000n, data: PLACED + 0x20000n });
   void f.call(f.rb.getattr(1n)).catch(() => undefined);
   await survived(t, env, what);
+  t.match(env.daemon.logs(), /guest memory fault[^\n]*the file of region gpa=0x200000000 is now 8388608 bytes, the region needs 16777216/, `${what}: the line names the shrunk region file`);
 }
 
 t.test('a request header in truncated guest RAM (WASM reads it): the connection is dropped, the daemon lives', async (t) => {
-  await headerInLostPages(t, await startMemDaemon(t, 0x5b05), 'request header');
+  const env = await startMemDaemon(t, 0x5b05);
+  await headerInLostPages(t, env, 'request header');
+  t.match(env.daemon.logs(), /guest memory fault[^\n]*at guest-physical 0x200c00[0-9a-f]{3} in the region gpa=0x200000000/, 'and the guest-physical address');
 });
 
 t.test('the same through apertures (guest RAM not resident in the window)', async (t) => {
