@@ -125,7 +125,9 @@ Napi::Value NativeAddon::SigbusGuard(const Napi::CallbackInfo& info) {
     sa.sa_sigaction = onSigbus;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGBUS, &sa, &previous) < 0) {
+    // Read the previous action before ours is in place: the kernel hands the old one back only after
+    // installing the new, and a signal in between would find `previous` still empty.
+    if (sigaction(SIGBUS, nullptr, &previous) < 0 || sigaction(SIGBUS, &sa, nullptr) < 0) {
       int e = errno;
       notifyFd.store(-1, std::memory_order_release);
       close(fd);
