@@ -88,7 +88,15 @@ export class Daemon {
     });
     // A frontend that truncates guest RAM it shares makes our next access to it raise SIGBUS: survive
     // it and drop that frontend instead (docs/internals.md, "Guest RAM that shrinks").
-    this.faults = GuestMemoryFaults.guard(memory, vq.layout, (f) => this.listener?.memoryFault(`${describeFault(device.memory, f.offset)}; ${f.pages} page(s) faulted`));
+    // A fault reported after its memory is gone (a late one of a connection already dropped, or the
+    // frontend replaced the table since) must not end the connection that holds the window now.
+    this.faults = GuestMemoryFaults.guard(memory, vq.layout, (f) => {
+      const where = describeFault(device.memory, f.offset);
+      const what = `${where.text}; ${f.pages} page(s) faulted`;
+      if (where.owned) this.listener?.memoryFault(what);
+      else if (this.listener?.connected) log.warn(`guest memory fault in memory no longer mapped (the frontend truncated it, then replaced it): ${what}`);
+      else log.debug(`guest memory fault after its connection was closed: ${what}`);
+    });
     const socketGid = cfg.socketGroup !== undefined ? resolveGroup(cfg.socketGroup) : undefined;
     this.listener = new VhostUserListener(device, { socketPath: cfg.socketPath, fd: cfg.fd, socketGid, log });
     this.listener.listen();

@@ -65,19 +65,21 @@ export class GuestMemoryFaults {
 }
 
 /**
- * Which guest memory a fault at wasm-memory offset `offset` hit, for the log: the resident region
- * (guest-physical range and the offset in it) or an aperture, and every region whose file is now
- * shorter than the region (the truncation itself).
+ * Which guest memory a fault at wasm-memory offset `offset` hit: `owned` when the offset lies in memory
+ * mapped now (a resident region or the aperture area), and for the log the region (the guest-physical
+ * address) or the aperture, and every region whose file is now shorter than the region (the truncation
+ * itself).
  */
-export function describeFault(memory: GuestMemory, offset: number): string {
+export function describeFault(memory: GuestMemory, offset: number): { owned: boolean; text: string } {
   const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
   const parts: string[] = [];
   const resident = memory.mapped.find((m) => m.mapLen > 0 && offset >= m.mapStart && offset < m.mapStart + m.mapLen);
   const g = memory.apertures;
+  const inApertures = g !== null && offset >= g.area && offset < g.area + g.areaLen;
   if (resident) {
     const gpa = resident.guestPhysAddr + BigInt(offset - resident.win);
     parts.push(`at guest-physical ${hex(gpa)} in the region gpa=${hex(resident.guestPhysAddr)} size=${hex(resident.memorySize)}`);
-  } else if (g !== null && offset >= g.area && offset < g.area + g.areaLen) {
+  } else if (inApertures) {
     parts.push(`in an aperture onto guest memory (window offset ${hex(offset)})`);
   } else {
     parts.push(`at window offset ${hex(offset)}, in no region mapped now`);
@@ -92,5 +94,5 @@ export function describeFault(memory: GuestMemory, offset: number): string {
     const need = m.mmapOffset + m.memorySize;
     if (BigInt(size) < need) parts.push(`the file of region gpa=${hex(m.guestPhysAddr)} is now ${size} bytes, the region needs ${need}`);
   }
-  return parts.join('; ');
+  return { owned: resident !== undefined || inApertures, text: parts.join('; ') };
 }
