@@ -10,6 +10,7 @@ import { type Config, resolveGroup } from './config.js';
 import type { Logger } from './log.js';
 import { native } from './native.js';
 import type { WorkerInit } from './worker-init.js';
+import { describeFault, GuestMemoryFaults } from './memory/faults.js';
 import { MAX_MEM_SLOTS, sharedBuffer } from './memory/guest-memory.js';
 import { windowMiB } from './memory/window.js';
 import { Passthrough } from './fs/passthrough.js';
@@ -31,6 +32,7 @@ export class Daemon {
   private listener: VhostUserListener | null = null;
   private pool: WorkerPool | null = null;
   private fs: Passthrough | null = null;
+  private faults: GuestMemoryFaults | null = null;
 
   constructor(private readonly cfg: Config, readonly log: Logger) {}
 
@@ -84,6 +86,17 @@ export class Daemon {
       for (let fd = vq.inodeDrainNext(); fd >= 0; fd = vq.inodeDrainNext()) native.close(fd);
       for (let fd = vq.handleDrainNext(); fd >= 0; fd = vq.handleDrainNext()) native.close(fd);
     });
+    // A frontend that truncates guest RAM it shares makes our next access to it raise SIGBUS: survive
+    // it and drop that frontend instead (docs/internals.md, "Guest RAM that shrinks").
+    // A fault reported after its memory is gone (a late one of a connection already dropped, or the
+    // frontend replaced the table since) must not end the connection that holds the window now.
+    this.faults = GuestMemoryFaults.guard(memory, vq.layout, (f) => {
+      const where = describeFault(device.memory, f.offset);
+      const what = `${where.text}; ${f.pages} page(s) faulted`;
+      if (where.owned) this.listener?.memoryFault(what);
+      else if (this.listener?.connected) log.warn(`guest memory fault in memory no longer mapped (the frontend truncated it, then replaced it): ${what}`);
+      else log.debug(`guest memory fault after its connection was closed: ${what}`);
+    });
     const socketGid = cfg.socketGroup !== undefined ? resolveGroup(cfg.socketGroup) : undefined;
     this.listener = new VhostUserListener(device, { socketPath: cfg.socketPath, fd: cfg.fd, socketGid, log });
     this.listener.listen();
@@ -109,6 +122,8 @@ export class Daemon {
   async stop(): Promise<void> {
     await this.listener?.close();
     this.listener = null;
+    this.faults?.stop();
+    this.faults = null;
     await this.pool?.stop();
     this.pool = null;
     this.fs?.close();

@@ -106,6 +106,15 @@ export interface Native {
   unmapShared(addr: number, len: number): number;
   /** memfd of `size` bytes (MFD_CLOEXEC, and MFD_ALLOW_SEALING unless `unsealable`) or -errno. */
   memfdCreate(name: string, size: number, unsealable?: boolean): number;
+  /**
+   * Survive guest RAM truncated under us: installs (once per process) a SIGBUS handler that maps zero
+   * pages over a faulting page inside buf[off, off+len) (page aligned; len 0 guards nothing), counts the
+   * fault and writes to an eventfd; any other SIGBUS goes to the previous handler or kills as before.
+   * The eventfd (the same on every call, never closed) or -errno.
+   */
+  sigbusGuard(buf: SharedArrayBuffer, off: number, len: number): number;
+  /** Faults survived in the guarded range since the process started, and the last one's offset in the buffer (-1: none). */
+  sigbusFaults(): { count: number; offset: number };
 
   // eventfd / wait
   /** EFD_NONBLOCK|EFD_CLOEXEC eventfd (EFD_CLOEXEC only when `blocking`) or -errno. */
@@ -221,10 +230,11 @@ export interface Native {
 }
 
 /** What the .node file exports: memory functions take a Uint8Array view of the whole buffer. */
-type RawNative = Omit<Native, 'memoryAddress' | 'mapFixed' | 'unmapFixed' | 'setWindow'> & {
+type RawNative = Omit<Native, 'memoryAddress' | 'mapFixed' | 'unmapFixed' | 'setWindow' | 'sigbusGuard'> & {
   memoryAddress(view: Uint8Array): bigint;
   mapFixed(view: Uint8Array, off: number, len: number, fd: number, fileOff: number): number;
   unmapFixed(view: Uint8Array, off: number, len: number): number;
+  sigbusGuard(view: Uint8Array, off: number, len: number): number;
   setWindow(view: Uint8Array, base: number, entries: number, stride: number, max: number, sizeOff: number, hvaOff: number): void;
 };
 
@@ -261,6 +271,7 @@ export const native: Native = {
   memoryAddress: (buf) => raw.memoryAddress(viewOf(buf)),
   mapFixed: (buf, off, len, fd, fileOff) => raw.mapFixed(viewOf(buf), off, len, fd, fileOff),
   unmapFixed: (buf, off, len) => raw.unmapFixed(viewOf(buf), off, len),
+  sigbusGuard: (buf, off, len) => raw.sigbusGuard(viewOf(buf), off, len),
   setWindow: (buf, t) => raw.setWindow(viewOf(buf), t.base, t.entries, t.stride, t.max, t.sizeOff, t.hvaOff),
 };
 

@@ -33,6 +33,9 @@
   X(UnmapShared, unmapShared)                    \
   X(MemfdCreate, memfdCreate)                    \
   X(SealShrink, sealShrink)                      \
+  /* sigbus.cc: guest RAM truncated under us */ \
+  X(SigbusGuard, sigbusGuard)                    \
+  X(SigbusFaults, sigbusFaults)                  \
   /* fs.cc: calls on a directory fd and a name */ \
   X(Openat2, openat2)                            \
   X(OpenProcFd, openProcFd)                      \

@@ -117,7 +117,7 @@ export class GuestMemory {
       this.warnedUnsealed = true;
       this.log.warn(
         `guest memory cannot be sealed against shrinking (errno ${errno}: a memfd made without MFD_ALLOW_SEALING, a hugetlbfs or plain file): ` +
-          'the daemon relies on the VMM never to truncate guest RAM while it is shared (QEMU does not); if one did, the daemon would die of SIGBUS. Said once per daemon.',
+          'the daemon relies on the VMM never to truncate guest RAM while it is shared (QEMU does not); one that does loses its connection (the daemon survives the fault). Said once per daemon.',
       );
     });
   }

@@ -49,8 +49,8 @@ function validate(r: RegionDesc): void {
  */
 export function openRegion(r: RegionDesc, fd: number, unsealed: (errno: number) => void): MappedRegion {
   validate(r);
-  // Touching a mapping past the end of its file raises SIGBUS, which would kill the daemon: the
-  // region must lie inside the file as it is now (memfd and hugetlbfs files have a size).
+  // Touching a mapping past the end of its file raises SIGBUS (survived, but fatal to the connection:
+  // faults.ts): the region must lie inside the file as it is now (memfd and hugetlbfs files have a size).
   let st: fs.Stats;
   try {
     st = fs.fstatSync(fd);

@@ -184,6 +184,24 @@ export class VhostUserListener {
     this.conn = conn;
   }
 
+  /**
+   * The frontend truncated guest memory under the daemon: an access to a lost page was survived (it read
+   * zeros: src/memory/faults.ts), `where` says which memory. Fatal for the connection, as a frontend
+   * error that breaks the protocol is: logged once, the connection closed and the device reset (its
+   * queues stop, its memory is unmapped), and the next frontend is served as usual.
+   */
+  memoryFault(where: string): void {
+    const { log } = this.opts;
+    const conn = this.conn;
+    if (conn === null || conn.isClosed) {
+      // More faults of the episode, from requests that were still running, or from the reset itself.
+      log.debug(`guest memory fault after its connection was closed: ${where}`);
+      return;
+    }
+    log.error(`guest memory fault: the frontend truncated guest memory it shares with the daemon (${where}); the access read zeros; closing the connection`);
+    conn.close('guest memory was truncated under the daemon');
+  }
+
   /** Stops accepting, drops the frontend, resets the device. */
   async close(): Promise<void> {
     this.closing = true;
