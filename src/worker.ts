@@ -29,26 +29,26 @@ native.setWindow(sharedBuffer(memory), guestTableOf(vq.layout));
 /**
  * Test-only fault injection (docs/testing.md, "Worker death"), read from the environment once per
  * thread: `VIRTIOFSD_TS_TEST_HOOKS=worker-die-on-getattr-of:<nodeid>` ends the worker thread serving a
- * GETATTR of that node id right after it pinned the inode, as a thread the runtime kills would end
+ * GETATTR of that node id (or of any in a comma-separated list) right after it pinned the inode, as a thread the runtime kills would end
  * (process.exit in a worker thread ends that thread only, and runs no catch or finally). Nothing a
  * guest sends can turn it on; without the variable none of it is on any path.
  */
 const TEST_HOOKS = process.env.VIRTIOFSD_TS_TEST_HOOKS;
-const DIE_ON_GETATTR = /^worker-die-on-getattr-of:(\d+)$/.exec(TEST_HOOKS ?? '');
+const DIE_ON_GETATTR = /^worker-die-on-getattr-of:(\d+(?:,\d+)*)$/.exec(TEST_HOOKS ?? '');
 
 class DyingTables extends PinRecordingTables {
   private armed = false;
-  constructor(vq: ConstructorParameters<typeof PinRecordingTables>[0], flight: InFlight, private readonly target: bigint) {
+  constructor(vq: ConstructorParameters<typeof PinRecordingTables>[0], flight: InFlight, private readonly targets: Set<bigint>) {
     super(vq, flight);
   }
-  /** Before each request: armed for a GETATTR of the target only. */
+  /** Before each request: armed for a GETATTR of a target only. */
   arm(head: Uint8Array): void {
     this.armed = head.length >= IN_HEADER_SIZE && peekOpcode(head) === Opcode.Getattr &&
-      new DataView(head.buffer, head.byteOffset + 16, 8).getBigUint64(0, true) === this.target;
+      this.targets.has(new DataView(head.buffer, head.byteOffset + 16, 8).getBigUint64(0, true));
   }
   override inodeAcquire(nodeid: bigint): number {
     const fd = super.inodeAcquire(nodeid);
-    if (this.armed && nodeid === this.target && fd >= 0) process.exit(70);
+    if (this.armed && this.targets.has(nodeid) && fd >= 0) process.exit(70);
     return fd;
   }
 }
@@ -61,7 +61,7 @@ export default function runWorker(task: { wid: number }): void {
   // it if the thread dies mid-request (src/virtio/orphans.ts).
   const flight = new InFlight(memory.buffer, vq.layout.CONTROL_BASE, wid);
   if (TEST_HOOKS !== undefined && DIE_ON_GETATTR === null) log.warn(`VIRTIOFSD_TS_TEST_HOOKS=${TEST_HOOKS} not understood; ignored`);
-  const dying = DIE_ON_GETATTR ? new DyingTables(vq, flight, BigInt(DIE_ON_GETATTR[1]!)) : null;
+  const dying = DIE_ON_GETATTR ? new DyingTables(vq, flight, new Set(DIE_ON_GETATTR[1]!.split(',').map(BigInt))) : null;
   const tables = dying ?? new PinRecordingTables(vq, flight);
   const fs = new Passthrough(tables, data.init.procFdDir, {
     allowDevices: data.init.allowDevices,
