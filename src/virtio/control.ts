@@ -39,7 +39,8 @@ export const CTL_INTS = 1024;
  * 64 KiB, after the CTL_INTS slots). Word offsets (i32) unless named _BYTE.
  */
 export const Flight = {
-  /** queue + 1 of the chain the worker popped and has not published yet; 0: none */
+  /** queue + 1 of the chain the worker popped and has not published yet, -(queue + 1) while it
+   *  publishes it; 0: none */
   QUEUE: 0,
   /** that chain's head */
   HEAD: 1,

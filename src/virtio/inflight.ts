@@ -7,7 +7,7 @@
  * - the inode and handle pins it took: released for it, so a forgotten inode's fd is closed;
  * - its epoll fd: closed for it.
  *
- * The worker writes the record with plain stores (two per request, two per pin, one per unpin): the
+ * The worker writes the record with plain stores (three per request, two per pin, one per unpin): the
  * control plane reads it only after the thread has ended (piscina reports the task's failure after the
  * thread's exit event or its last message), which orders the reads after every store.
  * The control plane's side, after a death, is src/virtio/orphans.ts.
@@ -32,17 +32,26 @@ export class InFlight {
     ({ words: this.words, ids: this.ids } = recordViews(buffer, controlBase, wid));
   }
 
-  /** Right after the pop: this chain is ours to answer. */
+  /**
+   * Right after the pop: this chain is ours to answer. (A thread the runtime ends from outside — heap
+   * exhausted, terminate() — stops at its next call or loop check, which may fall between the pop and
+   * this store: that chain then stays unanswered. Ends from inside, a throw or process.exit, cannot.)
+   */
   begin(q: number, head: number): void {
     this.words[Flight.HEAD] = head;
     this.words[Flight.QUEUE] = q + 1;
   }
 
   /**
-   * Right after the push returns (no call, loop or allocation between them, the only points where V8
-   * ends a thread): the chain is answered. A death between the pop and begin() or between the push and
-   * end() is therefore not possible; one inside the push leaves the record set (see recoverWorker).
+   * Just before the push: from here the chain may be published, and a chain answered twice would
+   * break the guest's ring (a used id that is not its head), so a death from here on is not answered
+   * again: at worst this one request stays unanswered.
    */
+  publishing(q: number): void {
+    this.words[Flight.QUEUE] = -(q + 1);
+  }
+
+  /** After the push: the chain is answered. */
   end(): void {
     this.words[Flight.QUEUE] = 0;
   }

@@ -17,7 +17,7 @@ import { writeEioReply } from './queue-runner.js';
 import { VqError, type VqExports } from './wasm.js';
 
 export interface Recovery {
-  /** the orphan chain, if there was one */
+  /** the orphan chain, if there was one: its used length, -1 if it was left (died while publishing it) */
   orphan?: { q: number; head: number; len: number };
   /** pins released */
   pins: number;
@@ -50,14 +50,18 @@ export function recoverWorker(vq: VqExports, memory: WebAssembly.Memory, wid: nu
   const q1 = words[Flight.QUEUE]!;
   words[Flight.QUEUE] = 0;
   if (q1 === 0) return out;
-  const q = q1 - 1;
+  const q = Math.abs(q1) - 1;
   const head = words[Flight.HEAD]!;
+  if (q1 < 0) {
+    // It died inside the push (only a thread terminated from outside can): the chain may be published
+    // already, and a second used element for it would break the guest's ring. Leave it.
+    out.orphan = { q, head, len: -1 };
+    return out;
+  }
   const ctl = controlView(memory.buffer, L.CONTROL_BASE);
   // A ring the driver corrupted since (or one that is gone) gets nothing more, as for a live worker.
   if (q >= L.MAX_QUEUES || vq.queueIsReady(q) === 0 || vq.queueIsBroken(q) === 1) return out;
   const len = answerOrphan(vq, memory, wid, q, head, log);
-  // (A thread can end inside the push only if it is terminated from outside, which the pool does only
-  // when it stops, and then recovers nothing: see WorkerPool.stop.)
   const notify = vq.queuePush(q, head, len);
   if (notify === 1) {
     const call = Atomics.load(ctl, qslot(q, Ctl.Q_CALLFD));

@@ -107,7 +107,9 @@ export class WorkerPool {
     try {
       const r = recoverWorker(this.vq, this.memory, w, this.opts.log);
       const parts: string[] = [];
-      if (r.orphan) {
+      if (r.orphan && r.orphan.len < 0) {
+        parts.push(`it died publishing the reply to queue ${r.orphan.q} head ${r.orphan.head}, which is left as is`);
+      } else if (r.orphan) {
         const how = r.orphan.len > 0 ? 'with EIO' : 'unused (no room for a reply)';
         parts.push(`answered its request (queue ${r.orphan.q}, head ${r.orphan.head}) ${how}`);
       }

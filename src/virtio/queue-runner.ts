@@ -250,6 +250,7 @@ export class QueueRunner {
   private publish(a: ActiveQueue, head: number, len: number): void {
     let notify: number;
     try {
+      this.flight.publishing(a.q);
       notify = this.vq.queuePush(a.q, head, len);
       this.flight.end();
     } catch (e) {
