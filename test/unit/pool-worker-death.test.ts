@@ -18,6 +18,7 @@ import { createSharedMemory, loadVirtqueueModule } from '../../src/virtio/wasm.j
 import { MockDriver, defaultRegion } from '../helpers/mock-driver.js';
 
 const DIE = 0xde; // test/helpers/pool-worker.ts
+const HOLD_DIE = 0xdf;
 const Q = 1;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -255,4 +256,88 @@ t.test('recoverWorker: what a dead worker held, record by record', async (t) => 
   t.equal(r.orphan, undefined, 'a broken queue: not answered');
   used = d.takeUsed();
   t.same(used, [], 'nothing published');
+});
+
+t.test('a worker that dies while a pause, then stop(), wait for it', async (t) => {
+  const memory = createSharedMemory();
+  const vq = await loadVirtqueueModule(memory);
+  const d = new MockDriver(memory.buffer, { region: defaultRegion(vq), queueSize: 16 });
+  t.equal(d.attach(vq, Q), 0);
+  const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
+  const kick = native.eventfd(0);
+  Atomics.store(ctl, qslot(Q, Ctl.Q_ACTIVE), 1);
+  Atomics.store(ctl, qslot(Q, Ctl.Q_KICKFD), kick);
+  Atomics.store(ctl, qslot(Q, Ctl.Q_CALLFD), -1);
+  const enc = new TextEncoder();
+  const rootFd = native.openat2(C.AT_FDCWD, enc.encode('/tmp'), C.O_PATH | C.O_CLOEXEC, 0, 0);
+  vq.inodeInit(rootFd, 1n, 1n);
+  const gate = new Int32Array(new SharedArrayBuffer(8));
+  const pool = new WorkerPool(vq, memory, {
+    size: 2,
+    filename: path.join(here, '..', 'helpers', 'pool-worker.js'),
+    workerData: { gate: gate.buffer },
+    log: new Logger('off'),
+  });
+  t.teardown(() => {
+    native.close(kick);
+    native.close(rootFd);
+  });
+  await pool.start();
+  const answered = new Map<number, number>();
+  const holdDie = () => {
+    const req = new Uint8Array(40);
+    req[0] = HOLD_DIE;
+    new DataView(req.buffer).setBigUint64(16, 1n, true); // the root: always there
+    const c = d.addChain({ readable: [req], writable: [16] });
+    native.eventfdWrite(kick, 1);
+    return c;
+  };
+  const usedLen = async (head: number, ms: number) => {
+    for (const t0 = Date.now(); Date.now() - t0 < ms; await sleep(5)) {
+      for (const e of d.takeUsed()) answered.set(e.id, e.len);
+      const len = answered.get(head);
+      if (len !== undefined) {
+        answered.delete(head);
+        return len;
+      }
+    }
+    return undefined;
+  };
+  const held = async (n: number) => {
+    for (const t0 = Date.now(); Atomics.load(gate, 1) < n && Date.now() - t0 < 15_000; ) await sleep(10);
+    return Atomics.load(gate, 1);
+  };
+  const open = () => {
+    Atomics.store(gate, 0, 0);
+    Atomics.notify(gate, 0);
+  };
+
+  // A pause meets a worker in its request; the worker dies there: the pause completes (it does not
+  // wait for the pause timeout, 120 s by default) and the chain is answered.
+  gate[0] = 1;
+  let c = holdDie();
+  t.equal(await held(1), 1, 'a worker is held in a request');
+  let pausedAt = 0;
+  const pause = pool.pause().then(() => (pausedAt = Date.now()));
+  await sleep(200);
+  t.equal(pausedAt, 0, 'the pause waits for it');
+  const t0 = Date.now();
+  open();
+  await Promise.race([pause, sleep(10_000)]);
+  t.ok(pausedAt > 0 && pausedAt - t0 < 5000, `the pause completes once the worker is dead (${pausedAt - t0} ms)`);
+  t.equal(await usedLen(c.head, 5000), 16, 'its chain is answered');
+  pool.resume();
+
+  // stop() meets a worker in its request; the worker dies there: stop() returns and the chain is answered.
+  gate[0] = 1;
+  c = holdDie();
+  t.equal(await held(2), 2, 'a worker is held again');
+  const t1 = Date.now();
+  let stoppedAt = 0;
+  const stop = pool.stop().then(() => (stoppedAt = Date.now()));
+  await sleep(200);
+  open();
+  await Promise.race([stop, sleep(10_000)]);
+  t.ok(stoppedAt > 0 && stoppedAt - t1 < 9000, `stop() returns before its 10 s grace (${stoppedAt - t1} ms)`);
+  t.equal(await usedLen(c.head, 1000), 16, 'the chain of the worker that died during stop() is answered');
 });
