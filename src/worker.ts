@@ -28,10 +28,10 @@ native.setWindow(sharedBuffer(memory), guestTableOf(vq.layout));
 
 /**
  * Test-only fault injection (docs/testing.md, "Worker death"), read from the environment once per
- * thread: `VIRTIOFSD_TS_TEST_HOOKS=worker-die-on-getattr-of:<nodeid>` ends the worker thread serving a
- * GETATTR of that node id (or of any in a comma-separated list) right after it pinned the inode, as a thread the runtime kills would end
- * (process.exit in a worker thread ends that thread only, and runs no catch or finally). Nothing a
- * guest sends can turn it on; without the variable none of it is on any path.
+ * thread: `VIRTIOFSD_TS_TEST_HOOKS=worker-die-on-getattr-of:<nodeid>[,<nodeid>…]` ends the worker thread
+ * serving a GETATTR of one of those node ids right after it pinned the inode, as a thread the runtime
+ * kills would end (process.exit in a worker thread ends that thread only, and runs no catch or
+ * finally). Nothing a guest sends can turn it on; without the variable none of it is on any path.
  */
 const TEST_HOOKS = process.env.VIRTIOFSD_TS_TEST_HOOKS;
 const DIE_ON_GETATTR = /^worker-die-on-getattr-of:(\d+(?:,\d+)*)$/.exec(TEST_HOOKS ?? '');
@@ -80,10 +80,10 @@ export default function runWorker(task: { wid: number }): void {
   });
   const inbufSize = vq.layout.INBUF_SIZE;
   const handler = (_q: number, r: GuestReader, w: GuestWriter): number => {
+    if (dying !== null) dying.arm(r.head);
     // The head copy: the whole readable part (up to INBUF_SIZE) except for WRITE, whose payload goes
     // from guest pages to the file without passing through the scratch.
     // (A chain shorter than the in-header is the server's to reject.)
-    if (dying !== null) dying.arm(r.head);
     if (r.head.length >= IN_HEADER_SIZE) {
       if (peekOpcode(r.head) === Opcode.Write) {
         if (r.head.length < WRITE_PREFIX) r.extend(WRITE_PREFIX);

@@ -38,14 +38,15 @@ export function recoverWorker(vq: VqExports, memory: WebAssembly.Memory, wid: nu
   words[Flight.EPFD] = -1;
   if (epfd >= 0) native.close(epfd);
 
+  // Each part of the record is cleared before it is acted on: whatever happens, nothing is given back twice.
   const pins = Math.min(words[Flight.PINS]!, Flight.PIN_SLOTS);
+  words[Flight.PINS] = 0;
   for (let i = pins - 1; i >= 0; i--) {
     const id = ids[i]!;
     const fd = words[Flight.PIN_KIND + i] === Flight.PIN_INODE ? vq.inodeRelease(id) : vq.handleRelease(id);
     if (fd >= 0) native.close(fd);
   }
   out.pins = pins;
-  words[Flight.PINS] = 0;
 
   const q1 = words[Flight.QUEUE]!;
   words[Flight.QUEUE] = 0;
