@@ -44,7 +44,7 @@ export const Flight = {
   QUEUE: 0,
   /** that chain's head */
   HEAD: 1,
-  /** the worker's epoll fd, -1 none (closed for it if it dies) */
+  /** the worker's epoll fd + 1, 0 none (closed for it if it dies) */
   EPFD: 2,
   /** pins held now (a stack: withInode/withHandle nest); entries past PIN_SLOTS are not recorded */
   PINS: 3,

@@ -56,8 +56,9 @@ export class InFlight {
     this.words[Flight.QUEUE] = 0;
   }
 
+  /** The worker's epoll fd, or -1 for none. */
   setEpoll(fd: number): void {
-    this.words[Flight.EPFD] = fd;
+    this.words[Flight.EPFD] = fd + 1;
   }
 
   /** After a successful acquire. */
@@ -159,6 +160,5 @@ export function clearRecords(buffer: ArrayBufferLike, controlBase: number, worke
   for (let w = 0; w < workers; w++) {
     const { words } = recordViews(buffer, controlBase, w);
     words.fill(0);
-    words[Flight.EPFD] = -1;
   }
 }

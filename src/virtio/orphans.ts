@@ -34,8 +34,8 @@ export function recoverWorker(vq: VqExports, memory: WebAssembly.Memory, wid: nu
   const L = vq.layout;
   const { words, ids } = recordViews(memory.buffer, L.CONTROL_BASE, wid);
   const out: Recovery = { pins: 0 };
-  const epfd = words[Flight.EPFD]!;
-  words[Flight.EPFD] = -1;
+  const epfd = words[Flight.EPFD]! - 1;
+  words[Flight.EPFD] = 0;
   if (epfd >= 0) native.close(epfd);
 
   // Each part of the record is cleared before it is acted on: whatever happens, nothing is given back twice.
