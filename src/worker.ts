@@ -13,6 +13,7 @@ import { Passthrough } from './fs/passthrough.js';
 import { sharedBuffer } from './memory/guest-memory.js';
 import { Ctl, controlView } from './virtio/control.js';
 import { QueueRunner } from './virtio/queue-runner.js';
+import { InFlight, PinRecordingTables } from './virtio/inflight.js';
 import type { GuestReader, GuestWriter } from './virtio/guest-io.js';
 import { guestTableOf, loadVirtqueueModule } from './virtio/wasm.js';
 import { syslogSink } from './syslog.js';
@@ -25,11 +26,44 @@ const memory = data.memory;
 const vq = await loadVirtqueueModule(memory);
 native.setWindow(sharedBuffer(memory), guestTableOf(vq.layout));
 
+/**
+ * Test-only fault injection (docs/testing.md, "Worker death"), read from the environment once per
+ * thread: `VIRTIOFSD_TS_TEST_HOOKS=worker-die-on-getattr-of:<nodeid>[,<nodeid>…]` ends the worker thread
+ * serving a GETATTR of one of those node ids right after it pinned the inode, as a thread the runtime
+ * kills would end (process.exit in a worker thread ends that thread only, and runs no catch or
+ * finally). Nothing a guest sends can turn it on; without the variable none of it is on any path.
+ */
+const TEST_HOOKS = process.env.VIRTIOFSD_TS_TEST_HOOKS;
+const DIE_ON_GETATTR = /^worker-die-on-getattr-of:(\d+(?:,\d+)*)$/.exec(TEST_HOOKS ?? '');
+
+class DyingTables extends PinRecordingTables {
+  private armed = false;
+  constructor(vq: ConstructorParameters<typeof PinRecordingTables>[0], flight: InFlight, private readonly targets: Set<bigint>) {
+    super(vq, flight);
+  }
+  /** Before each request: armed for a GETATTR of a target only. */
+  arm(head: Uint8Array): void {
+    this.armed = head.length >= IN_HEADER_SIZE && peekOpcode(head) === Opcode.Getattr &&
+      this.targets.has(new DataView(head.buffer, head.byteOffset + 16, 8).getBigUint64(0, true));
+  }
+  override inodeAcquire(nodeid: bigint): number {
+    const fd = super.inodeAcquire(nodeid);
+    if (this.armed && this.targets.has(nodeid) && fd >= 0) process.exit(70);
+    return fd;
+  }
+}
+
 export default function runWorker(task: { wid: number }): void {
   const wid = task.wid;
   const log = new Logger(data.init.logLevel, `w${wid}`, data.init.syslog ? syslogSink() : directStderr);
   const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
-  const fs = new Passthrough(vq, data.init.procFdDir, {
+  // The file system's pins are recorded in the worker's in-flight record, so they are released for
+  // it if the thread dies mid-request (src/virtio/orphans.ts).
+  const flight = new InFlight(memory.buffer, vq.layout.CONTROL_BASE, wid);
+  if (TEST_HOOKS !== undefined && DIE_ON_GETATTR === null) log.warn(`VIRTIOFSD_TS_TEST_HOOKS=${TEST_HOOKS} not understood; ignored`);
+  const dying = DIE_ON_GETATTR ? new DyingTables(vq, flight, new Set(DIE_ON_GETATTR[1]!.split(',').map(BigInt))) : null;
+  const tables = dying ?? new PinRecordingTables(vq, flight);
+  const fs = new Passthrough(tables, data.init.procFdDir, {
     allowDevices: data.init.allowDevices,
     allowDirectIo: data.init.allowDirectIo,
     announceSubmounts: data.init.announceSubmounts,
@@ -46,6 +80,7 @@ export default function runWorker(task: { wid: number }): void {
   });
   const inbufSize = vq.layout.INBUF_SIZE;
   const handler = (_q: number, r: GuestReader, w: GuestWriter): number => {
+    if (dying !== null) dying.arm(r.head);
     // The head copy: the whole readable part (up to INBUF_SIZE) except for WRITE, whose payload goes
     // from guest pages to the file without passing through the scratch.
     // (A chain shorter than the in-header is the server's to reject.)
@@ -58,7 +93,7 @@ export default function runWorker(task: { wid: number }): void {
     }
     return server.handle(r, w);
   };
-  const runner = new QueueRunner(vq, memory, wid, handler, log, IN_HEADER_SIZE);
+  const runner = new QueueRunner(vq, memory, wid, handler, log, IN_HEADER_SIZE, flight);
   log.debug('worker loop started');
   runner.run();
   log.debug(`worker loop stopped after ${runner.stats.requests} requests`);

@@ -6,6 +6,9 @@
  * sets STATE=PAUSE, bumps GEN and writes every worker's control eventfd; a worker acknowledges a
  * generation (ACK[w] = GEN) only at the top of its loop, i.e. with no request in flight. So "every live
  * worker acked" means "nothing touches guest memory or the rings": main may unmap, remap and re-point.
+ *
+ * After the slots, from byte FLIGHT_BASE, one FLIGHT_STRIDE record per worker says what it holds right
+ * now, so that whoever outlives a worker that dies mid-request can answer and unpin for it (inflight.ts).
  */
 export const Ctl = {
   GEN: 0,
@@ -30,6 +33,31 @@ export const Ctl = {
 
 export const CTL_MAX_WORKERS = 64;
 export const CTL_INTS = 1024;
+
+/**
+ * Worker w's in-flight record at byte FLIGHT_BASE + w * FLIGHT_STRIDE of the control block (inside its
+ * 64 KiB, after the CTL_INTS slots). Word offsets (i32) unless named _BYTE.
+ */
+export const Flight = {
+  /** queue + 1 of the chain the worker popped and has not published yet, -(queue + 1) while it
+   *  publishes it; 0: none */
+  QUEUE: 0,
+  /** that chain's head */
+  HEAD: 1,
+  /** the worker's epoll fd + 1, 0 none (closed for it if it dies) */
+  EPFD: 2,
+  /** pins held now (a stack: withInode/withHandle nest); entries past PIN_SLOTS are not recorded */
+  PINS: 3,
+  /** per pin slot: PIN_INODE or PIN_HANDLE */
+  PIN_KIND: 4,
+  PIN_SLOTS: 8,
+  /** per pin slot: the node id or fh (u64), at this byte offset of the record */
+  PIN_ID_BYTE: 64,
+  PIN_INODE: 1,
+  PIN_HANDLE: 2,
+} as const;
+export const FLIGHT_BASE = CTL_INTS * 4;
+export const FLIGHT_STRIDE = 128;
 
 export enum WorkerState {
   RUN = 0,

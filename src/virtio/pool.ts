@@ -9,6 +9,8 @@ import { DeviceError, Errno } from '../errors.js';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
 import { CTL_MAX_WORKERS, Ctl, WorkerState, controlView } from './control.js';
+import { clearRecords } from './inflight.js';
+import { recoverWorker } from './orphans.js';
 import type { VqExports } from './wasm.js';
 
 export interface PoolOptions {
@@ -29,15 +31,22 @@ export class WorkerPool {
   private readonly tasks: Promise<void>[] = [];
   private readonly restartDelay: number[] = [];
   private stopping = false;
+  /** stop() is terminating the threads: one may end anywhere, even inside the module (no recovery) */
+  private terminating = false;
   private paused = 0;
 
-  constructor(vq: VqExports, memory: WebAssembly.Memory, private readonly opts: PoolOptions) {
+  constructor(
+    private readonly vq: VqExports,
+    private readonly memory: WebAssembly.Memory,
+    private readonly opts: PoolOptions,
+  ) {
     if (opts.size < 1 || opts.size > Math.min(CTL_MAX_WORKERS, vq.layout.MAX_WORKERS)) {
       throw new RangeError(`thread pool size must be 1..${Math.min(CTL_MAX_WORKERS, vq.layout.MAX_WORKERS)}`);
     }
     this.ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
     Atomics.store(this.ctl, Ctl.STATE, WorkerState.PAUSE);
     Atomics.store(this.ctl, Ctl.NWORKERS, opts.size);
+    clearRecords(memory.buffer, vq.layout.CONTROL_BASE, opts.size);
     for (let w = 0; w < opts.size; w++) {
       const fd = native.eventfd(0);
       if (fd < 0) throw new Error(`eventfd: errno ${-fd}`);
@@ -74,19 +83,42 @@ export class WorkerPool {
         this.alive[w] = false;
       },
       (err: unknown) => {
+        // Before alive[w] turns false: until then no pause can complete, so nothing has changed the
+        // rings since the worker popped the chain it may hold (src/virtio/orphans.ts).
+        const lost = this.recover(w);
         this.alive[w] = false;
         if (this.stopping) return;
         // A request handler never throws; this is a bug or a resource failure. Keep serving, but
         // back off (up to 10 s) if the worker keeps dying at once, so the log is not flooded.
         const quick = Date.now() - started < 5000;
         this.restartDelay[w] = quick ? Math.min(10_000, (this.restartDelay[w] ?? 50) * 2) : 100;
-        this.opts.log.error(`worker ${w} died: ${(err as Error)?.stack ?? err}; restarting it in ${this.restartDelay[w]} ms`);
+        this.opts.log.error(`worker ${w} died: ${(err as Error)?.stack ?? err}; ${lost}restarting it in ${this.restartDelay[w]} ms`);
         setTimeout(() => {
           if (!this.stopping) this.launch(w);
         }, this.restartDelay[w]).unref();
       },
     );
     this.tasks[w] = p;
+  }
+
+  /** Gives back what dead worker w held; a phrase for the log ('' when it held nothing). */
+  private recover(w: number): string {
+    if (this.terminating) return '';
+    try {
+      const r = recoverWorker(this.vq, this.memory, w, this.opts.log);
+      const parts: string[] = [];
+      if (r.orphan && r.orphan.len < 0) {
+        parts.push(`it died publishing the reply to queue ${r.orphan.q} head ${r.orphan.head}, which is left as is`);
+      } else if (r.orphan) {
+        const how = r.orphan.len > 0 ? 'with EIO' : 'unused (no room for a reply)';
+        parts.push(`answered its request (queue ${r.orphan.q}, head ${r.orphan.head}) ${how}`);
+      }
+      if (r.pins > 0) parts.push(`released ${r.pins} pin${r.pins > 1 ? 's' : ''}`);
+      return parts.length > 0 ? `${parts.join(', ')}; ` : '';
+    } catch (e) {
+      this.opts.log.error(`recovering after worker ${w} failed: ${(e as Error)?.stack ?? e}`);
+      return '';
+    }
   }
 
   private bump(state: WorkerState): number {
@@ -158,6 +190,10 @@ export class WorkerPool {
     this.stopping = true;
     this.bump(WorkerState.STOP);
     await Promise.race([Promise.allSettled(this.tasks), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    // A worker still in its request now is terminated wherever it is, possibly holding a table or
+    // queue lock inside the module: recovering for it could block the main thread, and nothing is
+    // served after this anyway.
+    this.terminating = true;
     await this.piscina.destroy();
     for (const fd of this.ctlFds) native.close(fd);
   }

@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import { RateLimitedLog } from '../log.js';
 import { Ctl, WorkerState, controlView, qslot } from './control.js';
 import { ApertureMapper, GuestChainIo, type GuestReader, type GuestWriter } from './guest-io.js';
+import { InFlight } from './inflight.js';
 import { VqError, type VqExports } from './wasm.js';
 
 export type ChainHandler = (queue: number, r: GuestReader, w: GuestWriter) => number;
@@ -28,6 +29,28 @@ interface ActiveQueue {
 export interface RunnerStats {
   requests: number;
   badChains: number;
+}
+
+/**
+ * A virtio-fs request is a FUSE in-header and arguments, its reply a FUSE out-header and results
+ * (virtio 1.1 §5.11.6.1): this writes {len 16, error -EIO, the request's unique} into the chain's
+ * writable part. 0 if the chain has no room for it or the copy fails (the used element then says
+ * nothing was written).
+ */
+export function writeEioReply(w: GuestWriter, inHeader: Uint8Array | null, log: Pick<Logger, 'error'>): number {
+  if (w.capacity < OUT_HEADER_SIZE || w.buf.length < OUT_HEADER_SIZE) return 0;
+  try {
+    const out = new DataView(w.buf.buffer, w.buf.byteOffset, OUT_HEADER_SIZE);
+    const unique = inHeader === null ? 0n : new DataView(inHeader.buffer, inHeader.byteOffset + 8, 8).getBigUint64(0, true);
+    out.setUint32(0, OUT_HEADER_SIZE, true);
+    out.setInt32(4, -Errno.EIO, true);
+    out.setBigUint64(8, unique, true);
+    w.commit(OUT_HEADER_SIZE);
+    return w.written >= OUT_HEADER_SIZE ? OUT_HEADER_SIZE : 0;
+  } catch (e) {
+    log.error(`writing an EIO reply failed: ${(e as Error)?.stack ?? e}`);
+    return 0;
+  }
 }
 
 export class QueueRunner {
@@ -59,6 +82,8 @@ export class QueueRunner {
     private readonly handler: ChainHandler,
     private readonly log: Logger,
     private readonly headPrefix = DEFAULT_PREFIX,
+    /** this worker's in-flight record (the worker's file system records its pins in the same one) */
+    private readonly flight = new InFlight(memory.buffer, vq.layout.CONTROL_BASE, wid),
   ) {
     const L = vq.layout;
     this.ctl = controlView(memory.buffer, L.CONTROL_BASE);
@@ -80,8 +105,7 @@ export class QueueRunner {
       const gen = Atomics.load(this.ctl, Ctl.GEN);
       if (gen !== this.myGen) this.reload(gen);
       if (this.state === WorkerState.STOP) {
-        if (this.epfd >= 0) native.close(this.epfd);
-        this.epfd = -1;
+        this.closeEpoll();
         return;
       }
       if (this.state === WorkerState.PAUSE) {
@@ -109,7 +133,10 @@ export class QueueRunner {
     this.queues = queues;
     // A ring set up again (a device reset, a new frontend) is no longer broken: log its next corruption.
     for (const q of this.brokenSeen) if (this.vq.queueIsBroken(q) === 0) this.brokenSeen.delete(q);
-    this.rebuildEpoll();
+    // The kick fds are watched only to run: a worker (re)started while the control plane changes the
+    // queues under a pause may read fds being replaced, and adding a closed one would kill it.
+    if (this.state === WorkerState.RUN) this.rebuildEpoll();
+    else this.closeEpoll();
     this.myGen = gen;
     // Acknowledge only here, at the top of the loop, with no chain in flight (see control.ts).
     Atomics.store(this.ctl, Ctl.ACK + this.wid, gen);
@@ -121,15 +148,25 @@ export class QueueRunner {
    * set is rebuilt whenever the queue set changes (only while paused, so no kick is in flight for it).
    */
   private rebuildEpoll(): void {
-    if (this.epfd >= 0) native.close(this.epfd);
-    this.epfd = native.epollCreate();
-    if (this.epfd < 0) throw new Error(`epoll_create1: errno ${-this.epfd}`);
+    this.closeEpoll();
+    const epfd = native.epollCreate();
+    if (epfd < 0) throw new Error(`epoll_create1: errno ${-epfd}`);
+    this.epfd = epfd;
+    this.flight.setEpoll(epfd);
     const add = (fd: number, exclusive: boolean): void => {
       const r = native.epollAdd(this.epfd, fd, exclusive);
       if (r < 0) throw new Error(`epoll_ctl(${fd}): errno ${-r}`);
     };
     add(this.ctlFd, false);
     for (const a of this.queues) if (a.kick >= 0) add(a.kick, true);
+  }
+
+  /** Forgets the record first: a death in between leaks the fd rather than closing a reused number. */
+  private closeEpoll(): void {
+    if (this.epfd < 0) return;
+    this.flight.setEpoll(-1);
+    native.close(this.epfd);
+    this.epfd = -1;
   }
 
   /** Pops and serves at most one chain, round robin over the queues. True if one was served. */
@@ -139,6 +176,8 @@ export class QueueRunner {
       const a = this.queues[(this.rr + i) % n]!;
       const head = this.vq.queuePop(a.q);
       if (head >= 0) {
+        // Ours to answer from here on, even if this thread dies (inflight.ts, orphans.ts).
+        this.flight.begin(a.q, head);
         this.rr = (this.rr + i + 1) % n;
         // A kick woke one worker only. If others sleep, ask the driver to kick for the next request
         // (avail_event = last_avail) and hand already-pending requests on with a kick of our own, so a
@@ -161,7 +200,8 @@ export class QueueRunner {
    * Serves one popped chain. Every popped chain is answered, whatever throws on the way: a chain whose
    * parse throws is returned unused (as one the parser rejects); a throw while reading the request or
    * in the handler gets an EIO reply when the chain has room for one; a used element that cannot be
-   * published stops the queue (docs/internals.md "Worker control").
+   * published stops the queue (docs/internals.md "Worker control"). A thread that dies on the way
+   * leaves the chain in its in-flight record: the control plane answers it.
    */
   private serve(a: ActiveQueue, head: number): void {
     let len: number;
@@ -200,39 +240,21 @@ export class QueueRunner {
     } catch (e) {
       this.badLog.error(`queue ${a.q}: request at head ${head} failed: ${(e as Error)?.stack ?? e}; answered EIO`);
       // The head is this chain's only if the reader loaded it; else the reply's unique is 0.
-      len = this.eioReply(w, loaded && r.head.length >= IN_HEADER_SIZE ? r.head : null);
+      len = writeEioReply(w, loaded && r.head.length >= IN_HEADER_SIZE ? r.head : null, this.badLog);
     }
     // The used length must equal what was written: the guest trusts it (virtio_fs.c).
     return Math.min(len, wtotal);
-  }
-
-  /**
-   * A virtio-fs request is a FUSE in-header and arguments, its reply a FUSE out-header and results
-   * (virtio 1.1 §5.11.6.1): this writes {len 16, error -EIO, the request's unique}. 0 if the chain has
-   * no room for it or the copy fails (the used element then says nothing was written).
-   */
-  private eioReply(w: GuestWriter, inHeader: Uint8Array | null): number {
-    if (w.capacity < OUT_HEADER_SIZE || w.buf.length < OUT_HEADER_SIZE) return 0;
-    try {
-      const out = new DataView(w.buf.buffer, w.buf.byteOffset, OUT_HEADER_SIZE);
-      const unique = inHeader === null ? 0n : new DataView(inHeader.buffer, inHeader.byteOffset + 8, 8).getBigUint64(0, true);
-      out.setUint32(0, OUT_HEADER_SIZE, true);
-      out.setInt32(4, -Errno.EIO, true);
-      out.setBigUint64(8, unique, true);
-      w.commit(OUT_HEADER_SIZE);
-      return w.written >= OUT_HEADER_SIZE ? OUT_HEADER_SIZE : 0;
-    } catch (e) {
-      this.badLog.error(`writing an EIO reply failed: ${(e as Error)?.stack ?? e}`);
-      return 0;
-    }
   }
 
   /** Publishes the used element and notifies the driver; a publish that throws stops the queue. */
   private publish(a: ActiveQueue, head: number, len: number): void {
     let notify: number;
     try {
+      this.flight.publishing(a.q);
       notify = this.vq.queuePush(a.q, head, len);
+      this.flight.end();
     } catch (e) {
+      this.flight.end();
       // The request cannot be answered: stop the queue rather than leave the driver waiting on it
       // silently (the same state as a corrupt avail ring; a device reset clears it).
       this.markBroken(a.q);
