@@ -5,8 +5,9 @@
  *
  * This is the fs layer's own narrow view, not a copy to keep in step: the fs layer cannot import the
  * virtio layer's `VqExports` (src/virtio/wasm.ts), which satisfies these interfaces structurally; the
- * compiler checks that where src/worker.ts hands the module to the passthrough, and test/unit/abi-drift
- * checks it too.
+ * compiler checks that where src/worker.ts wraps the module (PinRecordingTables, which journals each
+ * pin for the case of a dying worker) and hands it to the passthrough, and test/unit/abi-drift checks
+ * it too.
  */
 export interface InodeTable {
   /** clear the table and make (dev, ino) with rootFd node id 1 */
