@@ -97,7 +97,11 @@ t.test('READDIRPLUS under descriptor pressure: every entry, never a gap or a fai
       const { c, nodeid, fh } = openDir(t);
       let calls = 0;
       let failures = 0;
-      failLookups(t, () => (++calls % 3 === 0 ? (failures++, -errno) : 0));
+      failLookups(t, () => {
+        if (++calls % 3 !== 0) return 0;
+        failures++;
+        return -errno;
+      });
       const l = listPlus(c, nodeid, fh);
       t.equal(l.error, 0, 'the listing ends normally');
       const got = l.entries.filter((e) => e.name !== '.' && e.name !== '..');
