@@ -69,11 +69,15 @@ export class Daemon {
       logLevel: cfg.logLevel,
     };
     const here = path.dirname(fileURLToPath(import.meta.url));
+    // A test knob (docs/testing.md): how long a pause waits for a request blocked in the file system.
+    const pauseTimeoutMs = Number(process.env.VIRTIOFSD_TS_PAUSE_TIMEOUT_MS) || undefined;
+    if (pauseTimeoutMs) log.warn(`VIRTIOFSD_TS_PAUSE_TIMEOUT_MS=${pauseTimeoutMs}: pauses give up after ${pauseTimeoutMs} ms`);
     this.pool = new WorkerPool(vq, memory, {
       size: cfg.threadPoolSize,
       filename: path.join(here, 'worker.js'),
       workerData: { init },
       log,
+      pauseTimeoutMs,
     });
     await this.pool.start();
     // A test knob (docs/testing.md): serve every guest through apertures, however small.

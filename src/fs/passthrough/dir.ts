@@ -85,12 +85,14 @@ export function readdir(c: Core, nodeid: bigint, fh: bigint, offset: bigint, sin
             sink.add(ino, next, type, name, ent);
             emitted++;
           } else if (ent !== -Errno.ENOENT) {
-            // Any other failure (EMFILE, ENFILE, EACCES…) must not drop the entry from the listing.
-            // Stop before it: a reply with entries is a short read, and the guest's next READDIRPLUS
-            // starts at the last cookie sent, so it retries this entry; only an empty reply means end
-            // of directory, so with nothing sent yet the error goes to the guest's getdents instead.
-            seekDir(dfd, lastOff);
-            return emitted > 0 ? 0 : ent;
+            // The lookup failed for a reason of ours, not the entry's (EMFILE or ENFILE when the
+            // descriptors run out, EACCES…): list the name without attributes, as READDIR would. The
+            // guest's kernel makes no dentry for node id 0 (no lookup count, so no FORGET is owed) and
+            // looks the name up itself when it needs it. Failing the request instead fails the guest's
+            // getdents for as long as it holds the inodes that use up the descriptors, and most
+            // programs take a failed getdents for the end of the directory: a silent gap.
+            sink.add(ino, next, type, name, null);
+            emitted++;
           }
           // ENOENT: the entry vanished since getdents (an unlink raced us) and is skipped
         }
