@@ -7,7 +7,11 @@ import { USAGE, parseArgs, validateConfig } from './config.js';
 import { UsageError } from './errors.js';
 import { Daemon } from './daemon.js';
 import { Logger, directStderr } from './log.js';
+import { native } from './native.js';
 import { syslogSink } from './syslog.js';
+
+/** How long SIGTERM/SIGINT waits for in-flight requests before the daemon exits without them. */
+const SHUTDOWN_GRACE_MS = 10_000;
 
 function version(): string {
   const require = createRequire(import.meta.url);
@@ -87,16 +91,25 @@ export async function main(argv: string[]): Promise<number> {
     const onSignal = (sig: NodeJS.Signals): void => {
       if (stopping) {
         log.warn(`${sig} again: exiting now`);
-        process.exit(1);
+        // not process.exit: it joins the worker threads, and one blocked in a system call never ends
+        native.exitNow(1);
       }
       stopping = true;
       log.info(`${sig}: finishing in-flight requests and shutting down`);
+      // A request blocked in the host file system (a hung NFS or FUSE mount) never finishes: the
+      // shutdown gives in-flight requests SHUTDOWN_GRACE_MS, then exits without them.
+      const deadline = setTimeout(() => {
+        log.error(`shutdown: in-flight requests did not finish in ${SHUTDOWN_GRACE_MS / 1000} s (a worker is blocked in the host file system?); exiting without them`);
+        native.exitNow(1);
+      }, SHUTDOWN_GRACE_MS);
       daemon.stop().then(
         () => {
+          clearTimeout(deadline);
           log.info('stopped');
           resolve(0);
         },
         (e) => {
+          clearTimeout(deadline);
           log.error(`shutdown failed: ${(e as Error).stack ?? e}`);
           resolve(1);
         },

@@ -225,6 +225,8 @@ export interface Native {
   pwritevWin(fd: number, list: number, count: number, pos: number): number;
   /** Per-thread setfsgid + setfsuid (raw syscalls). Returns 0. */
   setCreds(uid: number, gid: number): number;
+  /** _exit(2): the process ends now, without joining worker threads (process.exit waits for them). */
+  exitNow(code: number): never;
 
   readonly constants: NativeConstants;
 }

@@ -74,8 +74,9 @@
   X(Fsetxattr, fsetxattr)                        \
   X(Flistxattr, flistxattr)                      \
   X(Fremovexattr, fremovexattr)                  \
-  /* process.cc: this process's fd limit, this thread's credentials */ \
+  /* process.cc: fd limit, this thread's credentials, exit */ \
   X(RaiseNofile, raiseNofile)                    \
-  X(SetCreds, setCreds)
+  X(SetCreds, setCreds)                          \
+  X(ExitNow, exitNow)
 
 #endif

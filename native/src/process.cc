@@ -1,4 +1,5 @@
-// This process's fd limit (RLIMIT_NOFILE) and the calling thread's file-system credentials.
+// This process's fd limit (RLIMIT_NOFILE), the calling thread's file-system credentials, and an exit
+// that does not wait for worker threads.
 
 #include "addon.h"
 
@@ -37,6 +38,15 @@ Napi::Value NativeAddon::SetCreds(const Napi::CallbackInfo& info) {
   syscall(SYS_setfsgid, gid);
   syscall(SYS_setfsuid, uid);
   return num(info.Env(), 0);
+}
+
+// _exit(2): ends the process at once. process.exit() first stops and joins every worker thread, and a
+// worker blocked in a system call (a read on a hung host file system) is never joined: the exit hangs.
+// The caller writes its last log line first (log lines are written synchronously).
+Napi::Value NativeAddon::ExitNow(const Napi::CallbackInfo& info) {
+  int32_t code;
+  ARGS_OR_THROW(args(info, code));
+  _exit(code);
 }
 
 }  // namespace virtiofsd

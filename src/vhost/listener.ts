@@ -23,6 +23,9 @@ const { EAGAIN, EINTR } = Errno;
 export const ACCEPT_BACKOFF_MIN_MS = 100;
 export const ACCEPT_BACKOFF_MAX_MS = 1000;
 
+/** The pause between attempts to reset the device after a disconnect (each attempt waits for the workers). */
+const RESET_RETRY_MS = 1000;
+
 export interface ListenerOptions {
   socketPath?: string;
   /** gid allowed to connect (socket mode 0660); otherwise the socket is 0600. */
@@ -172,16 +175,40 @@ export class VhostUserListener {
       onClose: (reason) => {
         if (reason) log.warn(`vhost-user frontend disconnected: ${reason}`);
         else log.info('vhost-user frontend disconnected');
-        this.resetting = handler.disconnect().then(
-          () => {
-            if (this.conn === conn) this.conn = null;
-            if (!this.closing) log.info('device reset; waiting for the next frontend');
-          },
-          (e) => log.error(`reset after disconnect failed: ${(e as Error).stack ?? e}`),
-        );
+        this.resetting = this.resetAfterDisconnect(handler).then((done) => {
+          if (this.conn === conn) this.conn = null;
+          if (done && !this.closing) log.info('device reset; waiting for the next frontend');
+        });
       },
     });
     this.conn = conn;
+  }
+
+  /**
+   * Resets the device after a disconnect, trying again until it succeeds: the next frontend is adopted
+   * only on a clean device (an old guest's memory table or rings left in place would be handed to the
+   * next one). A reset fails when a worker holds a request past the pause timeout (blocked in the host
+   * file system); the old session's requests then still use the device, and the next frontend waits at
+   * the socket until they end. False if the daemon is shutting down first.
+   */
+  private async resetAfterDisconnect(handler: FrontendReqHandler): Promise<boolean> {
+    const log = this.opts.log;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (attempt === 1) await handler.disconnect();
+        else await this.device.reset();
+        if (attempt > 1) log.info(`reset after disconnect succeeded (attempt ${attempt})`);
+        return true;
+      } catch (e) {
+        if (attempt === 1) log.error(`reset after disconnect failed: ${(e as Error)?.stack ?? e}`);
+        else log.warn(`reset after disconnect failed again (attempt ${attempt}): ${(e as Error)?.message ?? e}`);
+        if (this.closing) return false;
+        if (attempt === 1) log.warn('the next frontend waits until the device is reset; retrying');
+        // a failure that is not a timeout must not spin
+        await new Promise((r) => setTimeout(r, RESET_RETRY_MS));
+        if (this.closing) return false;
+      }
+    }
   }
 
   /**
