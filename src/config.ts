@@ -68,7 +68,8 @@ Options:
                            by default host I/O goes through the host page cache
   --no-device-nodes        refuse guest mknod of block/char devices (EPERM). The daemon never opens
                            device nodes either way; this keeps them out of the host directory.
-  --rlimit-nofile=N        raise the open-file limit to N (default: 1000000, or the hard limit)
+  --rlimit-nofile=N        set the open-file limit to N (0: leave it unchanged; default: raise it to
+                           1000000, or the hard limit)
   -o timeout=SECONDS       how long the guest may cache names and attributes (fractions allowed),
                            instead of the cache mode's (never 0, auto 1, metadata/always 86400)
   --print-capabilities     print the vhost-user backend capabilities (JSON) and exit

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Config, resolveGroup } from './config.js';
 import type { Logger } from './log.js';
-import { native } from './native.js';
+import { errnoName, native } from './native.js';
 import type { WorkerInit } from './worker-init.js';
 import { describeFault, GuestMemoryFaults } from './memory/faults.js';
 import { MAX_MEM_SLOTS, sharedBuffer } from './memory/guest-memory.js';
@@ -41,8 +41,16 @@ export class Daemon {
     // Modes come from the guest's requests as they are; the kernel already applied the guest's umask.
     process.umask(0);
     // Every inode the guest holds is an open O_PATH fd (and every open file one more).
-    const nofile = native.raiseNofile(cfg.rlimitNofile ?? DEFAULT_RLIMIT_NOFILE);
-    if (nofile < 0) log.warn(`cannot raise the open-file limit: errno ${-nofile}`);
+    // --rlimit-nofile=N sets the limit to N (0: leaves it as it is), as the reference daemon does;
+    // without it the limit is raised as far as we may.
+    const want = cfg.rlimitNofile;
+    const nofile =
+      want === undefined
+        ? native.raiseNofile(DEFAULT_RLIMIT_NOFILE)
+        : want === 0
+          ? native.raiseNofile(1) // never lowers: this only reads the limit in force
+          : native.setNofile(want);
+    if (nofile < 0) throw new Error(`--rlimit-nofile=${want ?? DEFAULT_RLIMIT_NOFILE}: cannot set the open-file limit: ${errnoName(-nofile)}`);
     else if (nofile < 65536) log.warn(`open-file limit is ${nofile}: a guest that keeps many files cached may see ENFILE`);
     else log.debug(`open-file limit ${nofile}`);
     const memory = createSharedMemory();

@@ -197,6 +197,8 @@ export interface Native {
   fremovexattr(fd: number, name: Name): number;
   /** Raise RLIMIT_NOFILE's soft limit to `want` (0: to the hard limit); the limit in force or -errno. */
   raiseNofile(want: number): number;
+  /** Set RLIMIT_NOFILE's soft limit to exactly `want` (raising the hard limit if needed); it or -errno. */
+  setNofile(want: number): number;
   /** Ensure F_SEAL_SHRINK on a memfd (0), or -errno if it cannot be sealed (not a memfd, sealed shut). */
   sealShrink(fd: number): number;
   /** epoll_create1(EPOLL_CLOEXEC): fd or -errno. */
@@ -279,5 +281,12 @@ export const native: Native = {
 
 /** Shorthand for the constants. */
 export const C: NativeConstants = raw.constants;
+
+const ERRNO_BY_NUMBER = new Map<number, string>(Object.entries(C.errno).map(([k, v]) => [v, k]));
+
+/** 'ENOENT' for 2; 'errno 200' for a number the addon does not name. */
+export function errnoName(e: number): string {
+  return ERRNO_BY_NUMBER.get(e) ?? `errno ${e}`;
+}
 /** Shorthand for the errno numbers (positive). */
 export const E: NativeConstants['errno'] = raw.constants.errno;

@@ -76,6 +76,7 @@
   X(Fremovexattr, fremovexattr)                  \
   /* process.cc: fd limit, this thread's credentials, exit */ \
   X(RaiseNofile, raiseNofile)                    \
+  X(SetNofile, setNofile)                        \
   X(SetCreds, setCreds)                          \
   X(ExitNow, exitNow)
 

@@ -30,6 +30,18 @@ Napi::Value NativeAddon::RaiseNofile(const Napi::CallbackInfo& info) {
   return num(info.Env(), static_cast<double>(rl.rlim_cur));
 }
 
+// --rlimit-nofile=N as the reference daemon reads it: the soft limit becomes exactly `want` (lowered or
+// raised; the hard limit is raised with it where we may). Returns the soft limit now in force or -errno.
+Napi::Value NativeAddon::SetNofile(const Napi::CallbackInfo& info) {
+  uint64_t want;
+  ARGS_OR_THROW(args(info, want));
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return num(info.Env(), -errno);
+  struct rlimit set = {static_cast<rlim_t>(want), rl.rlim_max > want ? rl.rlim_max : static_cast<rlim_t>(want)};
+  if (setrlimit(RLIMIT_NOFILE, &set) != 0) return num(info.Env(), -errno);
+  return num(info.Env(), static_cast<double>(want));
+}
+
 Napi::Value NativeAddon::SetCreds(const Napi::CallbackInfo& info) {
   uint32_t uid, gid;
   ARGS_OR_THROW(args(info, uid, gid));

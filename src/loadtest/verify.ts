@@ -2,14 +2,9 @@
  * Words for what was wrong with a reply (the load tester prints them instead of a result) and errno
  * names for the error table.
  */
-import { C } from '../native.js';
+import { errnoName } from '../native.js';
 
-const NAMES = new Map<number, string>(Object.entries(C.errno).map(([k, v]) => [v, k]));
-
-/** 'ENOENT' for 2; 'errno 200' for a number the addon does not name. */
-export function errnoName(e: number): string {
-  return NAMES.get(e) ?? `errno ${e}`;
-}
+export { errnoName };
 
 /** The sentence for a positive drvReplyCheck code (assembly/driver.ts) about a reply at r in u8. */
 export function headerFault(code: number, op: string, u8: Uint8Array, r: number, usedLen: number, cap: number): string {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UNIX_PATH_MAX } from '../abi/unix.js';
 import { Errno } from '../errors.js';
-import { native } from '../native.js';
+import { errnoName, native } from '../native.js';
 import type { Logger } from '../log.js';
 import type { VirtioFsDevice } from '../virtio/device.js';
 import { Connection } from './connection.js';
@@ -282,9 +282,4 @@ function removeStaleSocket(p: string): boolean {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
   return true;
-}
-
-function errnoName(e: number): string {
-  const name = Object.entries(native.constants.errno).find(([, v]) => v === e)?.[0];
-  return `${name ?? 'errno'} (${e})`;
 }

@@ -1,8 +1,8 @@
 /**
  * Faults from the host's limits, one guest boot against our daemon:
  *
- * - descriptors run out: the daemon's RLIMIT_NOFILE is lowered to 256 (prlimit on the running daemon:
- *   --rlimit-nofile only ever raises the limit) while the guest lists a directory of 3000 files and
+ * - descriptors run out: the daemon's RLIMIT_NOFILE is lowered to 256 (prlimit on the running daemon,
+ *   once the guest has mounted) while the guest lists a directory of 3000 files and
  *   opens 2000 of them at once. The guest gets EMFILE/ENFILE (never a hang), its listing is complete
  *   (same names as on the host), and once it closes everything and drops its caches the daemon's
  *   descriptor count is back where it was before;

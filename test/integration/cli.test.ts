@@ -241,3 +241,22 @@ t.test('--syslog: lines from the main thread and the workers go to the syslog so
   t.match(b.stderr, /cannot reach .*no-such-socket .*logging to stderr/, 'says so once on stderr');
   t.match(b.stderr, /waiting for a vhost-user frontend/, 'and logs to stderr instead');
 });
+
+t.test('--rlimit-nofile=N sets the open-file limit to N (lowered too, as the reference does); 0 leaves it; too high is an error', async (t) => {
+  const soft = (pid: number): number => Number(/Max open files\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/limits`, 'utf8'))?.[1]);
+  const mine = soft(process.pid);
+  for (const [arg, want] of [['300', 300], ['0', mine]] as const) {
+    const { share, sock } = fixture(t, `nofile-${arg}`);
+    const { child, exited } = spawnDaemon(t, [`--socket-path=${sock}`, `--shared-dir=${share}`, `--rlimit-nofile=${arg}`]);
+    await waitForPath(sock);
+    t.equal(soft(child.pid!), want, `--rlimit-nofile=${arg}: the daemon's soft limit is ${want}`);
+    await initAndLookup(t, sock, `--rlimit-nofile=${arg}`);
+    child.kill('SIGTERM');
+    t.equal(await exited, 0, `--rlimit-nofile=${arg}: exits 0`);
+  }
+  // above fs.nr_open no process may have it: a clear failure at start, not a daemon with another limit
+  const { share, sock } = fixture(t, 'nofile-high');
+  const r = run([`--socket-path=${sock}`, `--shared-dir=${share}`, `--rlimit-nofile=${1 << 30}`]);
+  t.equal(r.status, 1, 'a limit that cannot be set: exit 1');
+  t.match(r.stderr, /--rlimit-nofile=1073741824: cannot set the open-file limit: E(PERM|INVAL)/);
+});
