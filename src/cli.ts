@@ -105,6 +105,9 @@ export async function main(argv: string[]): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     process.on('SIGHUP', () => log.info('SIGHUP ignored'));
+    // A status line on demand (docs/operations.md). Listening also keeps Node from starting its
+    // inspector on SIGUSR1, which a daemon must never do on a signal.
+    process.on('SIGUSR1', () => log.info(daemon.status()));
     process.on('SIGPIPE', () => undefined);
   });
 }
