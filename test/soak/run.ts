@@ -105,10 +105,13 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 async function sample(d: Daemon, t0: number, phase: Sample['phase']): Promise<Sample> {
   const before = d.log.length;
   process.kill(d.pid, 'SIGUSR1');
-  let st: ReturnType<typeof parseStatus>;
-  for (const deadline = Date.now() + 10_000; !(st = parseStatus(d.log.slice(before))); await sleep(20)) {
+  const deadline = Date.now() + 10_000;
+  let st = parseStatus(d.log.slice(before));
+  while (!st) {
     if (d.exit) throw new Error(`the daemon ${d.exit}:\n${d.tail()}`);
     if (Date.now() > deadline) throw new Error('the daemon did not log its status within 10 s of SIGUSR1');
+    await sleep(20);
+    st = parseStatus(d.log.slice(before));
   }
   // RSS and fds read from outside too: the status line's own figures are the daemon's view.
   const status = fs.readFileSync(`/proc/${d.pid}/status`, 'utf8');
