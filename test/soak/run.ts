@@ -106,12 +106,18 @@ async function sample(d: Daemon, t0: number, phase: Sample['phase']): Promise<Sa
   const before = d.log.length;
   process.kill(d.pid, 'SIGUSR1');
   const deadline = Date.now() + 10_000;
+  let asked = Date.now();
   let st = parseStatus(d.log.slice(before));
   while (!st) {
     if (d.exit) throw new Error(`the daemon ${d.exit}:\n${d.tail()}`);
     if (Date.now() > deadline) throw new Error('the daemon did not log its status within 10 s of SIGUSR1');
     await sleep(20);
     st = parseStatus(d.log.slice(before));
+    // A signal that came before the daemon listened for it is gone: ask again now and then.
+    if (!st && Date.now() - asked > 2000) {
+      process.kill(d.pid, 'SIGUSR1');
+      asked = Date.now();
+    }
   }
   // RSS and fds read from outside too: the status line's own figures are the daemon's view.
   const status = fs.readFileSync(`/proc/${d.pid}/status`, 'utf8');
