@@ -41,15 +41,17 @@ const step = fc.record({
   b: U32,
   c: U32,
   data: fc.uint8Array({ maxLength: 64 }),
-  raw: fc.option(fc.uint8Array({ maxLength: 160 }), { freq: 8 }),
+  /** one request in eight is raw bytes after the header */
+  raw: fc.oneof({ weight: 7, arbitrary: fc.constant(null) }, fc.uint8Array({ maxLength: 160 })),
   mutate: fc.oneof(
     { weight: 6, arbitrary: fc.constant(null) },
     fc.record({ flip: fc.nat(400), xor: fc.integer({ min: 1, max: 255 }) }),
     fc.record({ cut: fc.nat(400) }),
     fc.record({ len: fc.oneof(fc.nat(400), fc.constant(0xffffffff)) }),
   ),
-  cap: fc.constantFrom(0, 8, 16, 24, 100, 144, 4096, 1 << 17),
-  uid: fc.constantFrom(0, 0, 0, 1000, 0xffffffff),
+  /** reply room: mostly plenty, sometimes too little for the reply or even its header */
+  cap: fc.oneof({ weight: 4, arbitrary: fc.constant(1 << 17) }, fc.constantFrom(0, 8, 16, 24, 100, 144, 4096)),
+  uid: fc.constantFrom(0, 0, 0, 0, 0, 1000, 0xffffffff),
 });
 type Step = typeof step extends fc.Arbitrary<infer T> ? T : never;
 

@@ -147,8 +147,12 @@ function runSlice(bin: string, d: Daemon, share: string, workload: string, secon
       let errors = 0;
       for (const line of out.split('\n')) {
         if (!line.startsWith('{')) continue;
-        const r = JSON.parse(line) as { kind: string; ops?: number; errors?: number };
-        if (r.kind === 'result') { ops += r.ops ?? 0; errors += r.errors ?? 0; }
+        try {
+          const r = JSON.parse(line) as { kind: string; ops?: number; errors?: number };
+          if (r.kind === 'result') { ops += r.ops ?? 0; errors += r.errors ?? 0; }
+        } catch {
+          // not a JSON line after all (a table cell): the exit status still says how the slice went
+        }
       }
       const why = code === 0 ? undefined : `loadtest ${workload} exited with ${code}: ${(out.split('no result for:')[1] ?? err).trim().slice(-800)}`;
       resolve({ ok: code === 0 && errors === 0, ops, errors, ...(why ? { why } : errors ? { why: `${errors} operations failed` } : {}) });
