@@ -79,6 +79,10 @@ export async function main(argv: string[]): Promise<number> {
   process.stdout.on('error', () => undefined);
   process.stderr.on('error', () => undefined);
   const daemon = new Daemon(cfg, log);
+  // A status line on demand (docs/operations.md), from before the socket exists: a signal sent as
+  // soon as it appears must not be lost, and listening keeps Node from starting its inspector on
+  // SIGUSR1, which a daemon must never do.
+  process.on('SIGUSR1', () => log.info(daemon.status()));
   try {
     await daemon.start();
   } catch (e) {

@@ -1,105 +1,23 @@
 // fast-check fuzz of chainParse and queuePop against hostile descriptor tables, time-boxed.
 // Run: npx tap dist/test/fuzz/chain-parse.test.js  (FUZZ_MS overrides the time box, default 3000).
+// The rig and properties are shared with the long-running fuzzer (virtqueue-kit.ts, run.ts).
 import t from 'tap';
 import fc from 'fast-check';
-import { createSharedMemory, loadVirtqueueModule, VqError } from '../../src/virtio/wasm.js';
-import { native } from '../../src/native.js';
-import { MockDriver, defaultRegion } from '../helpers/mock-driver.js';
+import { chainParseProperty, chainStats, queuePopProperty, virtqueueRig } from './virtqueue-kit.js';
 
-const memory = createSharedMemory();
-const vq = await loadVirtqueueModule(memory);
-const L = vq.layout;
-const SIZE = 16;
-const W = 1;
 const TIME = Number(process.env.FUZZ_MS ?? 3000);
-const d = new MockDriver(memory.buffer, { region: defaultRegion(vq), queueSize: SIZE });
-if (d.attach(vq, 0) !== 0) throw new Error('attach');
-const region = d.region;
-const regionEnd = BigInt(region.size) + region.gpa;
-// A second region right after the first in guest-physical space (not in the window or the frontend's
-// space): a buffer may span both (chainParse splits it), or run past the second's end (refused).
-const NEXT_SIZE = 1 << 20;
-const hva = (win: number): bigint => native.memoryAddress(memory.buffer as unknown as SharedArrayBuffer) + BigInt(win);
-const nextWin = region.win + region.size + (2 << 20);
-if (vq.memtableAdd(regionEnd, BigInt(NEXT_SIZE), region.uaddr + (1n << 30n), hva(nextWin), 0n, nextWin, -1) !== 1) throw new Error('second region');
-const sizes = [region.size, NEXT_SIZE];
-// A scratch page in guest RAM used as an indirect table target.
-const TABLE = d.alloc(16 * 64, 16);
-const codes = new Set<number>([0, ...Object.values(VqError)]);
-
-const addr = fc.oneof(
-  fc.bigInt({ min: region.gpa, max: regionEnd - 1n }),            // inside
-  fc.bigInt({ min: regionEnd - 64n, max: regionEnd + 64n }),       // around the end of the first
-  fc.bigInt({ min: regionEnd + BigInt(NEXT_SIZE) - 64n, max: regionEnd + BigInt(NEXT_SIZE) + 64n }), // and of the second
-  fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),                   // anywhere
-  fc.constant(TABLE),
-);
-const len = fc.oneof(fc.integer({ min: 0, max: 4096 }), fc.constantFrom(0, 16, 64, 0xffffffff, 0x80000000, region.size));
-const desc = fc.record({ addr, len, flags: fc.integer({ min: 0, max: 7 }), next: fc.integer({ min: 0, max: 70 }) });
+const rig = await virtqueueRig();
 
 t.test('chainParse never traps and its lists are always inside guest RAM', async (t) => {
-  let runs = 0, ok = 0, inSecond = 0;
-  const seen = new Set<number>();
-  fc.assert(
-    fc.property(
-      fc.array(desc, { minLength: SIZE, maxLength: SIZE }),
-      fc.array(desc, { minLength: 0, maxLength: 64 }),
-      fc.integer({ min: 0, max: SIZE }),
-      (main, indirect, head) => {
-        runs++;
-        for (const [i, x] of main.entries()) d.writeDesc(i, x);
-        for (const [i, x] of indirect.entries()) d.writeDesc(i, x, TABLE);
-        const rc = vq.chainParse(0, head, W);
-        seen.add(rc);
-        if (!codes.has(rc)) return false;
-        if (rc === 0) ok++;
-        const s = new DataView(memory.buffer, L.SCRATCH_BASE + W * L.SCRATCH_SIZE, L.SCRATCH_SIZE);
-        for (const [cOff, tOff, lOff] of [[L.SCR_RCOUNT, L.SCR_RTOTAL, L.SCR_RLIST], [L.SCR_WCOUNT, L.SCR_WTOTAL, L.SCR_WLIST]] as const) {
-          const n = s.getUint32(cOff, true);
-          if (n > L.MAX_SEGS) return false;
-          let sum = 0;
-          for (let i = 0; i < n; i++) {
-            // {u64 off, u32 len, u32 region}: one of the two regions, inside it.
-            const e = lOff + L.SEG_STRIDE * i;
-            const off = Number(s.getBigUint64(e, true)), l = s.getUint32(e + 8, true), r = s.getUint32(e + 12, true);
-            if (l === 0 || r > 1 || off + l > sizes[r]!) return false;
-            if (r === 1) inSecond++;
-            sum += l;
-          }
-          if (sum !== s.getUint32(tOff, true)) return false;
-        }
-        return true;
-      },
-    ),
-    { numRuns: 1_000_000, interruptAfterTimeLimit: TIME, markInterruptAsFailure: false },
-  );
-  t.ok(runs > 100, `${runs} runs, ${ok} parsed`);
-  t.ok(inSecond > 0, `segments in the second region: ${inSecond}`);
-  t.ok(seen.size >= 5, `several outcomes reached: ${[...seen].sort((a, b) => a - b).join(',')}`);
+  const st = chainStats();
+  fc.assert(chainParseProperty(rig, st), { numRuns: 1_000_000, interruptAfterTimeLimit: TIME, markInterruptAsFailure: false });
+  t.ok(st.runs > 100, `${st.runs} runs, ${st.ok} parsed`);
+  t.ok(st.inSecond > 0, `segments in the second region: ${st.inSecond}`);
+  t.ok(st.seen.size >= 5, `several outcomes reached: ${[...st.seen].sort((a, b) => a - b).join(',')}`);
 });
 
 t.test('queuePop on random avail rings returns a head < size or EMPTY/BROKEN', async (t) => {
-  let runs = 0;
-  fc.assert(
-    fc.property(fc.integer({ min: 0, max: 0xffff }), fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: SIZE, maxLength: SIZE }),
-      fc.integer({ min: 0, max: 0xffff }), (base, ring, idx) => {
-        runs++;
-        vq.queueReset(0);
-        vq.queueSetBase(0, base);
-        if (vq.queueSetup(0, SIZE, d.descUa, d.availUa, d.usedUa, 0) !== 0) return false;
-        for (const h of ring) d.pushAvail(h);
-        d.setAvailIdx(idx);
-        const pending = (idx - base) & 0xffff;
-        for (let i = 0; i <= Math.min(pending, SIZE); i++) {
-          const h = vq.queuePop(0);
-          if (h === VqError.EMPTY) return i === pending;
-          if (h === VqError.BROKEN) return vq.queueIsBroken(0) === 1 && vq.queuePop(0) === VqError.BROKEN;
-          if (h < 0 || h >= SIZE || pending > SIZE) return false;
-        }
-        return true;
-      }),
-    { numRuns: 1_000_000, interruptAfterTimeLimit: Math.max(500, TIME / 3), markInterruptAsFailure: false },
-  );
-  t.ok(runs > 100, `${runs} runs`);
+  const st = { runs: 0 };
+  fc.assert(queuePopProperty(rig, st), { numRuns: 1_000_000, interruptAfterTimeLimit: Math.max(500, TIME / 3), markInterruptAsFailure: false });
+  t.ok(st.runs > 100, `${st.runs} runs`);
 });
-
