@@ -7,10 +7,8 @@ import t from 'tap';
 import { DeviceError, Errno } from '../../src/errors.js';
 import { Logger } from '../../src/log.js';
 import { native } from '../../src/native.js';
-import { Ctl, controlView, qslot } from '../../src/virtio/control.js';
 import { WorkerPool } from '../../src/virtio/pool.js';
-import { createSharedMemory, loadVirtqueueModule } from '../../src/virtio/wasm.js';
-import { MockDriver, defaultRegion } from '../helpers/mock-driver.js';
+import { poolRig } from '../helpers/pool-rig.js';
 
 const HOLD = 0xb1; // test/helpers/pool-worker.ts
 const Q = 1;
@@ -18,16 +16,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 t.test('a pause that times out rejects and leaves the workers running', async (t) => {
-  const memory = createSharedMemory();
-  const vq = await loadVirtqueueModule(memory);
-  const d = new MockDriver(memory.buffer, { region: defaultRegion(vq), queueSize: 16 });
-  t.equal(d.attach(vq, Q), 0);
-  const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
-  const kick = native.eventfd(0);
-  const call = native.eventfd(0);
-  Atomics.store(ctl, qslot(Q, Ctl.Q_ACTIVE), 1);
-  Atomics.store(ctl, qslot(Q, Ctl.Q_KICKFD), kick);
-  Atomics.store(ctl, qslot(Q, Ctl.Q_CALLFD), call);
+  const { memory, vq, d, attached, kick, call } = await poolRig(Q, { call: true });
+  t.equal(attached, 0);
   const gate = new Int32Array(new SharedArrayBuffer(8));
   gate[0] = 1;
   // A variable, not a literal: the test also compiles against a pool without the option.

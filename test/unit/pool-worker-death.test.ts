@@ -16,6 +16,7 @@ import { recoverWorker } from '../../src/virtio/orphans.js';
 import { WorkerPool } from '../../src/virtio/pool.js';
 import { createSharedMemory, loadVirtqueueModule } from '../../src/virtio/wasm.js';
 import { MockDriver, defaultRegion } from '../helpers/mock-driver.js';
+import { poolRig } from '../helpers/pool-rig.js';
 
 const DIE = 0xde; // test/helpers/pool-worker.ts
 const HOLD_DIE = 0xdf;
@@ -25,16 +26,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const fdCount = (): number => fs.readdirSync('/proc/self/fd').length;
 
 t.test('a worker that dies in a request: its chain answered EIO, its pin released, the pool serves on', async (t) => {
-  const memory = createSharedMemory();
-  const vq = await loadVirtqueueModule(memory);
-  const d = new MockDriver(memory.buffer, { region: defaultRegion(vq), queueSize: 16 });
-  t.equal(d.attach(vq, Q), 0);
-  const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
-  const kick = native.eventfd(0);
-  const call = native.eventfd(0);
-  Atomics.store(ctl, qslot(Q, Ctl.Q_ACTIVE), 1);
-  Atomics.store(ctl, qslot(Q, Ctl.Q_KICKFD), kick);
-  Atomics.store(ctl, qslot(Q, Ctl.Q_CALLFD), call);
+  const { memory, vq, d, attached, kick, call } = await poolRig(Q, { call: true });
+  t.equal(attached, 0);
   // The inode table with the root and one more inode, whose fd the table closes once it is forgotten
   // and unpinned.
   const enc = new TextEncoder();
@@ -137,15 +130,8 @@ t.test('a worker that dies in a request: its chain answered EIO, its pin release
 });
 
 t.test('stop() while a worker has just died (its restart pending) returns', async (t) => {
-  const memory = createSharedMemory();
-  const vq = await loadVirtqueueModule(memory);
-  const d = new MockDriver(memory.buffer, { region: defaultRegion(vq), queueSize: 16 });
-  t.equal(d.attach(vq, Q), 0);
-  const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
-  const kick = native.eventfd(0);
-  Atomics.store(ctl, qslot(Q, Ctl.Q_ACTIVE), 1);
-  Atomics.store(ctl, qslot(Q, Ctl.Q_KICKFD), kick);
-  Atomics.store(ctl, qslot(Q, Ctl.Q_CALLFD), -1);
+  const { memory, vq, d, attached, kick } = await poolRig(Q, { call: false });
+  t.equal(attached, 0);
   const enc = new TextEncoder();
   const rootFd = native.openat2(C.AT_FDCWD, enc.encode('/tmp'), C.O_PATH | C.O_CLOEXEC, 0, 0);
   vq.inodeInit(rootFd, 1n, 1n);
@@ -259,15 +245,8 @@ t.test('recoverWorker: what a dead worker held, record by record', async (t) => 
 });
 
 t.test('a worker that dies while a pause, then stop(), wait for it', async (t) => {
-  const memory = createSharedMemory();
-  const vq = await loadVirtqueueModule(memory);
-  const d = new MockDriver(memory.buffer, { region: defaultRegion(vq), queueSize: 16 });
-  t.equal(d.attach(vq, Q), 0);
-  const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
-  const kick = native.eventfd(0);
-  Atomics.store(ctl, qslot(Q, Ctl.Q_ACTIVE), 1);
-  Atomics.store(ctl, qslot(Q, Ctl.Q_KICKFD), kick);
-  Atomics.store(ctl, qslot(Q, Ctl.Q_CALLFD), -1);
+  const { memory, vq, d, attached, kick } = await poolRig(Q, { call: false });
+  t.equal(attached, 0);
   const enc = new TextEncoder();
   const rootFd = native.openat2(C.AT_FDCWD, enc.encode('/tmp'), C.O_PATH | C.O_CLOEXEC, 0, 0);
   vq.inodeInit(rootFd, 1n, 1n);
