@@ -5,6 +5,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { DaemonKind } from './daemon.js';
 import { findKernel } from './kernel.js';
 import { busyboxPath, QEMU, REFERENCE_DAEMON, which } from './locations.js';
@@ -36,4 +38,14 @@ export function guestSkipReason(kind?: DaemonKind): string | null {
     missing.push(`reference daemon ${REFERENCE_DAEMON} (apt-get install qemu-system-x86 7.2)`);
   }
   return missing.length ? `missing: ${missing.join('; ')}` : null;
+}
+
+/** Can this process mount a tmpfs (root, and a sandbox that allows mount(2))? */
+export function mountSkipReason(): string | null {
+  if (process.getuid?.() !== 0) return 'needs root to mount a tmpfs inside the share';
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-mountprobe-'));
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'vfsd-probe', d], { encoding: 'utf8' });
+  if (m.status === 0) spawnSync('umount', [d]);
+  fs.rmdirSync(d);
+  return m.status === 0 ? null : `cannot mount a tmpfs: ${(m.stderr || m.error?.message || '').trim()}`;
 }

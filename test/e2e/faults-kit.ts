@@ -6,13 +6,11 @@
  * The guest and the host talk both ways: the guest prints `@@WAITFOR name@@` and polls for
  * `/mnt/ctl/name`, which the host creates once it has done its part (ConsoleWatch sees the line).
  */
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Test } from 'tap';
-import { ConsoleWatch, type GuestResult, GUEST_PRELUDE, guestSkipReason, runGuest, which } from '../../harness/index.js';
+import { ConsoleWatch, type GuestResult, GUEST_PRELUDE, guestSkipReason, mountSkipReason, runGuest, which } from '../../harness/index.js';
 
 export const MIB = 2 ** 20;
 
@@ -25,16 +23,6 @@ export function faultSkip(t: Test, extra: Array<() => string | null> = []): stri
   for (const f of extra) reason ??= f();
   if (reason && process.env.CI === 'true') t.fail(`fault tests cannot run in CI: ${reason}`);
   return reason ?? false;
-}
-
-/** Can this process mount a tmpfs (root, and a sandbox that allows mount(2))? */
-export function mountSkipReason(): string | null {
-  if (process.getuid?.() !== 0) return 'needs root to mount a tmpfs inside the share';
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-mountprobe-'));
-  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'vfsd-probe', d], { encoding: 'utf8' });
-  if (m.status === 0) spawnSync('umount', [d]);
-  fs.rmdirSync(d);
-  return m.status === 0 ? null : `cannot mount a tmpfs: ${(m.stderr || m.error?.message || '').trim()}`;
 }
 
 /** A FUSE file system to stop under the share: bindfs and /dev/fuse. */

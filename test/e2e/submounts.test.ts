@@ -10,18 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import {
-  GUEST_PRELUDE, REFERENCE_DAEMON, guestSkipReason, parseSteps, parseVals, runGuest, startDaemon, type DaemonKind,
+  GUEST_PRELUDE, REFERENCE_DAEMON, guestSkipReason, mountSkipReason, parseSteps, parseVals, runGuest, startDaemon, type DaemonKind,
 } from '../../harness/index.js';
-
-/** Can this process mount a tmpfs (root, and a sandbox that allows mount(2))? */
-function mountSkipReason(): string | null {
-  if (process.getuid?.() !== 0) return 'needs root to mount a tmpfs inside the share';
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-mountprobe-'));
-  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'vfsd-probe', d], { encoding: 'utf8' });
-  if (m.status === 0) spawnSync('umount', [d]);
-  fs.rmdirSync(d);
-  return m.status === 0 ? null : `cannot mount a tmpfs: ${(m.stderr || m.error?.message || '').trim()}`;
-}
 
 const skip = guestSkipReason('ours') ?? mountSkipReason();
 

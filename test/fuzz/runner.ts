@@ -4,6 +4,7 @@
  * the time is up; chunk k of a run with seed S uses seed S + k, so the seed printed with a failure
  * replays it as the first chunk of `--seed`. A failure is shrunk by fast-check and stops its target.
  */
+import fs from 'node:fs';
 import fc from 'fast-check';
 
 /** What a target counts; `cases` goes up once per generated input (shrinking runs included). */
@@ -109,4 +110,17 @@ export function formatOutcomes(outcomes: Outcome[]): string {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]): string => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
   return [line(head), ...rows.map(line)].join('\n');
+}
+
+/** The process's open fds and what each is, for the targets' leak checks (a leak's message names the file). */
+export function openFds(): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const f of fs.readdirSync('/proc/self/fd')) {
+    try {
+      m.set(f, fs.readlinkSync(`/proc/self/fd/${f}`));
+    } catch {
+      /* the directory's own fd, closed by now */
+    }
+  }
+  return m;
 }

@@ -22,7 +22,7 @@ import { FuseServer } from '../../src/fuse/server.js';
 import { Logger } from '../../src/log.js';
 import { createSharedMemory, loadVirtqueueModule } from '../../src/virtio/wasm.js';
 import { BufferReader, BufferWriter } from '../helpers/buffer-io.js';
-import type { Counter, FuzzTarget } from './runner.js';
+import { type Counter, type FuzzTarget, openFds } from './runner.js';
 
 const NAMES = ['a', 'b', 'd', 'x', 's', 'n1', 'n2', '.', '..', 'a/b', '', 'é', 'x'.repeat(255), 'y'.repeat(256), 'user.k', 'trusted.t'];
 /** Opcodes 0..53 and some beyond; FALLOCATE and COPY_FILE_RANGE lengths are capped (a disk must not fill). */
@@ -125,19 +125,6 @@ function damage(b: Uint8Array, m: Step['mutate']): Uint8Array {
   const c = b.slice();
   if (c.length >= 4) new DataView(c.buffer).setUint32(0, m.len, true);
   return c;
-}
-
-/** The process's open fds and what each is (a leak's message names the file). */
-function openFds(): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const f of fs.readdirSync('/proc/self/fd')) {
-    try {
-      m.set(f, fs.readlinkSync(`/proc/self/fd/${f}`));
-    } catch {
-      /* the directory's own fd, closed by now */
-    }
-  }
-  return m;
 }
 
 export async function fuseTarget(): Promise<FuzzTarget> {

@@ -24,7 +24,7 @@ import { replyRule } from '../../src/vhost/replies.js';
 import { VirtioFsDevice } from '../../src/virtio/device.js';
 import type { WorkerPool } from '../../src/virtio/pool.js';
 import { createSharedMemory, guestTableOf, loadVirtqueueModule } from '../../src/virtio/wasm.js';
-import type { Counter, FuzzTarget } from './runner.js';
+import { type Counter, type FuzzTarget, openFds } from './runner.js';
 
 const REGION = 2 << 20;
 const UA = 0x7f0000000000n;
@@ -123,18 +123,6 @@ function setupMessages(): Array<{ request: number; payload: Buffer; fds: FdKind[
   ];
 }
 
-function fdList(): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const f of fs.readdirSync('/proc/self/fd')) {
-    try {
-      m.set(f, fs.readlinkSync(`/proc/self/fd/${f}`));
-    } catch {
-      /* readdir's own */
-    }
-  }
-  return m;
-}
-
 export async function vhostTarget(): Promise<FuzzTarget> {
   const memory = createSharedMemory();
   const vq = await loadVirtqueueModule(memory);
@@ -153,7 +141,7 @@ export async function vhostTarget(): Promise<FuzzTarget> {
   };
   const property = fc.asyncProperty(kase, async ({ setup, messages }) => {
     counter.cases++;
-    const before = fdList();
+    const before = openFds();
     const sent: Array<{ request: number; len: number }> = [];
     let closed = '';
     const handler = new FrontendReqHandler(device, (request, payload) => sent.push({ request, len: payload.length }), log, (why) => { closed ||= why; });
@@ -185,7 +173,7 @@ export async function vhostTarget(): Promise<FuzzTarget> {
     } finally {
       await handler.disconnect();
     }
-    const left = [...fdList()].filter(([fd, what]) => before.get(fd) !== what);
+    const left = [...openFds()].filter(([fd, what]) => before.get(fd) !== what);
     if (left.length > 0) throw new Error(`fd(s) left open after the reset: ${left.map(([fd, what]) => `${fd} ${what}`).join(', ')}`);
     return true;
   });
