@@ -1,6 +1,7 @@
 import {
   MAX_QUEUES, MAX_WORKERS, MAX_SEGS, SCRATCH_BASE, SCRATCH_SIZE, SCR_RCOUNT, SCR_WCOUNT, SCR_RTOTAL,
-  SCR_WTOTAL, SCR_RLIST, SCR_WLIST, Q_SIZE, Q_DESC, Q_READY, SEG_STRIDE, MT_GPA, MT_SIZE, SCR_MISS,
+  SCR_WTOTAL, SCR_RLIST, SCR_WLIST, Q_SIZE, Q_DESC, Q_READY, SEG_STRIDE, MT_GPA, MT_SIZE, SCR_MISS, SCR_PARSE,
+  SCR_GOT, SCR_HEAD, SCR_INBUF, INBUF_SIZE,
 } from './layout';
 import {
   BROKEN, BAD_ADDR, BAD_LEN, LOOP, NESTED_INDIRECT, ORDER, TOO_MANY_SEGS, BAD_INDIRECT, BAD_HEAD, BAD_SIZE,
@@ -8,7 +9,8 @@ import {
 } from './errors';
 import { gpaRegion, mtEntry } from './memtable';
 import { apertureMissPending, regionWin } from './aperture';
-import { qaddr } from './queue';
+import { qaddr, queuePop } from './queue';
+import { gather } from './copy';
 import { VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_SIZE } from './virtio';
 
 /** §2.6.5.3.1: an indirect table holds at most 32768 descriptors (Queue Size maximum). */
@@ -153,4 +155,28 @@ export function chainParse(q: u32, head: u32, w: u32): i32 {
     idx = next;
   }
   return 0;
+}
+
+/** A worker's whole intake of one request in one call: pops the next head of queue q, parses its chain
+ *  into worker w's scratch (chainParse) and copies the first min(prefix, readable total, INBUF_SIZE)
+ *  bytes of its readable part into w's inbuf. The head, or EMPTY / BROKEN from queuePop. With a head,
+ *  the scratch holds chainParse's result at SCR_PARSE (nothing was gathered unless it is 0) and the
+ *  bytes gathered at SCR_GOT (fewer than asked after an aperture miss: the caller maps and goes on),
+ *  and the head at SCR_HEAD. */
+export function chainNext(q: u32, w: u32, prefix: u32): i32 {
+  if (w >= MAX_WORKERS) return BROKEN;
+  const s = SCRATCH_BASE + w * SCRATCH_SIZE;
+  store<i32>(s, -1, SCR_HEAD);
+  const head = queuePop(q);
+  if (head < 0) return head;
+  store<i32>(s, head, SCR_HEAD);
+  const rc = chainParse(q, <u32>head, w);
+  store<i32>(s, rc, SCR_PARSE);
+  let got: u32 = 0;
+  if (rc == 0) {
+    const want = min(prefix, min(load<u32>(s, SCR_RTOTAL), INBUF_SIZE));
+    got = gather(w, s + SCR_RLIST, load<u32>(s, SCR_RCOUNT), 0, s + SCR_INBUF, want);
+  }
+  store<u32>(s, got, SCR_GOT);
+  return head;
 }

@@ -10,10 +10,10 @@ export {
   apertureUnpin, gpaToWin, uaddrToWin,
 } from './aperture';
 export {
-  queueSetup, queueSetBase, queueGetBase, queueReset, queuePop, queuePush, queueEnableNotify,
+  queueSetup, queueSetBase, queueGetBase, queueReset, queuePop, queuePush, queuePushQuiet, queueNotify, queueEnableNotify, queuePending,
   queueIsBroken, queueIsReady, queueSize,
 } from './queue';
-export { chainParse } from './chain';
+export { chainParse, chainNext } from './chain';
 export { gather, scatter, subList } from './copy';
 export {
   inodeInit, inodeLookup, inodeLastExisted, inodeDev, inodeAcquire, inodeRelease, inodeForget, inodeDropAll,

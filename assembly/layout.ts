@@ -94,6 +94,11 @@ export const MISS_JOB_FILE_OFF: u32 = 24;
 export const MISS_JOB_LEN: u32 = 32;
 export const SCR_STAT: u32 = 64;
 export const SCR_STAT_SIZE: u32 = 128;
+/** chainNext's results beside the counts: i32 chainParse result, u32 bytes of the readable part gathered,
+ *  i32 the head popped (-1 before the pop: a caller whose chainNext trapped learns which head it holds). */
+export const SCR_PARSE: u32 = 192;
+export const SCR_GOT: u32 = 196;
+export const SCR_HEAD: u32 = 200;
 /** Segment lists: SEG_STRIDE bytes an entry, {u64 offset in the region, u32 len, u32 region}. */
 export const SEG_STRIDE: u32 = 16;
 export const SCR_RLIST: u32 = 0x100;
@@ -150,3 +155,6 @@ export const Q_NEXT_USED: u32 = 24;
 export const Q_EVENT_IDX: u32 = 28;
 export const Q_BROKEN: u32 = 32;
 export const Q_READY: u32 = 36;
+/** Used index when the device last decided whether to notify (queueNotify): replies pushed since then are
+ *  covered by the next decision, so notifications can be batched (the `old` of vring_need_event). */
+export const Q_SIGNALLED: u32 = 40;

@@ -1,6 +1,6 @@
 import {
   QUEUE_BASE, QUEUE_STRIDE, MAX_QUEUES, Q_LOCK, Q_SIZE, Q_DESC, Q_AVAIL, Q_USED, Q_LAST_AVAIL,
-  Q_NEXT_USED, Q_EVENT_IDX, Q_BROKEN, Q_READY,
+  Q_NEXT_USED, Q_EVENT_IDX, Q_BROKEN, Q_READY, Q_SIGNALLED,
 } from './layout';
 import { EMPTY, BROKEN, BAD_ADDR, BAD_HEAD, BAD_SIZE, ALIGN } from './errors';
 import { uaddrToWin } from './aperture';
@@ -50,7 +50,9 @@ export function queueSetup(q: u32, size: u32, descUa: u64, availUa: u64, usedUa:
   store<u32>(a, avail, Q_AVAIL);
   store<u32>(a, used, Q_USED);
   // Continue from the used index the driver sees (a restarted ring keeps its used.idx).
-  store<u32>(a, <u32>atomic.load<u16>(used, 2), Q_NEXT_USED);
+  const usedIdx = <u32>atomic.load<u16>(used, 2);
+  store<u32>(a, usedIdx, Q_NEXT_USED);
+  store<u32>(a, usedIdx, Q_SIGNALLED);
   store<u32>(a, eventIdx != 0 ? 1 : 0, Q_EVENT_IDX);
   atomic.store<u32>(a, 1, Q_READY);
   return 0;
@@ -113,8 +115,16 @@ export function queuePop(q: u32): i32 {
   return <i32>head;
 }
 
-/** Publish {head, len} in the used ring. 1 if the driver should be notified, else 0, or an error. */
+/** Publish {head, len} in the used ring, then decide on notifying (queueNotify): 1 if the driver should
+ *  be notified, else 0, or an error. */
 export function queuePush(q: u32, head: u32, len: u32): i32 {
+  const rc = queuePushQuiet(q, head, len);
+  return rc < 0 ? rc : queueNotify(q);
+}
+
+/** Publish {head, len} in the used ring without deciding on a notification: the caller calls queueNotify
+ *  later (after a batch of replies, and always before it stops serving the queue). 0 or an error. */
+export function queuePushQuiet(q: u32, head: u32, len: u32): i32 {
   if (q >= MAX_QUEUES) return BROKEN;
   const a = qaddr(q);
   if (atomic.load<u32>(a, Q_READY) == 0) return BROKEN;
@@ -123,7 +133,6 @@ export function queuePush(q: u32, head: u32, len: u32): i32 {
   lockAcquire(a + Q_LOCK);
   if (load<u32>(a, Q_BROKEN) != 0) { lockRelease(a + Q_LOCK); return BROKEN; }
   const used = load<u32>(a, Q_USED);
-  const avail = load<u32>(a, Q_AVAIL);
   const old = load<u32>(a, Q_NEXT_USED);
   const elem = used + 4 + 8 * (old & (size - 1));
   store<u32>(elem, head);
@@ -131,15 +140,44 @@ export function queuePush(q: u32, head: u32, len: u32): i32 {
   const nu = (old + 1) & 0xFFFF;
   atomic.store<u16>(used, <u16>nu, 2);
   store<u32>(a, nu, Q_NEXT_USED);
-  let notify: i32;
-  if (load<u32>(a, Q_EVENT_IDX) != 0) {
-    // §2.6.7.2 vring_need_event(used_event, new, old): (u16)(new - event - 1) < (u16)(new - old)
-    notify = vringNeedEvent(<u32>atomic.load<u16>(avail + 4 + 2 * size), nu, old) ? 1 : 0;
-  } else {
-    notify = (<u32>atomic.load<u16>(avail) & VIRTQ_AVAIL_F_NO_INTERRUPT) != 0 ? 0 : 1;
+  lockRelease(a + Q_LOCK);
+  return 0;
+}
+
+/** Whether the driver wants a notification for the used elements published since the last decision
+ *  (by any worker): 1 or 0. With EVENT_IDX, §2.6.7.2 vring_need_event(used_event, new, old) with old the
+ *  used index at that decision, so one notification can cover a batch; else the avail ring's
+ *  NO_INTERRUPT flag, for a batch that is not empty. */
+export function queueNotify(q: u32): i32 {
+  if (q >= MAX_QUEUES) return 0;
+  const a = qaddr(q);
+  if (atomic.load<u32>(a, Q_READY) == 0) return 0;
+  lockAcquire(a + Q_LOCK);
+  if (load<u32>(a, Q_BROKEN) != 0) { lockRelease(a + Q_LOCK); return 0; }
+  const nu = load<u32>(a, Q_NEXT_USED);
+  const old = load<u32>(a, Q_SIGNALLED);
+  store<u32>(a, nu, Q_SIGNALLED);
+  let notify: i32 = 0;
+  if (nu != old) {
+    const avail = load<u32>(a, Q_AVAIL);
+    if (load<u32>(a, Q_EVENT_IDX) != 0) {
+      // The used.idx store above (seq-cst) orders this read of used_event after it (§2.6.7.2).
+      notify = vringNeedEvent(<u32>atomic.load<u16>(avail + 4 + 2 * load<u32>(a, Q_SIZE)), nu, old) ? 1 : 0;
+    } else {
+      notify = (<u32>atomic.load<u16>(avail) & VIRTQ_AVAIL_F_NO_INTERRUPT) != 0 ? 0 : 1;
+    }
   }
   lockRelease(a + Q_LOCK);
   return notify;
+}
+
+/** Heads the driver has published and no worker popped yet: a lock-free peek (for polling before a
+ *  sleep, for judging a backlog); queuePop, under the lock, decides what is really there. */
+export function queuePending(q: u32): u32 {
+  if (q >= MAX_QUEUES) return 0;
+  const a = qaddr(q);
+  if (atomic.load<u32>(a, Q_READY) == 0 || atomic.load<u32>(a, Q_BROKEN) != 0) return 0;
+  return (<u32>atomic.load<u16>(load<u32>(a, Q_AVAIL), 2) - atomic.load<u32>(a, Q_LAST_AVAIL)) & 0xFFFF;
 }
 
 /** Before sleeping: with EVENT_IDX publish avail_event = last_avail (§2.6.7.2), then re-check the

@@ -138,7 +138,7 @@ export interface Native {
   openat2(dirfd: number, name: Name, flags: number, mode: number, resolve: number): number;
   /** openat(procFdDir, "<fd>", flags|O_CLOEXEC) with O_NOFOLLOW/O_CREAT/O_EXCL removed. fd or -errno */
   openProcFd(procFdDir: number, fd: number, flags: number): number;
-  /** fstatat (name null → AT_EMPTY_PATH); out (≥ 96 bytes) gets struct fuse_attr + u64 st_dev. */
+  /** fstatat, or fstat of dirfd itself when name is null (flags then unused); out (≥ 96 bytes) gets struct fuse_attr + u64 st_dev. */
   statAt(dirfd: number, name: Name | null, flags: number, out: Uint8Array): number;
   mkdirat(dirfd: number, name: Name, mode: number): number;
   /** rdev is FUSE's (new_encode_dev) encoding. */
@@ -203,7 +203,10 @@ export interface Native {
   sealShrink(fd: number): number;
   /** epoll_create1(EPOLL_CLOEXEC): fd or -errno. */
   epollCreate(): number;
-  /** Watch fd for EPOLLIN (EPOLLEXCLUSIVE if `exclusive`: one waiter woken per event). 0 or -errno. */
+  /**
+   * Watch the eventfd fd for EPOLLIN, edge-triggered (each write is one event; nothing needs to read the
+   * counter), EPOLLEXCLUSIVE if `exclusive` (one waiter woken per event). 0 or -errno.
+   */
   epollAdd(epfd: number, fd: number, exclusive: boolean): number;
   /** Blocks; ready fds into out[0..n). n or -errno (-EINTR not retried). */
   epollWait(epfd: number, out: Int32Array, timeoutMs: number): number;

@@ -20,6 +20,37 @@ import { syslogSink } from './syslog.js';
 
 /** WRITE's in-header and write_in: the rest of its readable part is file data, written zero-copy. */
 const WRITE_PREFIX = IN_HEADER_SIZE + WRITE_IN_SIZE;
+/**
+ * Bytes of every request copied before it is looked at: the whole of the common small ones (a LOOKUP
+ * with a 255-byte name is 296), in the same WASM call as the pop and parse; the rest on demand. A
+ * WRITE's data past its write_in is copied needlessly, up to this much: less than a second call costs.
+ */
+const HEAD_PREFIX = 512;
+
+/** Requests served in a few µs without blocking (no disk wait, no lock held by others). */
+const QUICK = new Set<number>([
+  Opcode.Lookup, Opcode.Forget, Opcode.BatchForget, Opcode.Getattr, Opcode.Open, Opcode.Opendir, Opcode.Release,
+  Opcode.Releasedir, Opcode.Flush, Opcode.Access, Opcode.Statfs, Opcode.Readlink, Opcode.Getxattr,
+  Opcode.Listxattr, Opcode.Lseek, Opcode.Interrupt, Opcode.Init,
+]);
+/** fuse_read_in.size and fuse_write_in.size: after fh and offset (u64 each), in both. */
+const RW_SIZE_AT = IN_HEADER_SIZE + 16;
+/** READs and WRITEs from this size on take long enough (tens of µs) to be worth a second worker. */
+const LARGE_IO = 32 * 1024;
+
+/**
+ * Whether a request may take long (docs/internals.md "Worker control"): a large READ or WRITE, or anything
+ * that may wait on the disk (create, unlink, fsync, readdir...). `head` holds ≥ IN_HEADER_SIZE bytes.
+ */
+function slowRequest(head: Uint8Array): boolean {
+  const op = peekOpcode(head);
+  if (op === Opcode.Read || op === Opcode.Write) {
+    if (head.length < RW_SIZE_AT + 4) return false;
+    const size = (head[RW_SIZE_AT]! | (head[RW_SIZE_AT + 1]! << 8) | (head[RW_SIZE_AT + 2]! << 16) | (head[RW_SIZE_AT + 3]! << 24)) >>> 0;
+    return size >= LARGE_IO;
+  }
+  return !QUICK.has(op);
+}
 
 const data = Piscina.workerData as WorkerData;
 const memory = data.memory;
@@ -90,11 +121,13 @@ export default function runWorker(task: { wid: number }): void {
       } else if (r.total > r.head.length) {
         r.extend(inbufSize);
       }
+      if (slowRequest(r.head)) runner.handOn();
     }
     return server.handle(r, w);
   };
-  const runner = new QueueRunner(vq, memory, wid, handler, log, IN_HEADER_SIZE, flight);
+  const runner: QueueRunner = new QueueRunner(vq, memory, wid, handler, log, HEAD_PREFIX, flight);
   log.debug('worker loop started');
   runner.run();
-  log.debug(`worker loop stopped after ${runner.stats.requests} requests`);
+  const st = runner.stats;
+  log.debug(`worker loop stopped after ${st.requests} requests (${st.sleeps} sleeps, ${st.spinHits} polls that found work, ${st.handOns} hand-ons, ${st.notifies} notifications)`);
 }

@@ -78,9 +78,11 @@ Napi::Value NativeAddon::StatAt(const Napi::CallbackInfo& info) {
   ARGS_OR_THROW(args(info, dirfd, name, flags, outBuf));
   NAME_OR_ERR(name);
   ARGS_OR_THROW(outHolds(info.Env(), outBuf, 96, "statAt out buffer must hold 96 bytes"));
-  if (name.isNull) flags |= AT_EMPTY_PATH;
   struct stat st;
-  if (fstatat(dirfd, name.buf, &st, flags) < 0) return num(info.Env(), -errno);
+  // The fd itself: fstat (it works on O_PATH fds, and on a symlink's O_PATH fd it gives the link, as
+  // fstatat with AT_EMPTY_PATH does) skips the empty-path copy and lookup fstatat makes the kernel do.
+  int r = name.isNull ? fstat(dirfd, &st) : fstatat(dirfd, name.buf, &st, flags);
+  if (r < 0) return num(info.Env(), -errno);
   // struct fuse_attr (linux/fuse.h), then u64 st_dev.
   uint8_t* out = outBuf.data;
   put64(out, 0, st.st_ino);

@@ -194,7 +194,11 @@ Napi::Value NativeAddon::EpollAdd(const Napi::CallbackInfo& info) {
   return callWith(info, [](int32_t epfd, int32_t fd, Flag exclusive) {
     struct epoll_event ev;
     memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN | (exclusive.on ? static_cast<uint32_t>(EPOLLEXCLUSIVE) : 0u);
+    // Edge-triggered: every write to an eventfd is an event of its own (eventfd_write wakes its waiters
+    // whatever the counter held), so a waiter need not read the counter to stop it being reported again:
+    // a wakeup costs the epoll_wait alone. Kick fds may be blocking (the frontend's choice), another
+    // reason not to read them here.
+    ev.events = EPOLLIN | EPOLLET | (exclusive.on ? static_cast<uint32_t>(EPOLLEXCLUSIVE) : 0u);
     ev.data.fd = fd;
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
   });

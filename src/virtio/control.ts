@@ -14,10 +14,12 @@ export const Ctl = {
   GEN: 0,
   STATE: 1,
   NWORKERS: 2,
+  /** wid + 1 of the worker polling the rings before it sleeps (QueueRunner.spin), 0 none: one at a time. */
+  SPINNER: 3,
   /** 4 slots of FUSE session state shared by every worker (INIT reaches only one of them). */
   SESSION: 8,
   SESSION_LEN: 4,
-  /** Workers asleep waiting for kicks (see QueueRunner: a busy worker hands work on only if > 0). */
+  /** Workers asleep waiting for kicks (see QueueRunner.handOn: a busy worker hands work on only if > 0). */
   IDLE: 12,
   /** Worker w's last acknowledged generation. */
   ACK: 16,

@@ -78,19 +78,41 @@ interface Lists {
 /** A miss can repeat only if another granule of the same copy misses; this bounds a broken mapping. */
 const MAX_FAULTS_PER_COPY = 64;
 
+/**
+ * Views [0, n) of one scratch buffer, made once per length and kept for the lengths of small requests
+ * and replies (a few per opcode; up to CACHED_VIEWS of them) and the whole buffer: a request's head and
+ * reply scratch are such views, and making one per request would be an allocation per request. Other
+ * lengths (large requests, where one view is nothing next to the work) get a new view.
+ */
+const CACHED_VIEWS = 4096;
+class PrefixViews {
+  private readonly views: Uint8Array[] = [];
+  constructor(private readonly whole: Uint8Array) {}
+  get(n: number): Uint8Array {
+    if (n === this.whole.length) return this.whole;
+    if (n > CACHED_VIEWS) return this.whole.subarray(0, n);
+    let v = this.views[n];
+    if (v === undefined) {
+      v = this.whole.subarray(0, n);
+      this.views[n] = v;
+    }
+    return v;
+  }
+}
+
 export class GuestReader {
   total = 0;
   count = 0;
   head: Uint8Array;
-  private readonly inbufView: Uint8Array;
+  private readonly views: PrefixViews;
   constructor(
     private readonly l: Lists,
     private readonly list: number,
     private readonly inbuf: number,
     private readonly inbufSize: number,
   ) {
-    this.inbufView = new Uint8Array(l.buffer, inbuf, inbufSize);
-    this.head = this.inbufView.subarray(0, 0);
+    this.views = new PrefixViews(new Uint8Array(l.buffer, inbuf, inbufSize));
+    this.head = this.views.get(0);
   }
 
   /** Copies [from, to) of the readable part into the inbuf at the same offset; bytes now there. */
@@ -107,7 +129,18 @@ export class GuestReader {
   reset(count: number, total: number, prefix: number): void {
     this.count = count;
     this.total = total;
-    this.head = this.inbufView.subarray(0, this.gather(0, Math.min(prefix, total, this.inbufSize)));
+    this.head = this.views.get(this.gather(0, Math.min(prefix, total, this.inbufSize)));
+  }
+
+  /**
+   * Takes a chain's readable part whose first `got` bytes are in the inbuf already (chainNext copied
+   * them): copies the rest of its first `prefix` bytes (an aperture miss may have cut the copy short).
+   */
+  load(count: number, total: number, got: number, prefix: number): void {
+    this.count = count;
+    this.total = total;
+    const want = Math.min(prefix, total, this.inbufSize);
+    this.head = this.views.get(got >= want ? want : this.gather(got, want));
   }
 
   /** Copies more of the readable part into the inbuf (the head grows to `prefix` bytes). */
@@ -116,7 +149,7 @@ export class GuestReader {
     const n = Math.min(prefix, this.total, this.inbufSize);
     if (n <= have) return;
     // Only the missing tail: the head's bytes are already in the inbuf.
-    this.head = this.inbufView.subarray(0, this.gather(have, n));
+    this.head = this.views.get(this.gather(have, n));
   }
 
   writeToFile(fd: number, pos: number, off: number, len: number): number {
@@ -133,22 +166,22 @@ export class GuestWriter {
   count = 0;
   buf: Uint8Array;
   written = 0;
-  private readonly outbufView: Uint8Array;
+  private readonly views: PrefixViews;
   constructor(
     private readonly l: Lists,
     private readonly list: number,
     private readonly outbuf: number,
-    outbufSize: number,
+    private readonly outbufSize: number,
   ) {
-    this.outbufView = new Uint8Array(l.buffer, outbuf, outbufSize);
-    this.buf = this.outbufView.subarray(0, 0);
+    this.views = new PrefixViews(new Uint8Array(l.buffer, outbuf, outbufSize));
+    this.buf = this.views.get(0);
   }
 
   reset(count: number, total: number): void {
     this.count = count;
     this.capacity = total;
     this.written = 0;
-    this.buf = this.outbufView.subarray(0, Math.min(total, this.outbufView.length));
+    this.buf = this.views.get(Math.min(total, this.outbufSize));
   }
 
   commit(len: number): void {

@@ -34,6 +34,8 @@ export function recoverWorker(vq: VqExports, memory: WebAssembly.Memory, wid: nu
   const L = vq.layout;
   const { words, ids } = recordViews(memory.buffer, L.CONTROL_BASE, wid);
   const out: Recovery = { pins: 0 };
+  // A worker that died polling leaves the poller's token: give it back, or no worker would poll again.
+  Atomics.compareExchange(controlView(memory.buffer, L.CONTROL_BASE), Ctl.SPINNER, wid + 1, 0);
   const epfd = words[Flight.EPFD]! - 1;
   words[Flight.EPFD] = 0;
   if (epfd >= 0) native.close(epfd);
@@ -47,6 +49,10 @@ export function recoverWorker(vq: VqExports, memory: WebAssembly.Memory, wid: nu
     if (fd >= 0) native.close(fd);
   }
   out.pins = pins;
+
+  // Replies it published without notifying yet (workers batch notifications): decide for them now, or
+  // the driver could wait for an interrupt that never comes.
+  notifyQueues(vq, memory);
 
   const q1 = words[Flight.QUEUE]!;
   words[Flight.QUEUE] = 0;
@@ -70,6 +76,16 @@ export function recoverWorker(vq: VqExports, memory: WebAssembly.Memory, wid: nu
   }
   out.orphan = { q, head, len };
   return out;
+}
+
+/** Notifies the driver of every active queue that has used elements it was not notified of. */
+function notifyQueues(vq: VqExports, memory: WebAssembly.Memory): void {
+  const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
+  for (let q = 0; q < vq.layout.MAX_QUEUES; q++) {
+    if (Atomics.load(ctl, qslot(q, Ctl.Q_ACTIVE)) !== 1 || vq.queueNotify(q) !== 1) continue;
+    const call = Atomics.load(ctl, qslot(q, Ctl.Q_CALLFD));
+    if (call >= 0) native.eventfdWrite(call, 1);
+  }
 }
 
 /** The used length of an EIO reply written into the chain at `head` (0 when there is no room or no chain). */

@@ -20,15 +20,44 @@ export type ChainHandler = (queue: number, r: GuestReader, w: GuestWriter) => nu
 /** Bytes of a chain's readable part copied before the handler looks at it; it may copy more. */
 export const DEFAULT_PREFIX = 4096;
 
+/**
+ * Polling before sleeping, adapted as the kernel's halt polling is: a worker that finds its rings empty
+ * watches their avail indexes for `spinUs` µs before it re-arms notifications and sleeps. The budget
+ * grows (from SPIN_MIN_US, doubling, up to SPIN_MAX_US) each time a sleep ends within SPIN_MAX_US (the
+ * next request came soon enough that polling would have caught it, without the driver's kick, the
+ * epoll wakeup and the context switch), and halves (to 0 below SPIN_MIN_US) each time polling runs out or
+ * a sleep lasts longer. An idle device so costs no CPU: the first long sleep turns polling off.
+ */
+export const SPIN_MIN_US = 10;
+export const SPIN_MAX_US = 100;
+
 interface ActiveQueue {
   q: number;
   kick: number;
   call: number;
+  /** replies this worker published on the queue since it last decided on notifying the driver */
+  unsignalled: number;
 }
+
+/**
+ * Replies published before the driver is notified, at most (virtio 1.1 §2.6.7: the device may batch
+ * used buffers before it notifies). A worker also notifies before it polls or sleeps, before a slow
+ * request, and whenever the ring has nothing more for it, so a batch never waits on the driver; it only
+ * saves the driver an interrupt (and us an eventfd write) per reply while requests keep coming.
+ */
+export const NOTIFY_BATCH = 8;
 
 export interface RunnerStats {
   requests: number;
   badChains: number;
+  /** times the worker slept waiting for a kick */
+  sleeps: number;
+  /** times polling before sleeping found a request */
+  spinHits: number;
+  /** times a slow request woke an idle worker for the requests behind it */
+  handOns: number;
+  /** notifications sent to the driver (call eventfd writes) */
+  notifies: number;
 }
 
 /**
@@ -61,6 +90,7 @@ export class QueueRunner {
   private readonly apertures: ApertureMapper;
   private readonly scratch: number;
   private readonly counts: Uint32Array;
+  private readonly scratchWords: Int32Array;
   private readonly ctlFd: number;
   private myGen = -1;
   private state: WorkerState = WorkerState.PAUSE;
@@ -71,9 +101,13 @@ export class QueueRunner {
   private epfd = -1;
   private readonly ready: Int32Array;
   private rr = 0;
+  /** The queue of the chain being served (for handOn), null between chains. */
+  private current: ActiveQueue | null = null;
+  /** This worker's polling budget in µs (0: sleep at once); see SPIN_MIN_US. */
+  private spinUs = 0;
   private readonly badLog: RateLimitedLog;
   private readonly brokenSeen = new Set<number>();
-  readonly stats: RunnerStats = { requests: 0, badChains: 0 };
+  readonly stats: RunnerStats = { requests: 0, badChains: 0, sleeps: 0, spinHits: 0, handOns: 0, notifies: 0 };
 
   constructor(
     private readonly vq: VqExports,
@@ -89,7 +123,9 @@ export class QueueRunner {
     this.ctl = controlView(memory.buffer, L.CONTROL_BASE);
     this.queueWords = new Int32Array(memory.buffer, L.QUEUE_BASE, (L.MAX_QUEUES * L.QUEUE_STRIDE) >>> 2);
     this.scratch = L.SCRATCH_BASE + wid * L.SCRATCH_SIZE;
-    this.counts = new Uint32Array(memory.buffer, this.scratch, 4);
+    // The scratch header: counts and totals (chainParse), then chainNext's results (SCR_PARSE...).
+    this.counts = new Uint32Array(memory.buffer, this.scratch, 64);
+    this.scratchWords = new Int32Array(memory.buffer, this.scratch, 64);
     this.apertures = new ApertureMapper(vq, memory.buffer, wid, this.scratch, log);
     this.io = new GuestChainIo(vq, memory.buffer, wid, this.scratch, this.apertures);
     this.ctlFd = Atomics.load(this.ctl, Ctl.CTLFD + wid);
@@ -113,6 +149,8 @@ export class QueueRunner {
         continue;
       }
       if (this.pollOnce()) continue;
+      this.notifyAll();
+      if (this.spinUs > 0 && this.spin()) continue;
       // Nothing popped: re-arm notifications, then look once more before sleeping, so a request the
       // driver published between our last pop and the re-arm cannot be missed (virtio 1.1 §2.6.7.2).
       let pending = false;
@@ -122,13 +160,30 @@ export class QueueRunner {
     }
   }
 
+  /** Decides on notifying for every queue this worker published replies on since its last decision. */
+  private notifyAll(): void {
+    for (const a of this.queues) if (a.unsignalled > 0) this.notify(a);
+  }
+
+  private notify(a: ActiveQueue): void {
+    a.unsignalled = 0;
+    if (this.vq.queueNotify(a.q) === 1 && a.call >= 0) {
+      this.stats.notifies++;
+      native.eventfdWrite(a.call, 1);
+    }
+  }
+
   private reload(gen: number): void {
+    // Replies published under the old generation get their notification first (the queue may go away).
+    this.notifyAll();
     this.state = Atomics.load(this.ctl, Ctl.STATE) as WorkerState;
     const queues: ActiveQueue[] = [];
     const maxQ = this.vq.layout.MAX_QUEUES;
     for (let q = 0; q < maxQ; q++) {
       if (Atomics.load(this.ctl, qslot(q, Ctl.Q_ACTIVE)) !== 1) continue;
-      queues.push({ q, kick: Atomics.load(this.ctl, qslot(q, Ctl.Q_KICKFD)), call: Atomics.load(this.ctl, qslot(q, Ctl.Q_CALLFD)) });
+      queues.push({
+        q, kick: Atomics.load(this.ctl, qslot(q, Ctl.Q_KICKFD)), call: Atomics.load(this.ctl, qslot(q, Ctl.Q_CALLFD)), unsignalled: 0,
+      });
     }
     this.queues = queues;
     // A ring set up again (a device reset, a new frontend) is no longer broken: log its next corruption.
@@ -174,18 +229,28 @@ export class QueueRunner {
     const n = this.queues.length;
     for (let i = 0; i < n; i++) {
       const a = this.queues[(this.rr + i) % n]!;
-      const head = this.vq.queuePop(a.q);
+      let head: number;
+      let parsed = true;
+      try {
+        head = this.vq.chainNext(a.q, this.wid, this.headPrefix);
+      } catch (e) {
+        // A trap after the pop: the head is ours all the same (it is returned unused, below).
+        head = this.scratchWords[this.vq.layout.SCR_HEAD >>> 2]!;
+        if (head < 0) throw e;
+        this.badLog.error(`queue ${a.q}: parsing the chain at head ${head} failed: ${(e as Error)?.stack ?? e}; returned unused`);
+        parsed = false;
+      }
       if (head >= 0) {
         // Ours to answer from here on, even if this thread dies (inflight.ts, orphans.ts).
         this.flight.begin(a.q, head);
         this.rr = (this.rr + i + 1) % n;
-        // A kick woke one worker only. If others sleep, ask the driver to kick for the next request
-        // (avail_event = last_avail) and hand already-pending requests on with a kick of our own, so a
-        // slow request here does not hold up the ones behind it.
-        if (Atomics.load(this.ctl, Ctl.IDLE) > 0 && this.vq.queueEnableNotify(a.q) === 1 && a.kick >= 0) {
-          native.eventfdWrite(a.kick, 1);
+        this.current = a;
+        if (parsed) this.serve(a, head);
+        else {
+          this.stats.badChains++;
+          this.publish(a, head, 0);
         }
-        this.serve(a, head);
+        this.current = null;
         return true;
       }
       if (head === -2 && !this.brokenSeen.has(a.q)) {
@@ -193,6 +258,58 @@ export class QueueRunner {
         this.log.error(`queue ${a.q}: the driver corrupted the avail ring; the queue is stopped until the device is reset`);
       }
     }
+    return false;
+  }
+
+  /**
+   * For the handler, about the chain being served: it will take a while (a large READ or WRITE, a call
+   * that may block), so the requests behind it should not wait for it. A kick woke one worker only and
+   * the driver does not kick while this one is busy (avail_event is left behind), so: if another worker
+   * sleeps and none is polling, ask the driver to kick for the next request (avail_event = last_avail)
+   * and hand the already-pending ones on with a kick of our own. Cheap requests never do this: waking a
+   * second thread costs more than serving them here (docs/internals.md "Worker control").
+   */
+  handOn(): void {
+    const a = this.current;
+    if (a === null) return;
+    // The replies already published should not wait for this one.
+    if (a.unsignalled > 0) this.notify(a);
+    if (a.kick < 0) return;
+    if (Atomics.load(this.ctl, Ctl.IDLE) === 0 || Atomics.load(this.ctl, Ctl.SPINNER) !== 0) return;
+    if (this.vq.queueEnableNotify(a.q) !== 1) return;
+    this.stats.handOns++;
+    native.eventfdWrite(a.kick, 1);
+  }
+
+  /**
+   * Polls the rings' avail indexes for up to spinUs µs (see SPIN_MIN_US). True when a request came (or
+   * the control plane bumped the generation): go round the loop again. One worker polls at a time: a
+   * second would only burn the core the first one, or the driver, needs.
+   */
+  private spin(): boolean {
+    // Not while another worker serves: on a machine with few cores the poller would take the core that
+    // worker (or the driver) needs, and that worker will look at the rings again anyway.
+    if (Atomics.load(this.ctl, Ctl.IDLE) < Atomics.load(this.ctl, Ctl.NWORKERS) - 1) return false;
+    if (Atomics.compareExchange(this.ctl, Ctl.SPINNER, 0, this.wid + 1) !== 0) return false;
+    try {
+      const deadline = performance.now() + this.spinUs / 1000;
+      const qs = this.queues;
+      for (let i = 1; ; i++) {
+        for (let k = 0; k < qs.length; k++) {
+          if (this.vq.queuePending(qs[k]!.q) > 0) {
+            this.stats.spinHits++;
+            return true;
+          }
+        }
+        if ((i & 15) === 0) {
+          if (Atomics.load(this.ctl, Ctl.GEN) !== this.myGen) return true;
+          if (performance.now() >= deadline) break;
+        }
+      }
+    } finally {
+      Atomics.store(this.ctl, Ctl.SPINNER, 0);
+    }
+    this.spinUs = this.spinUs >= 2 * SPIN_MIN_US ? this.spinUs >>> 1 : 0;
     return false;
   }
 
@@ -215,17 +332,26 @@ export class QueueRunner {
     this.publish(a, head, len);
   }
 
-  /** Parses the chain and runs the handler; the used length. Throws only if the parser does. */
+  /** Runs the handler on the chain chainNext parsed; the used length. Throws only if the parser does. */
   private answer(a: ActiveQueue, head: number): number {
-    let rc = this.vq.chainParse(a.q, head, this.wid);
+    const L = this.vq.layout;
+    let rc = this.scratchWords[L.SCR_PARSE >>> 2]!;
+    let got = this.counts[L.SCR_GOT >>> 2]!;
     // An indirect table behind an aperture not mapped yet: map it and parse again (the walk is pure).
-    for (let i = 0; rc === VqError.NEED_MAP && i < 4 && this.apertures.fault(); i++) rc = this.vq.chainParse(a.q, head, this.wid);
+    for (let i = 0; rc === VqError.NEED_MAP && i < 4 && this.apertures.fault(); i++) {
+      rc = this.vq.chainParse(a.q, head, this.wid);
+      got = 0;
+    }
     if (rc < 0) {
       this.stats.badChains++;
       this.badLog.warn(`queue ${a.q}: bad descriptor chain at head ${head} (error ${rc}); returned unused`);
       return 0;
     }
-    const [rcount = 0, wcount = 0, rtotal = 0, wtotal = 0] = this.counts;
+    const c = this.counts;
+    const rcount = c[0]!;
+    const wcount = c[1]!;
+    const rtotal = c[2]!;
+    const wtotal = c[3]!;
     const r = this.io.reader;
     const w = this.io.writer;
     this.stats.requests++;
@@ -234,7 +360,7 @@ export class QueueRunner {
     let len: number;
     let loaded = false;
     try {
-      r.reset(rcount, rtotal, this.headPrefix);
+      r.load(rcount, rtotal, got, this.headPrefix);
       loaded = true;
       len = this.handler(a.q, r, w);
     } catch (e) {
@@ -248,10 +374,10 @@ export class QueueRunner {
 
   /** Publishes the used element and notifies the driver; a publish that throws stops the queue. */
   private publish(a: ActiveQueue, head: number, len: number): void {
-    let notify: number;
+    let rc: number;
     try {
       this.flight.publishing(a.q);
-      notify = this.vq.queuePush(a.q, head, len);
+      rc = this.vq.queuePushQuiet(a.q, head, len);
       this.flight.end();
     } catch (e) {
       this.flight.end();
@@ -261,7 +387,8 @@ export class QueueRunner {
       this.log.error(`queue ${a.q}: publishing the reply to head ${head} failed; the queue is stopped until the device is reset: ${(e as Error)?.stack ?? e}`);
       return;
     }
-    if (notify === 1 && a.call >= 0) native.eventfdWrite(a.call, 1);
+    // A ring found broken meanwhile (queuePop logged it) takes no more elements; nothing to notify.
+    if (rc === 0 && ++a.unsignalled >= NOTIFY_BATCH) this.notify(a);
   }
 
   private markBroken(q: number): void {
@@ -271,9 +398,9 @@ export class QueueRunner {
   }
 
   /**
-   * Sleeps until the control eventfd (and, if `kicks`, a kick eventfd) fires, then drains what fired.
-   * Kick fds are O_NONBLOCK and shared by every worker: another worker may have drained the counter
-   * first, so EAGAIN is normal here.
+   * Sleeps until the control eventfd (and, if `kicks`, a kick eventfd) fires. Paused, it polls the
+   * control eventfd alone and drains it. Running, it waits in its epoll set, which is edge-triggered:
+   * nothing is read after a wakeup (native epollAdd). How long it slept tunes the polling budget.
    */
   private sleep(kicks: boolean): void {
     if (!kicks) {
@@ -281,9 +408,13 @@ export class QueueRunner {
       if (native.poll(this.pollFds, 1, -1, this.revents) > 0) native.eventfdRead(this.ctlFd);
       return;
     }
+    this.stats.sleeps++;
+    const t0 = performance.now();
     Atomics.add(this.ctl, Ctl.IDLE, 1);
-    const r = native.epollWait(this.epfd, this.ready, -1);
+    native.epollWait(this.epfd, this.ready, -1);
     Atomics.sub(this.ctl, Ctl.IDLE, 1);
-    for (let i = 0; i < r; i++) native.eventfdRead(this.ready[i]!);
+    const sleptUs = (performance.now() - t0) * 1000;
+    if (sleptUs <= SPIN_MAX_US) this.spinUs = Math.min(SPIN_MAX_US, Math.max(SPIN_MIN_US, this.spinUs * 2));
+    else this.spinUs = this.spinUs >= 2 * SPIN_MIN_US ? this.spinUs >>> 1 : 0;
   }
 }

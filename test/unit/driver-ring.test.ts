@@ -284,6 +284,33 @@ t.test('interrupts: drvArm writes used_event, queuePush notifies by it; drvArm s
   t.equal(vq.drvArm(qn.q), 1, 'pending elements');
 });
 
+t.test('batched interrupts: queuePushQuiet publishes, queueNotify decides once for everything since the last decision', async (t) => {
+  for (const start of [0, 65534]) {
+    const qq = lb.setup(15, { size: 8, eventIdx: true, start });
+    t.equal(vq.drvArm(qq.q), 0, `start ${start}: armed`);
+    t.equal(vq.queueNotify(qq.q), 0, 'nothing published: no interrupt');
+    for (let i = 0; i < 3; i++) t.equal(vq.queuePushQuiet(qq.q, i, 10 + i), 0);
+    t.equal(lb.usedIdx(qq), (start + 3) & 0xffff, 'the elements are published at once (a polling driver sees them)');
+    t.equal(vq.queueNotify(qq.q), 1, 'one interrupt for the three: used_event lies in the batch');
+    t.equal(vq.queueNotify(qq.q), 0, 'and no second one for the same batch');
+    t.equal(vq.drvReap(qq.q), 3);
+    t.equal(vq.drvArm(qq.q), 0);
+    // used_event past the next batch: the driver asked to hear later
+    lb.setUsedEvent(qq, start + 5);
+    t.equal(vq.queuePushQuiet(qq.q, 3, 1), 0);
+    t.equal(vq.queueNotify(qq.q), 0, 'used_event not reached');
+    t.equal(vq.queuePushQuiet(qq.q, 4, 1), 0);
+    t.equal(vq.queuePushQuiet(qq.q, 5, 1), 0);
+    t.equal(vq.queueNotify(qq.q), 1, 'reached inside the batch: one interrupt');
+  }
+  const qn = lb.setup(13, { size: 8, eventIdx: false });
+  t.equal(vq.queueNotify(qn.q), 0, 'without EVENT_IDX: nothing published, nothing to notify');
+  t.equal(vq.queuePushQuiet(qn.q, 0, 1), 0);
+  t.equal(vq.queuePushQuiet(qn.q, 1, 1), 0);
+  t.equal(vq.queueNotify(qn.q), 1, 'one interrupt for the batch');
+  t.equal(vq.queueNotify(qn.q), 0);
+});
+
 t.test('a loop across the 16-bit wrap: chain, kick, pop, parse, push, reap, arm', async (t) => {
   for (const eventIdx of [true, false]) {
     for (const indirect of [true, false]) {

@@ -53,15 +53,20 @@ t.test('a throw in parsing, reading, the handler or the publish leaves no popped
   const trap = (what: string): never => {
     throw new WebAssembly.RuntimeError(`injected: ${what}`);
   };
+  // chainNext pops, parses and gathers in one call: a trap is injected after it (the head popped), and a
+  // failed read by saying nothing was gathered, so the runner's own gather call (which traps) runs.
+  const scratchGot = new Uint32Array(memory.buffer, real.layout.SCRATCH_BASE + W * real.layout.SCRATCH_SIZE + real.layout.SCR_GOT, 1);
   const vq: VqExports = {
     ...real,
-    chainParse: (q, head, w) => {
+    chainNext: (q, w, prefix) => {
+      const head = real.chainNext(q, w, prefix);
       if (parseFails.delete(head)) trap('parser');
       gatherFails = readFails.delete(head);
-      return real.chainParse(q, head, w);
+      if (gatherFails) scratchGot[0] = 0;
+      return head;
     },
     gather: (...a) => (gatherFails ? trap('gather') : real.gather(...a)),
-    queuePush: (q, head, len) => (pushFails.delete(head) ? trap('push') : real.queuePush(q, head, len)),
+    queuePushQuiet: (q, head, len) => (pushFails.delete(head) ? trap('push') : real.queuePushQuiet(q, head, len)),
     queueEnableNotify: (q) => {
       // Drained (or broken): stop the loop at its next turn instead of sleeping.
       if (real.queueEnableNotify(q) !== 1) {
