@@ -13,6 +13,7 @@ benchmarks:
   host           the load tester, no guest: every workload, the reference daemon against ours (--compare)
   guest-fio      a TCG guest runs fio and a metadata loop against the reference daemon and ours
   prof-summary   summarise V8 .cpuprofile files (self/total time per function)
+  gc             garbage collections while our daemon serves 1M requests (does the request path allocate?)
 
 npm run bench -- <benchmark> --help     that benchmark's options`;
 
@@ -28,6 +29,7 @@ const BENCHES: Record<string, () => Promise<Bench>> = {
   },
   host: async () => import('./host.js'),
   'prof-summary': async () => import('./cpuprofile.js'),
+  gc: async () => import('./gc.js'),
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -94,7 +94,9 @@ export class QueueRunner {
   private readonly ctlFd: number;
   private myGen = -1;
   private state: WorkerState = WorkerState.PAUSE;
+  /** the active queues: this worker's own first (nOwn of them), then the others */
   private queues: ActiveQueue[] = [];
+  private nOwn = 0;
   private readonly pollFds: Int32Array;
   private readonly revents: Int32Array;
   /** This worker's epoll set: its control eventfd and every active queue's kick fd (exclusive). */
@@ -185,7 +187,14 @@ export class QueueRunner {
         q, kick: Atomics.load(this.ctl, qslot(q, Ctl.Q_KICKFD)), call: Atomics.load(this.ctl, qslot(q, Ctl.Q_CALLFD)), unsignalled: 0,
       });
     }
-    this.queues = queues;
+    // Each worker owns some of the queues (every NWORKERS-th, from its wid on) and looks at those first,
+    // at the others only when its own have nothing: with several request queues, workers serve their own
+    // in parallel instead of contending for the same ring (and its lock) on every pop.
+    const nw = Math.max(1, Atomics.load(this.ctl, Ctl.NWORKERS));
+    const own = queues.filter((_, i) => i % nw === this.wid % nw);
+    this.queues = [...own, ...queues.filter((_, i) => i % nw !== this.wid % nw)];
+    this.nOwn = own.length;
+    this.rr = 0;
     // A ring set up again (a device reset, a new frontend) is no longer broken: log its next corruption.
     for (const q of this.brokenSeen) if (this.vq.queueIsBroken(q) === 0) this.brokenSeen.delete(q);
     // The kick fds are watched only to run: a worker (re)started while the control plane changes the
@@ -224,11 +233,15 @@ export class QueueRunner {
     this.epfd = -1;
   }
 
-  /** Pops and serves at most one chain, round robin over the queues. True if one was served. */
+  /**
+   * Pops and serves at most one chain: from this worker's own queues round robin, else from the first
+   * of the others that has one. True if one was served.
+   */
   private pollOnce(): boolean {
     const n = this.queues.length;
+    const own = this.nOwn;
     for (let i = 0; i < n; i++) {
-      const a = this.queues[(this.rr + i) % n]!;
+      const a = this.queues[i < own ? (this.rr + i) % own : i]!;
       let head: number;
       let parsed = true;
       try {
@@ -243,7 +256,7 @@ export class QueueRunner {
       if (head >= 0) {
         // Ours to answer from here on, even if this thread dies (inflight.ts, orphans.ts).
         this.flight.begin(a.q, head);
-        this.rr = (this.rr + i + 1) % n;
+        if (i < own) this.rr = (this.rr + i + 1) % own;
         this.current = a;
         if (parsed) this.serve(a, head);
         else {
