@@ -45,7 +45,7 @@ interface ActiveQueue {
  * request, and whenever the ring has nothing more for it, so a batch never waits on the driver; it only
  * saves the driver an interrupt (and us an eventfd write) per reply while requests keep coming.
  */
-export const NOTIFY_BATCH = 8;
+export const NOTIFY_BATCH = 16;
 
 export interface RunnerStats {
   requests: number;
