@@ -176,6 +176,13 @@ export interface Native {
   fstatfs(fd: number, out: Uint8Array): number;
   /** Bytes of linux_dirent64 records (0 at the end) or -errno. */
   getdents64(fd: number, out: Uint8Array): number;
+  /**
+   * getdents64 rewritten as struct fuse_dirent records into out[off, off+len), reading at most 3/4 of
+   * len so that every entry read fits (the position never runs past what was written). Bytes written
+   * (0: end of directory, or len too small for one entry) or -errno; state (≥ 16 bytes) gets u32 entries
+   * at 0 and the last entry's d_off (u64, the cookie to resume from) at 8.
+   */
+  getdentsFuse(fd: number, out: Uint8Array, off: number, len: number, state: Uint8Array): number;
   lseek(fd: number, off: number, whence: number): number;
   /** lseek with a 64-bit offset (directory cookies): the new offset, or -errno, as a bigint. */
   lseekBig(fd: number, off: bigint, whence: number): bigint;

@@ -62,6 +62,7 @@
   X(Syncfs, syncfs)                              \
   X(Fstatfs, fstatfs)                            \
   X(Getdents64, getdents64)                      \
+  X(GetdentsFuse, getdentsFuse)                  \
   X(Lseek, lseek)                                \
   X(LseekBig, lseekBig)                          \
   X(Pread, pread)                                \

@@ -164,6 +164,66 @@ Napi::Value NativeAddon::Getdents64(const Napi::CallbackInfo& info) {
   return callWith(info, [](int32_t fd, Bytes out) { return NOINTR(syscall(SYS_getdents64, fd, out.data, out.len)); });
 }
 
+// READDIR without a JS step per entry: getdents64 into a buffer here, each linux_dirent64 {u64 d_ino,
+// s64 d_off, u16 d_reclen, u8 d_type, name NUL-terminated} rewritten as a struct fuse_dirent (linux/fuse.h:
+// u64 ino, u64 off, u32 namelen, u32 type, name, zero padding to 8 bytes) into out[off, off+len). It
+// reads at most 3/4 of `len` (a fuse_dirent, ALIGN(24+n, 8), is at most 4/3 of its linux_dirent64,
+// ALIGN(20+n, 8) ≥ 24): every entry read fits, so the file position never runs past what was written.
+// Bytes written, or -errno (0: the end of the directory, or `len` too small for any entry: the caller
+// checks that). state (≥ 16 bytes) gets u32 entries at 0 and the last entry's d_off (u64) at 8.
+static uint64_t off_last(const uint8_t* state) {
+  uint64_t v;
+  memcpy(&v, state + 8, 8);
+  return v;
+}
+
+Napi::Value NativeAddon::GetdentsFuse(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  Slice out;
+  Bytes state;
+  ARGS_OR_THROW(args(info, fd, out, state));
+  ARGS_OR_THROW(state.len >= 16 || typeError(info.Env(), "getdentsFuse state must hold 16 bytes"));
+  alignas(8) uint8_t dents[32768];
+  size_t want = (out.len / 4 * 3) & ~static_cast<size_t>(7);
+  if (want > sizeof dents) want = sizeof dents;
+  put32(state.data, 0, 0);
+  if (want < 24) return num(info.Env(), 0);
+  long n = NOINTR(syscall(SYS_getdents64, fd, dents, want));
+  if (n < 0) return num(info.Env(), -errno);
+  size_t w = 0;
+  uint32_t count = 0;
+  for (long p = 0; p < n;) {
+    uint64_t ino, off;
+    uint16_t reclen;
+    memcpy(&ino, dents + p, 8);
+    memcpy(&off, dents + p + 8, 8);
+    memcpy(&reclen, dents + p + 16, 2);
+    if (reclen < 20 || p + reclen > n) break;  // the kernel's records are well formed; stop if not
+    uint8_t type = dents[p + 18];
+    const uint8_t* name = dents + p + 19;
+    size_t namelen = strnlen(reinterpret_cast<const char*>(name), reclen - 19);
+    size_t rec = (24 + namelen + 7) & ~static_cast<size_t>(7);
+    if (w + rec > out.len) {
+      // Cannot happen (see above). Were it to, put the position back after the last entry written.
+      if (count == 0 || lseek(fd, static_cast<off_t>(off_last(state.data)), SEEK_SET) < 0) return num(info.Env(), -EIO);
+      break;
+    }
+    uint8_t* d = out.data + w;
+    put64(d, 0, ino);
+    put64(d, 8, off);
+    put32(d, 16, static_cast<uint32_t>(namelen));
+    put32(d, 20, type);
+    memcpy(d + 24, name, namelen);
+    memset(d + 24 + namelen, 0, rec - 24 - namelen);
+    w += rec;
+    count++;
+    put64(state.data, 8, off);
+    p += reclen;
+  }
+  put32(state.data, 0, count);
+  return num(info.Env(), static_cast<double>(w));
+}
+
 Napi::Value NativeAddon::Lseek(const Napi::CallbackInfo& info) {
   return callWith(info, [](int32_t fd, int64_t off, int32_t whence) {
     return lseek(fd, static_cast<off_t>(off), whence);

@@ -563,6 +563,80 @@ t.test('directory operations round trip', async (t) => {
   fs.closeSync(d);
 });
 
+t.test('getdentsFuse: fuse_dirent records for what getdents64 lists, resumable from the last d_off', async (t) => {
+  const dir = t.testdir({});
+  // names of every length class, many of them: several calls, each bounded by the room given
+  const want = ['.', '..'];
+  for (let i = 0; i < 300; i++) {
+    const name = `e${i}-${'x'.repeat(i % 40)}`;
+    fs.writeFileSync(join(dir, name), '');
+    want.push(name);
+  }
+  const dfd = openDir(dir);
+  t.teardown(() => fs.closeSync(dfd));
+  const out = new Uint8Array(4096 + 64);
+  const dv = new DataView(out.buffer);
+  const state = new Uint8Array(16);
+  const sv = new DataView(state.buffer);
+  const AT = 40; // records go to out[AT, AT + room)
+  const seen: string[] = [];
+  const cookies: bigint[] = [];
+  let calls = 0;
+  let bad = '';
+  for (;;) {
+    const room = 600 + (calls % 5) * 700; // varying room, as replies of different sizes
+    const n = native.getdentsFuse(dfd, out, AT, room, state);
+    if (n < 0) {
+      bad += ` errno ${-n}`;
+      break;
+    }
+    if (n === 0) break;
+    calls++;
+    if (n > room) bad += ` wrote ${n} > room ${room};`;
+    let p = AT;
+    let count = 0;
+    let last = 0n;
+    while (p < AT + n) {
+      const namelen = dv.getUint32(p + 16, true);
+      const rec = (24 + namelen + 7) & ~7;
+      const name = new TextDecoder().decode(out.subarray(p + 24, p + 24 + namelen));
+      if (out.subarray(p + 24 + namelen, p + rec).some((b) => b !== 0)) bad += ` padding of ${name};`;
+      const type = dv.getUint32(p + 20, true);
+      if (type !== (name === '.' || name === '..' ? 4 : 8)) bad += ` type ${type} for ${name};`;
+      if (dv.getBigUint64(p, true) === 0n) bad += ` ino 0 for ${name};`;
+      last = dv.getBigUint64(p + 8, true);
+      seen.push(name);
+      count++;
+      p += rec;
+    }
+    if (count !== sv.getUint32(0, true)) bad += ` state count ${sv.getUint32(0, true)} != ${count};`;
+    if (last !== sv.getBigUint64(8, true)) bad += ' state d_off is not the last record\'s;';
+    cookies.push(last);
+  }
+  t.equal(bad, '', 'records well formed and within the room');
+  t.ok(calls > 5, `several calls (${calls})`);
+  t.same([...seen].sort(), [...want].sort(), 'every entry once');
+  // resuming from a cookie (the guest's next READDIR offset) lists the rest
+  const mid = cookies[2]!;
+  t.equal(native.lseekBig(dfd, mid, C.SEEK_SET), mid);
+  const rest: string[] = [];
+  for (;;) {
+    const n = native.getdentsFuse(dfd, out, 0, 4096, state);
+    if (n <= 0) break;
+    for (let p = 0; p < n; ) {
+      const namelen = dv.getUint32(p + 16, true);
+      rest.push(new TextDecoder().decode(out.subarray(p + 24, p + 24 + namelen)));
+      p += (24 + namelen + 7) & ~7;
+    }
+  }
+  t.same(rest, seen.slice(seen.length - rest.length), 'from a cookie: the entries after it');
+  t.ok(rest.length > 0 && rest.length < seen.length);
+  t.equal(native.getdentsFuse(dfd, out, 0, 16, state), 0, 'no room for one entry: 0');
+  t.equal(native.getdentsFuse(-1, out, 0, 4096, state), -E.EBADF);
+  t.throws(() => native.getdentsFuse(dfd, out, 0, 4096, new Uint8Array(8)), 'state too small');
+  t.throws(() => native.getdentsFuse(dfd, out, 4000, 4096, state), 'out of bounds');
+});
+
 t.test('file I/O: pread/pwrite/ftruncate/fallocate/lseek/fsync/dup/fstatfs', async (t) => {
   const dir = t.testdir({});
   const d = openDir(dir);
