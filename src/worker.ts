@@ -27,12 +27,13 @@ const WRITE_PREFIX = IN_HEADER_SIZE + WRITE_IN_SIZE;
  */
 const HEAD_PREFIX = 512;
 
-/** Requests served in a few µs without blocking (no disk wait, no lock held by others). */
-const QUICK = new Set<number>([
+/** Requests served in a few µs without blocking (no disk wait, no lock held by others): QUICK[opcode] = 1. */
+const QUICK = new Uint8Array(64);
+for (const op of [
   Opcode.Lookup, Opcode.Forget, Opcode.BatchForget, Opcode.Getattr, Opcode.Open, Opcode.Opendir, Opcode.Release,
   Opcode.Releasedir, Opcode.Flush, Opcode.Access, Opcode.Statfs, Opcode.Readlink, Opcode.Getxattr,
   Opcode.Listxattr, Opcode.Lseek, Opcode.Interrupt, Opcode.Init,
-]);
+]) QUICK[op] = 1;
 /** fuse_read_in.size and fuse_write_in.size: after fh and offset (u64 each), in both. */
 const RW_SIZE_AT = IN_HEADER_SIZE + 16;
 /** READs and WRITEs from this size on take long enough (tens of µs) to be worth a second worker. */
@@ -40,16 +41,16 @@ const LARGE_IO = 32 * 1024;
 
 /**
  * Whether a request may take long (docs/internals.md "Worker control"): a large READ or WRITE, or anything
- * that may wait on the disk (create, unlink, fsync, readdir...). `head` holds ≥ IN_HEADER_SIZE bytes.
+ * that may wait on the disk (create, unlink, fsync, readdir...). `head` holds ≥ IN_HEADER_SIZE bytes;
+ * `op` is its opcode.
  */
-function slowRequest(head: Uint8Array): boolean {
-  const op = peekOpcode(head);
+function slowRequest(head: Uint8Array, op: number): boolean {
   if (op === Opcode.Read || op === Opcode.Write) {
     if (head.length < RW_SIZE_AT + 4) return false;
     const size = (head[RW_SIZE_AT]! | (head[RW_SIZE_AT + 1]! << 8) | (head[RW_SIZE_AT + 2]! << 16) | (head[RW_SIZE_AT + 3]! << 24)) >>> 0;
     return size >= LARGE_IO;
   }
-  return !QUICK.has(op);
+  return op >= QUICK.length || QUICK[op] === 0;
 }
 
 const data = Piscina.workerData as WorkerData;
@@ -116,12 +117,13 @@ export default function runWorker(task: { wid: number }): void {
     // from guest pages to the file without passing through the scratch.
     // (A chain shorter than the in-header is the server's to reject.)
     if (r.head.length >= IN_HEADER_SIZE) {
-      if (peekOpcode(r.head) === Opcode.Write) {
+      const op = peekOpcode(r.head);
+      if (op === Opcode.Write) {
         if (r.head.length < WRITE_PREFIX) r.extend(WRITE_PREFIX);
       } else if (r.total > r.head.length) {
         r.extend(inbufSize);
       }
-      if (slowRequest(r.head)) runner.handOn();
+      if (slowRequest(r.head, op)) runner.handOn();
     }
     return server.handle(r, w);
   };

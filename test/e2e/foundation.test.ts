@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import {
   GUEST_PRELUDE,
   guestSkipReason,
+  threadsOf,
   parseBlock,
   parseVals,
   runGuest,
@@ -182,13 +183,21 @@ step big_survives sh -c '[ "$(md5sum /mnt/big | cut -d" " -f1)" = "${bigMd5}" ]'
 step rename_survives expect_eq "$(cat /mnt/made/r3)" renamed
 step hardlink_survives expect_eq "$(stat -c %h /mnt/h2)" 2
 step many_survives expect_eq "$(ls /mnt/many | wc -l)" ${MANY - 100}
+step idle sh -c 'echo @@IDLE_START@@; sleep 3; echo @@IDLE_END@@'
 step write_again sh -c 'echo "second boot" > /mnt/boot2.txt'
 step umount umount /mnt
 finish
 `
   );
 }
-const SCRIPT2_STEPS = ['mount', 'big_survives', 'rename_survives', 'hardlink_survives', 'many_survives', 'write_again', 'umount'];
+const SCRIPT2_STEPS = ['mount', 'big_survives', 'rename_survives', 'hardlink_survives', 'many_survives', 'idle', 'write_again', 'umount'];
+
+/** CPU ticks (USER_HZ) of a daemon, all threads. */
+function daemonTicks(pid: number): number {
+  let n = 0;
+  for (const st of threadsOf(pid).values()) n += st.ticks;
+  return n;
+}
 
 const SCRIPT3 =
   MOUNT +
@@ -325,8 +334,22 @@ t.test(`virtio-fs foundation against ${KIND} daemon`, { skip: skip ?? false, bai
       t2.ok(st, 'reference daemon exits after its connection closes');
       daemon = await start({ extraArgs: ['-o', 'cache=auto'] });
     }
-    const r = await boot(t2, 'boot2', script2(bigMd5 || 'none'), SCRIPT2_STEPS);
+    // The guest sits idle for 3 s right after a burst of requests (the listing of many/): a daemon that
+    // polls its rings before sleeping must stop doing so, not burn a core while nothing comes.
+    const idle: { start?: [number, number]; end?: [number, number] } = {};
+    const mark = (): [number, number] => [daemonTicks(daemon!.pid), performance.now()];
+    const r = await boot(t2, 'boot2', script2(bigMd5 || 'none'), SCRIPT2_STEPS, (line) => {
+      if (line.includes('@@IDLE_START@@')) idle.start = mark();
+      if (line.includes('@@IDLE_END@@')) idle.end = mark();
+    });
     if (r.rc === null) return;
+    if (idle.start && idle.end) {
+      const cpu = (idle.end[0] - idle.start[0]) / 100;
+      const wall = (idle.end[1] - idle.start[1]) / 1000;
+      t2.ok(wall > 2 && cpu < 0.05 * wall, `daemon CPU while the guest idles: ${cpu.toFixed(2)} s over ${wall.toFixed(1)} s (< 5%)`);
+    } else {
+      t2.fail('the idle markers did not come back from the guest');
+    }
     t2.equal(fs.readFileSync(path.join(share, 'boot2.txt'), 'utf8'), 'second boot\n', 'second boot write seen on host');
     if (KIND === 'ours') {
       await sleep(300);
