@@ -64,13 +64,16 @@ export class InFlight {
     this.words[Flight.EPFD] = fd + 1;
   }
 
-  /** After a successful acquire. */
-  pin(kind: number, id: number): void {
+  /**
+   * After a successful acquire: the id as its u32 halves (the low word is the table slot, the high one
+   * its generation: both small integers, so no number is boxed on the way here).
+   */
+  pin(kind: number, lo: number, hi: number): void {
     const n = this.words[Flight.PINS]!;
     if (n < Flight.PIN_SLOTS) {
       // the u64 as the host's (little-endian) BigInt64Array reads it back (orphans.ts)
-      this.idWords[2 * n] = id >>> 0;
-      this.idWords[2 * n + 1] = Math.floor(id / 0x1_0000_0000);
+      this.idWords[2 * n] = lo;
+      this.idWords[2 * n + 1] = hi;
       this.words[Flight.PIN_KIND + n] = kind;
     }
     this.words[Flight.PINS] = n + 1;
@@ -105,7 +108,7 @@ export class PinRecordingTables {
 
   inodeAcquire(nodeid: number): number {
     const fd = this.vq.inodeAcquire(nodeid);
-    if (fd >= 0) this.flight.pin(Flight.PIN_INODE, nodeid);
+    if (fd >= 0) this.flight.pin(Flight.PIN_INODE, nodeid % 0x1_0000_0000, Math.floor(nodeid / 0x1_0000_0000));
     return fd;
   }
   inodeRelease(nodeid: number): number {
@@ -114,7 +117,7 @@ export class PinRecordingTables {
   }
   handleAcquire(fh: number): number {
     const fd = this.vq.handleAcquire(fh);
-    if (fd >= 0) this.flight.pin(Flight.PIN_HANDLE, fh);
+    if (fd >= 0) this.flight.pin(Flight.PIN_HANDLE, fh % 0x1_0000_0000, Math.floor(fh / 0x1_0000_0000));
     return fd;
   }
   handleRelease(fh: number): number {

@@ -45,6 +45,12 @@ export async function realTables(): Promise<VqExports> {
   return (await loaded).vq;
 }
 
+/** The shared memory the real tables live in (after realTables()). */
+export function realMemory(): WebAssembly.Memory {
+  if (!current) throw new Error('realMemory: realTables() was not loaded');
+  return current.memory;
+}
+
 /**
  * Empty the tables for the next test: close what an earlier test's passthrough left in them, as its
  * DESTROY would (inodes but the root, every handle), then clear the handle table. Returns them.
