@@ -1,6 +1,8 @@
-import t from 'tap';
-import { Worker } from 'node:worker_threads';
+import t, { type Test } from 'tap';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { createSharedMemory, loadVirtqueueModule, type VqExports } from '../../src/virtio/wasm.js';
+import { type StressResult, tableStress } from '../helpers/table-stress.js';
 
 const memory = createSharedMemory();
 const vq: VqExports = await loadVirtqueueModule(memory);
@@ -219,59 +221,29 @@ t.test('handle table full and drain', async (t) => {
 });
 
 t.test('two worker threads share the tables without corrupting counts', { timeout: 60000 }, async (t) => {
-  const N = 50000; // with 3 shared inodes the workers collide constantly (no lock: hangs or miscounts)
-  const go = new Int32Array(new SharedArrayBuffer(8));
-  const url = new URL('../../src/virtio/wasm.js', import.meta.url).href;
-  const code = `
-    const { workerData, parentPort } = require('node:worker_threads');
-    (async () => {
-      const { loadVirtqueueModule } = await import(workerData.url);
-      const vq = await loadVirtqueueModule(workerData.memory);
-      const r = { created: 0, freed: 0, errors: 0, handles: 0, sharedFound: 0 };
-      // Both hold a lookup of inode 2000 at the same time (a second barrier), so one of them must find
-      // the other's entry whatever the scheduler does; the stress loop below may or may not overlap.
-      const shared = vq.inodeLookup(9, 0, 2000, 0, 2000);
-      r.sharedFound = vq.inodeLastExisted();
-      Atomics.add(workerData.go, 1, 1);
-      Atomics.notify(workerData.go, 1);
-      while (Atomics.load(workerData.go, 1) < 2) Atomics.wait(workerData.go, 1, Atomics.load(workerData.go, 1), 10);
-      const sfd = vq.inodeForget(shared, 1);
-      if (sfd !== -1 && sfd !== 2000) r.errors++;
-      Atomics.add(workerData.go, 0, 1);
-      Atomics.notify(workerData.go, 0);
-      while (Atomics.load(workerData.go, 0) < 2) Atomics.wait(workerData.go, 0, Atomics.load(workerData.go, 0), 10);
-      for (let i = 0; i < workerData.n; i++) {
-        const ino = 1000 + ((i * 7 + workerData.w) % 3);
-        const id = vq.inodeLookup(9, 0, ino, 0, ino);
-        if (id === 0) { r.errors++; continue; }
-        if (vq.inodeLastExisted() === 0) r.created++;
-        if (vq.inodeAcquire(id) !== ino) r.errors++;
-        if (vq.inodeRelease(id) !== -1) r.errors++;
-        const fd = vq.inodeForget(id, 1);
-        if (fd === ino) r.freed++; else if (fd !== -1) r.errors++;
-        const h = vq.handleOpen(ino, 0);
-        if (vq.handleAcquire(h) !== ino) r.errors++;
-        if (vq.handleClose(h) !== -1) r.errors++;
-        if (vq.handleRelease(h) === ino) r.handles++; else r.errors++;
-      }
-      parentPort.postMessage(r);
-    })().catch((e) => parentPort.postMessage({ error: String(e && e.stack || e) }));`;
-  const run = (w: number) => new Promise<Record<string, number | string>>((resolve, reject) => {
-    const wk = new Worker(code, { eval: true, workerData: { memory, url, go, n: N, w } });
-    wk.once('message', (m) => { resolve(m); void wk.terminate(); });
-    wk.once('error', reject);
-  });
-  const [r0, r1] = await Promise.all([run(0), run(1)]);
+  checkStress(t, await tableStress(memory, vq, 50_000));
+});
+
+t.test('... and so they do in the baseline wasm compiler (node --liftoff-only)', { timeout: 120000 }, async (t) => {
+  // Liftoff is the tier every wasm function starts in; under --liftoff-only it never leaves it, so a
+  // value Liftoff code loses under contention (assembly/slots.ts tableLock) shows every time.
+  const script = fileURLToPath(new URL('../helpers/table-stress.js', import.meta.url));
+  const out = execFileSync(process.execPath, ['--liftoff-only', script, '50000'], { encoding: 'utf8', timeout: 110_000 });
+  checkStress(t, JSON.parse(out) as StressResult);
+});
+
+function checkStress(t: Test, s: StressResult): void {
+  const [r0, r1] = s.workers;
   t.notOk(r0!.error ?? r1!.error, 'workers ran');
   t.equal(r0!.errors, 0);
   t.equal(r1!.errors, 0);
   t.equal(Number(r0!.created) + Number(r1!.created), Number(r0!.freed) + Number(r1!.freed), 'every created inode freed exactly once');
   t.ok(Number(r0!.created) > 3, 'inodes were recreated many times');
   t.equal(Number(r0!.sharedFound) + Number(r1!.sharedFound), 1, 'the workers did find each other\'s inodes');
-  t.equal(r0!.handles, N);
-  t.equal(r1!.handles, N);
-  t.equal(vq.inodeCount(), 1, 'only the root is left');
-  t.equal(vq.handleCount(), 0);
-  t.equal(Atomics.load(new Int32Array(memory.buffer, L.INODE_BASE, 1), 0), 0, 'inode lock free');
-  t.equal(Atomics.load(new Int32Array(memory.buffer, L.HANDLE_BASE, 1), 0), 0, 'handle lock free');
-});
+  t.equal(r0!.handles, s.n);
+  t.equal(r1!.handles, s.n);
+  t.equal(s.inodeCount, 1, 'only the root is left');
+  t.equal(s.handleCount, 0);
+  t.equal(s.inodeLock, 0, 'inode lock free');
+  t.equal(s.handleLock, 0, 'handle lock free');
+}
