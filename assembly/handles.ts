@@ -1,6 +1,6 @@
 import { HANDLE_BASE, HANDLE_MAX, HANDLE_STRIDE, HANDLE_SLOTS } from './layout';
 import {
-  H_HIWATER, NO_SLOT, tableLock, tableUnlock, tableCount, tableClear, slotFind, slotTake, slotOpen, slotFree,
+  H_HIWATER, NO_SLOT, idOf, tableLock, tableUnlock, tableCount, tableClear, slotFind, slotTake, slotOpen, slotFree,
   slotUnpin, slotDoom, drainFrom, drainPast, drainRewind,
 } from './slots';
 
@@ -51,7 +51,7 @@ function handleFree(s: u32): i32 { return slotFree<Handle>(HANDLE_BASE, HANDLE_S
 /** Clears the handle table (main, once, like inodeInit). */
 export function handleInit(): void { tableClear(HANDLE_BASE, HANDLE_SLOTS, HANDLE_STRIDE, HANDLE_MAX, FIRST); }
 
-export function handleOpen(fd: i32, flags: u32): u64 {
+export function handleOpen(fd: i32, flags: u32): f64 {
   tableLock(HANDLE_BASE);
   // Floor FIRST: a table never initialised still leaves slot 0 unused.
   const s = slotTake<Handle>(HANDLE_BASE, HANDLE_SLOTS, HANDLE_STRIDE, HANDLE_MAX, FIRST);
@@ -61,12 +61,12 @@ export function handleOpen(fd: i32, flags: u32): u64 {
   e.flags = flags;
   e.state = S_INUSE;
   tableUnlock(HANDLE_BASE);
-  return id;
+  return <f64>id;
 }
 
-export function handleAcquire(fh: u64): i32 {
-  tableLock(HANDLE_BASE);
-  const s = handleFind(fh);
+export function handleAcquire(fh: f64): i32 {
+  tableLock(HANDLE_BASE);  // first: see tableLock
+  const s = handleFind(idOf(fh));
   let ret: i32 = -1;
   if (s != 0) {
     const e = hslot(s);
@@ -81,27 +81,27 @@ export function handleAcquire(fh: u64): i32 {
 }
 
 /** Open flags given to handleOpen, or -1 for an unknown/closed fh. */
-export function handleFlags(fh: u64): i32 {
-  tableLock(HANDLE_BASE);
-  const s = handleFind(fh);
+export function handleFlags(fh: f64): i32 {
+  tableLock(HANDLE_BASE);  // first: see tableLock
+  const s = handleFind(idOf(fh));
   let ret: i32 = -1;
   if (s != 0 && (hslot(s).state & S_CLOSED) == 0) ret = <i32>(hslot(s).flags & 0x7FFFFFFF);
   tableUnlock(HANDLE_BASE);
   return ret;
 }
 
-export function handleRelease(fh: u64): i32 {
-  tableLock(HANDLE_BASE);
-  const s = handleFind(fh);
+export function handleRelease(fh: f64): i32 {
+  tableLock(HANDLE_BASE);  // first: see tableLock
+  const s = handleFind(idOf(fh));
   const ret = s != 0 && slotUnpin<Handle>(hslot(s), S_PINS, S_CLOSED) ? handleFree(s) : -1;
   tableUnlock(HANDLE_BASE);
   return ret;
 }
 
 /** RELEASE: fd to close, -1 if deferred to the last handleRelease, -2 for an unknown fh. */
-export function handleClose(fh: u64): i32 {
-  tableLock(HANDLE_BASE);
-  const s = handleFind(fh);
+export function handleClose(fh: f64): i32 {
+  tableLock(HANDLE_BASE);  // first: see tableLock
+  const s = handleFind(idOf(fh));
   let ret: i32 = -2;
   if (s != 0 && (hslot(s).state & S_CLOSED) == 0) {
     ret = slotDoom<Handle>(hslot(s), S_PINS, S_CLOSED) ? handleFree(s) : -1;

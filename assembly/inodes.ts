@@ -1,6 +1,6 @@
 import { INODE_BASE, INODE_MAX, INODE_STRIDE, INODE_SLOTS, INODE_BUCKETS } from './layout';
 import {
-  H_COUNT, H_HIWATER, NO_SLOT, tableLock, tableUnlock, tableCount, tableClear, slotFind, slotTake, slotOpen, slotFree,
+  H_COUNT, H_HIWATER, NO_SLOT, idOf, countOf, tableLock, tableUnlock, tableCount, tableClear, slotFind, slotTake, slotOpen, slotFree,
   slotUnpin, slotDoom, drainFrom, drainPast, drainRewind,
 } from './slots';
 
@@ -97,8 +97,12 @@ export function inodeInit(rootFd: i32, dev: u64, ino: u64): void {
   store<u32>(INODE_BASE, 1, H_COUNT);
 }
 
-export function inodeLookup(dev: u64, ino: u64, fd: i32): u64 {
-  tableLock(INODE_BASE);
+/** Insert (dev, ino) with fd, or add one lookup to it; its node id (0: full). dev and ino come as u32
+ *  halves (lo, hi), so that JavaScript passes them without making BigInts. */
+export function inodeLookup(devLo: u32, devHi: u32, inoLo: u32, inoHi: u32, fd: i32): f64 {
+  tableLock(INODE_BASE);  // first: see tableLock
+  const dev = (u64(devHi) << 32) | u64(devLo);
+  const ino = (u64(inoHi) << 32) | u64(inoLo);
   const b = bucketOf(dev, ino);
   let s = load<u32>(b);
   while (s != 0) {
@@ -109,7 +113,7 @@ export function inodeLookup(dev: u64, ino: u64, fd: i32): u64 {
       const id = (u64(e.gen) << 32) | u64(s);
       tableUnlock(INODE_BASE);
       lastExisted = 1;
-      return id;
+      return <f64>id;
     }
     s = e.next;
   }
@@ -127,20 +131,20 @@ export function inodeLookup(dev: u64, ino: u64, fd: i32): u64 {
   e.next = load<u32>(b);
   store<u32>(b, s);
   tableUnlock(INODE_BASE);
-  return id;
+  return <f64>id;
 }
 
 export function inodeLastExisted(): i32 { return lastExisted; }
 
 /** The st_dev recorded for a node id, 0 for an unknown or stale one (call it with the node pinned). */
-export function inodeDev(nodeid: u64): u64 {
-  const s = inodeFind(nodeid);
+export function inodeDev(nodeid: f64): u64 {
+  const s = inodeFind(idOf(nodeid));  // (no lock)
   return s == 0 ? 0 : islot(s).dev;
 }
 
-export function inodeAcquire(nodeid: u64): i32 {
-  tableLock(INODE_BASE);
-  const s = inodeFind(nodeid);
+export function inodeAcquire(nodeid: f64): i32 {
+  tableLock(INODE_BASE);  // first: see tableLock
+  const s = inodeFind(idOf(nodeid));
   let ret: i32 = -1;
   if (s != 0) {
     const e = islot(s);
@@ -153,17 +157,18 @@ export function inodeAcquire(nodeid: u64): i32 {
   return ret;
 }
 
-export function inodeRelease(nodeid: u64): i32 {
-  tableLock(INODE_BASE);
-  const s = inodeFind(nodeid);
+export function inodeRelease(nodeid: f64): i32 {
+  tableLock(INODE_BASE);  // first: see tableLock
+  const s = inodeFind(idOf(nodeid));
   const ret = s != 0 && slotUnpin<Inode>(islot(s), ALL_PINS, F_FORGOTTEN) ? inodeFree(s) : -1;
   tableUnlock(INODE_BASE);
   return ret;
 }
 
-export function inodeForget(nodeid: u64, nlookup: u64): i32 {
-  tableLock(INODE_BASE);
-  const s = inodeFind(nodeid);
+export function inodeForget(nodeid: f64, count: f64): i32 {
+  tableLock(INODE_BASE);  // first: see tableLock
+  const s = inodeFind(idOf(nodeid));
+  const nlookup = countOf(count);
   let ret: i32 = -1;
   if (s != 0 && s != ROOT) {
     const e = islot(s);

@@ -4,7 +4,9 @@ import { lockAcquire, lockRelease } from './lock';
 // are each one. Any worker may call; each table has one mutex, the word at H_LOCK.
 // Layout: a 64-byte header at `base` (H_* below), then slot s at `slots + s * stride`. Ids are
 // (u64(gen) << 32) | slot: a slot's gen changes on every reuse, so a stale id is rejected; slotFind
-// never accepts slot 0, and the tables return id 0 for "full".
+// never accepts slot 0, and the tables return id 0 for "full". gen has GEN_BITS (21) bits, so every id
+// is below 2^53 and crosses to JavaScript as an exact f64 (a number, not a BigInt: docs/internals.md
+// "Shared tables"); idOf turns an f64 argument back into an id, anything not one into 0 (unknown).
 //
 // A table describes its slot with an @unmanaged class S laid over the slot's address (no object is
 // ever allocated: changetype only retypes the address). S has the fields `fd` (i32, at 0) and `gen`
@@ -23,9 +25,32 @@ export const H_COUNT: u32 = 8;
 export const H_HIWATER: u32 = 12;
 export const H_CURSOR: u32 = 16;
 
+/** Bits of a slot's generation: ids are below 2^(32 + GEN_BITS) = 2^53. */
+export const GEN_BITS: u32 = 21;
+const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
+/** 2^53: the first integer an f64 cannot hold exactly next to its neighbours. */
+const ID_LIMIT: f64 = 9007199254740992.0;
+
+/** An id passed as an f64: the integer, or 0 (no slot: unknown) for anything that cannot be an id
+ *  (negative, ≥ 2^53, a fraction, NaN). Never traps. */
+// @ts-ignore: decorator
+@inline export function idOf(x: f64): u64 { return x >= 0 && x < ID_LIMIT && x == floor<f64>(x) ? <u64>x : 0; }
+
+/** A count passed as an f64 (FORGET's nlookup): saturated, never trapping. */
+// @ts-ignore: decorator
+@inline export function countOf(x: f64): u64 { return x >= 0 ? (x < ID_LIMIT ? <u64>x : <u64>ID_LIMIT) : 0; }
+
 /** slotTake: every slot is in use. */
 export const NO_SLOT: u32 = 0xFFFFFFFF;
 
+/**
+ * Take the table's lock. Call it before computing anything from the arguments: code that V8's baseline
+ * wasm compiler (Liftoff, Node 20) made can lose a value computed before an inlined lockAcquire when
+ * the lock is contended (measured under node --liftoff-only: a node id converted before the lock came
+ * out wrong thousands of times in 300 000 contended calls, none with the conversion after the lock; the
+ * arguments themselves, as used since the tables exist, were never hit). test/unit/tables.test.ts
+ * "two worker threads" catches it.
+ */
 // @ts-ignore: decorator
 @inline export function tableLock(base: u32): void { lockAcquire(base + H_LOCK); }
 // @ts-ignore: decorator
@@ -75,10 +100,11 @@ export const NO_SLOT: u32 = 0xFFFFFFFF;
   return s;
 }
 
-/** Give slot s, just taken, its fd and the next generation (skipping 0 on wrap) and count it. Its id. */
+/** Give slot s, just taken, its fd and the next generation (GEN_BITS wide, skipping 0 on wrap) and
+ *  count it. Its id. */
 // @ts-ignore: decorator
 @inline export function slotOpen<S>(base: u32, e: S, s: u32, fd: i32): u64 {
-  let gen = e.gen + 1;
+  let gen = (e.gen + 1) & GEN_MASK;
   if (gen == 0) gen = 1;
   e.fd = fd;
   e.gen = gen;

@@ -8,7 +8,7 @@ import type { WorkerData } from './worker-init.js';
 import { Logger, directStderr } from './log.js';
 import { native } from './native.js';
 import { FuseServer } from './fuse/server.js';
-import { IN_HEADER_SIZE, Opcode, WRITE_IN_SIZE, peekOpcode } from './abi/fuse.js';
+import { IN_HEADER_SIZE, Opcode, WRITE_IN_SIZE, getId, peekOpcode } from './abi/fuse.js';
 import { Passthrough } from './fs/passthrough.js';
 import { sharedBuffer } from './memory/guest-memory.js';
 import { Ctl, controlView } from './virtio/control.js';
@@ -70,15 +70,15 @@ const DIE_ON_GETATTR = /^worker-die-on-getattr-of:(\d+(?:,\d+)*)$/.exec(TEST_HOO
 
 class DyingTables extends PinRecordingTables {
   private armed = false;
-  constructor(vq: ConstructorParameters<typeof PinRecordingTables>[0], flight: InFlight, private readonly targets: Set<bigint>) {
+  constructor(vq: ConstructorParameters<typeof PinRecordingTables>[0], flight: InFlight, private readonly targets: Set<number>) {
     super(vq, flight);
   }
   /** Before each request: armed for a GETATTR of a target only. */
   arm(head: Uint8Array): void {
     this.armed = head.length >= IN_HEADER_SIZE && peekOpcode(head) === Opcode.Getattr &&
-      this.targets.has(new DataView(head.buffer, head.byteOffset + 16, 8).getBigUint64(0, true));
+      this.targets.has(getId(new DataView(head.buffer, head.byteOffset), 16));
   }
-  override inodeAcquire(nodeid: bigint): number {
+  override inodeAcquire(nodeid: number): number {
     const fd = super.inodeAcquire(nodeid);
     if (this.armed && this.targets.has(nodeid) && fd >= 0) process.exit(70);
     return fd;
@@ -93,7 +93,7 @@ export default function runWorker(task: { wid: number }): void {
   // it if the thread dies mid-request (src/virtio/orphans.ts).
   const flight = new InFlight(memory.buffer, vq.layout.CONTROL_BASE, wid);
   if (TEST_HOOKS !== undefined && DIE_ON_GETATTR === null) log.warn(`VIRTIOFSD_TS_TEST_HOOKS=${TEST_HOOKS} not understood; ignored`);
-  const dying = DIE_ON_GETATTR ? new DyingTables(vq, flight, new Set(DIE_ON_GETATTR[1]!.split(',').map(BigInt))) : null;
+  const dying = DIE_ON_GETATTR ? new DyingTables(vq, flight, new Set(DIE_ON_GETATTR[1]!.split(',').map(Number))) : null;
   const tables = dying ?? new PinRecordingTables(vq, flight);
   const fs = new Passthrough(tables, data.init.procFdDir, {
     allowDevices: data.init.allowDevices,

@@ -2,6 +2,9 @@
  * The FUSE wire protocol as Linux speaks it (include/uapi/linux/fuse.h, protocol 7.36 in Linux 6.1).
  * Everything is little endian (virtio-fs is little endian on every architecture: virtio 1.1 §5.11).
  * Struct sizes and field offsets are named after the C structs; encoders/decoders work on DataViews.
+ * The server's side (decoders of requests, encoders of replies) allocates nothing per request: node ids,
+ * fhs and offsets are numbers (see getId, getOffset), the in-header is decoded into a reused object, and
+ * the reply's unique is the request's, copied as two u32 halves.
  *
  * Why one long file (over the ~400-line guide): it mirrors linux/fuse.h, itself a single header —
  * opcodes, flag bits, struct sizes, and one codec (its decode and encode functions) per struct. It is
@@ -242,6 +245,76 @@ export function peekOpcode(head: Uint8Array): number {
   return (head[4]! | (head[5]! << 8) | (head[6]! << 16) | (head[7]! << 24)) >>> 0;
 }
 
+// ---- u64 fields as numbers (no BigInt) ----
+const TWO_32 = 0x1_0000_0000;
+/** High words below this make a u64 below 2^53: exact as a number. */
+const HI_LIMIT = 0x20_0000;
+
+/**
+ * A u64 node id or fh as a number: exact below 2^53 (every id the tables hand out is: assembly/slots.ts),
+ * 0 for anything larger. 0 is no table's id, so such an id is simply unknown (ESTALE/EBADF) — checked
+ * here, at the boundary, before a conversion could round it onto a real one.
+ */
+export function getId(v: DataView, off: number): number {
+  const hi = v.getUint32(off + 4, true);
+  return hi < HI_LIMIT ? hi * TWO_32 + v.getUint32(off, true) : 0;
+}
+
+/** A u64 file offset or length as a number; -1 beyond 2^53 - 1 (no file is that large: the caller refuses it). */
+export function getOffset(v: DataView, off: number): number {
+  const hi = v.getUint32(off + 4, true);
+  return hi < HI_LIMIT ? hi * TWO_32 + v.getUint32(off, true) : -1;
+}
+
+/** A u64 count (FORGET's nlookup) as a number, saturated at 2^53 (more than any lookup count). */
+export function getCount(v: DataView, off: number): number {
+  const hi = v.getUint32(off + 4, true);
+  return hi < HI_LIMIT ? hi * TWO_32 + v.getUint32(off, true) : HI_LIMIT * TWO_32;
+}
+
+/** A non-negative integer n < 2^64 as a u64. */
+export function setU64(v: DataView, off: number, n: number): void {
+  v.setUint32(off, n >>> 0, true);
+  v.setUint32(off + 4, Math.floor(n / TWO_32) >>> 0, true);
+}
+
+/**
+ * fuse_in_header as the server decodes it, into one object it reuses for every request: the node id as
+ * a number (getId), the unique as its two u32 halves (the reply carries them back unchanged).
+ */
+export interface InHeaderFields {
+  len: number;
+  opcode: number;
+  uniqueLo: number;
+  uniqueHi: number;
+  nodeid: number;
+  uid: number;
+  gid: number;
+  pid: number;
+  totalExtlen: number;
+}
+
+export function decodeInHeaderInto(v: DataView, off: number, h: InHeaderFields): void {
+  h.len = v.getUint32(off, true);
+  h.opcode = v.getUint32(off + 4, true);
+  h.uniqueLo = v.getUint32(off + 8, true);
+  h.uniqueHi = v.getUint32(off + 12, true);
+  h.nodeid = getId(v, off + 16);
+  h.uid = v.getUint32(off + 24, true);
+  h.gid = v.getUint32(off + 28, true);
+  h.pid = v.getUint32(off + 32, true);
+  h.totalExtlen = v.getUint16(off + 36, true);
+}
+
+/** fuse_out_header with the unique as the request's two u32 halves. */
+export function encodeOutHeaderParts(v: DataView, off: number, len: number, error: number, uniqueLo: number,
+  uniqueHi: number): void {
+  v.setUint32(off, len, true);
+  v.setInt32(off + 4, error, true);
+  v.setUint32(off + 8, uniqueLo, true);
+  v.setUint32(off + 12, uniqueHi, true);
+}
+
 export function decodeInHeader(v: DataView, off = 0): InHeader {
   return {
     len: v.getUint32(off, true),
@@ -359,35 +432,38 @@ export function decodeInitOut(v: DataView, off: number): InitOut {
 }
 
 // ---- attr / entry ----
-/** Copies an 88-byte fuse_attr (e.g. native.statAt output) into `dst` at `off`. */
+// The encoders take the destination both as bytes and as a DataView `v` over the same memory
+// (v.byteOffset === dst.byteOffset), so that the caller's cached view serves: no view per reply.
+
+/** Copies an 88-byte fuse_attr (e.g. native.statAt output) into `dst` at `off` (a memcpy; no view is
+ *  made when `attr` is exactly ATTR_SIZE long). */
 export function copyAttr(dst: Uint8Array, off: number, attr: Uint8Array): void {
-  dst.set(attr.subarray(0, ATTR_SIZE), off);
+  dst.set(attr.length === ATTR_SIZE ? attr : attr.subarray(0, ATTR_SIZE), off);
 }
 
 /** A validity of `t` seconds (finite, ≥ 0; fractions allowed): u64 seconds at secOff, u32 nanoseconds at nsecOff. */
 function setValidity(v: DataView, secOff: number, nsecOff: number, t: number): void {
   const sec = Math.floor(t);
-  v.setBigUint64(secOff, BigInt(sec), true);
+  setU64(v, secOff, sec);
   v.setUint32(nsecOff, Math.min(999_999_999, Math.round((t - sec) * 1e9)), true);
 }
 
+/** fuse_entry_out at `off`; node id and generation are numbers below 2^53. */
 export function encodeEntryOut(
-  dst: Uint8Array, off: number, nodeid: bigint, generation: bigint,
+  dst: Uint8Array, v: DataView, off: number, nodeid: number, generation: number,
   entryValid: number, attrValid: number, attr: Uint8Array | null,
 ): void {
-  const v = new DataView(dst.buffer, dst.byteOffset + off, ENTRY_OUT_SIZE);
-  v.setBigUint64(0, nodeid, true);
-  v.setBigUint64(8, generation, true);
-  setValidity(v, 16, 32, entryValid);
-  setValidity(v, 24, 36, attrValid);
+  setU64(v, off, nodeid);
+  setU64(v, off + 8, generation);
+  setValidity(v, off + 16, off + 32, entryValid);
+  setValidity(v, off + 24, off + 36, attrValid);
   if (attr) copyAttr(dst, off + 40, attr);
   else dst.fill(0, off + 40, off + ENTRY_OUT_SIZE);
 }
 
-export function encodeAttrOut(dst: Uint8Array, off: number, attrValid: number, attr: Uint8Array): void {
-  const v = new DataView(dst.buffer, dst.byteOffset + off, ATTR_OUT_SIZE);
-  setValidity(v, 0, 8, attrValid);
-  v.setUint32(12, 0, true);
+export function encodeAttrOut(dst: Uint8Array, v: DataView, off: number, attrValid: number, attr: Uint8Array): void {
+  setValidity(v, off, off + 8, attrValid);
+  v.setUint32(off + 12, 0, true);
   copyAttr(dst, off + 16, attr);
 }
 
@@ -464,6 +540,17 @@ export function encodeReadIn(v: DataView, off: number, r: ReadIn): void {
   v.setUint32(off + 20, r.readFlags, true); v.setBigUint64(off + 24, r.lockOwner, true);
   v.setUint32(off + 32, r.flags, true); v.setUint32(off + 36, 0, true);
 }
+/**
+ * fuse_read_in / fuse_write_in as the server decodes it, into a reused object: fh as getId, offset as
+ * getOffset (-1 beyond 2^53 - 1), read_flags/write_flags as ioFlags.
+ */
+export interface IoIn { fh: number; offset: number; size: number; ioFlags: number }
+export function decodeIoInto(v: DataView, off: number, o: IoIn): void {
+  o.fh = getId(v, off);
+  o.offset = getOffset(v, off + 8);
+  o.size = v.getUint32(off + 16, true);
+  o.ioFlags = v.getUint32(off + 20, true);
+}
 /** fuse_write_in has the same layout as fuse_read_in (write_flags where read_flags is). */
 export const decodeWriteIn = decodeReadIn;
 export const encodeWriteIn = encodeReadIn;
@@ -488,9 +575,9 @@ export function encodeGetxattrOut(v: DataView, off: number, size: number): void 
 }
 
 // ---- the other request arguments (decoded as the guest sent them: the server checks them) ----
-/** fuse_forget_in (FORGET): {u64 nlookup} */
-export function decodeForgetIn(v: DataView, off: number): bigint {
-  return v.getBigUint64(off, true);
+/** fuse_forget_in (FORGET): {u64 nlookup}, as getCount */
+export function decodeForgetIn(v: DataView, off: number): number {
+  return getCount(v, off);
 }
 
 /** fuse_batch_forget_in: {u32 count, u32 dummy}, then `count` fuse_forget_one records */
@@ -498,16 +585,22 @@ export function decodeBatchForgetIn(v: DataView, off: number): number {
   return v.getUint32(off, true);
 }
 
-/** fuse_forget_one: {u64 nodeid, u64 nlookup} */
-export interface ForgetOne { nodeid: bigint; nlookup: bigint }
-export function decodeForgetOne(v: DataView, off: number): ForgetOne {
-  return { nodeid: v.getBigUint64(off, true), nlookup: v.getBigUint64(off + 8, true) };
+/** fuse_forget_one: {u64 nodeid, u64 nlookup}: its node id (getId) */
+export function decodeForgetOneNodeid(v: DataView, off: number): number {
+  return getId(v, off);
+}
+/** fuse_forget_one's nlookup (getCount) */
+export function decodeForgetOneNlookup(v: DataView, off: number): number {
+  return getCount(v, off + 8);
 }
 
 /** fuse_getattr_in: {u32 getattr_flags, u32 dummy, u64 fh}; fh counts only with FUSE_GETATTR_FH */
-export interface GetattrIn { getattrFlags: number; fh: bigint }
-export function decodeGetattrIn(v: DataView, off: number): GetattrIn {
-  return { getattrFlags: v.getUint32(off, true), fh: v.getBigUint64(off + 8, true) };
+export function decodeGetattrInFlags(v: DataView, off: number): number {
+  return v.getUint32(off, true);
+}
+/** fuse_getattr_in.fh (getId) */
+export function decodeGetattrInFh(v: DataView, off: number): number {
+  return getId(v, off + 8);
 }
 
 /** fuse_mknod_in: {u32 mode, u32 rdev, u32 umask, u32 padding}; the name follows */
@@ -523,23 +616,22 @@ export function decodeMkdirIn(v: DataView, off: number): MkdirIn {
 }
 
 /** fuse_rename_in {u64 newdir} (flags 0) and fuse_rename2_in {u64 newdir, u32 flags, u32 padding} */
-export interface RenameIn { newdir: bigint; flags: number }
+export interface RenameIn { newdir: number; flags: number }
 export function decodeRenameIn(v: DataView, off: number): RenameIn {
-  return { newdir: v.getBigUint64(off, true), flags: 0 };
+  return { newdir: getId(v, off), flags: 0 };
 }
 export function decodeRename2In(v: DataView, off: number): RenameIn {
-  return { newdir: v.getBigUint64(off, true), flags: v.getUint32(off + 8, true) };
+  return { newdir: getId(v, off), flags: v.getUint32(off + 8, true) };
 }
 
 /** fuse_link_in: {u64 oldnodeid}; the new name follows */
-export function decodeLinkIn(v: DataView, off: number): bigint {
-  return v.getBigUint64(off, true);
+export function decodeLinkIn(v: DataView, off: number): number {
+  return getId(v, off);
 }
 
-/** fuse_open_in (OPEN, OPENDIR): {u32 flags, u32 open_flags} (FUSE_OPEN_KILL_SUIDGID) */
-export interface OpenIn { flags: number; openFlags: number }
-export function decodeOpenIn(v: DataView, off: number): OpenIn {
-  return { flags: v.getUint32(off, true), openFlags: v.getUint32(off + 4, true) };
+/** fuse_open_in (OPEN, OPENDIR): {u32 flags, u32 open_flags} (FUSE_OPEN_KILL_SUIDGID): its flags */
+export function decodeOpenInFlags(v: DataView, off: number): number {
+  return v.getUint32(off, true);
 }
 
 /** fuse_create_in: {u32 flags, u32 mode, u32 umask, u32 open_flags}; the name follows */
@@ -551,25 +643,26 @@ export function decodeCreateIn(v: DataView, off: number): CreateIn {
   };
 }
 
-/** fuse_release_in (RELEASE, RELEASEDIR): {u64 fh, u32 flags, u32 release_flags, u64 lock_owner} */
-export interface ReleaseIn { fh: bigint; flags: number; releaseFlags: number; lockOwner: bigint }
-export function decodeReleaseIn(v: DataView, off: number): ReleaseIn {
-  return {
-    fh: v.getBigUint64(off, true), flags: v.getUint32(off + 8, true), releaseFlags: v.getUint32(off + 12, true),
-    lockOwner: v.getBigUint64(off + 16, true),
-  };
+/**
+ * fuse_release_in (RELEASE, RELEASEDIR): {u64 fh, u32 flags, u32 release_flags, u64 lock_owner}, into a
+ * reused object (lock_owner is not used: POSIX locks are not served).
+ */
+export interface ReleaseIn { fh: number; flags: number; releaseFlags: number }
+export function decodeReleaseInto(v: DataView, off: number, r: ReleaseIn): void {
+  r.fh = getId(v, off);
+  r.flags = v.getUint32(off + 8, true);
+  r.releaseFlags = v.getUint32(off + 12, true);
 }
 
-/** fuse_flush_in: {u64 fh, u32 unused, u32 padding, u64 lock_owner} */
-export interface FlushIn { fh: bigint; lockOwner: bigint }
-export function decodeFlushIn(v: DataView, off: number): FlushIn {
-  return { fh: v.getBigUint64(off, true), lockOwner: v.getBigUint64(off + 16, true) };
+/** fuse_flush_in: {u64 fh, u32 unused, u32 padding, u64 lock_owner}: its fh (getId) */
+export function decodeFlushInFh(v: DataView, off: number): number {
+  return getId(v, off);
 }
 
 /** fuse_fsync_in (FSYNC, FSYNCDIR): {u64 fh, u32 fsync_flags, u32 padding} */
-export interface FsyncIn { fh: bigint; fsyncFlags: number }
+export interface FsyncIn { fh: number; fsyncFlags: number }
 export function decodeFsyncIn(v: DataView, off: number): FsyncIn {
-  return { fh: v.getBigUint64(off, true), fsyncFlags: v.getUint32(off + 8, true) };
+  return { fh: getId(v, off), fsyncFlags: v.getUint32(off + 8, true) };
 }
 
 /** fuse_access_in: {u32 mask, u32 padding} */
@@ -578,36 +671,35 @@ export function decodeAccessIn(v: DataView, off: number): number {
 }
 
 /** fuse_fallocate_in: {u64 fh, u64 offset, u64 length, u32 mode, u32 padding} */
-export interface FallocateIn { fh: bigint; offset: bigint; length: bigint; mode: number }
+/** fuse_fallocate_in: offsets as getOffset (-1: beyond 2^53 - 1) */
+export interface FallocateIn { fh: number; offset: number; length: number; mode: number }
 export function decodeFallocateIn(v: DataView, off: number): FallocateIn {
-  return {
-    fh: v.getBigUint64(off, true), offset: v.getBigUint64(off + 8, true), length: v.getBigUint64(off + 16, true),
-    mode: v.getUint32(off + 24, true),
-  };
+  return { fh: getId(v, off), offset: getOffset(v, off + 8), length: getOffset(v, off + 16), mode: v.getUint32(off + 24, true) };
 }
 
-/** fuse_lseek_in: {u64 fh, u64 offset, u32 whence, u32 padding} */
-export interface LseekIn { fh: bigint; offset: bigint; whence: number }
+/** fuse_lseek_in: {u64 fh, u64 offset, u32 whence, u32 padding}; offset as getOffset */
+export interface LseekIn { fh: number; offset: number; whence: number }
 export function decodeLseekIn(v: DataView, off: number): LseekIn {
-  return { fh: v.getBigUint64(off, true), offset: v.getBigUint64(off + 8, true), whence: v.getUint32(off + 16, true) };
+  return { fh: getId(v, off), offset: getOffset(v, off + 8), whence: v.getUint32(off + 16, true) };
 }
 
-/** fuse_copy_file_range_in: fh_in, off_in, nodeid_out, fh_out, off_out, len, flags (u64 each) */
+/** fuse_copy_file_range_in: fh_in, off_in, nodeid_out, fh_out, off_out, len, flags (u64 each); ids as
+ *  getId, offsets as getOffset, len as getCount, flags only whether any is set */
 export interface CopyFileRangeIn {
-  fhIn: bigint; offIn: bigint; nodeidOut: bigint; fhOut: bigint; offOut: bigint; len: bigint; flags: bigint;
+  fhIn: number; offIn: number; nodeidOut: number; fhOut: number; offOut: number; len: number; flags: boolean;
 }
 export function decodeCopyFileRangeIn(v: DataView, off: number): CopyFileRangeIn {
   return {
-    fhIn: v.getBigUint64(off, true), offIn: v.getBigUint64(off + 8, true), nodeidOut: v.getBigUint64(off + 16, true),
-    fhOut: v.getBigUint64(off + 24, true), offOut: v.getBigUint64(off + 32, true), len: v.getBigUint64(off + 40, true),
-    flags: v.getBigUint64(off + 48, true),
+    fhIn: getId(v, off), offIn: getOffset(v, off + 8), nodeidOut: getId(v, off + 16), fhOut: getId(v, off + 24),
+    offOut: getOffset(v, off + 32), len: getCount(v, off + 40),
+    flags: (v.getUint32(off + 48, true) | v.getUint32(off + 52, true)) !== 0,
   };
 }
 
 // ---- the other replies ----
 /** fuse_open_out (OPEN, OPENDIR, and CREATE after its fuse_entry_out): {u64 fh, u32 open_flags, u32 padding} */
-export function encodeOpenOut(v: DataView, off: number, fh: bigint, openFlags: number): void {
-  v.setBigUint64(off, fh, true);
+export function encodeOpenOut(v: DataView, off: number, fh: number, openFlags: number): void {
+  setU64(v, off, fh);
   v.setUint32(off + 8, openFlags >>> 0, true);
   v.setUint32(off + 12, 0, true);
 }
@@ -625,8 +717,8 @@ export function decodeWriteOut(v: DataView, off: number): number {
 }
 
 /** fuse_lseek_out: {u64 offset} */
-export function encodeLseekOut(v: DataView, off: number, offset: bigint): void {
-  v.setBigUint64(off, offset, true);
+export function encodeLseekOut(v: DataView, off: number, offset: number): void {
+  setU64(v, off, offset);
 }
 export function decodeLseekOut(v: DataView, off: number): bigint {
   return v.getBigUint64(off, true);
@@ -635,13 +727,13 @@ export function decodeLseekOut(v: DataView, off: number): bigint {
 export interface DirentOut { ino: bigint; off: bigint; type: number; name: Uint8Array }
 
 /** Writes a fuse_dirent (zero padded) at `off`; returns its padded size. */
-export function encodeDirent(dst: Uint8Array, off: number, ino: bigint, next: bigint, type: number, name: Uint8Array): number {
+export function encodeDirent(dst: Uint8Array, v: DataView, off: number, ino: bigint, next: bigint, type: number,
+  name: Uint8Array): number {
   const size = direntSize(name.length);
-  const v = new DataView(dst.buffer, dst.byteOffset + off, DIRENT_NAME_OFFSET);
-  v.setBigUint64(0, ino, true);
-  v.setBigUint64(8, next, true);
-  v.setUint32(16, name.length, true);
-  v.setUint32(20, type, true);
+  v.setBigUint64(off, ino, true);
+  v.setBigUint64(off + 8, next, true);
+  v.setUint32(off + 16, name.length, true);
+  v.setUint32(off + 20, type, true);
   dst.set(name, off + DIRENT_NAME_OFFSET);
   dst.fill(0, off + DIRENT_NAME_OFFSET + name.length, off + size);
   return size;

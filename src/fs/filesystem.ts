@@ -1,12 +1,16 @@
 /**
  * The file-system interface the FUSE server dispatches to: one method per opcode. Every method returns
  * a value or a **negative errno** (never throws for a failed syscall; a throw is a bug and becomes EIO).
- * A missing method answers ENOSYS. Node ids and file handles are u64 bigints; FUSE_ROOT_ID (1) is the
- * share root. This layer knows nothing of the wire format (fuse → fs, never the reverse).
+ * A missing method answers ENOSYS. Node ids and file handles are numbers (the u64 ids of the shared
+ * tables are all below 2^53: src/fs/tables.ts; a guest's id beyond that arrives as 0, which no node or
+ * handle has); FUSE_ROOT_ID (1) is the share root. This layer knows nothing of the wire format (fuse →
+ * fs, never the reverse).
  *
  * Attributes are `Uint8Array`s holding a struct fuse_attr (88 bytes, little endian; linux/fuse.h), the
  * layout native.statAt writes; its field offsets are `AttrOff` in src/abi/fuse.ts. A returned attr buffer may be a scratch buffer of the file system: it is
- * valid only until the next call on the same instance (the server copies it at once).
+ * valid only until the next call on the same instance (the server copies it at once). So may a returned
+ * Entry or Opened object be (the server reads it at once), and the server's arguments are its scratch in
+ * turn: `ctx` and `name` are valid for the call only. Nothing is allocated per request on the hot paths.
  */
 
 export interface Ctx {
@@ -17,14 +21,14 @@ export interface Ctx {
 
 export interface Entry {
   /** 0 only in READDIRPLUS records for "." and ".." and in negative LOOKUP answers (no reference taken) */
-  nodeid: bigint;
-  generation: bigint;
+  nodeid: number;
+  generation: number;
   /** fuse_attr, 88 bytes */
   attr: Uint8Array;
 }
 
 export interface Opened {
-  fh: bigint;
+  fh: number;
   /** FOPEN_* bits the file system needs (the server adds the cache policy's own) */
   openFlags: number;
 }
@@ -44,7 +48,7 @@ export interface SetattrArgs {
   atime?: TimeSpec;
   mtime?: TimeSpec;
   /** FATTR_FH: an open handle to use (truncate through it) */
-  fh?: bigint;
+  fh?: number;
   /** FATTR_KILL_SUIDGID */
   killSuidgid?: boolean;
 }
@@ -83,78 +87,78 @@ export interface FileSystem {
   destroy?(): void;
 
   /** LOOKUP: on success adds one lookup reference to the returned node id (undone by FORGET). */
-  lookup?(ctx: Ctx, parent: bigint, name: Uint8Array): Entry | number;
+  lookup?(ctx: Ctx, parent: number, name: Uint8Array): Entry | number;
   /** FORGET / BATCH_FORGET: drop `nlookup` lookup references. No reply, so no result. */
-  forget?(nodeid: bigint, nlookup: bigint): void;
-  getattr?(ctx: Ctx, nodeid: bigint, fh: bigint | null): Uint8Array | number;
+  forget?(nodeid: number, nlookup: number): void;
+  getattr?(ctx: Ctx, nodeid: number, fh: number | null): Uint8Array | number;
   /** returns the attributes after the change */
-  setattr?(ctx: Ctx, nodeid: bigint, args: SetattrArgs): Uint8Array | number;
+  setattr?(ctx: Ctx, nodeid: number, args: SetattrArgs): Uint8Array | number;
   /** the link target bytes */
-  readlink?(ctx: Ctx, nodeid: bigint): Uint8Array | number;
+  readlink?(ctx: Ctx, nodeid: number): Uint8Array | number;
 
   // Creating ops run as the caller (fsuid/fsgid = ctx.uid/ctx.gid) and, like lookup, add one lookup
   // reference to the new entry. `mode` already has the caller's umask applied by the kernel
   // (FUSE_DONT_MASK is not negotiated); `umask` is informational.
-  symlink?(ctx: Ctx, parent: bigint, name: Uint8Array, target: Uint8Array): Entry | number;
-  mknod?(ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, rdev: number, umask: number): Entry | number;
-  mkdir?(ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, umask: number): Entry | number;
-  link?(ctx: Ctx, nodeid: bigint, newParent: bigint, newName: Uint8Array): Entry | number;
+  symlink?(ctx: Ctx, parent: number, name: Uint8Array, target: Uint8Array): Entry | number;
+  mknod?(ctx: Ctx, parent: number, name: Uint8Array, mode: number, rdev: number, umask: number): Entry | number;
+  mkdir?(ctx: Ctx, parent: number, name: Uint8Array, mode: number, umask: number): Entry | number;
+  link?(ctx: Ctx, nodeid: number, newParent: number, newName: Uint8Array): Entry | number;
   /** CREATE: create-and-open; a lookup reference on the entry plus an open handle. */
-  create?(ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, flags: number, umask: number): Created | number;
+  create?(ctx: Ctx, parent: number, name: Uint8Array, mode: number, flags: number, umask: number): Created | number;
 
-  unlink?(ctx: Ctx, parent: bigint, name: Uint8Array): number;
-  rmdir?(ctx: Ctx, parent: bigint, name: Uint8Array): number;
+  unlink?(ctx: Ctx, parent: number, name: Uint8Array): number;
+  rmdir?(ctx: Ctx, parent: number, name: Uint8Array): number;
   /** RENAME (flags 0) and RENAME2 (RENAME_NOREPLACE/EXCHANGE/WHITEOUT) */
-  rename?(ctx: Ctx, parent: bigint, name: Uint8Array, newParent: bigint, newName: Uint8Array, flags: number): number;
+  rename?(ctx: Ctx, parent: number, name: Uint8Array, newParent: number, newName: Uint8Array, flags: number): number;
 
   /** OPEN: `flags` are the guest's open(2) flags. Only regular files may be opened. */
-  open?(ctx: Ctx, nodeid: bigint, flags: number): Opened | number;
+  open?(ctx: Ctx, nodeid: number, flags: number): Opened | number;
   /** READ: bytes placed via sink.readFromFile(fd, offset, sinkOff, ≤size) or -errno. Short reads are EOF. */
-  read?(ctx: Ctx, nodeid: bigint, fh: bigint, offset: number, size: number, sink: FileSink, sinkOff: number): number;
+  read?(ctx: Ctx, nodeid: number, fh: number, offset: number, size: number, sink: FileSink, sinkOff: number): number;
   /** WRITE: bytes taken via src.writeToFile(fd, offset, srcOff, size) or -errno. */
-  write?(ctx: Ctx, nodeid: bigint, fh: bigint, offset: number, size: number, src: FileSource, srcOff: number,
+  write?(ctx: Ctx, nodeid: number, fh: number, offset: number, size: number, src: FileSource, srcOff: number,
     killSuidgid: boolean): number;
-  flush?(ctx: Ctx, nodeid: bigint, fh: bigint, lockOwner: bigint): number;
+  flush?(ctx: Ctx, nodeid: number, fh: number): number;
   /** RELEASE: the handle is gone afterwards whatever the result. */
-  release?(ctx: Ctx, nodeid: bigint, fh: bigint, flags: number, flush: boolean, lockOwner: bigint): number;
-  fsync?(ctx: Ctx, nodeid: bigint, fh: bigint, datasync: boolean): number;
-  fallocate?(ctx: Ctx, nodeid: bigint, fh: bigint, mode: number, offset: number, length: number): number;
+  release?(ctx: Ctx, nodeid: number, fh: number, flags: number, flush: boolean): number;
+  fsync?(ctx: Ctx, nodeid: number, fh: number, datasync: boolean): number;
+  fallocate?(ctx: Ctx, nodeid: number, fh: number, mode: number, offset: number, length: number): number;
   /** the resulting offset (≥ 0) or -errno */
-  lseek?(ctx: Ctx, nodeid: bigint, fh: bigint, offset: number, whence: number): number;
+  lseek?(ctx: Ctx, nodeid: number, fh: number, offset: number, whence: number): number;
   /**
    * COPY_FILE_RANGE: up to `len` bytes from (fhIn, offIn) to (fhOut, offOut) without passing through
    * the daemon; bytes copied (0 at EOF) or -errno. `nodeOut` is the destination's node id.
    */
-  copyFileRange?(ctx: Ctx, nodeIn: bigint, fhIn: bigint, offIn: number, nodeOut: bigint, fhOut: bigint, offOut: number,
+  copyFileRange?(ctx: Ctx, nodeIn: number, fhIn: number, offIn: number, nodeOut: number, fhOut: number, offOut: number,
     len: number): number;
 
-  opendir?(ctx: Ctx, nodeid: bigint, flags: number): Opened | number;
+  opendir?(ctx: Ctx, nodeid: number, flags: number): Opened | number;
   /**
    * READDIR / READDIRPLUS from `offset` (0 or a d_off previously returned) until the sink is full or the
    * directory ends; 0 or -errno. With `plus`, every entry but "." and ".." gets a lookup reference
    * (as LOOKUP would), taken only once the record is known to fit.
    */
-  readdir?(ctx: Ctx, nodeid: bigint, fh: bigint, offset: bigint, sink: DirSink, plus: boolean): number;
-  releasedir?(ctx: Ctx, nodeid: bigint, fh: bigint): number;
-  fsyncdir?(ctx: Ctx, nodeid: bigint, fh: bigint, datasync: boolean): number;
+  readdir?(ctx: Ctx, nodeid: number, fh: number, offset: bigint, sink: DirSink, plus: boolean): number;
+  releasedir?(ctx: Ctx, nodeid: number, fh: number): number;
+  fsyncdir?(ctx: Ctx, nodeid: number, fh: number, datasync: boolean): number;
 
   /** SYNCFS (the guest's sync(2)/syncfs(2)): commit the host file system under `nodeid`. 0 or -errno */
-  syncfs?(ctx: Ctx, nodeid: bigint): number;
+  syncfs?(ctx: Ctx, nodeid: number): number;
   /** struct fuse_kstatfs (80 bytes) */
-  statfs?(ctx: Ctx, nodeid: bigint): Uint8Array | number;
+  statfs?(ctx: Ctx, nodeid: number): Uint8Array | number;
   /** ACCESS: `mask` is R_OK|W_OK|X_OK (or F_OK = 0) checked for ctx; 0 or -errno */
-  access?(ctx: Ctx, nodeid: bigint, mask: number): number;
+  access?(ctx: Ctx, nodeid: number, mask: number): number;
 
   // Extended attributes (served only when the daemon runs with --xattr / -o xattr; the server answers
   // ENOSYS otherwise). Names are 1..255 bytes without NUL, values ≤ 64 KiB: the server checked both.
   // `out` may be the reply scratch itself (the value lands where the reply is built): an empty `out`
   // asks for the size only.
   /** SETXATTR: flags XATTR_CREATE (1) / XATTR_REPLACE (2). 0 or -errno */
-  setxattr?(ctx: Ctx, nodeid: bigint, name: Uint8Array, value: Uint8Array, flags: number): number;
+  setxattr?(ctx: Ctx, nodeid: number, name: Uint8Array, value: Uint8Array, flags: number): number;
   /** GETXATTR: the value into `out`; its length (or, `out` empty, its size) or -errno (ERANGE: too small) */
-  getxattr?(ctx: Ctx, nodeid: bigint, name: Uint8Array, out: Uint8Array): number;
+  getxattr?(ctx: Ctx, nodeid: number, name: Uint8Array, out: Uint8Array): number;
   /** LISTXATTR: the NUL-separated names into `out`; bytes (or, `out` empty, the size needed) or -errno */
-  listxattr?(ctx: Ctx, nodeid: bigint, out: Uint8Array): number;
+  listxattr?(ctx: Ctx, nodeid: number, out: Uint8Array): number;
   /** REMOVEXATTR. 0 or -errno */
-  removexattr?(ctx: Ctx, nodeid: bigint, name: Uint8Array): number;
+  removexattr?(ctx: Ctx, nodeid: number, name: Uint8Array): number;
 }

@@ -10,7 +10,9 @@
  * would reach host hardware.
  *
  * Node ids and handles live in the shared tables (src/fs/tables.ts), so any worker may serve any
- * request. Every inode fd is pinned (acquire/release) around each use.
+ * request. Every inode fd is pinned (acquire/release) around each use. Node ids and handles are numbers
+ * (src/fs/tables.ts); the hot calls (GETATTR, LOOKUP, OPEN, READ, WRITE, FLUSH, RELEASE, FORGET)
+ * allocate nothing: they pin in plain code, and return the core's scratch attr, Entry and Opened.
  *
  * Modes: the kernel applies the caller's umask before sending (FUSE_DONT_MASK is not negotiated) and
  * the daemon runs with umask 0, so request modes are used as given.
@@ -105,145 +107,145 @@ export class Passthrough implements FileSystem {
 
   // ---- names (entry.ts) ----
 
-  lookup(_ctx: Ctx, parent: bigint, name: Uint8Array): Entry | number {
+  lookup(_ctx: Ctx, parent: number, name: Uint8Array): Entry | number {
     return entry.lookup(this.c, parent, name);
   }
 
-  forget(nodeid: bigint, nlookup: bigint): void {
+  forget(nodeid: number, nlookup: number): void {
     this.c.forget(nodeid, nlookup);
   }
 
-  symlink(ctx: Ctx, parent: bigint, name: Uint8Array, target: Uint8Array): Entry | number {
+  symlink(ctx: Ctx, parent: number, name: Uint8Array, target: Uint8Array): Entry | number {
     return entry.symlink(this.c, ctx, parent, name, target);
   }
 
-  mknod(ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, rdev: number, _umask: number): Entry | number {
+  mknod(ctx: Ctx, parent: number, name: Uint8Array, mode: number, rdev: number, _umask: number): Entry | number {
     return entry.mknod(this.c, ctx, parent, name, mode, rdev);
   }
 
-  mkdir(ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, _umask: number): Entry | number {
+  mkdir(ctx: Ctx, parent: number, name: Uint8Array, mode: number, _umask: number): Entry | number {
     return entry.mkdir(this.c, ctx, parent, name, mode);
   }
 
-  link(_ctx: Ctx, nodeid: bigint, newParent: bigint, newName: Uint8Array): Entry | number {
+  link(_ctx: Ctx, nodeid: number, newParent: number, newName: Uint8Array): Entry | number {
     return entry.link(this.c, nodeid, newParent, newName);
   }
 
-  unlink(_ctx: Ctx, parent: bigint, name: Uint8Array): number {
+  unlink(_ctx: Ctx, parent: number, name: Uint8Array): number {
     return entry.unlink(this.c, parent, name);
   }
 
-  rmdir(_ctx: Ctx, parent: bigint, name: Uint8Array): number {
+  rmdir(_ctx: Ctx, parent: number, name: Uint8Array): number {
     return entry.rmdir(this.c, parent, name);
   }
 
-  rename(_ctx: Ctx, parent: bigint, name: Uint8Array, newParent: bigint, newName: Uint8Array, flags: number): number {
+  rename(_ctx: Ctx, parent: number, name: Uint8Array, newParent: number, newName: Uint8Array, flags: number): number {
     return entry.rename(this.c, parent, name, newParent, newName, flags);
   }
 
   // ---- attributes (attr.ts) ----
 
-  getattr(_ctx: Ctx, nodeid: bigint, _fh: bigint | null): Uint8Array | number {
+  getattr(_ctx: Ctx, nodeid: number, _fh: number | null): Uint8Array | number {
     return attr.getattr(this.c, nodeid);
   }
 
-  setattr(_ctx: Ctx, nodeid: bigint, a: SetattrArgs): Uint8Array | number {
+  setattr(_ctx: Ctx, nodeid: number, a: SetattrArgs): Uint8Array | number {
     return attr.setattr(this.c, nodeid, a);
   }
 
-  readlink(_ctx: Ctx, nodeid: bigint): Uint8Array | number {
+  readlink(_ctx: Ctx, nodeid: number): Uint8Array | number {
     return attr.readlink(this.c, nodeid);
   }
 
-  statfs(_ctx: Ctx, nodeid: bigint): Uint8Array | number {
+  statfs(_ctx: Ctx, nodeid: number): Uint8Array | number {
     return attr.statfs(this.c, nodeid);
   }
 
-  syncfs(_ctx: Ctx, nodeid: bigint): number {
+  syncfs(_ctx: Ctx, nodeid: number): number {
     return attr.syncfs(this.c, nodeid);
   }
 
-  access(ctx: Ctx, nodeid: bigint, mask: number): number {
+  access(ctx: Ctx, nodeid: number, mask: number): number {
     return attr.access(this.c, ctx, nodeid, mask);
   }
 
   // ---- files (file.ts) ----
 
-  open(_ctx: Ctx, nodeid: bigint, flags: number): Opened | number {
+  open(_ctx: Ctx, nodeid: number, flags: number): Opened | number {
     return file.open(this.c, nodeid, flags);
   }
 
-  create(ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, flags: number, _umask: number): Created | number {
+  create(ctx: Ctx, parent: number, name: Uint8Array, mode: number, flags: number, _umask: number): Created | number {
     return file.create(this.c, ctx, parent, name, mode, flags);
   }
 
-  read(_ctx: Ctx, _nodeid: bigint, fh: bigint, offset: number, size: number, sink: FileSink, sinkOff: number): number {
+  read(_ctx: Ctx, _nodeid: number, fh: number, offset: number, size: number, sink: FileSink, sinkOff: number): number {
     return file.read(this.c, fh, offset, size, sink, sinkOff);
   }
 
-  write(_ctx: Ctx, _nodeid: bigint, fh: bigint, offset: number, size: number, src: FileSource, srcOff: number,
+  write(_ctx: Ctx, _nodeid: number, fh: number, offset: number, size: number, src: FileSource, srcOff: number,
     _killSuidgid: boolean): number {
     return file.write(this.c, fh, offset, size, src, srcOff);
   }
 
-  flush(_ctx: Ctx, _nodeid: bigint, fh: bigint, _lockOwner: bigint): number {
+  flush(_ctx: Ctx, _nodeid: number, fh: number): number {
     return file.flush(this.c, fh);
   }
 
-  release(_ctx: Ctx, _nodeid: bigint, fh: bigint, _flags: number, flush: boolean): number {
+  release(_ctx: Ctx, _nodeid: number, fh: number, _flags: number, flush: boolean): number {
     return file.release(this.c, fh, flush);
   }
 
-  fsync(_ctx: Ctx, _nodeid: bigint, fh: bigint, datasync: boolean): number {
+  fsync(_ctx: Ctx, _nodeid: number, fh: number, datasync: boolean): number {
     return file.fsync(this.c, fh, datasync);
   }
 
-  fallocate(_ctx: Ctx, _nodeid: bigint, fh: bigint, mode: number, offset: number, length: number): number {
+  fallocate(_ctx: Ctx, _nodeid: number, fh: number, mode: number, offset: number, length: number): number {
     return file.fallocate(this.c, fh, mode, offset, length);
   }
 
-  lseek(_ctx: Ctx, _nodeid: bigint, fh: bigint, offset: number, whence: number): number {
+  lseek(_ctx: Ctx, _nodeid: number, fh: number, offset: number, whence: number): number {
     return file.lseek(this.c, fh, offset, whence);
   }
 
-  copyFileRange(_ctx: Ctx, _nodeIn: bigint, fhIn: bigint, offIn: number, _nodeOut: bigint, fhOut: bigint, offOut: number,
+  copyFileRange(_ctx: Ctx, _nodeIn: number, fhIn: number, offIn: number, _nodeOut: number, fhOut: number, offOut: number,
     len: number): number {
     return file.copyFileRange(this.c, fhIn, offIn, fhOut, offOut, len);
   }
 
   // ---- directories (dir.ts) ----
 
-  opendir(_ctx: Ctx, nodeid: bigint, _flags: number): Opened | number {
+  opendir(_ctx: Ctx, nodeid: number, _flags: number): Opened | number {
     return dir.opendir(this.c, nodeid);
   }
 
-  readdir(_ctx: Ctx, nodeid: bigint, fh: bigint, offset: bigint, sink: DirSink, plus: boolean): number {
+  readdir(_ctx: Ctx, nodeid: number, fh: number, offset: bigint, sink: DirSink, plus: boolean): number {
     return dir.readdir(this.c, nodeid, fh, offset, sink, plus);
   }
 
-  releasedir(_ctx: Ctx, _nodeid: bigint, fh: bigint): number {
+  releasedir(_ctx: Ctx, _nodeid: number, fh: number): number {
     return file.release(this.c, fh);
   }
 
-  fsyncdir(_ctx: Ctx, _nodeid: bigint, fh: bigint, datasync: boolean): number {
+  fsyncdir(_ctx: Ctx, _nodeid: number, fh: number, datasync: boolean): number {
     return file.fsync(this.c, fh, datasync);
   }
 
   // ---- extended attributes (xattr.ts) ----
 
-  setxattr(_ctx: Ctx, nodeid: bigint, name: Uint8Array, value: Uint8Array, flags: number): number {
+  setxattr(_ctx: Ctx, nodeid: number, name: Uint8Array, value: Uint8Array, flags: number): number {
     return xattr.setxattr(this.c, nodeid, name, value, flags);
   }
 
-  getxattr(_ctx: Ctx, nodeid: bigint, name: Uint8Array, out: Uint8Array): number {
+  getxattr(_ctx: Ctx, nodeid: number, name: Uint8Array, out: Uint8Array): number {
     return xattr.getxattr(this.c, nodeid, name, out);
   }
 
-  listxattr(_ctx: Ctx, nodeid: bigint, out: Uint8Array): number {
+  listxattr(_ctx: Ctx, nodeid: number, out: Uint8Array): number {
     return xattr.listxattr(this.c, nodeid, out);
   }
 
-  removexattr(_ctx: Ctx, nodeid: bigint, name: Uint8Array): number {
+  removexattr(_ctx: Ctx, nodeid: number, name: Uint8Array): number {
     return xattr.removexattr(this.c, nodeid, name);
   }
 }

@@ -9,12 +9,13 @@ import { Errno } from '../errors.js';
 import type { TimeSpec } from '../fs/filesystem.js';
 import type { Req } from './handler.js';
 import { ReplyError } from './reply.js';
+import { SliceCache } from './views.js';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Does the payload hold at least n bytes of fixed arguments, all of the request in the head copy? */
 export function has(q: Req, n: number): boolean {
-  return q.h.len <= q.r.head.length && q.h.len - IN_HEADER_SIZE >= n;
+  return q.len <= q.r.head.length && q.len - IN_HEADER_SIZE >= n;
 }
 
 /** The payload must hold at least n bytes of fixed arguments and fit in the head copy (else EINVAL). */
@@ -28,7 +29,7 @@ export function need(q: Req, n: number): void {
  */
 export function needFixed(q: Req, n: number): void {
   const end = IN_HEADER_SIZE + n;
-  if (q.r.head.length < end || q.h.len < end) throw new ReplyError(-Errno.EINVAL);
+  if (q.r.head.length < end || q.len < end) throw new ReplyError(-Errno.EINVAL);
 }
 
 /** Index of the NUL ending a string at `start`, searched before `stop`; -1 if none. */
@@ -41,27 +42,31 @@ function nulBefore(head: Uint8Array, start: number, stop: number): number {
 
 /** End of the request's bytes in the head copy. */
 function end(q: Req): number {
-  return Math.min(q.h.len, q.r.head.length);
+  return Math.min(q.len, q.r.head.length);
 }
 
+/** Names right after the in-header (LOOKUP, UNLINK, RMDIR, SYMLINK): one view per length, reused. */
+const headNames = new SliceCache(IN_HEADER_SIZE, NAME_MAX);
+
 /**
- * A NUL-terminated entry name at `start` inside [start, h.len) (after need()): non-empty, ≤ NAME_MAX,
+ * A NUL-terminated entry name at `start` inside [start, len) (after need()): non-empty, ≤ NAME_MAX,
  * no '/'. "." and ".." are refused (ENOENT for lookup, EINVAL otherwise): they would name the parent or
- * the node itself, and at the root ".." must never reach outside the share. Returns [name, end+1].
+ * the node itself, and at the root ".." must never reach outside the share. Returns the name (a view of
+ * the head copy, valid for the request only) and sets q.next to its end + 1.
  */
-export function entryName(q: Req, start: number, forLookup = false): [Uint8Array, number] {
+export function entryName(q: Req, start: number, forLookup = false): Uint8Array {
   const head = q.r.head;
   const nul = nulBefore(head, start, end(q));
   if (nul < 0) throw new ReplyError(-Errno.EINVAL);
   const len = nul - start;
   if (len === 0) throw new ReplyError(-Errno.EINVAL);
   if (len > NAME_MAX) throw new ReplyError(-Errno.ENAMETOOLONG);
-  const name = head.subarray(start, nul);
-  if (name.includes(0x2f)) throw new ReplyError(-Errno.EINVAL);
-  if (name[0] === 0x2e && (len === 1 || (len === 2 && name[1] === 0x2e))) {
+  for (let i = start; i < nul; i++) if (head[i] === 0x2f) throw new ReplyError(-Errno.EINVAL);
+  if (head[start] === 0x2e && (len === 1 || (len === 2 && head[start + 1] === 0x2e))) {
     throw new ReplyError(forLookup ? -Errno.ENOENT : -Errno.EINVAL);
   }
-  return [name, nul + 1];
+  q.next = nul + 1;
+  return start === IN_HEADER_SIZE ? headNames.of(head, len) : head.subarray(start, nul);
 }
 
 /** A NUL-terminated symlink target at `start` (after need()): non-empty, < PATH_MAX. */
@@ -73,22 +78,34 @@ export function symlinkTarget(q: Req, start: number): Uint8Array {
 }
 
 /**
- * A NUL-terminated xattr name at `start` inside [start, h.len) (after need()): 1..XATTR_NAME_MAX bytes,
+ * A NUL-terminated xattr name at `start` inside [start, len) (after need()): 1..XATTR_NAME_MAX bytes,
  * any but NUL ('/' included: it is not a path). Empty or longer is ERANGE, as setxattr(2) and its
- * siblings answer; a name without its NUL is EINVAL. Returns [name, end+1].
+ * siblings answer; a name without its NUL is EINVAL. Returns the name and sets q.next to its end + 1.
  */
-export function xattrName(q: Req, start: number): [Uint8Array, number] {
+export function xattrName(q: Req, start: number): Uint8Array {
   const e = end(q);
   const nul = nulBefore(q.r.head, start, Math.min(e, start + XATTR_NAME_MAX + 1));
   if (nul < 0) throw new ReplyError(e - start > XATTR_NAME_MAX ? -Errno.ERANGE : -Errno.EINVAL);
   if (nul === start) throw new ReplyError(-Errno.ERANGE);
-  return [q.r.head.subarray(start, nul), nul + 1];
+  q.next = nul + 1;
+  return q.r.head.subarray(start, nul);
 }
 
-/** A u64 file offset or length as a number: EINVAL beyond 2^53 - 1 (no file is that large). */
-export function offset(v: bigint): number {
+/** A file offset or length as getOffset decoded it: EINVAL for -1 (beyond 2^53 - 1: no file is that large). */
+export function offset(v: number): number {
+  if (v < 0) throw new ReplyError(-Errno.EINVAL);
+  return v;
+}
+
+/** A u64 file offset or length (a bigint, from a struct decoded whole) as a number: EINVAL beyond 2^53 - 1. */
+export function offsetBig(v: bigint): number {
   if (v > MAX_SAFE) throw new ReplyError(-Errno.EINVAL);
   return Number(v);
+}
+
+/** A u64 fh decoded as a bigint (SETATTR's) as getId would give it: 0 (unknown) beyond 2^53 - 1. */
+export function idBig(v: bigint): number {
+  return v > MAX_SAFE ? 0 : Number(v);
 }
 
 /** A SETATTR time: 'now' with its *_NOW bit, else seconds (the u64 bits of a signed time) and nanoseconds. */

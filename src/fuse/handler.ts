@@ -1,24 +1,51 @@
 /**
  * The shape of a FUSE opcode handler (src/fuse/ops/*): a plain function of the server's fixed state
- * and one decoded request, returning the reply length written to the Writer (0: no reply). A handler
+ * and one decoded request, returning the reply length written to the Writer (0: no reply). The hot
+ * handlers allocate nothing (docs/internals.md "FUSE server ↔ virtio layer"). A handler
  * checks its arguments through src/fuse/args.ts, calls the FileSystem and encodes through
  * src/fuse/reply.ts; an argument it refuses is thrown as a ReplyError and answered by the server.
  */
-import type { InHeader } from '../abi/fuse.js';
+import type { InHeaderFields } from '../abi/fuse.js';
 import type { Ctx, FileSystem } from '../fs/filesystem.js';
 import type { Logger } from '../log.js';
 import type { CachePolicy } from './cache-policy.js';
 import type { Reader, Writer } from './io.js';
 import type { Session } from './session.js';
 
-/** One request: its header, a view of the head copy (fuse_in_header at 0), its Reader and Writer. */
-export interface Req {
-  readonly h: InHeader;
-  readonly v: DataView;
-  readonly r: Reader;
-  readonly w: Writer;
+/**
+ * One request: its header (decoded in place), a view of the head copy (fuse_in_header at 0), its Reader
+ * and Writer and a view of the reply scratch. The server owns one Req and fills it anew for every
+ * request, so nothing here outlives the request: a handler never keeps it (or `ctx`) beyond its return.
+ * The views are cached per buffer (src/fuse/views.ts): both may reach past the head copy or the scratch,
+ * so every read is after a length check (src/fuse/args.ts) and every write after room()
+ * (src/fuse/reply.ts).
+ */
+export class Req implements InHeaderFields {
+  len = 0;
+  opcode = 0;
+  uniqueLo = 0;
+  uniqueHi = 0;
+  /** the header's node id (getId in src/abi/fuse.ts: 0 for one ≥ 2^53, which nothing has) */
+  nodeid = 0;
+  uid = 0;
+  gid = 0;
+  pid = 0;
+  totalExtlen = 0;
   /** the caller, from the header */
-  readonly ctx: Ctx;
+  readonly ctx: Ctx = { uid: 0, gid: 0, pid: 0 };
+  /** view of the head copy: fuse_in_header at 0 */
+  v!: DataView;
+  r!: Reader;
+  w!: Writer;
+  /** view of w.buf: the reply's header at 0 */
+  wv!: DataView;
+  /** where the last name checked (src/fuse/args.ts entryName, xattrName) ended, after its NUL */
+  next = 0;
+
+  /** The request's unique as a bigint, for a log line (never on a path that answers a request). */
+  get unique(): bigint {
+    return (BigInt(this.uniqueHi) << 32n) | BigInt(this.uniqueLo);
+  }
 }
 
 /** What handlers see of the server: fixed for its life (the session's state is shared). */

@@ -1,16 +1,20 @@
 /**
  * FUSE replies: fuse_out_header plus the opcode's reply struct, built in the Writer's scratch
- * (`w.buf`) and committed to the guest's writable descriptors. Every function returns the reply
- * length. Validities come from the cache policy (src/fuse/cache-policy.ts), never from here.
+ * (`w.buf`, through the request's cached view `q.wv`) and committed to the guest's writable
+ * descriptors. Every function returns the reply length. The reply's unique is the request's, copied as
+ * its two u32 halves; nothing is allocated per reply. Validities come from the cache policy
+ * (src/fuse/cache-policy.ts), never from here.
  */
 import {
   ATTR_OUT_SIZE, ENTRY_OUT_SIZE, GETXATTR_OUT_SIZE, INIT_OUT_SIZE, LSEEK_OUT_SIZE, OPEN_OUT_SIZE, OUT_HEADER_SIZE,
   STATFS_OUT_SIZE, WRITE_OUT_SIZE, type InitOut, direntSize, direntplusSize, encodeAttrOut, encodeDirent,
-  encodeEntryOut, encodeGetxattrOut, encodeInitOut, encodeLseekOut, encodeOpenOut, encodeOutHeader, encodeWriteOut,
+  encodeEntryOut, encodeGetxattrOut, encodeInitOut, encodeLseekOut, encodeOpenOut, encodeOutHeaderParts,
+  encodeWriteOut,
 } from '../abi/fuse.js';
 import { Errno } from '../errors.js';
 import type { DirSink, Entry } from '../fs/filesystem.js';
 import type { CachePolicy } from './cache-policy.js';
+import type { Req } from './handler.js';
 import type { Writer } from './io.js';
 
 /** Thrown by a handler (or an argument check) to answer with an errno; the server catches it. */
@@ -23,11 +27,16 @@ export function nosys(): never {
   throw new ReplyError(-Errno.ENOSYS);
 }
 
+/** fuse_out_header at the start of the scratch, with the request's unique. */
+function header(q: Req, len: number, error: number): void {
+  encodeOutHeaderParts(q.wv, 0, len, error, q.uniqueLo, q.uniqueHi);
+}
+
 /** A header-only reply with a negative errno (anything else becomes EIO); 0 if not even the header fits. */
-export function errorReply(w: Writer, unique: bigint, errno: number): number {
+export function errorReply(q: Req, errno: number): number {
+  const w = q.w;
   if (w.buf.length < OUT_HEADER_SIZE) return 0;
-  const e = errno < 0 && errno > -4096 ? errno : -Errno.EIO;
-  encodeOutHeader(new DataView(w.buf.buffer, w.buf.byteOffset, OUT_HEADER_SIZE), 0, OUT_HEADER_SIZE, e, unique);
+  header(q, OUT_HEADER_SIZE, errno < 0 && errno > -4096 ? errno : -Errno.EIO);
   w.commit(OUT_HEADER_SIZE);
   return OUT_HEADER_SIZE;
 }
@@ -37,110 +46,102 @@ export function room(w: Writer, n: number): void {
   if (OUT_HEADER_SIZE + n > w.buf.length) throw new ReplyError(-Errno.ERANGE);
 }
 
-/** A view of the first n payload bytes (after room(w, n)). */
-function payload(w: Writer, at: number, n: number): DataView {
-  return new DataView(w.buf.buffer, w.buf.byteOffset + OUT_HEADER_SIZE + at, n);
-}
-
 /** Header + `n` payload bytes already in w.buf[16..]. */
-export function okReply(w: Writer, unique: bigint, n: number): number {
+export function okReply(q: Req, n: number): number {
+  const w = q.w;
   room(w, n);
   const len = OUT_HEADER_SIZE + n;
-  encodeOutHeader(new DataView(w.buf.buffer, w.buf.byteOffset, OUT_HEADER_SIZE), 0, len, 0, unique);
+  header(q, len, 0);
   w.commit(len);
   return len;
 }
 
 /** 0 or -errno from the file system: an empty success or an error. */
-export function statusReply(w: Writer, unique: bigint, res: number): number {
-  return res < 0 ? errorReply(w, unique, res) : okReply(w, unique, 0);
+export function statusReply(q: Req, res: number): number {
+  return res < 0 ? errorReply(q, res) : okReply(q, 0);
 }
 
 /** A READ reply whose n data bytes the file system already placed in the writable part after the header. */
-export function readReply(w: Writer, unique: bigint, n: number): number {
+export function readReply(q: Req, n: number): number {
   const len = OUT_HEADER_SIZE + n;
-  encodeOutHeader(new DataView(w.buf.buffer, w.buf.byteOffset, OUT_HEADER_SIZE), 0, len, 0, unique);
-  w.commit(OUT_HEADER_SIZE);
+  header(q, len, 0);
+  q.w.commit(OUT_HEADER_SIZE);
   return len;
 }
 
 /** The bytes as the whole payload (READLINK). */
-export function bytesReply(w: Writer, unique: bigint, bytes: Uint8Array): number {
-  room(w, bytes.length);
-  w.buf.set(bytes, OUT_HEADER_SIZE);
-  return okReply(w, unique, bytes.length);
+export function bytesReply(q: Req, bytes: Uint8Array): number {
+  room(q.w, bytes.length);
+  q.w.buf.set(bytes, OUT_HEADER_SIZE);
+  return okReply(q, bytes.length);
 }
 
 /** struct fuse_kstatfs as the file system gave it. */
-export function statfsReply(w: Writer, unique: bigint, kstatfs: Uint8Array): number {
-  room(w, STATFS_OUT_SIZE);
-  w.buf.set(kstatfs.subarray(0, STATFS_OUT_SIZE), OUT_HEADER_SIZE);
-  return okReply(w, unique, STATFS_OUT_SIZE);
+export function statfsReply(q: Req, kstatfs: Uint8Array): number {
+  room(q.w, STATFS_OUT_SIZE);
+  q.w.buf.set(kstatfs.subarray(0, STATFS_OUT_SIZE), OUT_HEADER_SIZE);
+  return okReply(q, STATFS_OUT_SIZE);
 }
 
 /** fuse_entry_out (LOOKUP and the creating opcodes). */
-export function entryReply(w: Writer, unique: bigint, e: Entry, cache: CachePolicy): number {
-  room(w, ENTRY_OUT_SIZE);
-  encodeEntryOut(w.buf, OUT_HEADER_SIZE, e.nodeid, e.generation, cache.entryTimeout, cache.attrTimeout, e.attr);
-  return okReply(w, unique, ENTRY_OUT_SIZE);
+export function entryReply(q: Req, e: Entry, cache: CachePolicy): number {
+  room(q.w, ENTRY_OUT_SIZE);
+  encodeEntryOut(q.w.buf, q.wv, OUT_HEADER_SIZE, e.nodeid, e.generation, cache.entryTimeout, cache.attrTimeout, e.attr);
+  return okReply(q, ENTRY_OUT_SIZE);
 }
 
-/** fuse_attr_out (GETATTR, SETATTR). */
-export function attrReply(w: Writer, unique: bigint, attr: Uint8Array, cache: CachePolicy): number {
-  room(w, ATTR_OUT_SIZE);
-  encodeAttrOut(w.buf, OUT_HEADER_SIZE, cache.attrTimeout, attr);
-  return okReply(w, unique, ATTR_OUT_SIZE);
+/** fuse_attr_out (GETATTR, SETATTR): the file system's attr copied once, into the scratch. */
+export function attrReply(q: Req, attr: Uint8Array, cache: CachePolicy): number {
+  room(q.w, ATTR_OUT_SIZE);
+  encodeAttrOut(q.w.buf, q.wv, OUT_HEADER_SIZE, cache.attrTimeout, attr);
+  return okReply(q, ATTR_OUT_SIZE);
 }
 
 /** fuse_open_out at payload offset `at` (OPEN/OPENDIR: 0; CREATE: after its fuse_entry_out). */
-function openOut(w: Writer, unique: bigint, fh: bigint, openFlags: number, at: number): number {
-  room(w, at + OPEN_OUT_SIZE);
-  encodeOpenOut(payload(w, at, OPEN_OUT_SIZE), 0, fh, openFlags);
-  return okReply(w, unique, at + OPEN_OUT_SIZE);
+function openOut(q: Req, fh: number, openFlags: number, at: number): number {
+  room(q.w, at + OPEN_OUT_SIZE);
+  encodeOpenOut(q.wv, OUT_HEADER_SIZE + at, fh, openFlags);
+  return okReply(q, at + OPEN_OUT_SIZE);
 }
 
 /** fuse_open_out (OPEN, OPENDIR). */
-export function openReply(w: Writer, unique: bigint, fh: bigint, openFlags: number): number {
-  return openOut(w, unique, fh, openFlags, 0);
+export function openReply(q: Req, fh: number, openFlags: number): number {
+  return openOut(q, fh, openFlags, 0);
 }
 
 /** CREATE: fuse_entry_out then fuse_open_out. */
-export function createReply(w: Writer, unique: bigint, e: Entry, fh: bigint, openFlags: number, cache: CachePolicy): number {
-  room(w, ENTRY_OUT_SIZE + OPEN_OUT_SIZE);
-  encodeEntryOut(w.buf, OUT_HEADER_SIZE, e.nodeid, e.generation, cache.entryTimeout, cache.attrTimeout, e.attr);
-  return openOut(w, unique, fh, openFlags, ENTRY_OUT_SIZE);
-}
-
-/**
- * A reply whose payload is one fixed-size struct, written by its codec from src/abi/fuse.ts (a
- * module-level function: nothing is allocated per call but the view).
- */
-function structReply<T>(
-  w: Writer, unique: bigint, size: number, encode: (v: DataView, off: number, x: T) => void, x: T,
-): number {
-  room(w, size);
-  encode(payload(w, 0, size), 0, x);
-  return okReply(w, unique, size);
+export function createReply(q: Req, e: Entry, fh: number, openFlags: number, cache: CachePolicy): number {
+  room(q.w, ENTRY_OUT_SIZE + OPEN_OUT_SIZE);
+  encodeEntryOut(q.w.buf, q.wv, OUT_HEADER_SIZE, e.nodeid, e.generation, cache.entryTimeout, cache.attrTimeout, e.attr);
+  return openOut(q, fh, openFlags, ENTRY_OUT_SIZE);
 }
 
 /** fuse_write_out (WRITE, COPY_FILE_RANGE). */
-export function writeOutReply(w: Writer, unique: bigint, size: number): number {
-  return structReply(w, unique, WRITE_OUT_SIZE, encodeWriteOut, size);
+export function writeOutReply(q: Req, size: number): number {
+  room(q.w, WRITE_OUT_SIZE);
+  encodeWriteOut(q.wv, OUT_HEADER_SIZE, size);
+  return okReply(q, WRITE_OUT_SIZE);
 }
 
 /** fuse_lseek_out. */
-export function lseekReply(w: Writer, unique: bigint, offset: number): number {
-  return structReply(w, unique, LSEEK_OUT_SIZE, encodeLseekOut, BigInt(offset));
+export function lseekReply(q: Req, offset: number): number {
+  room(q.w, LSEEK_OUT_SIZE);
+  encodeLseekOut(q.wv, OUT_HEADER_SIZE, offset);
+  return okReply(q, LSEEK_OUT_SIZE);
 }
 
 /** fuse_getxattr_out: the size a GETXATTR/LISTXATTR value needs. */
-export function xattrSizeReply(w: Writer, unique: bigint, size: number): number {
-  return structReply(w, unique, GETXATTR_OUT_SIZE, encodeGetxattrOut, size);
+export function xattrSizeReply(q: Req, size: number): number {
+  room(q.w, GETXATTR_OUT_SIZE);
+  encodeGetxattrOut(q.wv, OUT_HEADER_SIZE, size);
+  return okReply(q, GETXATTR_OUT_SIZE);
 }
 
 /** fuse_init_out. */
-export function initReply(w: Writer, unique: bigint, o: InitOut): number {
-  return structReply(w, unique, INIT_OUT_SIZE, encodeInitOut, o);
+export function initReply(q: Req, o: InitOut): number {
+  room(q.w, INIT_OUT_SIZE);
+  encodeInitOut(q.wv, OUT_HEADER_SIZE, o);
+  return okReply(q, INIT_OUT_SIZE);
 }
 
 /** Encodes fuse_dirent / fuse_direntplus records into the reply scratch (READDIR, READDIRPLUS). */
@@ -148,6 +149,8 @@ export class ReplyDirSink implements DirSink {
   used = 0;
   constructor(
     private readonly buf: Uint8Array,
+    /** a view of buf (byte 0 = buf[0]) */
+    private readonly v: DataView,
     private readonly base: number,
     private readonly limit: number,
     private readonly plus: boolean,
@@ -167,17 +170,17 @@ export class ReplyDirSink implements DirSink {
     if (!this.fits(name.length)) throw new RangeError('DirSink.add without room');
     let p = this.base + this.used;
     if (this.plus) {
-      if (entry && entry.nodeid !== 0n) {
-        encodeEntryOut(this.buf, p, entry.nodeid, entry.generation, this.cache.entryTimeout, this.cache.attrTimeout,
-          entry.attr);
+      if (entry && entry.nodeid !== 0) {
+        encodeEntryOut(this.buf, this.v, p, entry.nodeid, entry.generation, this.cache.entryTimeout,
+          this.cache.attrTimeout, entry.attr);
       } else {
         // nodeid 0: the kernel makes no dentry for it and expects no FORGET; attr stays informative
-        encodeEntryOut(this.buf, p, 0n, 0n, 0, 0, entry ? entry.attr : null);
+        encodeEntryOut(this.buf, this.v, p, 0, 0, 0, 0, entry ? entry.attr : null);
       }
       p += ENTRY_OUT_SIZE;
       this.used += ENTRY_OUT_SIZE;
     }
-    const n = encodeDirent(this.buf, p, ino, off, type, name);
+    const n = encodeDirent(this.buf, this.v, p, ino, off, type, name);
     this.used += n;
   }
 }

@@ -5,16 +5,17 @@
  * (docs/internals.md "FUSE server ↔ virtio layer"). `handle` never throws: an exception is logged and
  * becomes EIO.
  */
-import { IN_HEADER_SIZE, decodeInHeader } from '../abi/fuse.js';
+import { IN_HEADER_SIZE, decodeInHeaderInto } from '../abi/fuse.js';
 import { Errno } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { type Logger, RateLimitedLogger } from '../log.js';
 import { type CacheMode, cachePolicy } from './cache-policy.js';
-import type { Req, Served } from './handler.js';
+import { Req, type Served } from './handler.js';
 import type { Reader, Writer } from './io.js';
 import { OPS } from './ops/table.js';
 import { ReplyError, errorReply } from './reply.js';
 import { SESSION_SLOTS, Session } from './session.js';
+import { ViewCache } from './views.js';
 
 export interface FuseServerOptions {
   cache?: CacheMode;
@@ -47,6 +48,10 @@ export interface FuseServerOptions {
 export class FuseServer {
   /** what every handler sees */
   private readonly served: Served;
+  /** the request being served: one object, filled anew for each (no allocation per request) */
+  private readonly q = new Req();
+  private readonly headViews = new ViewCache();
+  private readonly replyViews = new ViewCache();
 
   constructor(fs: FileSystem, opts: FuseServerOptions = {}) {
     // Every line a handler logs is one a guest can trigger per request (INIT's, a handler's exception,
@@ -75,34 +80,44 @@ export class FuseServer {
   /** Handle one request; returns the reply length written to w (0: no reply). Never throws. */
   handle(r: Reader, w: Writer): number {
     const s = this.served;
+    const q = this.q;
+    q.r = r;
+    q.w = w;
+    q.wv = this.replyViews.of(w.buf);
     if (r.total < IN_HEADER_SIZE || r.head.length < IN_HEADER_SIZE) {
+      q.uniqueLo = 0;
+      q.uniqueHi = 0;
       s.warn(`request shorter than fuse_in_header (${r.total})`);
-      return errorReply(w, 0n, -Errno.EINVAL);
+      return errorReply(q, -Errno.EINVAL);
     }
-    const v = new DataView(r.head.buffer, r.head.byteOffset, r.head.byteLength);
-    const h = decodeInHeader(v, 0);
-    if (h.len < IN_HEADER_SIZE || h.len > r.total) {
-      s.warn(`fuse_in_header.len ${h.len} disagrees with the chain (${r.total})`);
-      return errorReply(w, h.unique, -Errno.EINVAL);
+    const v = this.headViews.of(r.head);
+    q.v = v;
+    decodeInHeaderInto(v, 0, q);
+    if (q.len < IN_HEADER_SIZE || q.len > r.total) {
+      s.warn(`fuse_in_header.len ${q.len} disagrees with the chain (${r.total})`);
+      return errorReply(q, -Errno.EINVAL);
     }
     try {
-      const op = OPS[h.opcode];
+      const op = OPS[q.opcode];
       if (op?.gate !== 'init') {
         if (!s.session.initialized) {
           // FORGETs get no reply, even before INIT; anything else is answered EIO.
           if (op?.gate === 'forget') return 0;
-          s.warn(`op ${h.opcode} before INIT`);
-          return errorReply(w, h.unique, -Errno.EIO);
+          s.warn(`op ${q.opcode} before INIT`);
+          return errorReply(q, -Errno.EIO);
         }
         if (op?.gate !== 'forget') s.session.sync(s.fs);
       }
-      if (op === undefined) return errorReply(w, h.unique, -Errno.ENOSYS);
-      const q: Req = { h, v, r, w, ctx: { uid: h.uid, gid: h.gid, pid: h.pid } };
+      if (op === undefined) return errorReply(q, -Errno.ENOSYS);
+      const ctx = q.ctx;
+      ctx.uid = q.uid;
+      ctx.gid = q.gid;
+      ctx.pid = q.pid;
       return op.run(s, q);
     } catch (e) {
-      if (e instanceof ReplyError) return errorReply(w, h.unique, e.errno);
-      s.log?.error(`op ${h.opcode} unique ${h.unique}: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
-      return errorReply(w, h.unique, -Errno.EIO);
+      if (e instanceof ReplyError) return errorReply(q, e.errno);
+      s.log?.error(`op ${q.opcode} unique ${q.unique}: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+      return errorReply(q, -Errno.EIO);
     }
   }
 }

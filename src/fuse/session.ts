@@ -86,26 +86,25 @@ export class Session {
 
 /** INIT: version and flag negotiation. Runs with or without a live session. */
 export const init: Handler = (s, q) => {
-  const { h, v, w } = q;
-  const u = h.unique;
-  if (h.len > q.r.head.length || h.len - IN_HEADER_SIZE < INIT_IN_SIZE_COMPAT) return errorReply(w, u, -Errno.EINVAL);
-  const i = decodeInitIn(v, IN_HEADER_SIZE, h.len - IN_HEADER_SIZE);
+  const { v, w } = q;
+  if (q.len > q.r.head.length || q.len - IN_HEADER_SIZE < INIT_IN_SIZE_COMPAT) return errorReply(q, -Errno.EINVAL);
+  const i = decodeInitIn(v, IN_HEADER_SIZE, q.len - IN_HEADER_SIZE);
   if (i.major < FUSE_KERNEL_VERSION) {
     s.warn(`unsupported FUSE protocol ${i.major}.${i.minor}`);
-    return errorReply(w, u, -Errno.EPROTO);
+    return errorReply(q, -Errno.EPROTO);
   }
   // (the reply's room is checked before the minor: a too small buffer is ERANGE either way)
   room(w, INIT_OUT_SIZE);
   if (i.major > FUSE_KERNEL_VERSION) {
     // A newer kernel: answer with only our version so it retries INIT with major 7 (fuse.h).
-    return initReply(w, u, {
+    return initReply(q, {
       major: FUSE_KERNEL_VERSION, minor: FUSE_KERNEL_MINOR_VERSION, maxReadahead: 0, flags: 0, maxBackground: 0,
       congestionThreshold: 0, maxWrite: 0, timeGran: 0, maxPages: 0, mapAlignment: 0, flags2: 0,
     });
   }
   if (i.minor < FUSE_MIN_MINOR_VERSION) {
     s.warn(`unsupported FUSE protocol ${i.major}.${i.minor} (need 7.${FUSE_MIN_MINOR_VERSION})`);
-    return errorReply(w, u, -Errno.EPROTO);
+    return errorReply(q, -Errno.EPROTO);
   }
   if (s.session.initialized) {
     // A re-INIT without DESTROY (guest reboot): start the session over.
@@ -116,7 +115,7 @@ export const init: Handler = (s, q) => {
   const flags = (i.flags & s.session.wanted) >>> 0;
   s.session.start(s.fs, minor, flags);
   s.log?.info(`FUSE session 7.${minor}, flags 0x${flags.toString(16)}`);
-  return initReply(w, u, {
+  return initReply(q, {
     major: FUSE_KERNEL_VERSION, minor, maxReadahead: i.maxReadahead, flags, maxBackground: 64,
     congestionThreshold: 48, maxWrite: MAX_WRITE, timeGran: 1, maxPages: MAX_PAGES, mapAlignment: 0, flags2: 0,
   });
@@ -125,5 +124,5 @@ export const init: Handler = (s, q) => {
 /** DESTROY: the guest unmounts. */
 export const destroy: Handler = (s, q) => {
   s.session.end(s.fs);
-  return okReply(q.w, q.h.unique, 0);
+  return okReply(q, 0);
 };

@@ -26,10 +26,13 @@ export function recordViews(buffer: ArrayBufferLike, controlBase: number, wid: n
 /** Worker w's side of its record. */
 export class InFlight {
   private readonly words: Int32Array;
-  private readonly ids: BigInt64Array;
+  /** the pin ids' u64 slots as u32 halves (lo, hi): a node id or fh is a number below 2^53 */
+  private readonly idWords: Uint32Array;
 
   constructor(buffer: ArrayBufferLike, controlBase: number, wid: number) {
-    ({ words: this.words, ids: this.ids } = recordViews(buffer, controlBase, wid));
+    const { words, ids } = recordViews(buffer, controlBase, wid);
+    this.words = words;
+    this.idWords = new Uint32Array(ids.buffer, ids.byteOffset, ids.length * 2);
   }
 
   /**
@@ -61,11 +64,16 @@ export class InFlight {
     this.words[Flight.EPFD] = fd + 1;
   }
 
-  /** After a successful acquire. */
-  pin(kind: number, id: bigint): void {
+  /**
+   * After a successful acquire: the id as its u32 halves (the low word is the table slot, the high one
+   * its generation: both small integers, so no number is boxed on the way here).
+   */
+  pin(kind: number, lo: number, hi: number): void {
     const n = this.words[Flight.PINS]!;
     if (n < Flight.PIN_SLOTS) {
-      this.ids[n] = id;
+      // the u64 as the host's (little-endian) BigInt64Array reads it back (orphans.ts)
+      this.idWords[2 * n] = lo;
+      this.idWords[2 * n + 1] = hi;
       this.words[Flight.PIN_KIND + n] = kind;
     }
     this.words[Flight.PINS] = n + 1;
@@ -98,21 +106,21 @@ export class PinRecordingTables {
     private readonly flight: InFlight,
   ) {}
 
-  inodeAcquire(nodeid: bigint): number {
+  inodeAcquire(nodeid: number): number {
     const fd = this.vq.inodeAcquire(nodeid);
-    if (fd >= 0) this.flight.pin(Flight.PIN_INODE, nodeid);
+    if (fd >= 0) this.flight.pin(Flight.PIN_INODE, nodeid % 0x1_0000_0000, Math.floor(nodeid / 0x1_0000_0000));
     return fd;
   }
-  inodeRelease(nodeid: bigint): number {
+  inodeRelease(nodeid: number): number {
     this.flight.unpin();
     return this.vq.inodeRelease(nodeid);
   }
-  handleAcquire(fh: bigint): number {
+  handleAcquire(fh: number): number {
     const fd = this.vq.handleAcquire(fh);
-    if (fd >= 0) this.flight.pin(Flight.PIN_HANDLE, fh);
+    if (fd >= 0) this.flight.pin(Flight.PIN_HANDLE, fh % 0x1_0000_0000, Math.floor(fh / 0x1_0000_0000));
     return fd;
   }
-  handleRelease(fh: bigint): number {
+  handleRelease(fh: number): number {
     this.flight.unpin();
     return this.vq.handleRelease(fh);
   }
@@ -120,16 +128,16 @@ export class PinRecordingTables {
   inodeInit(rootFd: number, dev: bigint, ino: bigint): void {
     this.vq.inodeInit(rootFd, dev, ino);
   }
-  inodeLookup(dev: bigint, ino: bigint, fd: number): bigint {
-    return this.vq.inodeLookup(dev, ino, fd);
+  inodeLookup(devLo: number, devHi: number, inoLo: number, inoHi: number, fd: number): number {
+    return this.vq.inodeLookup(devLo, devHi, inoLo, inoHi, fd);
   }
   inodeLastExisted(): number {
     return this.vq.inodeLastExisted();
   }
-  inodeDev(nodeid: bigint): bigint {
+  inodeDev(nodeid: number): bigint {
     return this.vq.inodeDev(nodeid);
   }
-  inodeForget(nodeid: bigint, nlookup: bigint): number {
+  inodeForget(nodeid: number, nlookup: number): number {
     return this.vq.inodeForget(nodeid, nlookup);
   }
   inodeDropAll(): void {
@@ -141,10 +149,10 @@ export class PinRecordingTables {
   inodeCount(): number {
     return this.vq.inodeCount();
   }
-  handleOpen(fd: number, flags: number): bigint {
+  handleOpen(fd: number, flags: number): number {
     return this.vq.handleOpen(fd, flags);
   }
-  handleClose(fh: bigint): number {
+  handleClose(fh: number): number {
     return this.vq.handleClose(fh);
   }
   handleDrainNext(): number {

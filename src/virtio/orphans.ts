@@ -44,7 +44,7 @@ export function recoverWorker(vq: VqExports, memory: WebAssembly.Memory, wid: nu
   const pins = Math.min(words[Flight.PINS]!, Flight.PIN_SLOTS);
   words[Flight.PINS] = 0;
   for (let i = pins - 1; i >= 0; i--) {
-    const id = ids[i]!;
+    const id = Number(ids[i]!); // an id is below 2^53 (assembly/slots.ts): exact
     const fd = words[Flight.PIN_KIND + i] === Flight.PIN_INODE ? vq.inodeRelease(id) : vq.handleRelease(id);
     if (fd >= 0) native.close(fd);
   }

@@ -95,7 +95,7 @@ const u32Of6 = <F extends Fn6>(): Adapter<F> => (fn) => {
  * The AS module's function exports (assembly/index.ts), each with its JS type: the one TypeScript
  * declaration of the wasm interface. `VqExports` is derived from it, `wrap` builds from it, and
  * test/unit/abi-drift checks that its names are exactly the module's function exports.
- * u64 parameters and results are bigint, everything else number.
+ * u64 parameters and results are bigint, everything else number (f64 node ids and fhs included).
  */
 const EXPORTS = {
   // memory table
@@ -155,24 +155,24 @@ const EXPORTS = {
   drvReplyCheck: asIs<(win: number, usedLen: number, cap: number, uniqueLo: number, uniqueHi: number) => number>(),
   patternFill: asIs<(dst: number, len: number, off: number, seed: number) => void>(),
   patternCheck: asIs<(src: number, len: number, off: number, seed: number) => number>(),
-  // inode table
+  // inode table (node ids and fhs are numbers: every id is below 2^53, assembly/slots.ts)
   inodeInit: asIs<(rootFd: number, dev: bigint, ino: bigint) => void>(),
-  inodeLookup: u64<[dev: bigint, ino: bigint, fd: number]>(),
+  inodeLookup: asIs<(devLo: number, devHi: number, inoLo: number, inoHi: number, fd: number) => number>(),
   inodeLastExisted: asIs<() => number>(),
-  inodeDev: u64<[nodeid: bigint]>(),
-  inodeAcquire: asIs<(nodeid: bigint) => number>(),
-  inodeRelease: asIs<(nodeid: bigint) => number>(),
-  inodeForget: asIs<(nodeid: bigint, nlookup: bigint) => number>(),
+  inodeDev: u64<[nodeid: number]>(),
+  inodeAcquire: asIs<(nodeid: number) => number>(),
+  inodeRelease: asIs<(nodeid: number) => number>(),
+  inodeForget: asIs<(nodeid: number, nlookup: number) => number>(),
   inodeDropAll: asIs<() => void>(),
   inodeDrainNext: asIs<() => number>(),
   inodeCount: u32<[]>(),
   // file handle table
   handleInit: asIs<() => void>(),
-  handleOpen: u64<[fd: number, flags: number]>(),
-  handleAcquire: asIs<(fh: bigint) => number>(),
-  handleFlags: asIs<(fh: bigint) => number>(),
-  handleRelease: asIs<(fh: bigint) => number>(),
-  handleClose: asIs<(fh: bigint) => number>(),
+  handleOpen: asIs<(fd: number, flags: number) => number>(),
+  handleAcquire: asIs<(fh: number) => number>(),
+  handleFlags: asIs<(fh: number) => number>(),
+  handleRelease: asIs<(fh: number) => number>(),
+  handleClose: asIs<(fh: number) => number>(),
   handleDrainNext: asIs<() => number>(),
   handleCount: u32<[]>(),
 };

@@ -6,6 +6,7 @@
 // like HOLD first.
 import { Piscina } from 'piscina';
 import { Logger } from '../../src/log.js';
+import { getId } from '../../src/abi/fuse.js';
 import type { GuestReader, GuestWriter } from '../../src/virtio/guest-io.js';
 import { InFlight, PinRecordingTables } from '../../src/virtio/inflight.js';
 import { QueueRunner } from '../../src/virtio/queue-runner.js';
@@ -30,7 +31,7 @@ export default function run(task: { wid: number }): void {
       while (Atomics.load(gate, 0) === 1) Atomics.wait(gate, 0, 1, 1000);
     }
     if ((b === DIE || b === HOLD_DIE) && r.head.length >= 24) {
-      const nodeid = new DataView(r.head.buffer, r.head.byteOffset + 16, 8).getBigUint64(0, true);
+      const nodeid = getId(new DataView(r.head.buffer, r.head.byteOffset), 16);
       if (tables.inodeAcquire(nodeid) >= 0) process.exit(70);
     }
     w.buf[0] = b;

@@ -16,8 +16,9 @@ import { type VqExports, createSharedMemory, loadVirtqueueModule } from '../../s
 
 /** The fd of every fake entry: no process descriptor can have it (checked against RLIMIT_NOFILE). */
 export const FAKE_FD = 0x3fff_ffff;
-/** The st_dev of fake inodes: no file system has it. */
-const FAKE_DEV = 0xffff_ffff_ffff_f000n;
+/** The st_dev of fake inodes, as u32 halves (0xffff_ffff_ffff_f000): no file system has it. */
+const FAKE_DEV_LO = 0xffff_f000;
+const FAKE_DEV_HI = 0xffff_ffff;
 
 // The inode slot's layout (the @unmanaged class Inode in assembly/inodes.ts, whose build fails if a
 // field moves) and the slot-table header (assembly/slots.ts), for `nlookup`.
@@ -42,6 +43,12 @@ export async function realTables(): Promise<VqExports> {
     });
   }
   return (await loaded).vq;
+}
+
+/** The shared memory the real tables live in (after realTables()). */
+export function realMemory(): WebAssembly.Memory {
+  if (!current) throw new Error('realMemory: realTables() was not loaded');
+  return current.memory;
 }
 
 /**
@@ -93,25 +100,24 @@ export interface Filler {
 /** Fill every free slot of the inode table with fake inodes (one lookup each). */
 export function fillInodes(vq: VqExports): Filler {
   checkFakeFd();
-  const ids = new BigUint64Array(vq.layout.INODE_MAX);
+  const ids = new Float64Array(vq.layout.INODE_MAX);
   let n = 0;
-  for (let id = vq.inodeLookup(FAKE_DEV, 1n, FAKE_FD); id !== 0n; id = vq.inodeLookup(FAKE_DEV, BigInt(n + 1), FAKE_FD)) {
-    ids[n++] = id;
-  }
-  return filler(ids, n, (id) => vq.inodeForget(id, 1n));
+  const next = () => vq.inodeLookup(FAKE_DEV_LO, FAKE_DEV_HI, n + 1, 0, FAKE_FD);
+  for (let id = next(); id !== 0; id = next()) ids[n++] = id;
+  return filler(ids, n, (id) => vq.inodeForget(id, 1));
 }
 
 /** Fill every free slot of the handle table with fake handles. */
 export function fillHandles(vq: VqExports): Filler {
   checkFakeFd();
-  const ids = new BigUint64Array(vq.layout.HANDLE_MAX);
+  const ids = new Float64Array(vq.layout.HANDLE_MAX);
   let n = 0;
-  for (let fh = vq.handleOpen(FAKE_FD, 0); fh !== 0n; fh = vq.handleOpen(FAKE_FD, 0)) ids[n++] = fh;
+  for (let fh = vq.handleOpen(FAKE_FD, 0); fh !== 0; fh = vq.handleOpen(FAKE_FD, 0)) ids[n++] = fh;
   return filler(ids, n, (fh) => vq.handleClose(fh));
 }
 
-/** ids[0..count) in a typed array: a million boxed bigints in a JS array cost more than the fill. */
-function filler(ids: BigUint64Array, count: number, drop: (id: bigint) => number): Filler {
+/** ids[0..count) in a typed array: a million entries in a JS array cost more than the fill. */
+function filler(ids: Float64Array, count: number, drop: (id: number) => number): Filler {
   let left = count;
   const free = (n: number) => {
     let back = 0;

@@ -65,9 +65,9 @@ t.test('the guest O_DIRECT reaches the host only with allowDirectIo', async (t) 
     const e = c.entry(c.lookup(1n, 'f'));
     const o = c.open(e.nodeid, C.O_RDONLY | C.O_DIRECT);
     t.equal(o.error, 0);
-    const fd = tables.handleAcquire(o.fh!);
+    const fd = tables.handleAcquire(Number(o.fh!));
     t.equal((native.fcntlGetFl(fd) & C.O_DIRECT) !== 0, allow, `allowDirectIo=${allow}: host fd O_DIRECT ${allow}`);
-    tables.handleRelease(o.fh!);
+    tables.handleRelease(Number(o.fh!));
     fs.destroy();
     native.close(fs.procFd);
   }

@@ -15,27 +15,27 @@ import { FuseClient, concat, cstr, le } from '../helpers/fuse-client.js';
 /** A fake file system that records calls. */
 class FakeFs implements FileSystem {
   calls: string[] = [];
-  forgets: Array<[bigint, bigint]> = [];
+  forgets: Array<[number, number]> = [];
   destroyed = 0;
   writeback: boolean | undefined;
   init(o: { writeback: boolean }): void { this.writeback = o.writeback; }
   destroy(): void { this.destroyed++; }
-  lookup(_c: Ctx, parent: bigint, name: Uint8Array): Entry | number {
+  lookup(_c: Ctx, parent: number, name: Uint8Array): Entry | number {
     const n = new TextDecoder().decode(name);
     this.calls.push(`lookup ${parent} ${n}`);
     if (n === 'missing') return -E.ENOENT;
     if (n === 'boom') throw new Error('bug in fs');
-    return { nodeid: 77n, generation: 0n, attr: new Uint8Array(88).fill(1) };
+    return { nodeid: 77, generation: 0, attr: new Uint8Array(88).fill(1) };
   }
-  forget(nodeid: bigint, n: bigint): void { this.forgets.push([nodeid, n]); }
+  forget(nodeid: number, n: number): void { this.forgets.push([nodeid, n]); }
   getattr(): Uint8Array { return new Uint8Array(88).fill(2); }
-  unlink(_c: Ctx, _p: bigint, name: Uint8Array): number {
+  unlink(_c: Ctx, _p: number, name: Uint8Array): number {
     this.calls.push(`unlink ${new TextDecoder().decode(name)}`);
     return 0;
   }
-  open(): { fh: bigint; openFlags: number } { return { fh: 5n, openFlags: 0 }; }
-  opendir(): { fh: bigint; openFlags: number } { return { fh: 6n, openFlags: 0 }; }
-  read(_c: Ctx, _n: bigint, _fh: bigint, _off: number, size: number): number {
+  open(): { fh: number; openFlags: number } { return { fh: 5, openFlags: 0 }; }
+  opendir(): { fh: number; openFlags: number } { return { fh: 6, openFlags: 0 }; }
+  read(_c: Ctx, _n: number, _fh: number, _off: number, size: number): number {
     this.calls.push(`read ${size}`);
     return 0;
   }
@@ -172,11 +172,11 @@ t.test('forget and batch forget', async (t) => {
   const r = c.forget(5n, 3n);
   t.equal(r.ret, 0, 'no reply');
   t.equal(r.written, 0);
-  t.same(fs.forgets, [[5n, 3n]]);
+  t.same(fs.forgets, [[5, 3]]);
   const batch = concat(le([['u32', 2], ['u32', 0]]), le([['u64', 10n], ['u64', 1n]]), le([['u64', 11n], ['u64', 2n]]));
   const rb = c.call(Opcode.BatchForget, 0n, batch, { capacity: 0 });
   t.equal(rb.ret, 0);
-  t.same(fs.forgets.slice(1), [[10n, 1n], [11n, 2n]]);
+  t.same(fs.forgets.slice(1), [[10, 1], [11, 2]]);
   const lie = concat(le([['u32', 1000], ['u32', 0]]), le([['u64', 12n], ['u64', 1n]]));
   t.equal(c.call(Opcode.BatchForget, 0n, lie).ret, 0);
   t.equal(fs.forgets.length, 3, 'count beyond the buffer: nothing forgotten');

@@ -35,8 +35,8 @@ t.test('a worker that dies in a request: its chain answered EIO, its pin release
   const rootFd = pathFd();
   vq.inodeInit(rootFd, 1n, 1n);
   const victimFd = pathFd();
-  const victim = vq.inodeLookup(1n, 4242n, victimFd);
-  t.not(victim, 0n, 'an inode to pin');
+  const victim = vq.inodeLookup(1, 0, 4242, 0, victimFd);
+  t.not(victim, 0, 'an inode to pin');
 
   const logs: string[] = [];
   const pool = new WorkerPool(vq, memory, {
@@ -60,12 +60,12 @@ t.test('a worker that dies in a request: its chain answered EIO, its pin release
     return c;
   };
   /** A 40-byte readable part laid out as a FUSE in-header: unique at 8, node id at 16. */
-  const sendDie = (unique: bigint, nodeid: bigint) => {
+  const sendDie = (unique: bigint, nodeid: number) => {
     const req = new Uint8Array(40);
     const v = new DataView(req.buffer);
     req[0] = DIE;
     v.setBigUint64(8, unique, true);
-    v.setBigUint64(16, nodeid, true);
+    v.setBigUint64(16, BigInt(nodeid), true);
     const c = d.addChain({ readable: [req], writable: [16] });
     native.eventfdWrite(kick, 1);
     return c;
@@ -109,7 +109,7 @@ t.test('a worker that dies in a request: its chain answered EIO, its pin release
   t.same((await used(whilePaused, 15_000))?.bytes[0], 2, 'the replacement serves after resume()');
   t.same((await used(send(3), 5000))?.bytes[0], 3, 'and the next request');
 
-  const fd = vq.inodeForget(victim, 1n);
+  const fd = vq.inodeForget(victim, 1);
   t.equal(fd, victimFd, 'the inode is no longer pinned: forgetting it hands back its fd to close');
   if (fd >= 0) native.close(fd);
   let fds = fdCount();
@@ -117,13 +117,13 @@ t.test('a worker that dies in a request: its chain answered EIO, its pin release
   t.equal(fds, fdsBefore - 1, 'no fd left behind: the dead worker\'s epoll fd was closed (only the forgotten inode\'s is gone too)');
 
   // A second death (the restart delay doubles), then a pause and stop() with the worker dead.
-  const victim2 = vq.inodeLookup(1n, 4343n, pathFd());
+  const victim2 = vq.inodeLookup(1, 0, 4343, 0, pathFd());
   t.same((await used(sendDie(7n, victim2), 5000))?.len, 16, 'a second death is answered too');
   const p2 = await Promise.race([pool.pause().then(() => 'paused'), sleep(5000).then(() => 'still waiting after 5 s')]);
   t.equal(p2, 'paused', 'and a pause after it completes');
   pool.resume();
   t.same((await used(send(4), 15_000))?.bytes[0], 4, 'the second replacement serves');
-  const fd2 = vq.inodeForget(victim2, 1n);
+  const fd2 = vq.inodeForget(victim2, 1);
   t.ok(fd2 >= 0, 'its pin was released too');
   if (fd2 >= 0) native.close(fd2);
   t.equal(logs.filter((l) => /died/.test(l)).length, 2, 'two deaths logged');
@@ -220,15 +220,15 @@ t.test('recoverWorker: what a dead worker held, record by record', async (t) => 
   const pathFd = () => native.openat2(C.AT_FDCWD, enc.encode('/tmp'), C.O_PATH | C.O_CLOEXEC, 0, 0);
   const rootFd = pathFd();
   vq.inodeInit(rootFd, 1n, 1n);
-  const a = vq.inodeLookup(1n, 10n, pathFd());
-  const b = vq.inodeLookup(1n, 11n, pathFd());
+  const a = vq.inodeLookup(1, 0, 10, 0, pathFd());
+  const b = vq.inodeLookup(1, 0, 11, 0, pathFd());
   const tables = new PinRecordingTables(vq, flight);
   t.ok(tables.inodeAcquire(a) >= 0 && tables.inodeAcquire(b) >= 0, 'pinned');
-  t.equal(vq.inodeForget(b, 1n), -1, 'a pinned inode is not closed when forgotten');
+  t.equal(vq.inodeForget(b, 1), -1, 'a pinned inode is not closed when forgotten');
   const fds = fdCount();
   t.same(recoverWorker(vq, memory, W, log), { pins: 2 }, 'two pins released');
   t.equal(fdCount(), fds - 1, 'the forgotten inode\'s fd was closed');
-  const fa = vq.inodeForget(a, 1n);
+  const fa = vq.inodeForget(a, 1);
   t.ok(fa >= 0, 'the other is unpinned too');
   native.close(fa);
   native.close(rootFd);

@@ -78,7 +78,7 @@ t.test('RateLimitedLog: one window for every message', async (t) => {
 });
 
 class ThrowingFs implements FileSystem {
-  lookup(_c: Ctx, _p: bigint, _n: Uint8Array): Entry | number {
+  lookup(_c: Ctx, _p: number, _n: Uint8Array): Entry | number {
     throw new Error('bug in fs');
   }
   forget(): void {}

@@ -221,8 +221,8 @@ t.test('FORGET of an inode another worker is using: its fd closes when that requ
   const dir = t.testdir({ f: 'x' });
   const { a, b } = setup(t, dir);
   const e = a.entry(a.lookup(1n, 'f'));
-  const fd = tables.inodeAcquire(e.nodeid);
-  t.equal(tables.inodeRelease(e.nodeid), -1);
+  const fd = tables.inodeAcquire(Number(e.nodeid));
+  t.equal(tables.inodeRelease(Number(e.nodeid)), -1);
   const fds = fdCount();
   const inodes = tables.inodeCount();
   let during: Record<string, unknown> | undefined;
@@ -253,8 +253,8 @@ t.test('RELEASE of a handle another worker is using: its fd closes when that req
   const { a, b } = setup(t, dir);
   const e = a.entry(a.lookup(1n, 'f'));
   const fh = a.open(e.nodeid, 2).fh!;
-  const fd = tables.handleAcquire(fh);
-  t.equal(tables.handleRelease(fh), -1);
+  const fd = tables.handleAcquire(Number(fh));
+  t.equal(tables.handleRelease(Number(fh)), -1);
   const fds = fdCount();
   let during: Record<string, unknown> | undefined;
   inject(t, 'fsync', (orig) => (ffd, datasync) => {

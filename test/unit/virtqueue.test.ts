@@ -483,9 +483,9 @@ t.test('a second instance on the same memory shares all state', async (t) => {
   t.equal(vq2.queuePush(0, b.head, 4), 1);
   t.same(d.takeUsed(), [{ id: a.head, len: 8 }, { id: b.head, len: 4 }]);
   vq.inodeInit(3, 1n, 1n);
-  const x = vq.inodeLookup(1n, 2n, 10);
+  const x = vq.inodeLookup(1, 0, 2, 0, 10);
   t.equal(vq.inodeLastExisted(), 0);
-  t.equal(vq2.inodeLookup(1n, 2n, 11), x);
+  t.equal(vq2.inodeLookup(1, 0, 2, 0, 11), x);
   t.equal(vq2.inodeLastExisted(), 1, 'lastExisted is per instance');
   t.equal(vq.inodeLastExisted(), 0);
 });

@@ -6,11 +6,15 @@ import { C, STATFS_OUT_SIZE, native } from '../../native.js';
 import type { Ctx, SetattrArgs } from '../filesystem.js';
 import { type Core, EMPTY_NAME, STAT_FLAGS } from './core.js';
 
-export function getattr(c: Core, nodeid: bigint): Uint8Array | number {
-  return c.withInode(nodeid, (fd) => {
+export function getattr(c: Core, nodeid: number): Uint8Array | number {
+  const fd = c.tables.inodeAcquire(nodeid);
+  if (fd < 0) return -Errno.ESTALE;
+  try {
     const r = c.statFd(fd);
-    return r < 0 ? r : c.st;
-  });
+    return r < 0 ? r : c.attr;
+  } finally {
+    c.unpinInode(nodeid);
+  }
 }
 
 /** utimensat's (seconds, nanoseconds) for one SETATTR time */
@@ -18,7 +22,7 @@ function utime(x: SetattrArgs['atime']): [number, number] {
   return x === undefined ? [0, C.UTIME_OMIT] : x === 'now' ? [0, C.UTIME_NOW] : [x.sec, x.nsec];
 }
 
-export function setattr(c: Core, nodeid: bigint, a: SetattrArgs): Uint8Array | number {
+export function setattr(c: Core, nodeid: number, a: SetattrArgs): Uint8Array | number {
   return c.withInode(nodeid, (fd) => {
     let r = c.statFd(fd);
     if (r < 0) return r;
@@ -60,11 +64,11 @@ export function setattr(c: Core, nodeid: bigint, a: SetattrArgs): Uint8Array | n
       if (r < 0) return r;
     }
     r = c.statFd(fd);
-    return r < 0 ? r : c.st;
+    return r < 0 ? r : c.attr;
   });
 }
 
-export function readlink(c: Core, nodeid: bigint): Uint8Array | number {
+export function readlink(c: Core, nodeid: number): Uint8Array | number {
   return c.withInode(nodeid, (fd) => {
     const buf = new Uint8Array(PATH_MAX);
     const n = native.readlinkat(fd, null, buf);
@@ -72,7 +76,7 @@ export function readlink(c: Core, nodeid: bigint): Uint8Array | number {
   });
 }
 
-export function statfs(c: Core, nodeid: bigint): Uint8Array | number {
+export function statfs(c: Core, nodeid: number): Uint8Array | number {
   return c.withInode(nodeid, (fd) => {
     const out = new Uint8Array(STATFS_OUT_SIZE);
     const r = native.fstatfs(fd, out);
@@ -80,7 +84,7 @@ export function statfs(c: Core, nodeid: bigint): Uint8Array | number {
   });
 }
 
-export function syncfs(c: Core, nodeid: bigint): number {
+export function syncfs(c: Core, nodeid: number): number {
   // syncfs(2) refuses O_PATH fds: reopen the inode for reading (a directory, or a regular file).
   // Only the file system holding the node (the share's root, as the guest sends it) is committed;
   // file systems mounted beneath the share are not walked.
@@ -97,7 +101,7 @@ export function syncfs(c: Core, nodeid: bigint): number {
   });
 }
 
-export function access(c: Core, ctx: Ctx, nodeid: bigint, mask: number): number {
+export function access(c: Core, ctx: Ctx, nodeid: number, mask: number): number {
   return c.withInode(nodeid, (fd) => {
     const r = c.statFd(fd);
     if (r < 0) return r;

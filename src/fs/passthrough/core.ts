@@ -3,7 +3,7 @@
  * an inode or handle fd around a use, run a creating call as the caller, and turn an O_PATH fd into
  * a node id. The confinement rules these helpers keep are stated in src/fs/passthrough.ts.
  */
-import { AttrOff, FUSE_ATTR_SUBMOUNT } from '../../abi/fuse.js';
+import { ATTR_SIZE, AttrOff, FUSE_ATTR_SUBMOUNT } from '../../abi/fuse.js';
 import { S_IFDIR, S_IFMT } from '../../abi/stat.js';
 import { Errno } from '../../errors.js';
 import { C, STAT_OUT_SIZE, native } from '../../native.js';
@@ -43,6 +43,12 @@ export class Core {
   /** native.statAt output: a fuse_attr then st_dev (AttrOff) */
   readonly st = new Uint8Array(STAT_OUT_SIZE);
   readonly stv = new DataView(this.st.buffer);
+  /** the fuse_attr part of st: what getattr, setattr and entries return (the server copies it at once) */
+  readonly attr = this.st.subarray(0, ATTR_SIZE);
+  /** the Entry lookups return: one object, refilled by each (the server encodes it at once) */
+  readonly entry: Entry = { nodeid: 0, generation: 0, attr: this.attr };
+  /** the Opened that open and opendir return, likewise */
+  readonly opened: Opened = { fh: 0, openFlags: 0 };
   /** getdents64 scratch */
   readonly dents = new Uint8Array(DIRENT_BUF);
   readonly dentv = new DataView(this.dents.buffer);
@@ -56,28 +62,41 @@ export class Core {
     readonly opts: PassthroughOptions,
   ) {}
 
-  /** Run f with the pinned fd of nodeid; ESTALE for an unknown node id. */
-  withInode<T>(nodeid: bigint, f: (fd: number) => T): T | number {
+  /**
+   * Run f with the pinned fd of nodeid; ESTALE for an unknown node id. (A closure per call: the hot
+   * calls pin in plain code instead, `tables.inodeAcquire` … try/finally `unpinInode`.)
+   */
+  withInode<T>(nodeid: number, f: (fd: number) => T): T | number {
     const fd = this.tables.inodeAcquire(nodeid);
     if (fd < 0) return -Errno.ESTALE;
     try {
       return f(fd);
     } finally {
-      const c = this.tables.inodeRelease(nodeid);
-      if (c >= 0) native.close(c);
+      this.unpinInode(nodeid);
     }
   }
 
-  /** Run f with the pinned fd of an open handle; EBADF for an unknown handle. */
-  withHandle<T>(fh: bigint, f: (fd: number) => T): T | number {
+  /** Run f with the pinned fd of an open handle; EBADF for an unknown handle (see withInode). */
+  withHandle<T>(fh: number, f: (fd: number) => T): T | number {
     const fd = this.tables.handleAcquire(fh);
     if (fd < 0) return -Errno.EBADF;
     try {
       return f(fd);
     } finally {
-      const c = this.tables.handleRelease(fh);
-      if (c >= 0) native.close(c);
+      this.unpinHandle(fh);
     }
+  }
+
+  /** Undo a successful inodeAcquire; closes the fd when this was the last user of a forgotten inode. */
+  unpinInode(nodeid: number): void {
+    const c = this.tables.inodeRelease(nodeid);
+    if (c >= 0) native.close(c);
+  }
+
+  /** Undo a successful handleAcquire; closes the fd when this was the last user of a released handle. */
+  unpinHandle(fh: number): void {
+    const c = this.tables.handleRelease(fh);
+    if (c >= 0) native.close(c);
   }
 
   /** Run a creating op as the caller so the new file gets the caller's uid/gid. */
@@ -119,17 +138,21 @@ export class Core {
       native.close(fd);
       return r;
     }
-    const nodeid = this.tables.inodeLookup(this.stv.getBigUint64(AttrOff.dev, true), this.stv.getBigUint64(AttrOff.ino, true), fd);
-    if (nodeid === 0n) {
+    const v = this.stv;
+    const nodeid = this.tables.inodeLookup(v.getUint32(AttrOff.dev, true), v.getUint32(AttrOff.dev + 4, true),
+      v.getUint32(AttrOff.ino, true), v.getUint32(AttrOff.ino + 4, true), fd);
+    if (nodeid === 0) {
       native.close(fd);
       return -Errno.ENFILE;
     }
     if (this.tables.inodeLastExisted()) native.close(fd);
-    return { nodeid, generation: 0n, attr: this.st };
+    const e = this.entry;
+    e.nodeid = nodeid;
+    return e;
   }
 
   /** With announceSubmounts: set FUSE_ATTR_SUBMOUNT on a directory whose st_dev is not its parent's. */
-  markSubmount(parent: bigint, e: Entry | number): Entry | number {
+  markSubmount(parent: number, e: Entry | number): Entry | number {
     if (!this.opts.announceSubmounts || typeof e === 'number') return e;
     if (this.type !== S_IFDIR) return e;
     if (this.stv.getBigUint64(AttrOff.dev, true) !== this.tables.inodeDev(parent)) {
@@ -142,7 +165,7 @@ export class Core {
     if (fd >= 0) native.close(fd);
   }
 
-  forget(nodeid: bigint, nlookup: bigint): void {
+  forget(nodeid: number, nlookup: number): void {
     this.closeIf(this.tables.inodeForget(nodeid, nlookup));
   }
 
@@ -160,10 +183,12 @@ export class Core {
   /** A handle for an open fd (takes ownership of fd). */
   newHandle(fd: number, flags: number): Opened | number {
     const fh = this.tables.handleOpen(fd, flags >>> 0);
-    if (fh === 0n) {
+    if (fh === 0) {
       native.close(fd);
       return -Errno.ENFILE;
     }
-    return { fh, openFlags: 0 };
+    const o = this.opened;
+    o.fh = fh;
+    return o;
   }
 }

@@ -10,6 +10,8 @@ import { type Core, DIRENT_BUF } from './core.js';
 const MAX_HOST_RECLEN = 280;
 /** the largest directory cookie: d_off is a signed 64-bit offset */
 const MAX_DIR_OFFSET = 0x7fffffffffffffffn;
+/** the READDIRPLUS entry of "." and "..": node id 0, no attributes */
+const DOT_ENTRY = { nodeid: 0, generation: 0, attr: new Uint8Array(ATTR_SIZE) };
 
 /** Seeks a directory to a cookie (ext4 cookies are 63-bit hashes: bigint all the way). 0 or -errno. */
 function seekDir(fd: number, off: bigint): number {
@@ -17,7 +19,7 @@ function seekDir(fd: number, off: bigint): number {
   return r < 0n ? Number(r) : 0;
 }
 
-export function opendir(c: Core, nodeid: bigint): Opened | number {
+export function opendir(c: Core, nodeid: number): Opened | number {
   return c.withInode(nodeid, (fd) => {
     const r = c.statFd(fd);
     if (r < 0) return r;
@@ -28,7 +30,7 @@ export function opendir(c: Core, nodeid: bigint): Opened | number {
   });
 }
 
-export function readdir(c: Core, nodeid: bigint, fh: bigint, offset: bigint, sink: DirSink, plus: boolean): number {
+export function readdir(c: Core, nodeid: number, fh: number, offset: bigint, sink: DirSink, plus: boolean): number {
   if (offset > MAX_DIR_OFFSET) return -Errno.EINVAL;
   return c.withHandle(fh, (dfd) => {
     // The handle's file position is where the previous READDIR stopped (the kernel serialises
@@ -77,7 +79,7 @@ export function readdir(c: Core, nodeid: bigint, fh: bigint, offset: bigint, sin
           sink.add(ino, next, type, name, null);
           emitted++;
         } else if (dot) {
-          sink.add(ino, next, type, name, { nodeid: 0n, generation: 0n, attr: new Uint8Array(ATTR_SIZE) });
+          sink.add(ino, next, type, name, DOT_ENTRY);
           emitted++;
         } else {
           const ent = c.markSubmount(nodeid, c.lookupAt(dfd, name)); // the handle's fd is this directory

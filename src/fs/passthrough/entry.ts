@@ -5,18 +5,24 @@ import { C, native } from '../../native.js';
 import type { Ctx, Entry } from '../filesystem.js';
 import type { Core } from './core.js';
 
-export function lookup(c: Core, parent: bigint, name: Uint8Array): Entry | number {
-  return c.withInode(parent, (pfd) => c.markSubmount(parent, c.lookupAt(pfd, name)));
+export function lookup(c: Core, parent: number, name: Uint8Array): Entry | number {
+  const pfd = c.tables.inodeAcquire(parent);
+  if (pfd < 0) return -Errno.ESTALE;
+  try {
+    return c.markSubmount(parent, c.lookupAt(pfd, name));
+  } finally {
+    c.unpinInode(parent);
+  }
 }
 
-export function symlink(c: Core, ctx: Ctx, parent: bigint, name: Uint8Array, target: Uint8Array): Entry | number {
+export function symlink(c: Core, ctx: Ctx, parent: number, name: Uint8Array, target: Uint8Array): Entry | number {
   return c.withInode(parent, (pfd) => {
     const r = c.asCaller(ctx, () => native.symlinkat(target, pfd, name));
     return r < 0 ? r : c.lookupAt(pfd, name);
   });
 }
 
-export function mknod(c: Core, ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, rdev: number): Entry | number {
+export function mknod(c: Core, ctx: Ctx, parent: number, name: Uint8Array, mode: number, rdev: number): Entry | number {
   const type = mode & S_IFMT;
   if (type === S_IFDIR || type === S_IFLNK) return -Errno.EINVAL;
   if ((type === S_IFBLK || type === S_IFCHR) && !c.opts.allowDevices) return -Errno.EPERM;
@@ -26,14 +32,14 @@ export function mknod(c: Core, ctx: Ctx, parent: bigint, name: Uint8Array, mode:
   });
 }
 
-export function mkdir(c: Core, ctx: Ctx, parent: bigint, name: Uint8Array, mode: number): Entry | number {
+export function mkdir(c: Core, ctx: Ctx, parent: number, name: Uint8Array, mode: number): Entry | number {
   return c.withInode(parent, (pfd) => {
     const r = c.asCaller(ctx, () => native.mkdirat(pfd, name, mode & 0o7777));
     return r < 0 ? r : c.lookupAt(pfd, name);
   });
 }
 
-export function link(c: Core, nodeid: bigint, newParent: bigint, newName: Uint8Array): Entry | number {
+export function link(c: Core, nodeid: number, newParent: number, newName: Uint8Array): Entry | number {
   return c.withInode(nodeid, (fd) =>
     c.withInode(newParent, (pfd) => {
       const r = native.linkat(fd, null, pfd, newName, C.AT_EMPTY_PATH);
@@ -46,15 +52,15 @@ export function link(c: Core, nodeid: bigint, newParent: bigint, newName: Uint8A
   );
 }
 
-export function unlink(c: Core, parent: bigint, name: Uint8Array): number {
+export function unlink(c: Core, parent: number, name: Uint8Array): number {
   return c.withInode(parent, (pfd) => native.unlinkat(pfd, name, 0));
 }
 
-export function rmdir(c: Core, parent: bigint, name: Uint8Array): number {
+export function rmdir(c: Core, parent: number, name: Uint8Array): number {
   return c.withInode(parent, (pfd) => native.unlinkat(pfd, name, C.AT_REMOVEDIR));
 }
 
-export function rename(c: Core, parent: bigint, name: Uint8Array, newParent: bigint, newName: Uint8Array,
+export function rename(c: Core, parent: number, name: Uint8Array, newParent: number, newName: Uint8Array,
   flags: number): number {
   if ((flags & ~(C.RENAME_NOREPLACE | C.RENAME_EXCHANGE | C.RENAME_WHITEOUT)) !== 0) return -Errno.EINVAL;
   return c.withInode(parent, (pfd) =>

@@ -9,8 +9,10 @@ import { C, native } from '../../native.js';
 import type { Created, Ctx, FileSink, FileSource, Opened } from '../filesystem.js';
 import { type Core, PATH_FLAGS, RESOLVE } from './core.js';
 
-export function open(c: Core, nodeid: bigint, flags: number): Opened | number {
-  return c.withInode(nodeid, (fd) => {
+export function open(c: Core, nodeid: number, flags: number): Opened | number {
+  const fd = c.tables.inodeAcquire(nodeid);
+  if (fd < 0) return -Errno.ESTALE;
+  try {
     const r = c.statFd(fd);
     if (r < 0) return r;
     const type = c.type;
@@ -24,10 +26,12 @@ export function open(c: Core, nodeid: bigint, flags: number): Opened | number {
     const ofd = native.openProcFd(c.procSelfFd, fd, f);
     if (ofd < 0) return ofd;
     return c.newHandle(ofd, f);
-  });
+  } finally {
+    c.unpinInode(nodeid);
+  }
 }
 
-export function create(c: Core, ctx: Ctx, parent: bigint, name: Uint8Array, mode: number, flags: number): Created | number {
+export function create(c: Core, ctx: Ctx, parent: number, name: Uint8Array, mode: number, flags: number): Created | number {
   return c.withInode(parent, (pfd) => {
     // Create with O_EXCL first: O_CREAT alone opens an existing FIFO or device node, and that open is
     // itself the harm (a FIFO's reader sees a writer, a watchdog or tape device acts on open). An
@@ -65,25 +69,47 @@ export function create(c: Core, ctx: Ctx, parent: bigint, name: Uint8Array, mode
     }
     const h = c.newHandle(ofd, f & ~(C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW));
     if (typeof h === 'number') {
-      c.forget(e.nodeid, 1n);
+      c.forget(e.nodeid, 1);
       return h;
     }
     return { fh: h.fh, openFlags: h.openFlags, entry: e };
   });
 }
 
-export function read(c: Core, fh: bigint, offset: number, size: number, sink: FileSink, sinkOff: number): number {
+export function read(c: Core, fh: number, offset: number, size: number, sink: FileSink, sinkOff: number): number {
   if (size === 0) return 0;
-  return c.withHandle(fh, (fd) => sink.readFromFile(fd, offset, sinkOff, size));
+  const fd = c.tables.handleAcquire(fh);
+  if (fd < 0) return -Errno.EBADF;
+  try {
+    return sink.readFromFile(fd, offset, sinkOff, size);
+  } finally {
+    c.unpinHandle(fh);
+  }
 }
 
-export function write(c: Core, fh: bigint, offset: number, size: number, src: FileSource, srcOff: number): number {
+export function write(c: Core, fh: number, offset: number, size: number, src: FileSource, srcOff: number): number {
   if (size === 0) return 0;
-  return c.withHandle(fh, (fd) => src.writeToFile(fd, offset, srcOff, size));
+  const fd = c.tables.handleAcquire(fh);
+  if (fd < 0) return -Errno.EBADF;
+  try {
+    return src.writeToFile(fd, offset, srcOff, size);
+  } finally {
+    c.unpinHandle(fh);
+  }
 }
 
-export function flush(c: Core, fh: bigint): number {
-  return c.withHandle(fh, (fd) => flushFd(fd));
+export function flush(c: Core, fh: number): number {
+  return flushHandle(c, fh);
+}
+
+function flushHandle(c: Core, fh: number): number {
+  const fd = c.tables.handleAcquire(fh);
+  if (fd < 0) return -Errno.EBADF;
+  try {
+    return flushFd(fd);
+  } finally {
+    c.unpinHandle(fh);
+  }
 }
 
 /**
@@ -107,8 +133,8 @@ function flushFd(fd: number): number {
  * (it sends RELEASE after the guest's last close(2) has returned, often in the background), so the
  * caller can only log it. A close deferred to a request that still pins the fd is not reported.
  */
-export function release(c: Core, fh: bigint, flush = false): number {
-  const f = flush ? c.withHandle(fh, (fd) => flushFd(fd)) : 0;
+export function release(c: Core, fh: number, flush = false): number {
+  const f = flush ? flushHandle(c, fh) : 0;
   const fd = c.tables.handleClose(fh);
   if (fd === -2) return -Errno.EBADF;
   const r = fd >= 0 ? native.close(fd) : 0;
@@ -116,21 +142,21 @@ export function release(c: Core, fh: bigint, flush = false): number {
 }
 
 /** FSYNC and FSYNCDIR */
-export function fsync(c: Core, fh: bigint, datasync: boolean): number {
+export function fsync(c: Core, fh: number, datasync: boolean): number {
   return c.withHandle(fh, (fd) => native.fsync(fd, datasync));
 }
 
-export function fallocate(c: Core, fh: bigint, mode: number, offset: number, length: number): number {
+export function fallocate(c: Core, fh: number, mode: number, offset: number, length: number): number {
   return c.withHandle(fh, (fd) => native.fallocate(fd, mode, offset, length));
 }
 
-export function lseek(c: Core, fh: bigint, offset: number, whence: number): number {
+export function lseek(c: Core, fh: number, offset: number, whence: number): number {
   if (whence !== C.SEEK_SET && whence !== C.SEEK_CUR && whence !== C.SEEK_END &&
     whence !== C.SEEK_DATA && whence !== C.SEEK_HOLE) return -Errno.EINVAL;
   return c.withHandle(fh, (fd) => native.lseek(fd, offset, whence));
 }
 
-export function copyFileRange(c: Core, fhIn: bigint, offIn: number, fhOut: bigint, offOut: number, len: number): number {
+export function copyFileRange(c: Core, fhIn: number, offIn: number, fhOut: number, offOut: number, len: number): number {
   if (len === 0) return 0;
   // The host checks what the guest's kernel checked too: fhIn readable, fhOut writable (EBADF),
   // regular files, overlapping ranges in one file (EINVAL).

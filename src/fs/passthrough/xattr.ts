@@ -18,7 +18,7 @@ import { C, native } from '../../native.js';
 import type { Core } from './core.js';
 
 /** f(fd) on a real fd for nodeid, or `other` for a file type that is never opened. */
-function withXattrFd(c: Core, nodeid: bigint, f: (fd: number) => number, other: number): number {
+function withXattrFd(c: Core, nodeid: number, f: (fd: number) => number, other: number): number {
   return c.withInode(nodeid, (ifd) => {
     const r = c.statFd(ifd);
     if (r < 0) return r;
@@ -37,18 +37,18 @@ function withXattrFd(c: Core, nodeid: bigint, f: (fd: number) => number, other: 
   });
 }
 
-export function setxattr(c: Core, nodeid: bigint, name: Uint8Array, value: Uint8Array, flags: number): number {
+export function setxattr(c: Core, nodeid: number, name: Uint8Array, value: Uint8Array, flags: number): number {
   return withXattrFd(c, nodeid, (fd) => native.fsetxattr(fd, name, value, flags), -Errno.EOPNOTSUPP);
 }
 
-export function getxattr(c: Core, nodeid: bigint, name: Uint8Array, out: Uint8Array): number {
+export function getxattr(c: Core, nodeid: number, name: Uint8Array, out: Uint8Array): number {
   return withXattrFd(c, nodeid, (fd) => native.fgetxattr(fd, name, out), -Errno.ENODATA);
 }
 
-export function listxattr(c: Core, nodeid: bigint, out: Uint8Array): number {
+export function listxattr(c: Core, nodeid: number, out: Uint8Array): number {
   return withXattrFd(c, nodeid, (fd) => native.flistxattr(fd, out), 0);
 }
 
-export function removexattr(c: Core, nodeid: bigint, name: Uint8Array): number {
+export function removexattr(c: Core, nodeid: number, name: Uint8Array): number {
   return withXattrFd(c, nodeid, (fd) => native.fremovexattr(fd, name), -Errno.EOPNOTSUPP);
 }

@@ -2,10 +2,10 @@
 import {
   ACCESS_IN_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME,
   FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FUSE_GETATTR_FH, GETATTR_IN_SIZE, IN_HEADER_SIZE, SETATTR_IN_SIZE,
-  type SetattrIn, decodeAccessIn, decodeGetattrIn, decodeSetattrIn,
+  type SetattrIn, decodeAccessIn, decodeGetattrInFh, decodeGetattrInFlags, decodeSetattrIn,
 } from '../../abi/fuse.js';
 import type { SetattrArgs } from '../../fs/filesystem.js';
-import { need, offset, timeSpec } from '../args.js';
+import { idBig, need, offsetBig, timeSpec } from '../args.js';
 import type { Handler } from '../handler.js';
 import { attrReply, bytesReply, errorReply, nosys, statfsReply, statusReply } from '../reply.js';
 
@@ -13,11 +13,10 @@ const P = IN_HEADER_SIZE;
 
 export const getattr: Handler = (s, q) => {
   need(q, GETATTR_IN_SIZE);
-  const g = decodeGetattrIn(q.v, P);
-  const fh = (g.getattrFlags & FUSE_GETATTR_FH) !== 0 ? g.fh : null;
+  const fh = (decodeGetattrInFlags(q.v, P) & FUSE_GETATTR_FH) !== 0 ? decodeGetattrInFh(q.v, P) : null;
   if (!s.fs.getattr) nosys();
-  const res = s.fs.getattr(q.ctx, q.h.nodeid, fh);
-  return typeof res === 'number' ? errorReply(q.w, q.h.unique, res) : attrReply(q.w, q.h.unique, res, s.cache);
+  const res = s.fs.getattr(q.ctx, q.nodeid, fh);
+  return typeof res === 'number' ? errorReply(q, res) : attrReply(q, res, s.cache);
 };
 
 /** fuse_setattr_in as the file system's arguments: only the fields its `valid` bits name, checked. */
@@ -26,8 +25,8 @@ function setattrArgs(a: SetattrIn): SetattrArgs {
   if (a.valid & FATTR_MODE) args.mode = a.mode;
   if (a.valid & FATTR_UID) args.uid = a.uid;
   if (a.valid & FATTR_GID) args.gid = a.gid;
-  if (a.valid & FATTR_SIZE) args.size = offset(a.size);
-  if (a.valid & FATTR_FH) args.fh = a.fh;
+  if (a.valid & FATTR_SIZE) args.size = offsetBig(a.size);
+  if (a.valid & FATTR_FH) args.fh = idBig(a.fh);
   if (a.valid & FATTR_KILL_SUIDGID) args.killSuidgid = true;
   if (a.valid & FATTR_ATIME) args.atime = timeSpec(a.valid & FATTR_ATIME_NOW, a.atime, a.atimensec);
   if (a.valid & FATTR_MTIME) args.mtime = timeSpec(a.valid & FATTR_MTIME_NOW, a.mtime, a.mtimensec);
@@ -38,30 +37,30 @@ export const setattr: Handler = (s, q) => {
   need(q, SETATTR_IN_SIZE);
   const args = setattrArgs(decodeSetattrIn(q.v, P));
   if (!s.fs.setattr) nosys();
-  const res = s.fs.setattr(q.ctx, q.h.nodeid, args);
-  return typeof res === 'number' ? errorReply(q.w, q.h.unique, res) : attrReply(q.w, q.h.unique, res, s.cache);
+  const res = s.fs.setattr(q.ctx, q.nodeid, args);
+  return typeof res === 'number' ? errorReply(q, res) : attrReply(q, res, s.cache);
 };
 
 export const readlink: Handler = (s, q) => {
   if (!s.fs.readlink) nosys();
-  const res = s.fs.readlink(q.ctx, q.h.nodeid);
-  return typeof res === 'number' ? errorReply(q.w, q.h.unique, res) : bytesReply(q.w, q.h.unique, res);
+  const res = s.fs.readlink(q.ctx, q.nodeid);
+  return typeof res === 'number' ? errorReply(q, res) : bytesReply(q, res);
 };
 
 export const access: Handler = (s, q) => {
   need(q, ACCESS_IN_SIZE);
   if (!s.fs.access) nosys();
-  return statusReply(q.w, q.h.unique, s.fs.access(q.ctx, q.h.nodeid, decodeAccessIn(q.v, P)));
+  return statusReply(q, s.fs.access(q.ctx, q.nodeid, decodeAccessIn(q.v, P)));
 };
 
 export const statfs: Handler = (s, q) => {
   if (!s.fs.statfs) nosys();
-  const res = s.fs.statfs(q.ctx, q.h.nodeid);
-  return typeof res === 'number' ? errorReply(q.w, q.h.unique, res) : statfsReply(q.w, q.h.unique, res);
+  const res = s.fs.statfs(q.ctx, q.nodeid);
+  return typeof res === 'number' ? errorReply(q, res) : statfsReply(q, res);
 };
 
 /** SYNCFS: struct fuse_syncfs_in is one u64 of padding, nothing to read. */
 export const syncfs: Handler = (s, q) => {
   if (!s.fs.syncfs) nosys();
-  return statusReply(q.w, q.h.unique, s.fs.syncfs(q.ctx, q.h.nodeid));
+  return statusReply(q, s.fs.syncfs(q.ctx, q.nodeid));
 };

@@ -16,27 +16,28 @@ const P = IN_HEADER_SIZE;
 const NO_BYTES = new Uint8Array(0);
 
 export const setxattr: Handler = (s, q) => {
-  if (!s.xattr) return errorReply(q.w, q.h.unique, -Errno.ENOSYS);
+  if (!s.xattr) return errorReply(q, -Errno.ENOSYS);
   need(q, SETXATTR_IN_SIZE);
   const x = decodeSetxattrIn(q.v, P);
   if ((x.flags & ~(XATTR_CREATE | XATTR_REPLACE)) !== 0) throw new ReplyError(-Errno.EINVAL);
-  const [name, next] = xattrName(q, P + SETXATTR_IN_SIZE);
+  const name = xattrName(q, P + SETXATTR_IN_SIZE);
+  const next = q.next;
   if (x.size > XATTR_SIZE_MAX) throw new ReplyError(-Errno.E2BIG);
   // the value is the `size` bytes after the name: all of them must be in the request
-  if (x.size > q.h.len - next) throw new ReplyError(-Errno.EINVAL);
+  if (x.size > q.len - next) throw new ReplyError(-Errno.EINVAL);
   const value = q.r.head.subarray(next, next + x.size);
   if (!s.fs.setxattr) nosys();
-  return statusReply(q.w, q.h.unique, s.fs.setxattr(q.ctx, q.h.nodeid, name, value, x.flags));
+  return statusReply(q, s.fs.setxattr(q.ctx, q.nodeid, name, value, x.flags));
 };
 
 /** GETXATTR (`name` set) or LISTXATTR (`name` null) into `out`: the file system's result. */
 function fetch(s: Served, q: Req, name: Uint8Array | null, out: Uint8Array): number {
   if (name === null) {
     if (!s.fs.listxattr) nosys();
-    return s.fs.listxattr(q.ctx, q.h.nodeid, out);
+    return s.fs.listxattr(q.ctx, q.nodeid, out);
   }
   if (!s.fs.getxattr) nosys();
-  return s.fs.getxattr(q.ctx, q.h.nodeid, name, out);
+  return s.fs.getxattr(q.ctx, q.nodeid, name, out);
 }
 
 /**
@@ -45,23 +46,22 @@ function fetch(s: Served, q: Req, name: Uint8Array | null, out: Uint8Array): num
  * limit, or what the writable part holds.
  */
 function readAny(s: Served, q: Req, list: boolean): number {
-  const u = q.h.unique;
-  if (!s.xattr) return errorReply(q.w, u, -Errno.ENOSYS);
+  if (!s.xattr) return errorReply(q, -Errno.ENOSYS);
   need(q, GETXATTR_IN_SIZE);
   const { size } = decodeGetxattrIn(q.v, P);
-  const name = list ? null : xattrName(q, P + GETXATTR_IN_SIZE)[0];
+  const name = list ? null : xattrName(q, P + GETXATTR_IN_SIZE);
   if (size === 0) {
     const res = fetch(s, q, name, NO_BYTES);
-    return res < 0 ? errorReply(q.w, u, res) : xattrSizeReply(q.w, u, res);
+    return res < 0 ? errorReply(q, res) : xattrSizeReply(q, res);
   }
   const max = list ? XATTR_LIST_MAX : XATTR_SIZE_MAX;
   const cap = Math.max(0, Math.min(size, max, q.w.buf.length - OUT_HEADER_SIZE));
   const res = fetch(s, q, name, q.w.buf.subarray(OUT_HEADER_SIZE, OUT_HEADER_SIZE + cap));
   // Linux: ERANGE with a buffer of the maximum size is E2BIG (the host's value can never fit)
-  if (res < 0) return errorReply(q.w, u, res === -Errno.ERANGE && cap >= max ? -Errno.E2BIG : res);
+  if (res < 0) return errorReply(q, res === -Errno.ERANGE && cap >= max ? -Errno.E2BIG : res);
   // (cap 0 is a size query to the host: only an empty value fits)
-  if (res > cap) return errorReply(q.w, u, -Errno.ERANGE);
-  return okReply(q.w, u, res);
+  if (res > cap) return errorReply(q, -Errno.ERANGE);
+  return okReply(q, res);
 }
 
 export const getxattr: Handler = (s, q) => readAny(s, q, false);
@@ -69,9 +69,9 @@ export const getxattr: Handler = (s, q) => readAny(s, q, false);
 export const listxattr: Handler = (s, q) => readAny(s, q, true);
 
 export const removexattr: Handler = (s, q) => {
-  if (!s.xattr) return errorReply(q.w, q.h.unique, -Errno.ENOSYS);
+  if (!s.xattr) return errorReply(q, -Errno.ENOSYS);
   need(q, 0);
-  const [name] = xattrName(q, P);
+  const name = xattrName(q, P);
   if (!s.fs.removexattr) nosys();
-  return statusReply(q.w, q.h.unique, s.fs.removexattr(q.ctx, q.h.nodeid, name));
+  return statusReply(q, s.fs.removexattr(q.ctx, q.nodeid, name));
 };
