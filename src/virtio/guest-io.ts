@@ -79,22 +79,22 @@ interface Lists {
 const MAX_FAULTS_PER_COPY = 64;
 
 /**
- * Views [0, n) of one scratch buffer, made once per length and kept for the lengths of small requests
- * and replies (a few per opcode; up to CACHED_VIEWS of them) and the whole buffer: a request's head and
- * reply scratch are such views, and making one per request would be an allocation per request. Other
- * lengths (large requests, where one view is nothing next to the work) get a new view.
+ * Views [0, n) of one scratch buffer, kept in a small direct-mapped cache by length (and the whole
+ * buffer): a request's head and reply scratch are such views, and making one per request would be an
+ * allocation per request. A workload uses a few lengths (one or two per opcode and size); lengths that
+ * collide, or a guest that varies them on purpose, only cost a new view, never memory that grows.
  */
-const CACHED_VIEWS = 4096;
+const VIEW_SLOTS = 256;
 class PrefixViews {
-  private readonly views: Uint8Array[] = [];
+  private readonly views: (Uint8Array | undefined)[] = new Array(VIEW_SLOTS).fill(undefined);
   constructor(private readonly whole: Uint8Array) {}
   get(n: number): Uint8Array {
     if (n === this.whole.length) return this.whole;
-    if (n > CACHED_VIEWS) return this.whole.subarray(0, n);
-    let v = this.views[n];
-    if (v === undefined) {
+    const i = n & (VIEW_SLOTS - 1);
+    let v = this.views[i];
+    if (v === undefined || v.length !== n) {
       v = this.whole.subarray(0, n);
-      this.views[n] = v;
+      this.views[i] = v;
     }
     return v;
   }
