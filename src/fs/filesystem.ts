@@ -73,6 +73,14 @@ export interface DirSink {
    * `entry` is required for READDIRPLUS (nodeid 0 for "." and "..") and ignored for READDIR.
    */
   add(ino: bigint, off: bigint, type: number, name: Uint8Array, entry: Entry | null): void;
+  /**
+   * READDIR only (null for READDIRPLUS): the reply buffer, for a file system that writes struct
+   * fuse_dirent records itself (linux/fuse.h) at rawAt(), up to remaining() bytes, then says how many
+   * bytes it wrote with rawCommit. Records and add() may be mixed.
+   */
+  rawBuffer?(): Uint8Array | null;
+  rawAt?(): number;
+  rawCommit?(bytes: number): void;
 }
 
 export interface InitOptions {

@@ -183,4 +183,17 @@ export class ReplyDirSink implements DirSink {
     const n = encodeDirent(this.buf, this.v, p, ino, off, type, name);
     this.used += n;
   }
+
+  rawBuffer(): Uint8Array | null {
+    return this.plus ? null : this.buf;
+  }
+
+  rawAt(): number {
+    return this.base + this.used;
+  }
+
+  rawCommit(bytes: number): void {
+    if (bytes < 0 || this.used + bytes > this.limit) throw new RangeError('DirSink.rawCommit past the reply');
+    this.used += bytes;
+  }
 }

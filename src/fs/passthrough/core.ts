@@ -52,6 +52,8 @@ export class Core {
   /** getdents64 scratch */
   readonly dents = new Uint8Array(DIRENT_BUF);
   readonly dentv = new DataView(this.dents.buffer);
+  /** getdentsFuse's result: u32 records, u64 last d_off */
+  readonly dentState = new Uint8Array(16);
   /** FUSE_WRITEBACK_CACHE was negotiated */
   writeback = false;
 

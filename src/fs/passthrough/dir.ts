@@ -13,6 +13,28 @@ const MAX_DIR_OFFSET = 0x7fffffffffffffffn;
 /** the READDIRPLUS entry of "." and "..": node id 0, no attributes */
 const DOT_ENTRY = { nodeid: 0, generation: 0, attr: new Uint8Array(ATTR_SIZE) };
 
+/**
+ * Room from which READDIR records are written by the addon (getdentsFuse reads 3/4 of the room, and
+ * must be able to read the largest record): below it, the JS loop reads one record and checks it fits.
+ */
+const RAW_MIN_ROOM = 384;
+
+/**
+ * READDIR: getdents64 rewritten into fuse_dirent records by the addon, straight into the reply (no JS
+ * step per entry); every record read fits, so the position never runs past what the guest gets.
+ */
+function readdirRaw(c: Core, dfd: number, sink: DirSink, buf: Uint8Array): number {
+  let emitted = 0;
+  while (sink.remaining() >= RAW_MIN_ROOM) {
+    const n = native.getdentsFuse(dfd, buf, sink.rawAt!(), sink.remaining(), c.dentState);
+    if (n < 0) return emitted > 0 ? 0 : n;
+    if (n === 0) break;
+    sink.rawCommit!(n);
+    emitted++;
+  }
+  return 0;
+}
+
 /** Seeks a directory to a cookie (ext4 cookies are 63-bit hashes: bigint all the way). 0 or -errno. */
 function seekDir(fd: number, off: bigint): number {
   const r = native.lseekBig(fd, off, C.SEEK_SET);
@@ -40,6 +62,8 @@ export function readdir(c: Core, nodeid: number, fh: number, offset: bigint, sin
       const r = seekDir(dfd, offset);
       if (r < 0) return r;
     }
+    const raw = plus ? null : (sink.rawBuffer?.() ?? null);
+    if (raw !== null && sink.remaining() >= RAW_MIN_ROOM) return readdirRaw(c, dfd, sink, raw);
     const dents = c.dents;
     const dentv = c.dentv;
     let lastOff = offset;
