@@ -1,10 +1,9 @@
 // The hot opcodes allocate nothing per request (docs/testing.md "Allocation check"): GETATTR, LOOKUP,
 // READ, WRITE, OPEN, FLUSH, RELEASE and FORGET/BATCH_FORGET through FuseServer + Passthrough on the real
 // wasm tables (with the worker's pin journal), a Reader and Writer whose views are reused (as the
-// virtio layer's are), must leave
-// V8's young generation almost untouched: a few hundred thousand requests may not cause more than a
-// couple of scavenges. Code that builds an object, a BigInt or a DataView per request (some 100-500
-// bytes) fills the young generation many times over in that many requests.
+// virtio layer's are), must leave V8's heap almost untouched: GETATTR allocates nothing, the mix at most
+// a number box now and then. Code that builds an object, a BigInt or a DataView per request (some
+// 100-800 bytes) fills the young generation many times over in a few hundred thousand requests.
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -168,8 +167,9 @@ t.test('the hot opcodes allocate nothing per request', async (t) => {
   for (const [what, y, max] of [['200 000 GETATTRs', getattrs, 4], ['220 000 mixed requests', mix, 16]] as const) {
     t.comment(`${what}: ${y.scavenges} scavenges, ${y.perRequest.toFixed(1)} heap bytes per request`);
     t.ok(y.perRequest <= max, `${what}: at most ${max} bytes per request (${y.perRequest.toFixed(1)})`);
-    t.ok(y.scavenges <= 2, `${what}: at most 2 scavenges (${y.scavenges})`);
   }
+  // (the mix's few boxes may fill a young generation that has not grown yet: only GETATTR's count is firm)
+  t.ok(getattrs.scavenges <= 1, `200 000 GETATTRs: at most 1 scavenge (${getattrs.scavenges})`);
   t.equal(vq.handleCount(), 1, 'every OPEN was released');
   t.equal(c.release(f.nodeid, fh).error, 0);
 });
