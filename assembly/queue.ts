@@ -26,6 +26,11 @@ import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_SIZE } from './virtio';
 // @ts-ignore: decorator
 @inline export function qaddr(q: u32): u32 { return QUEUE_BASE + q * QUEUE_STRIDE; }
 
+// queueLocked: every function here that takes a queue's lock computes what it uses after the lock from
+// its arguments, never before: Node 20's baseline wasm compiler (Liftoff) can lose a value computed before
+// an inlined lockAcquire that had to wait (see tableLock in slots.ts, and the stress tests in
+// test/unit/tables.test.ts and test/unit/virtqueue.test.ts).
+
 export function queueReset(q: u32): void {
   if (q >= MAX_QUEUES) return;
   // Called only while workers are paused; the lock word is left alone (it is 0).
@@ -86,9 +91,10 @@ export function queueSize(q: u32): u32 {
 /** Next head from the avail ring, EMPTY, or BROKEN. */
 export function queuePop(q: u32): i32 {
   if (q >= MAX_QUEUES) return BROKEN;
+  if (atomic.load<u32>(qaddr(q), Q_READY) == 0) return EMPTY;
+  lockAcquire(qaddr(q) + Q_LOCK);
+  // Nothing computed before the lock is used after it (see queueLocked).
   const a = qaddr(q);
-  if (atomic.load<u32>(a, Q_READY) == 0) return EMPTY;
-  lockAcquire(a + Q_LOCK);
   if (load<u32>(a, Q_BROKEN) != 0) { lockRelease(a + Q_LOCK); return BROKEN; }
   const size = load<u32>(a, Q_SIZE);
   const avail = load<u32>(a, Q_AVAIL);
@@ -126,11 +132,11 @@ export function queuePush(q: u32, head: u32, len: u32): i32 {
  *  later (after a batch of replies, and always before it stops serving the queue). 0 or an error. */
 export function queuePushQuiet(q: u32, head: u32, len: u32): i32 {
   if (q >= MAX_QUEUES) return BROKEN;
+  if (atomic.load<u32>(qaddr(q), Q_READY) == 0) return BROKEN;
+  lockAcquire(qaddr(q) + Q_LOCK);
   const a = qaddr(q);
-  if (atomic.load<u32>(a, Q_READY) == 0) return BROKEN;
   const size = load<u32>(a, Q_SIZE);
-  if (head >= size) return BAD_HEAD;
-  lockAcquire(a + Q_LOCK);
+  if (head >= size) { lockRelease(a + Q_LOCK); return BAD_HEAD; }
   if (load<u32>(a, Q_BROKEN) != 0) { lockRelease(a + Q_LOCK); return BROKEN; }
   const used = load<u32>(a, Q_USED);
   const old = load<u32>(a, Q_NEXT_USED);
@@ -150,9 +156,9 @@ export function queuePushQuiet(q: u32, head: u32, len: u32): i32 {
  *  NO_INTERRUPT flag, for a batch that is not empty. */
 export function queueNotify(q: u32): i32 {
   if (q >= MAX_QUEUES) return 0;
+  if (atomic.load<u32>(qaddr(q), Q_READY) == 0) return 0;
+  lockAcquire(qaddr(q) + Q_LOCK);
   const a = qaddr(q);
-  if (atomic.load<u32>(a, Q_READY) == 0) return 0;
-  lockAcquire(a + Q_LOCK);
   if (load<u32>(a, Q_BROKEN) != 0) { lockRelease(a + Q_LOCK); return 0; }
   const nu = load<u32>(a, Q_NEXT_USED);
   const old = load<u32>(a, Q_SIGNALLED);
@@ -184,9 +190,9 @@ export function queuePending(q: u32): u32 {
  *  avail index so a request that raced with the store is not missed. 1 if work is pending. */
 export function queueEnableNotify(q: u32): i32 {
   if (q >= MAX_QUEUES) return 0;
+  if (atomic.load<u32>(qaddr(q), Q_READY) == 0) return 0;
+  lockAcquire(qaddr(q) + Q_LOCK);
   const a = qaddr(q);
-  if (atomic.load<u32>(a, Q_READY) == 0) return 0;
-  lockAcquire(a + Q_LOCK);
   if (load<u32>(a, Q_BROKEN) != 0) { lockRelease(a + Q_LOCK); return 0; }
   const size = load<u32>(a, Q_SIZE);
   const avail = load<u32>(a, Q_AVAIL);
