@@ -28,8 +28,9 @@ import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_SIZE } from './virtio';
 
 // queueLocked: every function here that takes a queue's lock computes what it uses after the lock from
 // its arguments, never before: Node 20's baseline wasm compiler (Liftoff) can lose a value computed before
-// an inlined lockAcquire that had to wait (see tableLock in slots.ts, and the stress tests in
-// test/unit/tables.test.ts and test/unit/virtqueue.test.ts).
+// an inlined lockAcquire that had to wait (seen in the table exports: tableLock in slots.ts, caught by
+// test/unit/tables.test.ts). The queue's own two-worker stress (test/unit/driver-ring.test.ts) has not
+// caught it with the old code (its critical sections rarely wait), so this is the rule, not a fix proven.
 
 export function queueReset(q: u32): void {
   if (q >= MAX_QUEUES) return;

@@ -401,7 +401,10 @@ export class QueueRunner {
       return;
     }
     // A ring found broken meanwhile (queuePop logged it) takes no more elements; nothing to notify.
-    if (rc === 0 && ++a.unsignalled >= NOTIFY_BATCH) this.notify(a);
+    if (rc !== 0) return;
+    // Notify after a batch, or as soon as fewer requests wait than the driver has not heard about: a
+    // driver with few requests in flight would otherwise run dry waiting for replies we hold back.
+    if (++a.unsignalled >= NOTIFY_BATCH || this.vq.queuePending(a.q) < a.unsignalled) this.notify(a);
   }
 
   private markBroken(q: number): void {

@@ -7,11 +7,14 @@
  * come back through drvReap; the EVENT_IDX and NO_NOTIFY decisions on both sides, across the 16-bit
  * wrap; the reply-header check; the data pattern.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY } from '../../src/abi/virtio.js';
 import { writeShapes } from '../../src/loadtest/steps.js';
 import { VqError } from '../../src/virtio/wasm.js';
 import { DriverLoopback, type Seg, randomShape, rng, show } from '../helpers/driver-loopback.js';
+import { type QueueStressResult, queueStress } from '../helpers/queue-stress.js';
 
 const lb = await DriverLoopback.create();
 const { vq, L, dv, u8, memory } = lb;
@@ -454,4 +457,26 @@ t.test('data pattern: round trip, a flipped byte found where it is, seed and off
   t.equal(new Set(words).size, words.length, 'every 8-byte word of 1 MiB distinct');
   t.equal(vq.patternCheck(A, 16, 0, 77), -1);
   t.equal(vq.patternCheck(A, 0, 0, 1), -1, 'an empty range is always right');
+});
+
+function checkQueueStress(t: Test, r: QueueStressResult): void {
+  t.same(r.errors, [], 'no worker saw the ring broken or failed');
+  t.equal(r.bad, 0, 'every used element names an outstanding head with its length');
+  t.equal(r.reaped, r.n, 'every chain came back');
+  t.equal(r.served[0]! + r.served[1]!, r.n, 'served once each');
+  t.ok(r.served[0]! > 0 && r.served[1]! > 0, `both workers served (${r.served.join(' + ')})`);
+  t.equal(r.lock, 0, 'queue lock free');
+}
+
+t.test('two workers serving one ring while the driver drives it: pop, push, notify under contention', { timeout: 90000 }, async (t) => {
+  checkQueueStress(t, await queueStress(100_000));
+});
+
+t.test('... and so in the baseline wasm compiler (node --liftoff-only)', { timeout: 120000 }, async (t) => {
+  // Liftoff is the tier every wasm function starts in (the daemon runs it until a function is hot);
+  // under --liftoff-only it never leaves it. (It has not caught the lock hazard of assembly/queue.ts
+  // queueLocked with the old code: the queue's critical sections rarely make a waiter sleep.)
+  const script = fileURLToPath(new URL('../helpers/queue-stress.js', import.meta.url));
+  const out = execFileSync(process.execPath, ['--liftoff-only', script, '100000'], { encoding: 'utf8', timeout: 110_000 });
+  checkQueueStress(t, JSON.parse(out) as QueueStressResult);
 });
