@@ -1,4 +1,4 @@
-import { HANDLE_BASE, HANDLE_MAX, HANDLE_STRIDE, HANDLE_SLOTS } from './layout';
+import { HANDLE_BASE, HANDLE_MAX, HANDLE_STRIDE, HANDLE_SLOTS, DIRPOS_BASE, INODE_BASE, INODE_SIZE, WINDOW_BASE } from './layout';
 import {
   H_HIWATER, NO_SLOT, idOf, tableLock, tableUnlock, tableCount, tableClear, slotFind, slotTake, slotOpen, slotFree,
   slotUnpin, slotDoom, drainFrom, drainPast, drainRewind,
@@ -33,6 +33,9 @@ if (offsetof<Handle>('fd') != 0 || offsetof<Handle>('gen') != 4 || offsetof<Hand
   offsetof<Handle>('state') != 12) ERROR('Handle: a field moved');
 if (offsetof<Handle>() > HANDLE_STRIDE) ERROR('Handle: larger than HANDLE_STRIDE');
 
+// The directory positions lie between the inode table and the window.
+if (INODE_BASE + INODE_SIZE > DIRPOS_BASE || DIRPOS_BASE + HANDLE_MAX * 8 > WINDOW_BASE) ERROR('DIRPOS_BASE: no room');
+
 const S_INUSE: u32 = 0x80000000;
 const S_CLOSED: u32 = 0x40000000;
 const S_PINS: u32 = 0x3FFFFFFF;
@@ -60,8 +63,29 @@ export function handleOpen(fd: i32, flags: u32): f64 {
   const id = slotOpen<Handle>(HANDLE_BASE, e, s, fd);
   e.flags = flags;
   e.state = S_INUSE;
+  // A new fd's position is 0 (handleDirPos).
+  store<i64>(DIRPOS_BASE + s * 8, 0);
   tableUnlock(HANDLE_BASE);
   return <f64>id;
+}
+
+/** The file position the open directory fh's fd was left at (handleSetDirPos; 0 after handleOpen), or
+ *  -1 for an unknown fh: READDIR seeks only when the guest asks for another offset, because a seek on
+ *  an ext4 directory makes its next getdents rebuild the directory's hash-order cache. */
+export function handleDirPos(fh: f64): i64 {
+  tableLock(HANDLE_BASE);  // first: see tableLock
+  const s = handleFind(idOf(fh));
+  const ret: i64 = s != 0 ? load<i64>(DIRPOS_BASE + s * 8) : -1;
+  tableUnlock(HANDLE_BASE);
+  return ret;
+}
+
+/** Records where READDIR left the open directory fh's fd (-1: not known; the next READDIR seeks). */
+export function handleSetDirPos(fh: f64, pos: i64): void {
+  tableLock(HANDLE_BASE);  // first: see tableLock
+  const s = handleFind(idOf(fh));
+  if (s != 0) store<i64>(DIRPOS_BASE + s * 8, pos);
+  tableUnlock(HANDLE_BASE);
 }
 
 export function handleAcquire(fh: f64): i32 {

@@ -21,6 +21,7 @@ export {
 } from './inodes';
 export {
   handleInit, handleOpen, handleAcquire, handleFlags, handleRelease, handleClose, handleDrainNext, handleCount,
+  handleDirPos, handleSetDirPos,
 } from './handles';
 export {
   drvSetup, drvChain, drvAdd, drvKick, drvReap, drvArm, drvReplyCheck, patternFill, patternCheck,

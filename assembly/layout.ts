@@ -66,6 +66,11 @@ export const INODE_SLOTS: u32 = INODE_BASE + 64;
 export const INODE_BUCKETS: u32 = INODE_SLOTS + INODE_MAX * INODE_STRIDE;
 export const INODE_SIZE: u32 = 64 + INODE_MAX * INODE_STRIDE + INODE_MAX * 4;
 
+/** Directory positions: an i64 per handle slot (HANDLE_MAX of them), the file position each open
+ *  directory's fd was left at (assembly/handles.ts handleDirPos), in the gap between the inode table and
+ *  the window. */
+export const DIRPOS_BASE: u32 = 0x4C10000;
+
 /** Handle table: header (64 B), HANDLE_MAX slots of HANDLE_STRIDE bytes. */
 export const HANDLE_BASE: u32 = 0x200000;
 export const HANDLE_MAX: u32 = 1 << 18;

@@ -45,6 +45,10 @@ export interface HandleTable {
   handleClose(fh: number): number;
   handleDrainNext(): number;
   handleCount(): number;
+  /** where READDIR left the open directory's fd (0 after handleOpen), -1n for an unknown fh */
+  handleDirPos(fh: number): bigint;
+  /** record where READDIR left it (-1n: unknown, seek next time) */
+  handleSetDirPos(fh: number, pos: bigint): void;
 }
 
 export type Tables = InodeTable & HandleTable;

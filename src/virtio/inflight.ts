@@ -93,7 +93,8 @@ export class InFlight {
 type PinnedTableFns =
   | 'inodeInit' | 'inodeLookup' | 'inodeLastExisted' | 'inodeDev' | 'inodeAcquire' | 'inodeRelease' | 'inodeForget'
   | 'inodeDropAll' | 'inodeDrainNext' | 'inodeCount'
-  | 'handleOpen' | 'handleAcquire' | 'handleRelease' | 'handleClose' | 'handleDrainNext' | 'handleCount';
+  | 'handleOpen' | 'handleAcquire' | 'handleRelease' | 'handleClose' | 'handleDrainNext' | 'handleCount'
+  | 'handleDirPos' | 'handleSetDirPos';
 
 /**
  * The shared inode and handle tables with every pin recorded in the worker's record: what the worker
@@ -160,6 +161,12 @@ export class PinRecordingTables {
   }
   handleCount(): number {
     return this.vq.handleCount();
+  }
+  handleDirPos(fh: number): bigint {
+    return this.vq.handleDirPos(fh);
+  }
+  handleSetDirPos(fh: number, pos: bigint): void {
+    this.vq.handleSetDirPos(fh, pos);
   }
 }
 

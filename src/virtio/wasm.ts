@@ -53,7 +53,7 @@ export const LAYOUT_KEYS = [
   'QUEUE_BASE', 'QUEUE_STRIDE', 'MAX_QUEUES',
   'STATS_BASE', 'STATS_STRIDE', 'STAT_APERTURE_HITS', 'STAT_APERTURE_MISSES', 'MAX_WORKERS',
   'INODE_BASE', 'INODE_MAX', 'INODE_STRIDE', 'INODE_SLOTS', 'INODE_BUCKETS', 'INODE_SIZE',
-  'HANDLE_BASE', 'HANDLE_MAX', 'HANDLE_STRIDE', 'HANDLE_SLOTS', 'HANDLE_SIZE',
+  'DIRPOS_BASE', 'HANDLE_BASE', 'HANDLE_MAX', 'HANDLE_STRIDE', 'HANDLE_SLOTS', 'HANDLE_SIZE',
   'SCRATCH_BASE', 'SCRATCH_SIZE', 'MAX_SEGS', 'INBUF_SIZE', 'OUTBUF_SIZE',
   'SCR_RCOUNT', 'SCR_WCOUNT', 'SCR_RTOTAL', 'SCR_WTOTAL', 'SCR_MISS', 'SCR_MISS_SIZE', 'MISS_JOB_WIN', 'MISS_JOB_FD', 'MISS_JOB_FILE_OFF', 'MISS_JOB_LEN', 'SCR_STAT', 'SCR_STAT_SIZE', 'SCR_PARSE', 'SCR_GOT', 'SCR_HEAD',
   'SEG_STRIDE',
@@ -175,6 +175,8 @@ const EXPORTS = {
   handleClose: asIs<(fh: number) => number>(),
   handleDrainNext: asIs<() => number>(),
   handleCount: u32<[]>(),
+  handleDirPos: asIs<(fh: number) => bigint>(),
+  handleSetDirPos: asIs<(fh: number, pos: bigint) => void>(),
 };
 
 /** The names of the AS module's function exports. */

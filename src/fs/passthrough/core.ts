@@ -54,6 +54,9 @@ export class Core {
   readonly dentv = new DataView(this.dents.buffer);
   /** getdentsFuse's result: u32 records, u64 last d_off */
   readonly dentState = new Uint8Array(16);
+  readonly dentStateView = new DataView(this.dentState.buffer);
+  /** where readdir left the directory fd it served (src/fs/passthrough/dir.ts), -1n unknown */
+  dirPos = -1n;
   /** FUSE_WRITEBACK_CACHE was negotiated */
   writeback = false;
 

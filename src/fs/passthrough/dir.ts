@@ -27,9 +27,13 @@ function readdirRaw(c: Core, dfd: number, sink: DirSink, buf: Uint8Array): numbe
   let emitted = 0;
   while (sink.remaining() >= RAW_MIN_ROOM) {
     const n = native.getdentsFuse(dfd, buf, sink.rawAt!(), sink.remaining(), c.dentState);
-    if (n < 0) return emitted > 0 ? 0 : n;
-    if (n === 0) break;
+    if (n <= 0) {
+      // the end of the directory, or an error: where the fd is, is not known
+      c.dirPos = -1n;
+      return n < 0 && emitted === 0 ? n : 0;
+    }
     sink.rawCommit!(n);
+    c.dirPos = c.dentStateView.getBigUint64(8, true);
     emitted++;
   }
   return 0;
@@ -55,15 +59,33 @@ export function opendir(c: Core, nodeid: number): Opened | number {
 export function readdir(c: Core, nodeid: number, fh: number, offset: bigint, sink: DirSink, plus: boolean): number {
   if (offset > MAX_DIR_OFFSET) return -Errno.EINVAL;
   return c.withHandle(fh, (dfd) => {
-    // The handle's file position is where the previous READDIR stopped (the kernel serialises
-    // readdir per open file), so a sequential listing needs no seek; any other offset is a cookie
-    // (d_off) we handed out earlier, or 0.
-    if (offset === 0n || native.lseekBig(dfd, 0n, C.SEEK_CUR) !== offset) {
+    // The fd's position is where the previous READDIR on this handle left it, as recorded in the handle
+    // table (whichever worker served it; the guest's kernel serialises readdir per open file), so a
+    // sequential listing needs no seek; any other offset is a cookie (d_off) we handed out earlier, or 0.
+    // The position is never asked of the kernel: any lseek on an ext4 directory, even SEEK_CUR, makes
+    // its next getdents rebuild the directory's hash-order cache (a READDIR cost 3× the reference's).
+    if (c.tables.handleDirPos(fh) !== offset) {
       const r = seekDir(dfd, offset);
-      if (r < 0) return r;
+      if (r < 0) {
+        c.tables.handleSetDirPos(fh, -1n);
+        return r;
+      }
     }
+    c.dirPos = offset;
     const raw = plus ? null : (sink.rawBuffer?.() ?? null);
-    if (raw !== null && sink.remaining() >= RAW_MIN_ROOM) return readdirRaw(c, dfd, sink, raw);
+    const rc = raw !== null && sink.remaining() >= RAW_MIN_ROOM ? readdirRaw(c, dfd, sink, raw) : readdirRecords(c, dfd, nodeid, sink, plus, offset);
+    c.tables.handleSetDirPos(fh, c.dirPos);
+    return rc;
+  });
+}
+
+/**
+ * READDIR/READDIRPLUS record by record (READDIRPLUS looks every name up). Leaves in c.dirPos where the
+ * fd now is: the d_off of the last record getdents returned (the kernel leaves the position there),
+ * or -1n when that is not known (the end of the directory, an error).
+ */
+function readdirRecords(c: Core, dfd: number, nodeid: number, sink: DirSink, plus: boolean, offset: bigint): number {
+  {
     const dents = c.dents;
     const dentv = c.dentv;
     let lastOff = offset;
@@ -82,8 +104,14 @@ export function readdir(c: Core, nodeid: number, fh: number, offset: bigint, sin
         want = MAX_HOST_RECLEN;
       }
       const n = native.getdents64(dfd, dents.subarray(0, want));
-      if (n < 0) return emitted > 0 ? 0 : n;
-      if (n === 0) break;
+      if (n < 0) {
+        c.dirPos = -1n;
+        return emitted > 0 ? 0 : n;
+      }
+      if (n === 0) {
+        c.dirPos = -1n;
+        break;
+      }
       let p = 0;
       while (p < n) {
         const ino = dentv.getBigUint64(p, true);
@@ -95,7 +123,7 @@ export function readdir(c: Core, nodeid: number, fh: number, offset: bigint, sin
         const name = dents.subarray(p + 19, e);
         if (!sink.fits(name.length)) {
           // Does not fit after all (only with a tiny reply buffer): put the position back.
-          seekDir(dfd, lastOff);
+          c.dirPos = seekDir(dfd, lastOff) === 0 ? lastOff : -1n;
           return 0;
         }
         const dot = name.length <= 2 && name[0] === 0x2e && (name.length === 1 || name[1] === 0x2e);
@@ -123,9 +151,10 @@ export function readdir(c: Core, nodeid: number, fh: number, offset: bigint, sin
           // ENOENT: the entry vanished since getdents (an unlink raced us) and is skipped
         }
         lastOff = next;
+        c.dirPos = next;
         p += reclen;
       }
     }
     return 0;
-  });
+  }
 }
