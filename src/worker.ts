@@ -131,5 +131,5 @@ export default function runWorker(task: { wid: number }): void {
   log.debug('worker loop started');
   runner.run();
   const st = runner.stats;
-  log.debug(`worker loop stopped after ${st.requests} requests (${st.sleeps} sleeps, ${st.spinHits} polls that found work, ${st.handOns} hand-ons, ${st.notifies} notifications)`);
+  log.debug(`worker loop stopped after ${st.requests} requests (${st.sleeps} sleeps, ${st.spinHits} polls that found work, ${st.handOns} hand-ons, ${st.notifies} notifications, ${st.stallTakeovers} stall takeovers)`);
 }

@@ -53,6 +53,9 @@ export const Flight = {
   /** per pin slot: PIN_INODE or PIN_HANDLE */
   PIN_KIND: 4,
   PIN_SLOTS: 8,
+  /** chains the worker has begun (a counter that wraps): another worker that sees it hold a chain with
+   *  the same count for a while knows it is stuck in that request (QueueRunner, stall watch) */
+  SEQ: 12,
   /** per pin slot: the node id or fh (u64), at this byte offset of the record */
   PIN_ID_BYTE: 64,
   PIN_INODE: 1,

@@ -7,9 +7,11 @@
  * - the inode and handle pins it took: released for it, so a forgotten inode's fd is closed;
  * - its epoll fd: closed for it.
  *
- * The worker writes the record with plain stores (three per request, two per pin, one per unpin): the
+ * The worker writes the record with plain stores (four per request, two per pin, one per unpin): the
  * control plane reads it only after the thread has ended (piscina reports the task's failure after the
- * thread's exit event or its last message), which orders the reads after every store.
+ * thread's exit event or its last message), which orders the reads after every store. Other workers
+ * read its QUEUE and SEQ words while it runs, to see it stuck in a request (QueueRunner's stall watch):
+ * a stale value there only delays that by one look.
  * The control plane's side, after a death, is src/virtio/orphans.ts.
  */
 import { FLIGHT_BASE, FLIGHT_STRIDE, Flight } from './control.js';
@@ -43,6 +45,7 @@ export class InFlight {
   begin(q: number, head: number): void {
     this.words[Flight.HEAD] = head;
     this.words[Flight.QUEUE] = q + 1;
+    this.words[Flight.SEQ] = (this.words[Flight.SEQ]! + 1) | 0;
   }
 
   /**

@@ -10,9 +10,9 @@ import { Errno } from '../errors.js';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
 import { RateLimitedLog } from '../log.js';
-import { Ctl, WorkerState, controlView, qslot } from './control.js';
+import { Ctl, Flight, WorkerState, controlView, qslot } from './control.js';
 import { ApertureMapper, GuestChainIo, type GuestReader, type GuestWriter } from './guest-io.js';
-import { InFlight } from './inflight.js';
+import { InFlight, recordViews } from './inflight.js';
 import { VqError, type VqExports } from './wasm.js';
 
 export type ChainHandler = (queue: number, r: GuestReader, w: GuestWriter) => number;
@@ -29,6 +29,14 @@ export const DEFAULT_PREFIX = 4096;
  * a sleep lasts longer. An idle device so costs no CPU: the first long sleep turns polling off.
  */
 export const SPIN_MIN_US = 10;
+
+/**
+ * The stall watch: a sleeping worker wakes every STALL_MS to see whether another worker has held the
+ * same request since its last look (blocked in the host file system: a
+ * network or FUSE share, a lock). If so it serves the rings itself, so requests behind a blocked one
+ * wait at most about 2 × STALL_MS, whatever the request (handOn covers the ones known to be slow).
+ */
+export const STALL_MS = 20;
 export const SPIN_MAX_US = 100;
 
 interface ActiveQueue {
@@ -58,6 +66,8 @@ export interface RunnerStats {
   handOns: number;
   /** notifications sent to the driver (call eventfd writes) */
   notifies: number;
+  /** times the stall watch found another worker stuck in a request and served the rings itself */
+  stallTakeovers: number;
 }
 
 /**
@@ -108,8 +118,12 @@ export class QueueRunner {
   /** This worker's polling budget in µs (0: sleep at once); see SPIN_MIN_US. */
   private spinUs = 0;
   private readonly badLog: RateLimitedLog;
+  /** every worker's in-flight record words (QUEUE, SEQ), for the stall watch */
+  private readonly records: Int32Array[];
+  /** SEQ of each worker at this worker's last look (stall watch) */
+  private readonly seenSeq: Int32Array;
   private readonly brokenSeen = new Set<number>();
-  readonly stats: RunnerStats = { requests: 0, badChains: 0, sleeps: 0, spinHits: 0, handOns: 0, notifies: 0 };
+  readonly stats: RunnerStats = { requests: 0, badChains: 0, sleeps: 0, spinHits: 0, handOns: 0, notifies: 0, stallTakeovers: 0 };
 
   constructor(
     private readonly vq: VqExports,
@@ -135,6 +149,8 @@ export class QueueRunner {
     this.revents = new Int32Array(1);
     this.ready = new Int32Array(L.MAX_QUEUES + 1);
     this.badLog = new RateLimitedLog(log);
+    this.records = Array.from({ length: L.MAX_WORKERS }, (_, w) => recordViews(memory.buffer, L.CONTROL_BASE, w).words);
+    this.seenSeq = new Int32Array(L.MAX_WORKERS);
   }
 
   /** Runs until the control plane says STOP. Never throws for anything the guest sends. */
@@ -414,6 +430,25 @@ export class QueueRunner {
   }
 
   /**
+   * True when another worker holds the same chain as at this worker's last look (STALL_MS ago) and a
+   * ring has requests waiting: it is stuck in that request, and they should not wait for it.
+   */
+  private otherStuck(): boolean {
+    const nw = Math.min(Atomics.load(this.ctl, Ctl.NWORKERS), this.records.length);
+    let stuck = false;
+    for (let w = 0; w < nw; w++) {
+      if (w === this.wid) continue;
+      const rec = this.records[w]!;
+      const seq = Atomics.load(rec, Flight.SEQ);
+      if (Atomics.load(rec, Flight.QUEUE) > 0 && seq === this.seenSeq[w]) stuck = true;
+      this.seenSeq[w] = seq;
+    }
+    if (!stuck) return false;
+    for (const a of this.queues) if (this.vq.queuePending(a.q) > 0) return true;
+    return false;
+  }
+
+  /**
    * Sleeps until the control eventfd (and, if `kicks`, a kick eventfd) fires. Paused, it polls the
    * control eventfd alone and drains it. Running, it waits in its epoll set, which is edge-triggered:
    * nothing is read after a wakeup (native epollAdd). How long it slept tunes the polling budget.
@@ -427,7 +462,18 @@ export class QueueRunner {
     this.stats.sleeps++;
     const t0 = performance.now();
     Atomics.add(this.ctl, Ctl.IDLE, 1);
-    native.epollWait(this.epfd, this.ready, -1);
+    // With other workers, look every STALL_MS whether one is stuck in a request. (Only while one is
+    // awake would not do: a worker woken by a kick after this one fell asleep can block at once, and the
+    // driver does not kick again while avail_event is left behind.) An idle daemon so makes 50 short
+    // wakeups a second per worker: well under 0.1% of a core.
+    const timeout = Atomics.load(this.ctl, Ctl.NWORKERS) > 1 ? STALL_MS : -1;
+    for (;;) {
+      if (native.epollWait(this.epfd, this.ready, timeout) !== 0) break;
+      if (this.otherStuck()) {
+        this.stats.stallTakeovers++;
+        break;
+      }
+    }
     Atomics.sub(this.ctl, Ctl.IDLE, 1);
     const sleptUs = (performance.now() - t0) * 1000;
     if (sleptUs <= SPIN_MAX_US) this.spinUs = Math.min(SPIN_MAX_US, Math.max(SPIN_MIN_US, this.spinUs * 2));
