@@ -164,6 +164,13 @@ Napi::Value NativeAddon::Getdents64(const Napi::CallbackInfo& info) {
   return callWith(info, [](int32_t fd, Bytes out) { return NOINTR(syscall(SYS_getdents64, fd, out.data, out.len)); });
 }
 
+// The last entry's d_off in getdentsFuse's state.
+static uint64_t off_last(const uint8_t* state) {
+  uint64_t v;
+  memcpy(&v, state + 8, 8);
+  return v;
+}
+
 // READDIR without a JS step per entry: getdents64 into a buffer here, each linux_dirent64 {u64 d_ino,
 // s64 d_off, u16 d_reclen, u8 d_type, name NUL-terminated} rewritten as a struct fuse_dirent (linux/fuse.h:
 // u64 ino, u64 off, u32 namelen, u32 type, name, zero padding to 8 bytes) into out[off, off+len). It
@@ -171,12 +178,6 @@ Napi::Value NativeAddon::Getdents64(const Napi::CallbackInfo& info) {
 // ALIGN(20+n, 8) ≥ 24): every entry read fits, so the file position never runs past what was written.
 // Bytes written, or -errno (0: the end of the directory, or `len` too small for any entry: the caller
 // checks that). state (≥ 16 bytes) gets u32 entries at 0 and the last entry's d_off (u64) at 8.
-static uint64_t off_last(const uint8_t* state) {
-  uint64_t v;
-  memcpy(&v, state + 8, 8);
-  return v;
-}
-
 Napi::Value NativeAddon::GetdentsFuse(const Napi::CallbackInfo& info) {
   int32_t fd;
   Slice out;
