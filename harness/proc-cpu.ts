@@ -133,7 +133,10 @@ export class CpuSampler {
    */
   classify(): void {
     for (const [tid, st] of threadsOf(this.pid)) {
-      if (this.roles.has(tid)) continue;
+      // A worker that is serving or polling its rings when looked at is in no syscall: an 'other' of
+      // ours is looked at again each time, so it is known as a worker once it is seen asleep.
+      const known = this.roles.get(tid);
+      if (known !== undefined && !(this.kind === 'ours' && known === 'other')) continue;
       if (tid === this.pid) {
         this.roles.set(tid, 'main');
         continue;
