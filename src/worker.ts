@@ -8,7 +8,7 @@ import type { WorkerData } from './worker-init.js';
 import { Logger, directStderr } from './log.js';
 import { native } from './native.js';
 import { FuseServer } from './fuse/server.js';
-import { IN_HEADER_SIZE, Opcode, WRITE_IN_SIZE, getId, peekOpcode } from './abi/fuse.js';
+import { IN_HEADER_SIZE, Opcode, WRITE_IN_SIZE, getId, peekOpcode, peekU32 } from './abi/fuse.js';
 import { Passthrough } from './fs/passthrough.js';
 import { sharedBuffer } from './memory/guest-memory.js';
 import { Ctl, controlView } from './virtio/control.js';
@@ -47,8 +47,7 @@ const LARGE_IO = 32 * 1024;
 function slowRequest(head: Uint8Array, op: number): boolean {
   if (op === Opcode.Read || op === Opcode.Write) {
     if (head.length < RW_SIZE_AT + 4) return false;
-    const size = (head[RW_SIZE_AT]! | (head[RW_SIZE_AT + 1]! << 8) | (head[RW_SIZE_AT + 2]! << 16) | (head[RW_SIZE_AT + 3]! << 24)) >>> 0;
-    return size >= LARGE_IO;
+    return peekU32(head, RW_SIZE_AT) >= LARGE_IO;
   }
   return op >= QUICK.length || QUICK[op] === 0;
 }

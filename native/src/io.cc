@@ -164,13 +164,6 @@ Napi::Value NativeAddon::Getdents64(const Napi::CallbackInfo& info) {
   return callWith(info, [](int32_t fd, Bytes out) { return NOINTR(syscall(SYS_getdents64, fd, out.data, out.len)); });
 }
 
-// The last entry's d_off in getdentsFuse's state.
-static uint64_t off_last(const uint8_t* state) {
-  uint64_t v;
-  memcpy(&v, state + 8, 8);
-  return v;
-}
-
 // READDIR without a JS step per entry: getdents64 into a buffer here, each linux_dirent64 {u64 d_ino,
 // s64 d_off, u16 d_reclen, u8 d_type, name NUL-terminated} rewritten as a struct fuse_dirent (linux/fuse.h:
 // u64 ino, u64 off, u32 namelen, u32 type, name, zero padding to 8 bytes) into out[off, off+len). It
@@ -193,6 +186,7 @@ Napi::Value NativeAddon::GetdentsFuse(const Napi::CallbackInfo& info) {
   if (n < 0) return num(info.Env(), -errno);
   size_t w = 0;
   uint32_t count = 0;
+  uint64_t last = 0;
   for (long p = 0; p < n;) {
     uint64_t ino, off;
     uint16_t reclen;
@@ -206,7 +200,7 @@ Napi::Value NativeAddon::GetdentsFuse(const Napi::CallbackInfo& info) {
     size_t rec = (24 + namelen + 7) & ~static_cast<size_t>(7);
     if (w + rec > out.len) {
       // Cannot happen (see above). Were it to, put the position back after the last entry written.
-      if (count == 0 || lseek(fd, static_cast<off_t>(off_last(state.data)), SEEK_SET) < 0) return num(info.Env(), -EIO);
+      if (count == 0 || lseek(fd, static_cast<off_t>(last), SEEK_SET) < 0) return num(info.Env(), -EIO);
       break;
     }
     uint8_t* d = out.data + w;
@@ -218,10 +212,11 @@ Napi::Value NativeAddon::GetdentsFuse(const Napi::CallbackInfo& info) {
     memset(d + 24 + namelen, 0, rec - 24 - namelen);
     w += rec;
     count++;
-    put64(state.data, 8, off);
+    last = off;
     p += reclen;
   }
   put32(state.data, 0, count);
+  put64(state.data, 8, last);
   return num(info.Env(), static_cast<double>(w));
 }
 

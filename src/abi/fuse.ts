@@ -242,7 +242,12 @@ export interface InHeader {
  * sizes the head copy by opcode before the server decodes the header. `head` holds ≥ IN_HEADER_SIZE.
  */
 export function peekOpcode(head: Uint8Array): number {
-  return (head[4]! | (head[5]! << 8) | (head[6]! << 16) | (head[7]! << 24)) >>> 0;
+  return peekU32(head, 4);
+}
+
+/** A little-endian u32 at `off` of a request's bytes (no DataView); `head` holds ≥ off + 4 bytes. */
+export function peekU32(head: Uint8Array, off: number): number {
+  return (head[off]! | (head[off + 1]! << 8) | (head[off + 2]! << 16) | (head[off + 3]! << 24)) >>> 0;
 }
 
 // ---- u64 fields as numbers (no BigInt) ----

@@ -116,32 +116,34 @@ export function createReply(q: Req, e: Entry, fh: number, openFlags: number, cac
   return openOut(q, fh, openFlags, ENTRY_OUT_SIZE);
 }
 
+/**
+ * A reply whose payload is one fixed-size struct, written by its codec from src/abi/fuse.ts through the
+ * request's cached view (a module-level function: nothing is allocated per call).
+ */
+function structReply<T>(q: Req, size: number, encode: (v: DataView, off: number, x: T) => void, x: T): number {
+  room(q.w, size);
+  encode(q.wv, OUT_HEADER_SIZE, x);
+  return okReply(q, size);
+}
+
 /** fuse_write_out (WRITE, COPY_FILE_RANGE). */
 export function writeOutReply(q: Req, size: number): number {
-  room(q.w, WRITE_OUT_SIZE);
-  encodeWriteOut(q.wv, OUT_HEADER_SIZE, size);
-  return okReply(q, WRITE_OUT_SIZE);
+  return structReply(q, WRITE_OUT_SIZE, encodeWriteOut, size);
 }
 
 /** fuse_lseek_out. */
 export function lseekReply(q: Req, offset: number): number {
-  room(q.w, LSEEK_OUT_SIZE);
-  encodeLseekOut(q.wv, OUT_HEADER_SIZE, offset);
-  return okReply(q, LSEEK_OUT_SIZE);
+  return structReply(q, LSEEK_OUT_SIZE, encodeLseekOut, offset);
 }
 
 /** fuse_getxattr_out: the size a GETXATTR/LISTXATTR value needs. */
 export function xattrSizeReply(q: Req, size: number): number {
-  room(q.w, GETXATTR_OUT_SIZE);
-  encodeGetxattrOut(q.wv, OUT_HEADER_SIZE, size);
-  return okReply(q, GETXATTR_OUT_SIZE);
+  return structReply(q, GETXATTR_OUT_SIZE, encodeGetxattrOut, size);
 }
 
 /** fuse_init_out. */
 export function initReply(q: Req, o: InitOut): number {
-  room(q.w, INIT_OUT_SIZE);
-  encodeInitOut(q.wv, OUT_HEADER_SIZE, o);
-  return okReply(q, INIT_OUT_SIZE);
+  return structReply(q, INIT_OUT_SIZE, encodeInitOut, o);
 }
 
 /** Encodes fuse_dirent / fuse_direntplus records into the reply scratch (READDIR, READDIRPLUS). */

@@ -125,16 +125,10 @@ export class GuestReader {
     return got;
   }
 
-  /** Loads a chain's readable part: copies its first `prefix` bytes (at most INBUF_SIZE) into the inbuf. */
-  reset(count: number, total: number, prefix: number): void {
-    this.count = count;
-    this.total = total;
-    this.head = this.views.get(this.gather(0, Math.min(prefix, total, this.inbufSize)));
-  }
-
   /**
    * Takes a chain's readable part whose first `got` bytes are in the inbuf already (chainNext copied
-   * them): copies the rest of its first `prefix` bytes (an aperture miss may have cut the copy short).
+   * them; 0 when nothing was): copies the rest of its first `prefix` bytes (at most INBUF_SIZE; an
+   * aperture miss may have cut chainNext's copy short).
    */
   load(count: number, total: number, got: number, prefix: number): void {
     this.count = count;

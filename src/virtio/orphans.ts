@@ -100,7 +100,7 @@ function answerOrphan(vq: VqExports, memory: WebAssembly.Memory, wid: number, q:
     const [rcount = 0, wcount = 0, rtotal = 0, wtotal = 0] = new Uint32Array(memory.buffer, scratch, 4);
     const io = new GuestChainIo(vq, memory.buffer, wid, scratch, apertures);
     io.writer.reset(wcount, wtotal);
-    io.reader.reset(rcount, rtotal, IN_HEADER_SIZE);
+    io.reader.load(rcount, rtotal, 0, IN_HEADER_SIZE);
     const inHeader = io.reader.head.length >= IN_HEADER_SIZE ? io.reader.head : null;
     return Math.min(writeEioReply(io.writer, inHeader, log), wtotal);
   } catch (e) {

@@ -29,6 +29,7 @@ export const DEFAULT_PREFIX = 4096;
  * a sleep lasts longer. An idle device so costs no CPU: the first long sleep turns polling off.
  */
 export const SPIN_MIN_US = 10;
+export const SPIN_MAX_US = 100;
 
 /**
  * The stall watch: a sleeping worker wakes every STALL_MS to see whether another worker has held the
@@ -37,7 +38,6 @@ export const SPIN_MIN_US = 10;
  * wait at most about 2 × STALL_MS, whatever the request (handOn covers the ones known to be slow).
  */
 export const STALL_MS = 20;
-export const SPIN_MAX_US = 100;
 
 interface ActiveQueue {
   q: number;
@@ -338,8 +338,13 @@ export class QueueRunner {
     } finally {
       Atomics.store(this.ctl, Ctl.SPINNER, 0);
     }
-    this.spinUs = this.spinUs >= 2 * SPIN_MIN_US ? this.spinUs >>> 1 : 0;
+    this.shrinkSpin();
     return false;
+  }
+
+  /** Halves the polling budget (to 0 below SPIN_MIN_US): polling ran out, or a sleep lasted long. */
+  private shrinkSpin(): void {
+    this.spinUs = this.spinUs >= 2 * SPIN_MIN_US ? this.spinUs >>> 1 : 0;
   }
 
   /**
@@ -477,6 +482,6 @@ export class QueueRunner {
     Atomics.sub(this.ctl, Ctl.IDLE, 1);
     const sleptUs = (performance.now() - t0) * 1000;
     if (sleptUs <= SPIN_MAX_US) this.spinUs = Math.min(SPIN_MAX_US, Math.max(SPIN_MIN_US, this.spinUs * 2));
-    else this.spinUs = this.spinUs >= 2 * SPIN_MIN_US ? this.spinUs >>> 1 : 0;
+    else this.shrinkSpin();
   }
 }

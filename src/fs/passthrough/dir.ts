@@ -73,88 +73,84 @@ export function readdir(c: Core, nodeid: number, fh: number, offset: bigint, sin
     }
     c.dirPos = offset;
     const raw = plus ? null : (sink.rawBuffer?.() ?? null);
-    const rc = raw !== null && sink.remaining() >= RAW_MIN_ROOM ? readdirRaw(c, dfd, sink, raw) : readdirRecords(c, dfd, nodeid, sink, plus, offset);
+    const rc = raw !== null && sink.remaining() >= RAW_MIN_ROOM ? readdirRaw(c, dfd, sink, raw) : readdirRecords(c, dfd, nodeid, sink, plus);
     c.tables.handleSetDirPos(fh, c.dirPos);
     return rc;
   });
 }
 
 /**
- * READDIR/READDIRPLUS record by record (READDIRPLUS looks every name up). Leaves in c.dirPos where the
- * fd now is: the d_off of the last record getdents returned (the kernel leaves the position there),
- * or -1n when that is not known (the end of the directory, an error).
+ * READDIR/READDIRPLUS record by record (READDIRPLUS looks every name up), from the position in c.dirPos.
+ * Leaves there where the fd now is: the d_off of the last record getdents returned (the kernel leaves
+ * the position there), or -1n when that is not known (the end of the directory, an error).
  */
-function readdirRecords(c: Core, dfd: number, nodeid: number, sink: DirSink, plus: boolean, offset: bigint): number {
-  {
-    const dents = c.dents;
-    const dentv = c.dentv;
-    let lastOff = offset;
-    /** entries in the reply (an empty reply tells the guest the directory ended) */
-    let emitted = 0;
-    for (;;) {
-      // Read only what is sure to fit, so the file position rarely runs ahead of what the guest got
-      // (then it is put back with a seek to the last cookie sent). A linux_dirent64
-      // is ALIGN(20+n, 8) ≥ 24 bytes; its fuse_dirent ALIGN(24+n, 8) is at most 8 more (× 4/3), its
-      // fuse_direntplus at most 136 more (× 6.67, we use 7).
-      const r = sink.remaining();
-      let want = Math.min(DIRENT_BUF, (plus ? Math.floor(r / 7) : Math.floor((r * 3) / 4)) & ~7);
-      if (want < MAX_HOST_RECLEN) {
-        if (emitted > 0) break;
-        // nothing sent yet and little room: read one long-name-sized record and check it fits
-        want = MAX_HOST_RECLEN;
+function readdirRecords(c: Core, dfd: number, nodeid: number, sink: DirSink, plus: boolean): number {
+  const dents = c.dents;
+  const dentv = c.dentv;
+  /** entries in the reply (an empty reply tells the guest the directory ended) */
+  let emitted = 0;
+  for (;;) {
+    // Read only what is sure to fit, so the file position rarely runs ahead of what the guest got
+    // (then it is put back with a seek to the last cookie sent). A linux_dirent64
+    // is ALIGN(20+n, 8) ≥ 24 bytes; its fuse_dirent ALIGN(24+n, 8) is at most 8 more (× 4/3), its
+    // fuse_direntplus at most 136 more (× 6.67, we use 7).
+    const r = sink.remaining();
+    let want = Math.min(DIRENT_BUF, (plus ? Math.floor(r / 7) : Math.floor((r * 3) / 4)) & ~7);
+    if (want < MAX_HOST_RECLEN) {
+      if (emitted > 0) break;
+      // nothing sent yet and little room: read one long-name-sized record and check it fits
+      want = MAX_HOST_RECLEN;
+    }
+    const n = native.getdents64(dfd, dents.subarray(0, want));
+    if (n < 0) {
+      c.dirPos = -1n;
+      return emitted > 0 ? 0 : n;
+    }
+    if (n === 0) {
+      c.dirPos = -1n;
+      break;
+    }
+    let p = 0;
+    while (p < n) {
+      const ino = dentv.getBigUint64(p, true);
+      const next = BigInt.asUintN(64, dentv.getBigInt64(p + 8, true));
+      const reclen = dentv.getUint16(p + 16, true);
+      const type = dents[p + 18]!;
+      let e = p + 19;
+      while (e < p + reclen && dents[e] !== 0) e++;
+      const name = dents.subarray(p + 19, e);
+      if (!sink.fits(name.length)) {
+        // Does not fit after all (only with a tiny reply buffer): put the position back.
+        c.dirPos = seekDir(dfd, c.dirPos) === 0 ? c.dirPos : -1n;
+        return 0;
       }
-      const n = native.getdents64(dfd, dents.subarray(0, want));
-      if (n < 0) {
-        c.dirPos = -1n;
-        return emitted > 0 ? 0 : n;
-      }
-      if (n === 0) {
-        c.dirPos = -1n;
-        break;
-      }
-      let p = 0;
-      while (p < n) {
-        const ino = dentv.getBigUint64(p, true);
-        const next = BigInt.asUintN(64, dentv.getBigInt64(p + 8, true));
-        const reclen = dentv.getUint16(p + 16, true);
-        const type = dents[p + 18]!;
-        let e = p + 19;
-        while (e < p + reclen && dents[e] !== 0) e++;
-        const name = dents.subarray(p + 19, e);
-        if (!sink.fits(name.length)) {
-          // Does not fit after all (only with a tiny reply buffer): put the position back.
-          c.dirPos = seekDir(dfd, lastOff) === 0 ? lastOff : -1n;
-          return 0;
-        }
-        const dot = name.length <= 2 && name[0] === 0x2e && (name.length === 1 || name[1] === 0x2e);
-        if (!plus) {
+      const dot = name.length <= 2 && name[0] === 0x2e && (name.length === 1 || name[1] === 0x2e);
+      if (!plus) {
+        sink.add(ino, next, type, name, null);
+        emitted++;
+      } else if (dot) {
+        sink.add(ino, next, type, name, DOT_ENTRY);
+        emitted++;
+      } else {
+        const ent = c.markSubmount(nodeid, c.lookupAt(dfd, name)); // the handle's fd is this directory
+        if (typeof ent !== 'number') {
+          sink.add(ino, next, type, name, ent);
+          emitted++;
+        } else if (ent !== -Errno.ENOENT) {
+          // The lookup failed for a reason of ours, not the entry's (EMFILE or ENFILE when the
+          // descriptors run out, EACCES…): list the name without attributes, as READDIR would. The
+          // guest's kernel makes no dentry for node id 0 (no lookup count, so no FORGET is owed) and
+          // looks the name up itself when it needs it. Failing the request instead fails the guest's
+          // getdents for as long as it holds the inodes that use up the descriptors, and most
+          // programs take a failed getdents for the end of the directory: a silent gap.
           sink.add(ino, next, type, name, null);
           emitted++;
-        } else if (dot) {
-          sink.add(ino, next, type, name, DOT_ENTRY);
-          emitted++;
-        } else {
-          const ent = c.markSubmount(nodeid, c.lookupAt(dfd, name)); // the handle's fd is this directory
-          if (typeof ent !== 'number') {
-            sink.add(ino, next, type, name, ent);
-            emitted++;
-          } else if (ent !== -Errno.ENOENT) {
-            // The lookup failed for a reason of ours, not the entry's (EMFILE or ENFILE when the
-            // descriptors run out, EACCES…): list the name without attributes, as READDIR would. The
-            // guest's kernel makes no dentry for node id 0 (no lookup count, so no FORGET is owed) and
-            // looks the name up itself when it needs it. Failing the request instead fails the guest's
-            // getdents for as long as it holds the inodes that use up the descriptors, and most
-            // programs take a failed getdents for the end of the directory: a silent gap.
-            sink.add(ino, next, type, name, null);
-            emitted++;
-          }
-          // ENOENT: the entry vanished since getdents (an unlink raced us) and is skipped
         }
-        lastOff = next;
-        c.dirPos = next;
-        p += reclen;
+        // ENOENT: the entry vanished since getdents (an unlink raced us) and is skipped
       }
+      c.dirPos = next;
+      p += reclen;
     }
-    return 0;
   }
+  return 0;
 }
