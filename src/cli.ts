@@ -78,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
   // is not the daemon's failure. Log lines are written with directStderr, which drops them then.
   process.stdout.on('error', () => undefined);
   process.stderr.on('error', () => undefined);
-  const daemon = new Daemon(cfg, log);
+  const daemon = new Daemon(cfg, log, version());
   // A status line on demand (docs/operations.md), from before the socket exists: a signal sent as
   // soon as it appears must not be lost, and listening keeps Node from starting its inspector on
   // SIGUSR1, which a daemon must never do.

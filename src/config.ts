@@ -34,12 +34,21 @@ export interface Config {
   timeout?: number;
   /** log to the local syslog socket instead of stderr (--syslog) */
   syslog: boolean;
+  /** stderr log lines as text (default) or one JSON object each (--log-format=json) */
+  logFormat: LogFormat;
+  /** where /metrics, /healthz and /readyz are served (--metrics-address); off when absent */
+  metricsAddress?: MetricsAddress;
   printCapabilities: boolean;
   help: boolean;
   version: boolean;
   /** Accepted for compatibility, with no effect here; logged at startup. */
   ignored: string[];
 }
+
+export type LogFormat = 'text' | 'json';
+
+/** A TCP host and port, or a Unix socket path (`unix:PATH`). */
+export type MetricsAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 
 export const MAX_THREAD_POOL_SIZE = 32;
 
@@ -76,6 +85,9 @@ Options:
   --announce-submounts     let the guest mount directories that are mount points on the host
                            separately (their own st_dev; also -o announce_submounts)
   --syslog                 log to syslog (/dev/log, facility daemon) instead of stderr
+  --log-format=FORMAT      text|json: json writes one object per line (time, level, thread, msg, ...)
+  --metrics-address=ADDR   serve Prometheus metrics (/metrics), /healthz and /readyz over HTTP on
+                           HOST:PORT ([::1]:PORT for IPv6) or unix:PATH; off unless given
   -d, --debug              same as --log-level=debug
   -f                       run in the foreground (always the case; accepted for compatibility)
   -h, --help               this text
@@ -121,6 +133,8 @@ const VALUED: Record<string, Setter> = {
     if (!isLogLevel(v)) throw new UsageError(`--log-level: invalid level '${v}' (off|error|warn|info|debug|trace)`);
     c.logLevel = v;
   },
+  'log-format': (c, v) => { oneOf(v, ['text', 'json'], '--log-format'); c.logFormat = v as LogFormat; },
+  'metrics-address': (c, v) => { c.metricsAddress = parseMetricsAddress(v); },
   'socket-group': (c, v) => { c.socketGroup = nonEmpty(v, '--socket-group'); },
   'rlimit-nofile': (c, v) => { c.rlimitNofile = parseInt10(v, '--rlimit-nofile', 0, 1 << 30); },
   sandbox: (c, v) => { oneOf(v, ['namespace', 'chroot', 'none'], '--sandbox'); c.ignored.push(`--sandbox=${v}`); },
@@ -207,6 +221,24 @@ function parseTimeout(v: string): number {
   return n;
 }
 
+/** `HOST:PORT`, `[IPv6]:PORT`, `:PORT` (every address) or `unix:PATH`; port 0 lets the kernel choose (logged). */
+export function parseMetricsAddress(v: string): MetricsAddress {
+  const bad = (why: string): never => {
+    throw new UsageError(`--metrics-address: '${v}' ${why} (HOST:PORT, [IPV6]:PORT or unix:PATH)`);
+  };
+  if (v.startsWith('unix:')) {
+    const p = v.slice(5);
+    if (p === '') bad('has no path');
+    if (Buffer.byteLength(p) > UNIX_PATH_MAX) bad(`is longer than the ${UNIX_PATH_MAX} bytes a Unix socket address holds`);
+    return { kind: 'unix', path: p };
+  }
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d+)$/.exec(v);
+  if (!m) return bad('is not an address');
+  const port = Number(m[3]);
+  if (port > 65535) bad('has a port outside 0..65535');
+  return { kind: 'tcp', host: m[1] ?? m[2] ?? '', port };
+}
+
 function nonEmpty(v: string, name: string): string {
   if (v === '') throw new UsageError(`${name}: needs a value`);
   return v;
@@ -228,6 +260,7 @@ export function parseArgs(argv: string[]): Config {
     deviceNodes: true,
     allowDirectIo: false,
     syslog: false,
+    logFormat: 'text',
     printCapabilities: false,
     help: false,
     version: false,

@@ -19,6 +19,10 @@ import { VirtioFsDevice } from './virtio/device.js';
 import { WorkerPool } from './virtio/pool.js';
 import { type VqExports, createSharedMemory, guestTableOf, loadVirtqueueModule } from './virtio/wasm.js';
 import { VhostUserListener } from './vhost/listener.js';
+import { VhostUserStats } from './vhost/stats.js';
+import { buildRegistry, type QueueSnapshot } from './metrics/collect.js';
+import { counterBuffer } from './metrics/counters.js';
+import { MetricsServer } from './metrics/http.js';
 
 /**
  * Queues offered (GET_QUEUE_NUM): the hiprio queue and up to 15 request queues, so QEMU's
@@ -36,8 +40,17 @@ export class Daemon {
   private faults: GuestMemoryFaults | null = null;
   /** main's instance of the AS module: the inode and handle tables live in its shared memory */
   private vq: VqExports | null = null;
+  private device: VirtioFsDevice | null = null;
+  private metrics: MetricsServer | null = null;
+  private readonly vhostStats = new VhostUserStats();
+  /** between the end of start() and the beginning of stop(): what /healthz and /readyz report */
+  private serving = false;
 
-  constructor(private readonly cfg: Config, readonly log: Logger) {}
+  constructor(
+    private readonly cfg: Config,
+    readonly log: Logger,
+    private readonly version = 'unknown',
+  ) {}
 
   async start(): Promise<void> {
     const { cfg, log } = this;
@@ -67,6 +80,18 @@ export class Daemon {
     this.fs = Passthrough.open(dir, vq);
     vq.handleInit();
 
+    // The request counters exist only when they are served: without --metrics-address workers neither
+    // time nor count requests (docs/metrics.md).
+    const counters = cfg.metricsAddress ? counterBuffer(cfg.threadPoolSize) : null;
+    if (cfg.metricsAddress && counters) {
+      // Listening comes before the workers start, so that a bad address fails the start at once.
+      this.metrics = new MetricsServer(cfg.metricsAddress, this.registry(memory, vq, counters), {
+        serving: () => this.serving,
+        connected: () => this.listener?.connected ?? false,
+      }, log);
+      await this.metrics.listen();
+    }
+
     const init: WorkerInit = {
       procFdDir: this.fs.procFd,
       cache: cfg.cache,
@@ -79,6 +104,8 @@ export class Daemon {
       syslog: cfg.syslog,
       announceSubmounts: cfg.announceSubmounts,
       logLevel: cfg.logLevel,
+      logFormat: cfg.logFormat,
+      counters,
     };
     const here = path.dirname(fileURLToPath(import.meta.url));
     // A test knob (docs/testing.md): how long a pause waits for a request blocked in the file system.
@@ -96,6 +123,7 @@ export class Daemon {
     const forceApertures = process.env.VIRTIOFSD_TS_APERTURES === 'always';
     if (forceApertures) log.warn('VIRTIOFSD_TS_APERTURES=always: guest memory is reached through apertures whatever its size');
     const device = new VirtioFsDevice(vq, memory, this.pool, DEFAULT_NUM_QUEUES, log, { forceApertures });
+    this.device = device;
     // The guest's inodes and open files die with its connection (the next boot starts from FUSE_INIT).
     device.resetHooks.push(() => {
       vq.inodeDropAll();
@@ -114,7 +142,7 @@ export class Daemon {
       else log.debug(`guest memory fault after its connection was closed: ${what}`);
     });
     const socketGid = cfg.socketGroup !== undefined ? resolveGroup(cfg.socketGroup) : undefined;
-    this.listener = new VhostUserListener(device, { socketPath: cfg.socketPath, fd: cfg.fd, socketGid, log });
+    this.listener = new VhostUserListener(device, { socketPath: cfg.socketPath, fd: cfg.fd, socketGid, log, stats: this.vhostStats });
     this.listener.listen();
     log.info(
       `serving ${dir} (cache=${cfg.cache}, writeback=${cfg.writeback ? 'on' : 'off'}, xattr=${cfg.xattr ? 'on' : 'off'}, ` +
@@ -125,6 +153,7 @@ export class Daemon {
       `guest memory: any size, up to ${MAX_MEM_SLOTS} regions; resident in the ${windowMiB(L)} MiB ` +
         `window when it fits, beyond that reached through ${L.APERTURE_SLOT_SIZE >> 20} MiB apertures (docs/operations.md)`,
     );
+    this.serving = true;
     if (cfg.socketPath) {
       log.info(
         `attach a guest with: qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=<RAM>,share=on -numa node,memdev=mem ` +
@@ -148,6 +177,7 @@ export class Daemon {
 
   /** SIGTERM/SIGINT: stop accepting, finish in-flight requests, release everything. */
   async stop(): Promise<void> {
+    this.serving = false;
     await this.listener?.close();
     this.listener = null;
     this.faults?.stop();
@@ -156,6 +186,47 @@ export class Daemon {
     this.pool = null;
     this.fs?.close();
     this.fs = null;
+    await this.metrics?.close();
+    this.metrics = null;
+  }
+
+  /** The metrics registry over this daemon's state (src/metrics/collect.ts); every source is read at scrape time. */
+  private registry(memory: WebAssembly.Memory, vq: VqExports, counters: SharedArrayBuffer) {
+    const { cfg } = this;
+    const L = vq.layout;
+    const qwords = new Uint32Array(sharedBuffer(memory), L.QUEUE_BASE, (L.MAX_QUEUES * L.QUEUE_STRIDE) >>> 2);
+    const field = (q: number, off: number): number => qwords[(q * L.QUEUE_STRIDE + off) >>> 2]!;
+    return buildRegistry({
+      counters,
+      workers: cfg.threadPoolSize,
+      queues: (): QueueSnapshot[] =>
+        (this.device?.activeQueues() ?? []).map((q) => ({
+          index: q,
+          size: field(q, L.Q_SIZE),
+          inFlight: (field(q, L.Q_LAST_AVAIL) - field(q, L.Q_NEXT_USED)) & 0xffff,
+          pending: vq.queuePending(q),
+          broken: field(q, L.Q_BROKEN) !== 0,
+        })),
+      tables: () => ({ inodes: vq.inodeCount(), inodesMax: L.INODE_MAX, handles: vq.handleCount(), handlesMax: L.HANDLE_MAX }),
+      memory: () => {
+        const m = this.device?.memory;
+        if (!m) return { bytes: 0, regions: 0, apertureHits: 0, apertureMisses: 0 };
+        const a = m.apertureStats();
+        return { bytes: Number(m.totalBytes), regions: m.mapped.length, apertureHits: Number(a.hits), apertureMisses: Number(a.misses) };
+      },
+      vhost: this.vhostStats,
+      connected: () => this.listener?.connected ?? false,
+      build: { version: this.version, node_version: process.version },
+      config: {
+        cache: cfg.cache,
+        writeback: String(cfg.writeback),
+        xattr: String(cfg.xattr),
+        readdirplus: String(cfg.readdirplus),
+        announce_submounts: String(cfg.announceSubmounts),
+        allow_direct_io: String(cfg.allowDirectIo),
+        thread_pool_size: String(cfg.threadPoolSize),
+      },
+    });
   }
 }
 

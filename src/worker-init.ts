@@ -22,6 +22,12 @@ export interface WorkerInit {
   /** --announce-submounts */
   announceSubmounts: boolean;
   logLevel: Config['logLevel'];
+  logFormat: Config['logFormat'];
+  /**
+   * The request counters (src/metrics/counters.ts), a block per worker, when metrics are served
+   * (--metrics-address); null: the worker neither times nor counts requests by opcode.
+   */
+  counters: SharedArrayBuffer | null;
 }
 
 /** piscina's workerData for src/worker.ts (the pool adds `memory`). */

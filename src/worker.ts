@@ -8,7 +8,8 @@ import type { WorkerData } from './worker-init.js';
 import { Logger, directStderr } from './log.js';
 import { native } from './native.js';
 import { FuseServer } from './fuse/server.js';
-import { IN_HEADER_SIZE, Opcode, WRITE_IN_SIZE, getId, peekOpcode, peekU32 } from './abi/fuse.js';
+import { IN_HEADER_SIZE, OUT_HEADER_SIZE, Opcode, WRITE_IN_SIZE, getId, peekOpcode, peekU32 } from './abi/fuse.js';
+import { W, countRequest, workerBlock } from './metrics/counters.js';
 import { Passthrough } from './fs/passthrough.js';
 import { sharedBuffer } from './memory/guest-memory.js';
 import { Ctl, controlView } from './virtio/control.js';
@@ -110,13 +111,18 @@ export default function runWorker(task: { wid: number }): void {
     session: ctl.subarray(Ctl.SESSION, Ctl.SESSION + Ctl.SESSION_LEN),
   });
   const inbufSize = vq.layout.INBUF_SIZE;
+  const counters = workerBlock(data.init.counters, wid);
+  const counting = data.init.counters !== null;
+  /** The reply's out-header and the first word after it, in the writer's scratch (fixed per worker). */
+  let reply: Int32Array | null = null;
   const handler = (_q: number, r: GuestReader, w: GuestWriter): number => {
     if (dying !== null) dying.arm(r.head);
     // The head copy: the whole readable part (up to INBUF_SIZE) except for WRITE, whose payload goes
     // from guest pages to the file without passing through the scratch.
     // (A chain shorter than the in-header is the server's to reject.)
+    let op = 0;
     if (r.head.length >= IN_HEADER_SIZE) {
-      const op = peekOpcode(r.head);
+      op = peekOpcode(r.head);
       if (op === Opcode.Write) {
         if (r.head.length < WRITE_PREFIX) r.extend(WRITE_PREFIX);
       } else if (r.total > r.head.length) {
@@ -124,9 +130,20 @@ export default function runWorker(task: { wid: number }): void {
       }
       if (slowRequest(r.head, op)) runner.handOn();
     }
-    return server.handle(r, w);
+    const n = server.handle(r, w);
+    if (counting) {
+      // The error and, for WRITE, fuse_write_out.size from the reply the server left in w.buf.
+      reply ??= new Int32Array(w.buf.buffer, w.buf.byteOffset, (OUT_HEADER_SIZE >>> 2) + 1);
+      const error = n >= OUT_HEADER_SIZE ? reply[1]! : 0;
+      countRequest(counters, op, runner.elapsed(), error);
+      if (error === 0 && n > OUT_HEADER_SIZE) {
+        if (op === Opcode.Read) counters[W.READ_BYTES]! += n - OUT_HEADER_SIZE;
+        else if (op === Opcode.Write) counters[W.WRITE_BYTES]! += reply[OUT_HEADER_SIZE >>> 2]! >>> 0;
+      }
+    }
+    return n;
   };
-  const runner: QueueRunner = new QueueRunner(vq, memory, wid, handler, log, HEAD_PREFIX, flight);
+  const runner: QueueRunner = new QueueRunner(vq, memory, wid, handler, log, HEAD_PREFIX, flight, counters);
   log.debug('worker loop started');
   runner.run();
   const st = runner.stats;

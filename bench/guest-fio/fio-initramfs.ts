@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { buildBaseInitramfs, type CpioEntry, cpioDirMaker, cpioNewc, defaultCacheDir, findKernel } from '../../harness/index.js';
+import { buildBaseInitramfs, type CpioEntry, cpioDirMaker, cpioNewc, defaultCacheDir, findKernel, kernelInfo } from '../../harness/index.js';
 import { S_IFREG } from '../../src/abi/stat.js';
 
 export interface FioFiles {
@@ -48,9 +48,9 @@ function fioExtension(ff: FioFiles): Buffer {
  * its base image (runGuest has no option for an extra archive): `buildBaseInitramfs(dir)` names the
  * file; we keep the pristine copy beside it and rewrite the combined one when either input changes.
  */
-export function prepareInitramfs(cacheDir: string, ff: FioFiles): string {
-  const k = findKernel();
-  if (!k) throw new Error('no guest kernel');
+export function prepareInitramfs(cacheDir: string, ff: FioFiles, kernel: string | null): string {
+  const k = kernel === null ? findKernel() : kernelInfo(kernel);
+  if (!k) throw new Error(`no guest kernel${kernel === null ? '' : ` ${kernel}`}`);
   const pristine = buildBaseInitramfs(defaultCacheDir(), k);
   const target = buildBaseInitramfs(cacheDir, k); // creates it (pristine) the first time
   const h = createHash('sha256').update(path.basename(pristine));

@@ -37,10 +37,10 @@ export async function main(args: string[]): Promise<number> {
   const ff = fioFiles();
   const cacheDir = path.join(defaultCacheDir(), 'bench-guest-fio');
   const t0 = Date.now();
-  const initrd = prepareInitramfs(cacheDir, ff);
+  const initrd = prepareInitramfs(cacheDir, ff, o.kernel);
   console.log(
     `guest-fio: ${jobs.length} jobs (runtime ${o.runtimeSec}s + ramp ${o.rampSec}s, size ${o.sizeMiB} MiB, ${o.ioengine}, direct=1), ` +
-      `${o.cpus}-vCPU TCG guest, initramfs ${(fs.statSync(initrd).size / MiB).toFixed(0)} MiB (${((Date.now() - t0) / 1000).toFixed(1)} s), ` +
+      `${o.cpus}-vCPU TCG guest${o.kernel ? ` (${o.kernel})` : ''}${o.queues > 1 ? `, ${o.queues} request queues for ours (1 for the reference)` : ''}, initramfs ${(fs.statSync(initrd).size / MiB).toFixed(0)} MiB (${((Date.now() - t0) / 1000).toFixed(1)} s), ` +
       `daemons: ${o.daemons.join(' then ')}${o.profile ? ' (ours under --cpu-prof)' : ''}`,
   );
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-bench-'));

@@ -1,5 +1,5 @@
 /** guest-fio's command line: its options, their defaults and the usage text. */
-import type { DaemonKind } from '../../harness/index.js';
+import { type DaemonKind, kernelInfo } from '../../harness/index.js';
 import { nonNegative, positive, positiveInt, splitOption } from '../cli.js';
 import { UsageError } from '../../src/errors.js';
 
@@ -18,6 +18,10 @@ metadata loop against each; prints per-job figures and the ratio ours/reference.
   --repeat=N                   rounds; the table keeps each job's best uncontended figure (default 1)
   --quiet-wait=S               wait up to S seconds for an idle host before each boot (default 300)
   --cpus=N  --mem=MiB          guest vCPUs (default 2) and RAM (default 2048)
+  --kernel=VERSION             guest kernel, e.g. 6.12.95+deb12-amd64 (default: the harness's, 6.1)
+  --queues=N                   request queues of our daemon's device (num-request-queues; default 1;
+                               a guest spreads them over its CPUs from Linux 6.11). The reference
+                               always gets one: QEMU 7.2's virtiofsd exits when offered more
   --ours-args="..."            extra arguments for our daemon
   --ref-args="..."             extra arguments for the reference (e.g. "-o allow_direct_io")
   --profile                    run ours under node --cpu-prof and summarise the profiles
@@ -40,6 +44,10 @@ export interface Options {
   refArgs: string[];
   cpus: number;
   memMiB: number;
+  /** the guest kernel (a version under /boot, or a vmlinuz path); null: the harness's default */
+  kernel: string | null;
+  /** vhost-user-fs-pci num-request-queues */
+  queues: number;
   /** rounds (reference then ours each); the table keeps each job's best uncontended figure */
   repeat: number;
   /** seconds to wait for a quiet host (no other QEMU, little load) before each boot */
@@ -61,6 +69,8 @@ export function parseOptions(args: string[]): Options {
     refArgs: [],
     cpus: 2,
     memMiB: 2048,
+    kernel: null,
+    queues: 1,
     repeat: 1,
     quietWaitSec: 300,
   };
@@ -104,6 +114,13 @@ export function parseOptions(args: string[]): Options {
         break;
       case '--mem':
         o.memMiB = positiveInt('mem', v);
+        break;
+      case '--kernel':
+        if (!kernelInfo(v)) throw new UsageError(`--kernel: no bootable kernel '${v}' (/boot/vmlinuz-VERSION with /lib/modules/VERSION)`);
+        o.kernel = v;
+        break;
+      case '--queues':
+        o.queues = positiveInt('queues', v);
         break;
       case '--repeat':
         o.repeat = positiveInt('repeat', v);

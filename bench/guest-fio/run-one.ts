@@ -111,11 +111,18 @@ export async function runOne(kind: DaemonKind, o: Options, jobs: JobSpec[], ff: 
       });
     }
   };
+  // QEMU 7.2's virtiofsd exits when the device has more than one request queue: it serves one.
+  const queues = kind === 'reference' ? 1 : o.queues;
   const fioCount = jobs.filter((j) => j.kind === 'fio').length;
   const timeoutSec = 180 + fioCount * (o.runtimeSec + o.rampSec + 40) + (jobs.some((j) => j.kind === 'meta') ? 60 + o.metaFiles * 0.1 : 0);
+  // A daemon that exits while its guest runs leaves the guest waiting on requests nobody serves:
+  // end the boot then instead of at its timeout.
+  const gone = new AbortController();
+  void daemon.exited.then((st) => gone.abort(`the ${kind} daemon exited (code ${st.code}, signal ${st.signal})`));
   let g: GuestResult;
   try {
     g = await runGuest({
+      signal: gone.signal,
       socketPath: sock,
       tag: TAG,
       script: guestScript(o, jobs, ff.libDirs),
@@ -123,6 +130,8 @@ export async function runOne(kind: DaemonKind, o: Options, jobs: JobSpec[], ff: 
       cacheDir,
       cpus: o.cpus,
       memMiB: o.memMiB,
+      ...(o.kernel === null ? {} : { kernel: o.kernel }),
+      ...(queues > 1 ? { deviceProps: [`num-request-queues=${queues}`] } : {}),
       onLine,
     });
   } finally {
@@ -130,7 +139,7 @@ export async function runOne(kind: DaemonKind, o: Options, jobs: JobSpec[], ff: 
     if (!process.env.BENCH_KEEP) fs.rmSync(share, { recursive: true, force: true });
   }
   if (g.rc !== 0 || g.timedOut) {
-    console.error(`[${kind}] guest rc=${g.rc} timedOut=${g.timedOut} qemu=${g.qemuExitCode}; last console lines:`);
+    console.error(`[${kind}] guest rc=${g.rc} timedOut=${g.timedOut} qemu=${g.qemuExitCode}${g.aborted ? ` (${g.aborted})` : ''}; last console lines:`);
     console.error(g.output.split('\n').slice(-30).join('\n'));
     if (g.stderr.trim()) console.error(`qemu stderr: ${g.stderr.trim()}`);
     console.error(`daemon log tail:\n${daemon.logs().split('\n').slice(-20).join('\n')}`);

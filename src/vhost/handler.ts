@@ -34,6 +34,7 @@ import {
   vringStatePayload,
 } from './message.js';
 import { replyRule } from './replies.js';
+import { VhostUserStats } from './stats.js';
 
 const bit = (n: bigint | number): bigint => 1n << BigInt(n);
 
@@ -86,6 +87,7 @@ export class FrontendReqHandler {
     private readonly send: Sender,
     private readonly log: Logger,
     private readonly closeConnection: Closer,
+    private readonly stats: VhostUserStats = new VhostUserStats(),
   ) {}
 
   /** Queues a message; they run one after the other. */
@@ -143,6 +145,7 @@ export class FrontendReqHandler {
       for (const fd of m.fds) if (fd >= 0 && !this.consumed.has(fd)) native.close(fd);
       this.consumed.clear();
     }
+    this.stats.message(m.request, failed);
     if (failed) this.answerFailure(m);
     // REPLY_ACK: a u64 status for messages that have no reply of their own (0 = success).
     else if (!replied && this.replyAckWanted(m)) this.send(m.request, u64Payload(0n));

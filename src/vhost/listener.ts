@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import type { VirtioFsDevice } from '../virtio/device.js';
 import { Connection } from './connection.js';
 import { FrontendReqHandler } from './handler.js';
+import { VhostUserStats } from './stats.js';
 
 const { EAGAIN, EINTR } = Errno;
 
@@ -33,6 +34,8 @@ export interface ListenerOptions {
   /** An already listening socket (--fd), e.g. from systemd or libvirt. */
   fd?: number;
   log: Logger;
+  /** where connections and messages are counted (the metrics read it) */
+  stats?: VhostUserStats;
 }
 
 export class VhostUserListener {
@@ -46,9 +49,16 @@ export class VhostUserListener {
   private acceptFailures = 0;
   private backoffMs = 0;
   private backoffTimer: NodeJS.Timeout | null = null;
-  connections = 0;
+  readonly stats: VhostUserStats;
 
-  constructor(private readonly device: VirtioFsDevice, private readonly opts: ListenerOptions) {}
+  constructor(private readonly device: VirtioFsDevice, private readonly opts: ListenerOptions) {
+    this.stats = opts.stats ?? new VhostUserStats();
+  }
+
+  /** frontends adopted so far */
+  get connections(): number {
+    return this.stats.connections;
+  }
 
   /** Binds (or adopts) the socket and starts accepting. Throws with a clear message on failure. */
   listen(): void {
@@ -120,6 +130,7 @@ export class VhostUserListener {
       }
       if ((this.conn !== null && !this.conn.isClosed) || this.waiting || this.closing) {
         // One frontend per device: a second connection would fight over the same rings.
+        this.stats.refusedConnections++;
         this.opts.log.warn('rejected a second vhost-user connection while one is active');
         native.close(fd);
         continue;
@@ -159,7 +170,7 @@ export class VhostUserListener {
       native.close(fd);
       return;
     }
-    this.connections++;
+    this.stats.connections++;
     log.info(`vhost-user frontend connected (connection ${this.connections})`);
     let conn: Connection;
     const handler = new FrontendReqHandler(
@@ -167,12 +178,14 @@ export class VhostUserListener {
       (req, payload) => conn.reply(req, payload),
       log,
       (reason) => conn.close(reason),
+      this.stats,
     );
     conn = new Connection(fd, {
       onMessage: (m) => {
         void handler.enqueue(m);
       },
       onClose: (reason) => {
+        this.stats.disconnects++;
         if (reason) log.warn(`vhost-user frontend disconnected: ${reason}`);
         else log.info('vhost-user frontend disconnected');
         this.resetting = this.resetAfterDisconnect(handler).then((done) => {

@@ -13,6 +13,7 @@ import { RateLimitedLog } from '../log.js';
 import { Ctl, Flight, WorkerState, controlView, qslot } from './control.js';
 import { ApertureMapper, GuestChainIo, type GuestReader, type GuestWriter } from './guest-io.js';
 import { InFlight, recordViews } from './inflight.js';
+import { Q, QUEUE_AT, QUEUE_SLOTS, QUEUE_STRIDE, W, workerBlock } from '../metrics/counters.js';
 import { VqError, type VqExports } from './wasm.js';
 
 export type ChainHandler = (queue: number, r: GuestReader, w: GuestWriter) => number;
@@ -41,6 +42,8 @@ export const STALL_MS = 20;
 
 interface ActiveQueue {
   q: number;
+  /** where this queue's counters start in the worker's block (src/metrics/counters.ts) */
+  at: number;
   kick: number;
   call: number;
   /** replies this worker published on the queue since it last decided on notifying the driver */
@@ -55,6 +58,7 @@ interface ActiveQueue {
  */
 export const NOTIFY_BATCH = 16;
 
+/** The runner's counts, as the debug line at exit and tests read them (the block holds them). */
 export interface RunnerStats {
   requests: number;
   badChains: number;
@@ -123,7 +127,15 @@ export class QueueRunner {
   /** SEQ of each worker at this worker's last look (stall watch) */
   private readonly seenSeq: Int32Array;
   private readonly brokenSeen = new Set<number>();
-  readonly stats: RunnerStats = { requests: 0, badChains: 0, sleeps: 0, spinHits: 0, handOns: 0, notifies: 0, stallTakeovers: 0 };
+  /** queue index by kick fd, to count kicks per queue after a wakeup */
+  private kickQueue = new Map<number, ActiveQueue>();
+  /**
+   * performance.now() at the start of the chain being served: when the worker found it after idling,
+   * else when the previous chain's handling ended (see elapsed()).
+   */
+  private since = 0;
+  /** the worker idled (found nothing) since the last chain: the next one starts the clock anew */
+  private idled = true;
 
   constructor(
     private readonly vq: VqExports,
@@ -134,6 +146,8 @@ export class QueueRunner {
     private readonly headPrefix = DEFAULT_PREFIX,
     /** this worker's in-flight record (the worker's file system records its pins in the same one) */
     private readonly flight = new InFlight(memory.buffer, vq.layout.CONTROL_BASE, wid),
+    /** this worker's counter block (src/metrics/counters.ts); a private one by default */
+    readonly counters: Float64Array = workerBlock(null, 0),
   ) {
     const L = vq.layout;
     this.ctl = controlView(memory.buffer, L.CONTROL_BASE);
@@ -151,6 +165,29 @@ export class QueueRunner {
     this.badLog = new RateLimitedLog(log);
     this.records = Array.from({ length: L.MAX_WORKERS }, (_, w) => recordViews(memory.buffer, L.CONTROL_BASE, w).words);
     this.seenSeq = new Int32Array(L.MAX_WORKERS);
+  }
+
+  get stats(): RunnerStats {
+    const c = this.counters;
+    let notifies = 0;
+    for (let q = 0; q < QUEUE_SLOTS; q++) notifies += c[QUEUE_AT + q * QUEUE_STRIDE + Q.NOTIFIES]!;
+    return {
+      requests: c[W.REQUESTS]!, badChains: c[W.BAD_CHAINS]!, sleeps: c[W.WAKEUPS]!, spinHits: c[W.POLL_HITS]!,
+      handOns: c[W.HAND_ONS]!, notifies, stallTakeovers: c[W.STALL_TAKEOVERS]!,
+    };
+  }
+
+  /**
+   * Seconds since the chain being served started (for the handler, once its work is done): from when
+   * this worker found it after idling, or from the end of the previous chain's handling when it went
+   * straight on, so that the time to publish a reply and pop the next chain is counted too and busy
+   * workers' times add up to their busy time. Restarts the clock for the next chain: call it once per chain.
+   */
+  elapsed(): number {
+    const now = performance.now();
+    const s = (now - this.since) / 1000;
+    this.since = now;
+    return s;
   }
 
   /** Runs until the control plane says STOP. Never throws for anything the guest sends. */
@@ -186,9 +223,9 @@ export class QueueRunner {
   private notify(a: ActiveQueue): void {
     a.unsignalled = 0;
     if (this.vq.queueNotify(a.q) === 1 && a.call >= 0) {
-      this.stats.notifies++;
+      this.counters[a.at + Q.NOTIFIES]!++;
       native.eventfdWrite(a.call, 1);
-    }
+    } else this.counters[a.at + Q.SUPPRESSED]!++;
   }
 
   private reload(gen: number): void {
@@ -200,7 +237,11 @@ export class QueueRunner {
     for (let q = 0; q < maxQ; q++) {
       if (Atomics.load(this.ctl, qslot(q, Ctl.Q_ACTIVE)) !== 1) continue;
       queues.push({
-        q, kick: Atomics.load(this.ctl, qslot(q, Ctl.Q_KICKFD)), call: Atomics.load(this.ctl, qslot(q, Ctl.Q_CALLFD)), unsignalled: 0,
+        q,
+        at: QUEUE_AT + Math.min(q, QUEUE_SLOTS - 1) * QUEUE_STRIDE,
+        kick: Atomics.load(this.ctl, qslot(q, Ctl.Q_KICKFD)),
+        call: Atomics.load(this.ctl, qslot(q, Ctl.Q_CALLFD)),
+        unsignalled: 0,
       });
     }
     // Each worker owns some of the queues (every NWORKERS-th, from its wid on) and looks at those first,
@@ -210,6 +251,7 @@ export class QueueRunner {
     const own = queues.filter((_, i) => i % nw === this.wid % nw);
     this.queues = [...own, ...queues.filter((_, i) => i % nw !== this.wid % nw)];
     this.nOwn = own.length;
+    this.kickQueue = new Map(queues.filter((a) => a.kick >= 0).map((a) => [a.kick, a]));
     this.rr = 0;
     // A ring set up again (a device reset, a new frontend) is no longer broken: log its next corruption.
     for (const q of this.brokenSeen) if (this.vq.queueIsBroken(q) === 0) this.brokenSeen.delete(q);
@@ -276,7 +318,7 @@ export class QueueRunner {
         this.current = a;
         if (parsed) this.serve(a, head);
         else {
-          this.stats.badChains++;
+          this.countBad(a);
           this.publish(a, head, 0);
         }
         this.current = null;
@@ -287,7 +329,13 @@ export class QueueRunner {
         this.log.error(`queue ${a.q}: the driver corrupted the avail ring; the queue is stopped until the device is reset`);
       }
     }
+    this.idled = true;
     return false;
+  }
+
+  private countBad(a: ActiveQueue): void {
+    this.counters[W.BAD_CHAINS]!++;
+    this.counters[a.at + Q.BAD_CHAINS]!++;
   }
 
   /**
@@ -306,7 +354,7 @@ export class QueueRunner {
     if (a.kick < 0) return;
     if (Atomics.load(this.ctl, Ctl.IDLE) === 0 || Atomics.load(this.ctl, Ctl.SPINNER) !== 0) return;
     if (this.vq.queueEnableNotify(a.q) !== 1) return;
-    this.stats.handOns++;
+    this.counters[W.HAND_ONS]!++;
     native.eventfdWrite(a.kick, 1);
   }
 
@@ -326,7 +374,7 @@ export class QueueRunner {
       for (let i = 1; ; i++) {
         for (let k = 0; k < qs.length; k++) {
           if (this.vq.queuePending(qs[k]!.q) > 0) {
-            this.stats.spinHits++;
+            this.counters[W.POLL_HITS]!++;
             return true;
           }
         }
@@ -359,7 +407,7 @@ export class QueueRunner {
     try {
       len = this.answer(a, head);
     } catch (e) {
-      this.stats.badChains++;
+      this.countBad(a);
       this.badLog.error(`queue ${a.q}: parsing the chain at head ${head} failed: ${(e as Error)?.stack ?? e}; returned unused`);
       len = 0;
     }
@@ -377,18 +425,24 @@ export class QueueRunner {
       got = 0;
     }
     if (rc < 0) {
-      this.stats.badChains++;
+      this.countBad(a);
       this.badLog.warn(`queue ${a.q}: bad descriptor chain at head ${head} (error ${rc}); returned unused`);
       return 0;
     }
-    const c = this.counts;
-    const rcount = c[0]!;
-    const wcount = c[1]!;
-    const rtotal = c[2]!;
-    const wtotal = c[3]!;
+    const n = this.counts;
+    const rcount = n[0]!;
+    const wcount = n[1]!;
+    const rtotal = n[2]!;
+    const wtotal = n[3]!;
     const r = this.io.reader;
     const w = this.io.writer;
-    this.stats.requests++;
+    const c = this.counters;
+    c[W.REQUESTS]!++;
+    c[a.at + Q.REQUESTS]!++;
+    if (this.idled) {
+      this.idled = false;
+      this.since = performance.now();
+    }
     // The writer first: it only records the parsed list, so an EIO reply can go out whatever fails next.
     w.reset(wcount, wtotal);
     let len: number;
@@ -428,6 +482,14 @@ export class QueueRunner {
     if (++a.unsignalled >= NOTIFY_BATCH || this.vq.queuePending(a.q) < a.unsignalled) this.notify(a);
   }
 
+  /** Counts the kicks among the `n` fds a wakeup reported (the control eventfd is not one). */
+  private countKicks(n: number): void {
+    for (let i = 0; i < n; i++) {
+      const a = this.kickQueue.get(this.ready[i]!);
+      if (a !== undefined) this.counters[a.at + Q.KICKS]!++;
+    }
+  }
+
   private markBroken(q: number): void {
     const L = this.vq.layout;
     Atomics.store(this.queueWords, (q * L.QUEUE_STRIDE + L.Q_BROKEN) >>> 2, 1);
@@ -464,7 +526,6 @@ export class QueueRunner {
       if (native.poll(this.pollFds, 1, -1, this.revents) > 0) native.eventfdRead(this.ctlFd);
       return;
     }
-    this.stats.sleeps++;
     const t0 = performance.now();
     Atomics.add(this.ctl, Ctl.IDLE, 1);
     // With other workers, look every STALL_MS whether one is stuck in a request. (Only while one is
@@ -473,12 +534,18 @@ export class QueueRunner {
     // wakeups a second per worker: well under 0.1% of a core.
     const timeout = Atomics.load(this.ctl, Ctl.NWORKERS) > 1 ? STALL_MS : -1;
     for (;;) {
-      if (native.epollWait(this.epfd, this.ready, timeout) !== 0) break;
+      const n = native.epollWait(this.epfd, this.ready, timeout);
+      if (n > 0) {
+        this.countKicks(n);
+        break;
+      }
+      if (n < 0) break;
       if (this.otherStuck()) {
-        this.stats.stallTakeovers++;
+        this.counters[W.STALL_TAKEOVERS]!++;
         break;
       }
     }
+    this.counters[W.WAKEUPS]!++;
     Atomics.sub(this.ctl, Ctl.IDLE, 1);
     const sleptUs = (performance.now() - t0) * 1000;
     if (sleptUs <= SPIN_MAX_US) this.spinUs = Math.min(SPIN_MAX_US, Math.max(SPIN_MIN_US, this.spinUs * 2));
