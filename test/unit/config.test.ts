@@ -106,3 +106,20 @@ t.test('validateConfig checks the file system', async (t) => {
   t.throws(() => validateConfig({ ...ok, socketPath: path.join(os.tmpdir(), 'x'.repeat(120)) }), /107 bytes/);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+t.test('--metrics-address and --log-format', async (t) => {
+  const base = ['--socket-path=/s', '--shared-dir=/d'];
+  const addr = (v: string) => parseArgs([...base, `--metrics-address=${v}`]).metricsAddress;
+  t.equal(parseArgs(base).metricsAddress, undefined, 'off unless given');
+  t.same(addr('127.0.0.1:9100'), { kind: 'tcp', host: '127.0.0.1', port: 9100 });
+  t.same(addr(':9100'), { kind: 'tcp', host: '', port: 9100 }, 'every address');
+  t.same(addr('[::1]:9100'), { kind: 'tcp', host: '::1', port: 9100 }, 'IPv6 in brackets');
+  t.same(addr('localhost:0'), { kind: 'tcp', host: 'localhost', port: 0 }, 'port 0: the kernel chooses');
+  t.same(addr('unix:/run/vfsd-metrics.sock'), { kind: 'unix', path: '/run/vfsd-metrics.sock' });
+  for (const bad of ['9100', '127.0.0.1', '127.0.0.1:65536', '::1:9100', 'host:port', 'unix:', `unix:/${'x'.repeat(120)}`]) {
+    t.throws(() => addr(bad), { name: 'UsageError', message: /--metrics-address/ }, bad);
+  }
+  t.equal(parseArgs(base).logFormat, 'text');
+  t.equal(parseArgs([...base, '--log-format=json']).logFormat, 'json');
+  t.throws(() => parseArgs([...base, '--log-format=xml']), { name: 'UsageError', message: /--log-format: invalid value 'xml'/ });
+});
