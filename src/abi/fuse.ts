@@ -73,6 +73,15 @@ export enum Opcode {
   Statx = 52,
 }
 
+/**
+ * An opcode's name as fuse.h spells it, lower case and without FUSE_ (`copy_file_range`), for labels
+ * and reports; `unknown` for a number fuse.h does not define.
+ */
+export function opcodeName(op: number): string {
+  const n = (Opcode as unknown as Record<number, string | undefined>)[op];
+  return n === undefined ? 'unknown' : n.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
+}
+
 // ---- INIT flags (fuse_init_in.flags / fuse_init_out.flags; flags2 holds bits 32..63) ----
 export const FUSE_ASYNC_READ = 1 << 0;
 export const FUSE_POSIX_LOCKS = 1 << 1;

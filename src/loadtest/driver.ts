@@ -15,7 +15,8 @@ import { loadVirtqueueModule } from '../virtio/wasm.js';
 import { SLOT_DATA, SLOT_REPLY } from './guest.js';
 import { Histogram } from './histogram.js';
 import {
-  COUNTER_STRIDE, CTL_ABORT, CTL_PHASE, C_BYTES, C_DONE, C_SECONDS, C_ERRORS, C_OPS, C_REQUESTS, C_VERIFIED, type OpKindName,
+  COUNTER_STRIDE, CTL_ABORT, CTL_PHASE, C_BYTES, C_DONE, C_SECONDS, C_ERRORS, C_OPS, C_READ_DATA, C_REQUESTS, C_SENT, C_VERIFIED,
+  C_WRITE_DATA, OPCODE_SLOTS, type OpKindName,
   PHASE_MEASURE, PHASE_STOP, PHASE_WAIT, type ThreadPlan, type ThreadReport, movesData,
 } from './plan.js';
 import { NAME_LEN, StepKind, buildSteps } from './steps.js';
@@ -220,6 +221,7 @@ function submit(qi: number, s: number, g: number): void {
   dirty[qi] = 1;
   inflight++;
   if (measuring) counters[C_REQUESTS]! += 1;
+  counters[C_SENT + (st.opcode < OPCODE_SLOTS ? st.opcode : 0)]! += 1;
 }
 
 function startOp(qi: number, s: number, g: number): void {
@@ -337,6 +339,7 @@ function complete(qi: number, id: number, len: number): void {
         return;
       }
       if (measuring) counters[C_VERIFIED]! += bs;
+      counters[C_READ_DATA]! += bs;
       break;
     }
     case StepKind.Write: {
@@ -346,6 +349,7 @@ function complete(qi: number, id: number, len: number): void {
         return;
       }
       written[writtenCount++ % written.length] = offset[g]!;
+      counters[C_WRITE_DATA]! += bs;
       break;
     }
     case StepKind.Getattr: {

@@ -43,6 +43,10 @@ export class MainFuse {
   private readonly u32: Uint32Array;
   /** node ids looked up here, for FORGET at the end */
   readonly looked: U64[] = [];
+  /** what this connection's setup and teardown sent (see WireTotals): requests by opcode, data bytes */
+  readonly sent = new Map<number, number>();
+  readData = 0;
+  writeData = 0;
 
   constructor(readonly guest: LoadGuest, readonly timeoutMs: number) {
     const bytes = guest.win + guest.ramBytes;
@@ -71,7 +75,9 @@ export class MainFuse {
     sh.set([segs.length, SLOT_REPLY, o.noReply ? 0 : 16 + replyArgs + (o.inData ?? 0), req.length + (o.outData ?? 0)]);
     for (const [k, s] of segs.entries()) sh.set(s, 4 + 3 * k);
     const len = this.guest.call(1, MAIN_SHAPE, this.timeoutMs);
-    const op = Opcode[new DataView(req.buffer, req.byteOffset).getUint32(4, true)] ?? 'request';
+    const opcode = new DataView(req.buffer, req.byteOffset).getUint32(4, true);
+    this.sent.set(opcode, (this.sent.get(opcode) ?? 0) + 1);
+    const op = Opcode[opcode] ?? 'request';
     if (o.noReply) {
       if (len !== 0) throw new Error(`${op}: a reply of ${len} bytes to a request that has none`);
       return { error: 0, args: 0, len: 0 };
@@ -82,6 +88,8 @@ export class MainFuse {
       throw new Error(`${op}: malformed reply header (used length ${len})`);
     }
     const error = this.u32[(r >> 2) + 1]! | 0;
+    if (error === 0 && opcode === Opcode.Read) this.readData += len - 16;
+    if (error === 0 && opcode === Opcode.Write && len >= 20) this.writeData += this.u32[(r + 16) >> 2]!;
     // READ/READDIR data lands in the data pages; other replies' arguments follow the header
     return { error, args: o.inData ? w + SLOT_DATA : r + 16, len: len - 16 };
   }

@@ -54,7 +54,16 @@ export const C_VERIFIED = 4;
 export const C_DONE = 5;
 /** seconds from the thread's seeing PHASE_MEASURE to its seeing PHASE_STOP (or its quota done) */
 export const C_SECONDS = 6;
-export const COUNTER_STRIDE = 8;
+/**
+ * Everything the thread sent, in every phase (warmup and the tail too), for comparing with what a
+ * backend counted: requests by opcode from C_SENT (OPCODE_SLOTS of them; larger opcodes at C_SENT),
+ * and the file data READ replies returned and WRITEs wrote.
+ */
+export const C_READ_DATA = 7;
+export const C_WRITE_DATA = 8;
+export const C_SENT = 16;
+export const OPCODE_SLOTS = 64;
+export const COUNTER_STRIDE = C_SENT + OPCODE_SLOTS;
 
 export interface ThreadPlan {
   thread: number;

@@ -49,6 +49,18 @@ export interface WorkloadResult {
   timeline: TimelineSample[];
   /** the latency histogram: [bucket upper bound in µs, operations], non-empty buckets only, ascending */
   latency_histogram: Array<[number, number]>;
+  /** everything the run sent over its connection, setup to teardown (to check a backend's own counts) */
+  sent: WireTotals;
+}
+
+/** Requests and file data over a whole connection, every phase included. */
+export interface WireTotals {
+  /** FUSE requests by opcode name as fuse.h spells it, lower case ('getattr': 1000); INIT included */
+  requests_by_opcode: Record<string, number>;
+  /** file data returned by successful READs */
+  read_bytes: number;
+  /** file data written by successful WRITEs (fuse_write_out.size) */
+  write_bytes: number;
 }
 
 export interface TimelineSample {

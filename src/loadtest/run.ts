@@ -14,11 +14,13 @@ import { MainFuse, prepareFixture } from './fixture.js';
 import { LoadGuest } from './guest.js';
 import { Histogram } from './histogram.js';
 import {
-  COUNTER_STRIDE, CTL_ABORT, CTL_PHASE, C_BYTES, C_DONE, C_SECONDS, C_ERRORS, C_OPS, C_REQUESTS, C_VERIFIED, type OpKindName,
+  COUNTER_STRIDE, CTL_ABORT, CTL_PHASE, C_BYTES, C_DONE, C_SECONDS, C_ERRORS, C_OPS, C_READ_DATA, C_REQUESTS, C_SENT, C_VERIFIED,
+  C_WRITE_DATA, OPCODE_SLOTS, type OpKindName,
   PHASE_MEASURE, PHASE_STOP, PHASE_WARMUP, type ThreadPlan, type ThreadReport, type WorkloadName,
 } from './plan.js';
 import type { Progress } from './progress.js';
-import type { TimelineSample, WorkloadResult } from './report-types.js';
+import type { TimelineSample, WireTotals, WorkloadResult } from './report-types.js';
+import { opcodeName } from '../abi/fuse.js';
 import { directDescsNeeded, writeShapes } from './steps.js';
 
 export interface RunOptions {
@@ -84,6 +86,7 @@ export async function runWorkload(
     // Read back what the write workloads wrote last, then give back lookups and handles.
     const failure = afterwards(fuse, fx, outcome.reports, outcome.writeSeed, o.bs, scratchName);
     if (failure) return { ok: false, reason: failure };
+    addSent(outcome.result.sent, fuse);
     failed = false;
     return { ok: true, result: outcome.result };
   } catch (e) {
@@ -96,6 +99,16 @@ export async function runWorkload(
     await backend?.stop(failed ? 1000 : 5000);
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The main thread's requests (setup, checks, teardown) added to the driver threads' in `sent`. */
+function addSent(sent: WireTotals, f: MainFuse): void {
+  for (const [op, n] of f.sent) {
+    const name = opcodeName(op);
+    sent.requests_by_opcode[name] = (sent.requests_by_opcode[name] ?? 0) + n;
+  }
+  sent.read_bytes += f.readData;
+  sent.write_bytes += f.writeData;
 }
 
 interface Driven {
@@ -294,6 +307,14 @@ async function drive(
     verified_bytes: verified,
     timeline,
     latency_histogram: hist.bucketsUs(),
+    // the driver threads' part; the setup and teardown requests are added once the run is over
+    sent: {
+      requests_by_opcode: Object.fromEntries(
+        Array.from({ length: OPCODE_SLOTS }, (_, op) => [opcodeName(op), sum(C_SENT + op)] as const).filter(([, n]) => n > 0),
+      ),
+      read_bytes: sum(C_READ_DATA),
+      write_bytes: sum(C_WRITE_DATA),
+    },
   };
   return { ok: true, result, reports: done, writeSeed };
 }

@@ -5,7 +5,7 @@
  * counts come from the control plane. Nothing here runs per request. Names and labels:
  * docs/metrics.md (labels take bounded values only: opcode, errno, queue and worker numbers).
  */
-import { Opcode } from '../abi/fuse.js';
+import { opcodeName } from '../abi/fuse.js';
 import { errnoName } from '../native.js';
 import type { VhostUserStats } from '../vhost/stats.js';
 import {
@@ -62,10 +62,9 @@ class ScrapeMetric {
   reset(): void {}
 }
 
-/** `FUSE_COPY_FILE_RANGE` → `copy_file_range`: the spec's opcode names, as labels; slot 0 = `unknown`. */
+/** An opcode slot's label: fuse.h's name in lower case (`copy_file_range`); slot 0 = `unknown`. */
 export function opcodeLabel(op: number): string {
-  const n = op > 0 ? (Opcode as unknown as Record<number, string | undefined>)[op] : undefined;
-  return n === undefined ? 'unknown' : n.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
+  return op > 0 ? opcodeName(op) : 'unknown';
 }
 
 /** errno slot → its name (`ENOENT`); slot 0 = `other`. */

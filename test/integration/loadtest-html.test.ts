@@ -89,6 +89,7 @@ function result(w: (typeof WORKLOADS)[number], backend: string, round: number, r
     verified_bytes: w.name.startsWith('read') ? 4096 * 1000 : 0,
     timeline,
     latency_histogram: [...counts.entries()].sort((a, b) => a[0] - b[0]),
+    sent: { requests_by_opcode: {}, read_bytes: 0, write_bytes: 0 },
   };
 }
 

@@ -286,6 +286,7 @@ function result(workload: string, backend: string, round: number | undefined, op
     ops: ops * 10, requests: ops * 10, seconds: 10, ops_per_s: ops, mib_per_s: 0, min_us: 1, mean_us: 50, p50_us: 40, p90_us: 80,
     p99_us: p99, p999_us: p99 * 2, max_us: p99 * 3, errors: 0, errors_by_errno: {}, backend_cpu_us_per_op: cpu,
     client_cpu_us_per_op: 3, verified_bytes: 0, timeline: [], latency_histogram: [],
+    sent: { requests_by_opcode: {}, read_bytes: 0, write_bytes: 0 },
   };
 }
 
