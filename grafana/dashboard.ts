@@ -21,7 +21,7 @@ export const INSTANCE_QUERY = 'label_values(virtiofsd_build_info, instance)';
 
 /** Panels and the variable query go through the `datasource` variable, so an import can pick any Prometheus. */
 // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's variable syntax, not a JavaScript template
-const DS: common.DataSourceRef = { type: 'prometheus', uid: '${datasource}' };
+export const DATASOURCE_REF: common.DataSourceRef = { type: 'prometheus', uid: '${datasource}' };
 
 // ---- PromQL ----
 
@@ -46,7 +46,7 @@ const q = (expr: string, legend: string): Query => ({ expr, legend });
 
 function target(query: Query, i: number): prometheus.DataqueryBuilder {
   const t = new prometheus.DataqueryBuilder()
-    .datasource(DS)
+    .datasource(DATASOURCE_REF)
     .editorMode(prometheus.QueryEditorMode.Code)
     .expr(query.expr)
     .legendFormat(query.legend)
@@ -67,7 +67,7 @@ function series(title: string, description: string, queries: Query[], o: SeriesO
   const p = new timeseries.PanelBuilder()
     .title(title)
     .description(description)
-    .datasource(DS)
+    .datasource(DATASOURCE_REF)
     .targets(queries.map(target))
     .unit(o.unit)
     .min(0)
@@ -91,7 +91,7 @@ function single(title: string, description: string, query: Query, unit: string, 
   return new stat.PanelBuilder()
     .title(title)
     .description(description)
-    .datasource(DS)
+    .datasource(DATASOURCE_REF)
     .targets([target(query, 0)])
     .unit(unit)
     .span(4)
@@ -107,7 +107,7 @@ function info(title: string, description: string, metric: string, width: number)
   return new table.PanelBuilder()
     .title(title)
     .description(description)
-    .datasource(DS)
+    .datasource(DATASOURCE_REF)
     .targets([target({ expr: sel(metric), legend: '__auto', table: true }, 0)])
     .span(width)
     .height(5)
@@ -130,7 +130,7 @@ function overview(): Panel[] {
       },
     ]),
     single('Requests/s', 'FUSE requests served per second, every opcode.', q(sumRate('virtiofsd_fuse_requests_total'), ''), 'reqps', [green()]),
-    single('Workers', 'Worker threads serving the virtqueues.', q(sel('virtiofsd_workers'), ''), 'none', [green()]),
+    single('Worker threads', 'Worker threads serving the virtqueues.', q(sel('virtiofsd_workers'), ''), 'none', [green()]),
     single('Guest memory', 'Guest RAM mapped from the frontend.', q(sel('virtiofsd_guest_memory_bytes'), ''), 'bytes', [green()]),
     single('Broken queues', 'Virtqueues stopped because the driver corrupted them (until a device reset).', q(`sum (${sel('virtiofsd_queue_broken')})`, ''), 'none', [
       green(),
@@ -265,7 +265,10 @@ const ROWS: Array<[string, () => Panel[]]> = [
   ['vhost-user, memory and process', frontend],
 ];
 
-/** The dashboard as the JSON model Grafana stores (schema of the classic dashboard). */
+/**
+ * The dashboard as the JSON model Grafana stores (the classic dashboard schema): plain data, without
+ * the methods the SDK's objects carry.
+ */
 export function buildDashboard(): dashboard.Dashboard {
   const d = new dashboard.DashboardBuilder('virtiofsd-ts')
     .id(null)
@@ -284,7 +287,7 @@ export function buildDashboard(): dashboard.Dashboard {
     .withVariable(
       new dashboard.QueryVariableBuilder('instance')
         .label('Instance')
-        .datasource(DS)
+        .datasource(DATASOURCE_REF)
         .query(INSTANCE_QUERY)
         .definition(INSTANCE_QUERY)
         .refresh(dashboard.VariableRefresh.OnTimeRangeChanged)
@@ -297,7 +300,7 @@ export function buildDashboard(): dashboard.Dashboard {
     d.withRow(new dashboard.RowBuilder(title).id(id++));
     for (const p of panels()) d.withPanel(p.id(id++));
   }
-  return d.build();
+  return JSON.parse(JSON.stringify(d.build())) as dashboard.Dashboard;
 }
 
 /** The file's text: stable formatting, so a regenerated dashboard differs only where the code changed. */
