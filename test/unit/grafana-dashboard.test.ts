@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import {
-  buildDashboard, DASHBOARD_UID, DATASOURCE_REF, DATASOURCE_UID, dashboardJson, INSTANCE_QUERY, panelQueries,
+  buildDashboard, DASHBOARD_UID, DATASOURCE_NAME, DATASOURCE_REF, DATASOURCE_UID, dashboardJson, INSTANCE_QUERY, panelQueries,
 } from '../../grafana/dashboard.js';
 import { Opcode } from '../../src/abi/fuse.js';
 import { buildRegistry } from '../../src/metrics/collect.js';
@@ -136,6 +136,7 @@ t.test('variables, datasource, ids and titles', async (t) => {
   t.equal(ds?.current?.value, DATASOURCE_UID, 'and defaults to the provisioned one');
   const provisioned = readFileSync(repoFile('grafana/provisioning/datasources/prometheus.yaml'), 'utf8');
   t.match(provisioned, new RegExp(`^\\s*uid: ${DATASOURCE_UID}$`, 'm'), 'the provisioning file gives the datasource that uid');
+  t.match(provisioned, new RegExp(`^\\s*- name: ${DATASOURCE_NAME.replace(/[()]/g, '\\$&')}$`, 'm'), 'and the name the variable shows');
 
   const panels = d.panels ?? [];
   const ids = panels.map((p) => p.id);
