@@ -31,6 +31,11 @@ const rate = (metric: string): string => `rate(${sel(metric)}[$__rate_interval])
 const increase = (metric: string): string => `increase(${sel(metric)}[$__rate_interval])`;
 /** `sum by (labels) (rate(metric))`; `sum (rate(metric))` without labels. */
 const sumRate = (metric: string, by = ''): string => `sum${by === '' ? '' : ` by (${by})`} (${rate(metric)})`;
+/**
+ * `expr`, or 0 with `like`'s labels where `expr` has no series: counters that have never moved have none
+ * (collect.ts leaves out zero errors and bad chains), and a panel should draw 0, not "No data".
+ */
+const orZero = (expr: string, like: string): string => `${expr} or 0 * ${like}`;
 const quantile = (q: number): string =>
   `histogram_quantile(${q}, sum by (le, opcode) (${rate('virtiofsd_fuse_request_duration_seconds_bucket')}))`;
 
@@ -132,7 +137,7 @@ function overview(): Panel[] {
     single('Requests/s', 'FUSE requests served per second, every opcode.', q(sumRate('virtiofsd_fuse_requests_total'), ''), 'reqps', [green()]),
     single('Worker threads', 'Worker threads serving the virtqueues.', q(sel('virtiofsd_workers'), ''), 'none', [green()]),
     single('Guest memory', 'Guest RAM mapped from the frontend.', q(sel('virtiofsd_guest_memory_bytes'), ''), 'bytes', [green()]),
-    single('Broken queues', 'Virtqueues stopped because the driver corrupted them (until a device reset).', q(`sum (${sel('virtiofsd_queue_broken')})`, ''), 'none', [
+    single('Broken queues', 'Virtqueues stopped because the driver corrupted them (until a device reset).', q(orZero(`sum (${sel('virtiofsd_queue_broken')})`, `sum (${sel('virtiofsd_workers')})`), ''), 'none', [
       green(),
       red(1),
     ]),
@@ -151,7 +156,7 @@ function requests(): Panel[] {
   return [
     series('Operations/s', 'FUSE requests served and answered with an error, per second.', [
       q(sumRate('virtiofsd_fuse_requests_total'), 'requests'),
-      q(sumRate('virtiofsd_fuse_errors_total'), 'errors'),
+      q(orZero(sumRate('virtiofsd_fuse_errors_total'), sumRate('virtiofsd_fuse_requests_total')), 'errors'),
     ], { unit: 'reqps' }),
     series('Throughput', 'File data returned by READ and written by WRITE.', [
       q(sumRate('virtiofsd_fuse_read_bytes_total'), 'read'),
@@ -190,7 +195,7 @@ function queues(): Panel[] {
     ], { unit: 'ops' }),
     series('Chains by queue', 'Descriptor chains served per second, by virtqueue.', [q(sumRate('virtiofsd_queue_requests_total', 'queue'), 'q{{queue}}')], { unit: 'ops' }),
     series('Bad chains and broken queues', 'Chains returned unused because they broke the virtio rules (per second), and queues stopped over a corrupt ring (1).', [
-      q(sumRate('virtiofsd_queue_bad_chains_total', 'queue'), 'bad chains q{{queue}}'),
+      q(orZero(sumRate('virtiofsd_queue_bad_chains_total', 'queue'), sumRate('virtiofsd_queue_requests_total', 'queue')), 'bad chains q{{queue}}'),
       q(sel('virtiofsd_queue_broken'), 'broken q{{queue}}'),
     ], { unit: 'short' }),
   ];
