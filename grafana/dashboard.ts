@@ -36,6 +36,12 @@ const sumRate = (metric: string, by = ''): string => `sum${by === '' ? '' : ` by
  * (collect.ts leaves out zero errors and bad chains), and a panel should draw 0, not "No data".
  */
 const orZero = (expr: string, like: string): string => `${expr} or 0 * ${like}`;
+/**
+ * A gauge of the running queues, by queue; 0 for the queues that served chains while none runs (no
+ * frontend): the daemon reports running queues only, and a panel should not go blank on a disconnect.
+ */
+const queueGauge = (metric: string): string =>
+  orZero(`sum by (queue) (${sel(metric)})`, `sum by (queue) (${sel('virtiofsd_queue_requests_total')})`);
 const quantile = (q: number): string =>
   `histogram_quantile(${q}, sum by (le, opcode) (${rate('virtiofsd_fuse_request_duration_seconds_bucket')}))`;
 
@@ -185,8 +191,8 @@ function errors(): Panel[] {
 function queues(): Panel[] {
   return [
     series('Queue depth', 'Chains taken off the ring and not answered yet (in flight), and chains available that no worker has taken (pending), by virtqueue (0 is hiprio).', [
-      q(sel('virtiofsd_queue_in_flight'), 'in flight q{{queue}}'),
-      q(sel('virtiofsd_queue_pending'), 'pending q{{queue}}'),
+      q(queueGauge('virtiofsd_queue_in_flight'), 'in flight q{{queue}}'),
+      q(queueGauge('virtiofsd_queue_pending'), 'pending q{{queue}}'),
     ], { unit: 'short' }),
     series('Notifications and kicks', 'Used-buffer notifications sent (call eventfd writes) and suppressed (EVENT_IDX, NO_INTERRUPT), and worker wakeups by the kick eventfd, per second by virtqueue.', [
       q(sumRate('virtiofsd_queue_notifications_total', 'queue'), 'sent q{{queue}}'),
@@ -196,7 +202,7 @@ function queues(): Panel[] {
     series('Chains by queue', 'Descriptor chains served per second, by virtqueue.', [q(sumRate('virtiofsd_queue_requests_total', 'queue'), 'q{{queue}}')], { unit: 'ops' }),
     series('Bad chains and broken queues', 'Chains returned unused because they broke the virtio rules (per second), and queues stopped over a corrupt ring (1).', [
       q(orZero(sumRate('virtiofsd_queue_bad_chains_total', 'queue'), sumRate('virtiofsd_queue_requests_total', 'queue')), 'bad chains q{{queue}}'),
-      q(sel('virtiofsd_queue_broken'), 'broken q{{queue}}'),
+      q(queueGauge('virtiofsd_queue_broken'), 'broken q{{queue}}'),
     ], { unit: 'short' }),
   ];
 }
