@@ -85,7 +85,7 @@ t.test('with: context fields as JSON keys and as a text suffix to the thread', a
   x.log.with({ peer: 'a b' }).info('s');
   x.log.child('w1').with({ conn: 2 }).info('w');
   x.log.with({ conn: 2 }).child('w1').info('w');
-  t.match(x.out[0]!.line, /^\S+Z INFO  \[main conn=3\] c\n$/);
+  t.match(x.out[0]!.line, /^\S+Z INFO {2}\[main conn=3\] c\n$/);
   t.match(x.out[1]!.line, /\[main conn=4 queue=1\] q\n$/, 'a key given again takes the new value, in place');
   t.match(x.out[2]!.line, /\[main peer="a b"\] s\n$/, 'a value with a space is quoted');
   t.match(x.out[3]!.line, /\[w1 conn=2\] w\n$/);
