@@ -3,13 +3,14 @@
  * src/loadtest/) through a few workloads at 100 and then 1000 operations each, and stopped with SIGTERM.
  * Every stderr line must be one JSON object with time, level, thread and msg; the lines about a
  * connection carry its number ("conn"); and requests log nothing at info or above, so the second run
- * writes as many info+ lines as the first, though it serves ten times the requests.
+ * writes as many info+ lines as the first, though it serves ten times the requests. With --syslog the
+ * datagrams keep syslog's format, the connection in the tag, and what falls back to stderr is JSON.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { repoRoot } from '../../harness/locations.js';
 
 const BIN = path.join(repoRoot(), 'bin', 'virtiofsd-ts.js');
@@ -50,40 +51,61 @@ const INFO_UP = new Set(['error', 'warn', 'info']);
 /** a pause (at a disconnect) that waited over 2 s for a worker: a loaded host, not a request */
 const SLOW_PAUSE = /waiting for worker \d+ to finish its request/;
 
-t.test('--log-format=json: every line an object, connections numbered, nothing per request above debug', async (t) => {
+interface Daemon {
+  pid: number;
+  stderr(): string;
+  /** SIGTERM, then the exit code */
+  stop(): Promise<number | null>;
+}
+
+async function startDaemon(t: Test, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ daemon: Daemon; socket: string }> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-logjson-'));
   t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const share = path.join(tmp, 'share');
   fs.mkdirSync(share);
   const socket = path.join(tmp, 'sock');
-  const daemon = spawn(process.execPath, [BIN, `--socket-path=${socket}`, `--shared-dir=${share}`, '--log-format=json'], {
+  const child = spawn(process.execPath, [BIN, `--socket-path=${socket}`, `--shared-dir=${share}`, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    env,
   });
   let stderr = '';
-  daemon.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<number | null>((resolve) => daemon.on('exit', (code) => resolve(code)));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   t.teardown(() => {
-    if (daemon.exitCode === null) daemon.kill('SIGKILL');
+    if (child.exitCode === null) child.kill('SIGKILL');
   });
-  const count = (re: RegExp): number => stderr.split('\n').filter((l) => re.test(l)).length;
-  t.ok(await until(() => /waiting for a vhost-user frontend/.test(stderr), 15_000), 'the daemon listens', { stderr });
+  t.ok(await until(() => fs.existsSync(socket), 15_000), 'the daemon listens', { stderr });
+  const daemon: Daemon = {
+    pid: child.pid!,
+    stderr: () => stderr,
+    stop: () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+  return { daemon, socket };
+}
+
+t.test('--log-format=json: every line an object, connections numbered, nothing per request above debug', async (t) => {
+  const { daemon, socket } = await startDaemon(t, ['--log-format=json']);
+  const count = (re: RegExp): number => daemon.stderr().split('\n').filter((l) => re.test(l)).length;
+  t.ok(await until(() => /waiting for a vhost-user frontend/.test(daemon.stderr()), 15_000), 'and says so');
 
   // One run; then wait for the daemon to finish with its last connection (its reset line).
   const run = async (ops: number): Promise<string> => {
-    const from = stderr.length;
+    const from = daemon.stderr().length;
     const r = await loadtest(socket, ops);
     t.equal(r.code, 0, `loadtest --ops=${ops} ends with a result for every workload`, { out: r.out });
     const conns = count(/frontend connected/);
     t.ok(await until(() => count(/device reset; waiting for the next frontend/) === conns, 10_000), `--ops=${ops}: every connection reset`);
-    return stderr.slice(from);
+    return daemon.stderr().slice(from);
   };
   const small = await run(100);
   const large = await run(1000);
 
-  daemon.kill('SIGTERM');
-  t.equal(await exited, 0, 'SIGTERM: a clean exit');
+  t.equal(await daemon.stop(), 0, 'SIGTERM: a clean exit');
 
-  const lines = stderr.split('\n');
+  const lines = daemon.stderr().split('\n');
   t.equal(lines.pop(), '', 'the output ends with a newline');
   const parsed: JsonLine[] = [];
   for (const l of lines) {
@@ -132,4 +154,49 @@ t.test('--log-format=json: every line an object, connections numbered, nothing p
   t.same(kb, ka, 'and the same kinds of line');
   // A warning a request triggers is rate limited, so it would not grow with the requests: none at all.
   t.same([...a, ...b].filter((j) => j.level !== 'info').map((j) => j.msg), [], 'normal requests: no warning or error');
+});
+
+const havePython = spawnSync('python3', ['-c', 'import socket'], { encoding: 'utf8' }).status === 0;
+t.test('--syslog --log-format=json: syslog keeps its format, the stderr fallback is JSON', {
+  skip: havePython ? false : 'python3 is needed to play the syslog daemon',
+}, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-logsys-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const logSock = path.join(dir, 'log');
+  const out = path.join(dir, 'received');
+  const server = spawn('python3', ['-c', [
+    'import socket, sys',
+    's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+    's.bind(sys.argv[1])',
+    'f = open(sys.argv[2], "ab", buffering=0)',
+    'while True:',
+    '    f.write(s.recv(65536) + b"\\n")',
+  ].join('\n'), logSock, out], { stdio: 'ignore' });
+  t.teardown(() => {
+    server.kill('SIGKILL');
+  });
+  t.ok(await until(() => fs.existsSync(logSock), 5000), 'the syslog stand-in listens');
+  const read = (): string => (fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '');
+
+  const a = await startDaemon(t, ['--syslog', '--log-format=json'], { ...process.env, VIRTIOFSD_TS_SYSLOG_SOCKET: logSock });
+  t.equal((await loadtest(a.socket, 50)).code, 0, 'a load test run');
+  t.equal(await a.daemon.stop(), 0, 'SIGTERM: a clean exit');
+  t.ok(await until(() => read().includes('[main] stopped'), 5000), 'the last line reached syslog');
+  const got = read();
+  const tag = `<30>virtiofsd-ts[${a.daemon.pid}]: `;
+  t.match(got, `${tag}[main conn=1] vhost-user frontend connected`, 'syslog format, the connection in the tag');
+  t.notMatch(got, /"time":/, 'no JSON in syslog');
+  t.equal(a.daemon.stderr(), '', 'nothing on stderr');
+
+  const b = await startDaemon(t, ['--syslog', '--log-format=json'], { ...process.env, VIRTIOFSD_TS_SYSLOG_SOCKET: path.join(dir, 'no-such-socket') });
+  t.equal(await b.daemon.stop(), 0, 'without a syslog socket: a clean exit');
+  const lines = b.daemon.stderr().trimEnd().split('\n').map((l) => {
+    try {
+      return JSON.parse(l) as JsonLine;
+    } catch {
+      return null;
+    }
+  });
+  t.ok(lines.length > 3 && lines.every((j) => j !== null && typeof j.msg === 'string'), 'every line on stderr is JSON', { stderr: b.daemon.stderr() });
+  t.ok(lines.some((j) => j?.thread === 'syslog' && j.level === 'warn' && /cannot reach .*no-such-socket/.test(j.msg)), 'the warning about syslog too');
 });
