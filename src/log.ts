@@ -37,7 +37,6 @@ export function isLogLevel(s: string): s is LogLevel {
 
 /** How stderr lines are written (--log-format): `text` for people, `json` (one object per line) for collectors. */
 export type LogFormat = 'text' | 'json';
-export const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
 
 /** Context fields a logger adds to each of its lines (Logger.with): a connection, a queue. */
 export type LogFields = Readonly<Record<string, string | number>>;
