@@ -51,7 +51,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const log = new Logger(cfg.logLevel, 'main', cfg.syslog ? syslogSink() : directStderr);
+  const log = new Logger(cfg.logLevel, 'main', cfg.syslog ? syslogSink(cfg.logFormat) : directStderr, cfg.logFormat);
   for (const opt of cfg.ignored) {
     // Asking for lock forwarding and not getting it matters to shared-directory setups: say what it means.
     const locks = /^-o (posix_lock|flock)$/.test(opt)

@@ -1,7 +1,9 @@
 /**
  * A small leveled logger. Lines go to stderr (stdout stays free for --print-capabilities and the like),
  * one line each, with a timestamp, the level and the thread ("main" or "w<N>"), so that an operator can
- * follow one request from the control plane into a worker.
+ * follow one request from the control plane into a worker. A line is text (the default) or, with
+ * --log-format=json, one JSON object (time, level, thread, the context fields, msg) for a collector;
+ * a logger made by `with` adds context fields (a connection, a queue) to each of its lines.
  */
 import { writeSync } from 'node:fs';
 
@@ -33,20 +35,65 @@ export function isLogLevel(s: string): s is LogLevel {
   return (LOG_LEVELS as readonly string[]).includes(s);
 }
 
+/** How stderr lines are written (--log-format): `text` for people, `json` (one object per line) for collectors. */
+export type LogFormat = 'text' | 'json';
+
+/** Context fields a logger adds to each of its lines (Logger.with): a connection, a queue. */
+export type LogFields = Readonly<Record<string, string | number>>;
+
 /**
- * Where log lines go: `line` is the formatted stderr line (timestamp, level, thread, message, newline);
- * sinks that keep their own format (syslog) use the parts.
+ * Where log lines go: `line` is the formatted stderr line (text or JSON, ending in a newline); sinks
+ * that keep their own format (syslog) use the parts, `tag` being the thread with the context fields
+ * as the text format shows them ("main conn=3").
  */
-export type LogSink = (line: string, level: LogLevel, thread: string, msg: string) => void;
+export type LogSink = (line: string, level: LogLevel, tag: string, msg: string) => void;
+
+/** The text format's level column, by level: upper case, padded to one width. */
+const TEXT_LEVEL: Record<LogLevel, string> = {
+  off: 'OFF  ', error: 'ERROR', warn: 'WARN ', info: 'INFO ', debug: 'DEBUG', trace: 'TRACE',
+};
+
+/** Keys a context field may not take: the JSON format's own. */
+const RESERVED = new Set(['time', 'level', 'thread', 'msg']);
+const FIELD_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** A text value shown as is; others (spaces, quotes, brackets) are quoted so the tag stays parseable. */
+const PLAIN_VALUE = /^[^\s"=[\]]+$/;
+
+function checkFields(fields: LogFields): void {
+  for (const k of Object.keys(fields)) {
+    if (!FIELD_KEY.test(k) || RESERVED.has(k)) throw new Error(`log context field '${k}' is not allowed`);
+  }
+}
+
+function textValue(v: string | number): string {
+  const s = String(v);
+  return PLAIN_VALUE.test(s) ? s : JSON.stringify(s);
+}
 
 export class Logger {
   private rank: number;
+  /** the thread and the context fields, as text lines and the sink's `tag` show them */
+  private readonly tag: string;
+  /** a JSON line from after the level to the message's value: `,"thread":"w0","conn":3,"msg":` */
+  private readonly jsonMid: string;
   constructor(
     public level: LogLevel = 'info',
     private readonly thread = 'main',
     private readonly sink: LogSink = directStderr,
+    private readonly format: LogFormat = 'text',
+    private readonly fields: LogFields = {},
   ) {
     this.rank = RANK[level];
+    checkFields(fields);
+    // Everything about a line but its time, level and message is fixed per logger: built once here.
+    let tag = thread;
+    let mid = `,"thread":${JSON.stringify(thread)}`;
+    for (const [k, v] of Object.entries(fields)) {
+      tag += ` ${k}=${textValue(v)}`;
+      mid += `,${JSON.stringify(k)}:${JSON.stringify(v)}`;
+    }
+    this.tag = tag;
+    this.jsonMid = `${mid},"msg":`;
   }
 
   setLevel(level: LogLevel): void {
@@ -54,8 +101,19 @@ export class Logger {
     this.rank = RANK[level];
   }
 
+  /** The same logger for another thread (its context fields kept). */
   child(thread: string): Logger {
-    return new Logger(this.level, thread, this.sink);
+    return new Logger(this.level, thread, this.sink, this.format, this.fields);
+  }
+
+  /**
+   * A logger that adds `fields` to each line (beside those it has; a key given again takes the new
+   * value): JSON keys in the json format, `key=value` after the thread in the text format
+   * (`[main conn=3]`). Keys are identifiers other than time, level, thread and msg. Make one per
+   * context (a connection, a queue), not per line.
+   */
+  with(fields: LogFields): Logger {
+    return new Logger(this.level, this.thread, this.sink, this.format, { ...this.fields, ...fields });
   }
 
   enabled(level: LogLevel): boolean {
@@ -64,7 +122,13 @@ export class Logger {
 
   private write(level: LogLevel, msg: string): void {
     if (!this.enabled(level)) return;
-    this.sink(`${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} [${this.thread}] ${msg}\n`, level, this.thread, msg);
+    const time = new Date().toISOString();
+    const line =
+      this.format === 'json'
+        ? // JSON.stringify escapes newlines: a stack stays one line, one object
+          `{"time":"${time}","level":"${level}"${this.jsonMid}${JSON.stringify(msg)}}\n`
+        : `${time} ${TEXT_LEVEL[level]} [${this.tag}] ${msg}\n`;
+    this.sink(line, level, this.tag, msg);
   }
 
   error(msg: string): void { this.write('error', msg); }
@@ -180,6 +244,11 @@ export class RateLimitedLogger extends Logger {
     return new RateLimitedLogger(this.inner.child(thread), this.limiter);
   }
 
+  /** The inner logger with the fields, behind the same limiter (a flood is one flood whatever its context). */
+  override with(fields: LogFields): Logger {
+    return new RateLimitedLogger(this.inner.with(fields), this.limiter);
+  }
+
   override enabled(level: LogLevel): boolean {
     return this.inner.enabled(level);
   }
@@ -204,9 +273,18 @@ export class RateLimitedLogger extends Logger {
  * cannot flood the log.
  */
 export class RateLimitedLog {
-  private readonly limiter: RateLimiter;
-  constructor(private readonly log: Logger, burst = 10, windowMs = 10_000, now: Clock = Date.now) {
-    this.limiter = new RateLimiter(burst, windowMs, now, 1);
+  constructor(
+    private readonly log: Logger,
+    burst = 10,
+    windowMs = 10_000,
+    now: Clock = Date.now,
+    /** the window; one derived with `with` shares its origin's */
+    private readonly limiter = new RateLimiter(burst, windowMs, now, 1),
+  ) {}
+
+  /** The same, its lines adding `fields` (Logger.with), in the same window. */
+  with(fields: LogFields): RateLimitedLog {
+    return new RateLimitedLog(this.log.with(fields), this.limiter.burst, this.limiter.windowMs, Date.now, this.limiter);
   }
 
   warn(msg: string): void {

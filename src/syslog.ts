@@ -2,9 +2,11 @@
  * --syslog: log lines as datagrams to the local syslog socket (/dev/log), the way virtiofsd's
  * --syslog does, facility daemon, tagged `virtiofsd-ts[pid]`. Each thread opens its own socket.
  * When the socket cannot be reached (no syslog daemon, journald restarting) lines go to stderr
- * instead, and the sink tries the socket again at most once a second.
+ * instead, and the sink tries the socket again at most once a second. Syslog lines keep syslog's own
+ * format whatever --log-format says (`[thread key=value] message`: the context fields in the tag);
+ * the lines that fall back to stderr follow --log-format.
  */
-import { directStderr, type LogLevel, type LogSink } from './log.js';
+import { directStderr, type LogFormat, type LogLevel, Logger, type LogSink } from './log.js';
 import { native } from './native.js';
 
 /** The socket; VIRTIOFSD_TS_SYSLOG_SOCKET overrides it (tests). */
@@ -17,7 +19,7 @@ const SEVERITY: Record<LogLevel, number> = { off: 7, error: 3, warn: 4, info: 6,
 /** Longer messages are cut: a datagram of a few KiB reaches every syslog daemon whole. */
 const MAX_MSG = 4000;
 
-export function syslogSink(path = syslogPath()): LogSink {
+export function syslogSink(format: LogFormat = 'text', path = syslogPath()): LogSink {
   let fd = -1;
   let nextTry = 0;
   let warned = false;
@@ -32,16 +34,16 @@ export function syslogSink(path = syslogPath()): LogSink {
     nextTry = now + 1000;
     if (!warned) {
       warned = true;
-      directStderr(`${new Date().toISOString()} WARN  [syslog] cannot reach ${path} (errno ${-r}): logging to stderr until it can\n`);
+      new Logger('warn', 'syslog', directStderr, format).warn(`cannot reach ${path} (errno ${-r}): logging to stderr until it can`);
     }
     return false;
   };
-  return (line, level, thread, msg) => {
+  return (line, level, tag, msg) => {
     if (fd < 0 && !open()) {
       directStderr(line);
       return;
     }
-    const text = `<${LOG_DAEMON | SEVERITY[level]}>virtiofsd-ts[${process.pid}]: [${thread}] ${msg.length > MAX_MSG ? `${msg.slice(0, MAX_MSG)}…` : msg}`;
+    const text = `<${LOG_DAEMON | SEVERITY[level]}>virtiofsd-ts[${process.pid}]: [${tag}] ${msg.length > MAX_MSG ? `${msg.slice(0, MAX_MSG)}…` : msg}`;
     const b = Buffer.from(text);
     const n = native.sendMsg(fd, b, 0, b.length, null);
     if (n < 0) {

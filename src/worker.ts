@@ -87,7 +87,7 @@ class DyingTables extends PinRecordingTables {
 
 export default function runWorker(task: { wid: number }): void {
   const wid = task.wid;
-  const log = new Logger(data.init.logLevel, `w${wid}`, data.init.syslog ? syslogSink() : directStderr);
+  const log = new Logger(data.init.logLevel, `w${wid}`, data.init.syslog ? syslogSink(data.init.logFormat) : directStderr, data.init.logFormat);
   const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
   // The file system's pins are recorded in the worker's in-flight record, so they are released for
   // it if the thread dies mid-request (src/virtio/orphans.ts).

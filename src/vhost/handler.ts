@@ -321,7 +321,7 @@ export class FrontendReqHandler {
         try {
           base = await d.getVringBase(q);
         } catch (e) {
-          this.log.error(`GET_VRING_BASE: queue ${q}: ${(e as Error).message}; answering with the last known base`);
+          this.log.with({ queue: q }).error(`GET_VRING_BASE: queue ${q}: ${(e as Error).message}; answering with the last known base`);
           base = d.ring(q).base;
         }
         this.send(m.request, vringStatePayload(q, base));

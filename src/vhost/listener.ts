@@ -42,6 +42,8 @@ export class VhostUserListener {
   private listenFd = -1;
   private watch: { stop(): void } | null = null;
   private conn: Connection | null = null;
+  /** the current (or last) connection's logger: the listener's with its number */
+  private connLog: Logger;
   private resetting: Promise<void> = Promise.resolve();
   private closing = false;
   private waiting = false;
@@ -53,6 +55,7 @@ export class VhostUserListener {
 
   constructor(private readonly device: VirtioFsDevice, private readonly opts: ListenerOptions) {
     this.stats = opts.stats ?? new VhostUserStats();
+    this.connLog = opts.log;
   }
 
   /** frontends adopted so far */
@@ -165,12 +168,14 @@ export class VhostUserListener {
   }
 
   private adopt(fd: number): void {
-    const log = this.opts.log;
     if (this.closing) {
       native.close(fd);
       return;
     }
     this.stats.connections++;
+    // Every line about this frontend, its messages' included, says which connection it concerns.
+    const log = this.opts.log.with({ conn: this.connections });
+    this.connLog = log;
     log.info(`vhost-user frontend connected (connection ${this.connections})`);
     let conn: Connection;
     const handler = new FrontendReqHandler(
@@ -188,7 +193,7 @@ export class VhostUserListener {
         this.stats.disconnects++;
         if (reason) log.warn(`vhost-user frontend disconnected: ${reason}`);
         else log.info('vhost-user frontend disconnected');
-        this.resetting = this.resetAfterDisconnect(handler).then((done) => {
+        this.resetting = this.resetAfterDisconnect(handler, log).then((done) => {
           if (this.conn === conn) this.conn = null;
           if (done && !this.closing) log.info('device reset; waiting for the next frontend');
         });
@@ -204,8 +209,7 @@ export class VhostUserListener {
    * file system); the old session's requests then still use the device, and the next frontend waits at
    * the socket until they end. False if the daemon is shutting down first.
    */
-  private async resetAfterDisconnect(handler: FrontendReqHandler): Promise<boolean> {
-    const log = this.opts.log;
+  private async resetAfterDisconnect(handler: FrontendReqHandler, log: Logger): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       try {
         if (attempt === 1) await handler.disconnect();
@@ -231,7 +235,7 @@ export class VhostUserListener {
    * queues stop, its memory is unmapped), and the next frontend is served as usual.
    */
   memoryFault(where: string): void {
-    const { log } = this.opts;
+    const log = this.connLog;
     const conn = this.conn;
     if (conn === null || conn.isClosed) {
       // More faults of the episode, from requests that were still running, or from the reset itself.

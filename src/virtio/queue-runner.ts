@@ -48,6 +48,9 @@ interface ActiveQueue {
   call: number;
   /** replies this worker published on the queue since it last decided on notifying the driver */
   unsignalled: number;
+  /** the runner's logs with the queue as a context field (queue=N: json keys it; the text keeps "queue N:") */
+  log: Logger;
+  bad: RateLimitedLog;
 }
 
 /**
@@ -242,6 +245,8 @@ export class QueueRunner {
         kick: Atomics.load(this.ctl, qslot(q, Ctl.Q_KICKFD)),
         call: Atomics.load(this.ctl, qslot(q, Ctl.Q_CALLFD)),
         unsignalled: 0,
+        log: this.log.with({ queue: q }),
+        bad: this.badLog.with({ queue: q }),
       });
     }
     // Each worker owns some of the queues (every NWORKERS-th, from its wid on) and looks at those first,
@@ -308,7 +313,7 @@ export class QueueRunner {
         // A trap after the pop: the head is ours all the same (it is returned unused, below).
         head = this.scratchWords[this.vq.layout.SCR_HEAD >>> 2]!;
         if (head < 0) throw e;
-        this.badLog.error(`queue ${a.q}: parsing the chain at head ${head} failed: ${(e as Error)?.stack ?? e}; returned unused`);
+        a.bad.error(`queue ${a.q}: parsing the chain at head ${head} failed: ${(e as Error)?.stack ?? e}; returned unused`);
         parsed = false;
       }
       if (head >= 0) {
@@ -326,7 +331,7 @@ export class QueueRunner {
       }
       if (head === -2 && !this.brokenSeen.has(a.q)) {
         this.brokenSeen.add(a.q);
-        this.log.error(`queue ${a.q}: the driver corrupted the avail ring; the queue is stopped until the device is reset`);
+        a.log.error(`queue ${a.q}: the driver corrupted the avail ring; the queue is stopped until the device is reset`);
       }
     }
     this.idled = true;
@@ -408,7 +413,7 @@ export class QueueRunner {
       len = this.answer(a, head);
     } catch (e) {
       this.countBad(a);
-      this.badLog.error(`queue ${a.q}: parsing the chain at head ${head} failed: ${(e as Error)?.stack ?? e}; returned unused`);
+      a.bad.error(`queue ${a.q}: parsing the chain at head ${head} failed: ${(e as Error)?.stack ?? e}; returned unused`);
       len = 0;
     }
     this.publish(a, head, len);
@@ -426,7 +431,7 @@ export class QueueRunner {
     }
     if (rc < 0) {
       this.countBad(a);
-      this.badLog.warn(`queue ${a.q}: bad descriptor chain at head ${head} (error ${rc}); returned unused`);
+      a.bad.warn(`queue ${a.q}: bad descriptor chain at head ${head} (error ${rc}); returned unused`);
       return 0;
     }
     const n = this.counts;
@@ -452,9 +457,9 @@ export class QueueRunner {
       loaded = true;
       len = this.handler(a.q, r, w);
     } catch (e) {
-      this.badLog.error(`queue ${a.q}: request at head ${head} failed: ${(e as Error)?.stack ?? e}; answered EIO`);
+      a.bad.error(`queue ${a.q}: request at head ${head} failed: ${(e as Error)?.stack ?? e}; answered EIO`);
       // The head is this chain's only if the reader loaded it; else the reply's unique is 0.
-      len = writeEioReply(w, loaded && r.head.length >= IN_HEADER_SIZE ? r.head : null, this.badLog);
+      len = writeEioReply(w, loaded && r.head.length >= IN_HEADER_SIZE ? r.head : null, a.bad);
     }
     // The used length must equal what was written: the guest trusts it (virtio_fs.c).
     return Math.min(len, wtotal);
@@ -472,7 +477,7 @@ export class QueueRunner {
       // The request cannot be answered: stop the queue rather than leave the driver waiting on it
       // silently (the same state as a corrupt avail ring; a device reset clears it).
       this.markBroken(a.q);
-      this.log.error(`queue ${a.q}: publishing the reply to head ${head} failed; the queue is stopped until the device is reset: ${(e as Error)?.stack ?? e}`);
+      a.log.error(`queue ${a.q}: publishing the reply to head ${head} failed; the queue is stopped until the device is reset: ${(e as Error)?.stack ?? e}`);
       return;
     }
     // A ring found broken meanwhile (queuePop logged it) takes no more elements; nothing to notify.

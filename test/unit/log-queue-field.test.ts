@@ -1,0 +1,76 @@
+// The queue runner's lines about a queue carry it as a context field ("queue": N in JSON, queue=N in the
+// text tag), a handler's exception and a failed publish alike. The runner runs on this thread on a mock
+// driver's ring; the wrapped queueEnableNotify stops it once the ring is drained (as in
+// pool-runner-answers.test.ts).
+import t from 'tap';
+import { Logger } from '../../src/log.js';
+import { native } from '../../src/native.js';
+import { Ctl, WorkerState, controlView, qslot } from '../../src/virtio/control.js';
+import type { GuestReader, GuestWriter } from '../../src/virtio/guest-io.js';
+import { QueueRunner } from '../../src/virtio/queue-runner.js';
+import { type VqExports, createSharedMemory, loadVirtqueueModule } from '../../src/virtio/wasm.js';
+import { MockDriver, defaultRegion } from '../helpers/mock-driver.js';
+
+const memory = createSharedMemory();
+const real = await loadVirtqueueModule(memory);
+const Q = 1;
+const W = 0;
+
+for (const format of ['json', 'text'] as const) {
+  t.test(`${format}: a failed request and a failed publish name their queue`, async (t) => {
+    const d = new MockDriver(memory.buffer, { region: defaultRegion(real), queueSize: 16 });
+    t.equal(d.attach(real, Q), 0);
+    const ctl = controlView(memory.buffer, real.layout.CONTROL_BASE);
+    const ctlFd = native.eventfd(0);
+    const kick = native.eventfd(0);
+    t.teardown(() => {
+      native.close(ctlFd);
+      native.close(kick);
+    });
+    Atomics.store(ctl, Ctl.CTLFD + W, ctlFd);
+    Atomics.store(ctl, qslot(Q, Ctl.Q_ACTIVE), 1);
+    Atomics.store(ctl, qslot(Q, Ctl.Q_KICKFD), kick);
+    Atomics.store(ctl, qslot(Q, Ctl.Q_CALLFD), -1);
+    Atomics.store(ctl, Ctl.STATE, WorkerState.RUN);
+    Atomics.add(ctl, Ctl.GEN, 1);
+
+    const pushFails = new Set<number>();
+    const vq: VqExports = {
+      ...real,
+      queuePushQuiet: (q, head, len) => {
+        if (pushFails.delete(head)) throw new WebAssembly.RuntimeError('injected: push');
+        return real.queuePushQuiet(q, head, len);
+      },
+      queueEnableNotify: (q) => {
+        if (real.queueEnableNotify(q) !== 1) {
+          Atomics.store(ctl, Ctl.STATE, WorkerState.STOP);
+          Atomics.add(ctl, Ctl.GEN, 1);
+        }
+        return 1;
+      },
+    };
+    const lines: string[] = [];
+    const log = new Logger('warn', 'w0', (line) => lines.push(line), format);
+    const handler = (_q: number, _r: GuestReader, _w: GuestWriter): number => {
+      throw new Error('injected: handler bug');
+    };
+    const runner = new QueueRunner(vq, memory, W, handler, log, 40);
+    const header = new Uint8Array(40);
+    new DataView(header.buffer).setUint32(0, 40, true);
+    d.addChain({ readable: [header], writable: [16] });
+    const push = d.addChain({ readable: [header], writable: [16] });
+    pushFails.add(push.head);
+    runner.run();
+
+    const failed = lines.filter((l) => /request at head \d+ failed/.test(l));
+    const stopped = lines.filter((l) => /publishing the reply to head \d+ failed/.test(l));
+    t.equal(failed.length, 2, 'both handler failures logged');
+    t.equal(stopped.length, 1, 'the failed publish logged');
+    for (const l of [...failed, ...stopped]) {
+      if (format === 'json') {
+        const j = JSON.parse(l) as Record<string, unknown>;
+        t.same([j.thread, j.queue, j.level], ['w0', Q, 'error'], 'queue is a JSON key');
+      } else t.match(l, new RegExp(`^\\S+ ERROR \\[w0 queue=${Q}\\] queue ${Q}: `), 'queue=N in the tag; the message as before');
+    }
+  });
+}
