@@ -9,7 +9,8 @@ import path from 'node:path';
 import { UNIX_PATH_MAX } from './abi/unix.js';
 import { UsageError } from './errors.js';
 import type { CacheMode } from './fuse/cache-policy.js';
-import { type LogLevel, isLogLevel } from './log.js';
+import { type LogFormat, type LogLevel, isLogLevel } from './log.js';
+import { type MetricsAddress, parseMetricsAddress } from './metrics/address.js';
 import { native } from './native.js';
 
 
@@ -44,11 +45,6 @@ export interface Config {
   /** Accepted for compatibility, with no effect here; logged at startup. */
   ignored: string[];
 }
-
-export type LogFormat = 'text' | 'json';
-
-/** A TCP host and port, or a Unix socket path (`unix:PATH`). */
-export type MetricsAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 
 export const MAX_THREAD_POOL_SIZE = 32;
 
@@ -219,24 +215,6 @@ function parseTimeout(v: string): number {
   const n = /^\d+(\.\d+)?$/.test(v) ? Number(v) : Number.NaN;
   if (!Number.isFinite(n) || n > 366 * 86400) throw new UsageError(`-o timeout: invalid value '${v}' (seconds, 0..31622400)`);
   return n;
-}
-
-/** `HOST:PORT`, `[IPv6]:PORT`, `:PORT` (every address) or `unix:PATH`; port 0 lets the kernel choose (logged). */
-export function parseMetricsAddress(v: string): MetricsAddress {
-  const bad = (why: string): never => {
-    throw new UsageError(`--metrics-address: '${v}' ${why} (HOST:PORT, [IPV6]:PORT or unix:PATH)`);
-  };
-  if (v.startsWith('unix:')) {
-    const p = v.slice(5);
-    if (p === '') bad('has no path');
-    if (Buffer.byteLength(p) > UNIX_PATH_MAX) bad(`is longer than the ${UNIX_PATH_MAX} bytes a Unix socket address holds`);
-    return { kind: 'unix', path: p };
-  }
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d+)$/.exec(v);
-  if (!m) return bad('is not an address');
-  const port = Number(m[3]);
-  if (port > 65535) bad('has a port outside 0..65535');
-  return { kind: 'tcp', host: m[1] ?? m[2] ?? '', port };
 }
 
 function nonEmpty(v: string, name: string): string {

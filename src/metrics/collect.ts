@@ -7,7 +7,6 @@
  */
 import { opcodeName } from '../abi/fuse.js';
 import { errnoName } from '../native.js';
-import type { VhostUserStats } from '../vhost/stats.js';
 import {
   BUCKETS, ERR_AT, ERRNO_SLOTS, LATENCY_BOUNDS, O, OP_AT, OP_STRIDE, OPCODE_SLOTS, Q, QUEUE_AT, QUEUE_SLOTS, QUEUE_STRIDE, W,
   WORKER_SLOTS,
@@ -25,6 +24,16 @@ export interface QueueSnapshot {
   broken: boolean;
 }
 
+/** The vhost-user side's counts (src/vhost/stats.ts keeps them; this layer sits below vhost). */
+export interface VhostCounts {
+  connections: number;
+  disconnects: number;
+  refusedConnections: number;
+  /** messages handled / answered with a failure, by request name */
+  messages: ReadonlyMap<string, number>;
+  rejected: ReadonlyMap<string, number>;
+}
+
 /** Where the daemon's state is read from (src/daemon.ts fills it). */
 export interface MetricsSources {
   counters: SharedArrayBuffer;
@@ -32,7 +41,7 @@ export interface MetricsSources {
   queues(): QueueSnapshot[];
   tables(): { inodes: number; inodesMax: number; handles: number; handlesMax: number };
   memory(): { bytes: number; regions: number; apertureHits: number; apertureMisses: number };
-  vhost: VhostUserStats;
+  vhost: VhostCounts;
   connected(): boolean;
   /** the info metrics' labels */
   build: Record<string, string>;
@@ -191,7 +200,7 @@ export function buildRegistry(src: MetricsSources): Registry {
   add('virtiofsd_vhost_user_connections_total', 'vhost-user frontends accepted.', 'counter', () => one(v.connections));
   add('virtiofsd_vhost_user_disconnects_total', 'vhost-user frontends that went away or were dropped.', 'counter', () => one(v.disconnects));
   add('virtiofsd_vhost_user_refused_connections_total', 'Connections refused because a frontend was already connected.', 'counter', () => one(v.refusedConnections));
-  const byRequest = (m: Map<string, number>): (() => Sample[]) => () => [...m].map(([request, value]) => ({ value, labels: { request } }));
+  const byRequest = (m: ReadonlyMap<string, number>): (() => Sample[]) => () => [...m].map(([request, value]) => ({ value, labels: { request } }));
   add('virtiofsd_vhost_user_messages_total', 'vhost-user messages handled, by request.', 'counter', byRequest(v.messages));
   add('virtiofsd_vhost_user_rejected_messages_total', 'vhost-user messages answered with a failure, by request.', 'counter', byRequest(v.rejected));
 

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import type { Registry } from 'prom-client';
-import type { MetricsAddress } from '../config.js';
+import type { MetricsAddress } from './address.js';
 import type { Logger } from '../log.js';
 
 /** What /healthz and /readyz report. */

@@ -17,7 +17,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   native: ['package-root'],
   syslog: ['log', 'native'],
   memory: ['abi', 'errors', 'log', 'native'],
-  virtio: ['abi', 'errors', 'log', 'native', 'memory', 'package-root'],
+  // the counters workers write and the registry, HTTP endpoint and address syntax that read them
+  metrics: ['abi', 'errors', 'log', 'native'],
+  virtio: ['abi', 'errors', 'log', 'native', 'memory', 'metrics', 'package-root'],
   vhost: ['abi', 'errors', 'log', 'native', 'virtio'],
   fs: ['abi', 'errors', 'log', 'native'],
   fuse: ['abi', 'errors', 'log', 'fs'],
