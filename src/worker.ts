@@ -143,7 +143,7 @@ export default function runWorker(task: { wid: number }): void {
     }
     return n;
   };
-  const runner: QueueRunner = new QueueRunner(vq, memory, wid, handler, log, HEAD_PREFIX, flight, counters);
+  const runner: QueueRunner = new QueueRunner(vq, memory, wid, handler, log, HEAD_PREFIX, flight, counters, counting);
   log.debug('worker loop started');
   runner.run();
   const st = runner.stats;

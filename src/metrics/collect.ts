@@ -124,7 +124,7 @@ export function buildRegistry(src: MetricsSources): Registry {
   });
   add(
     'virtiofsd_fuse_request_duration_seconds',
-    'Time to serve a FUSE request in a worker: from taking it off the ring (or the end of the previous one) to its reply.',
+    'Time to serve a FUSE request in a worker, from taking it off the ring to its reply; observed for every request a worker finds after idling and 1 in 16 of those served back to back.',
     'histogram',
     () => {
       const out: Sample[] = [];

@@ -34,7 +34,7 @@ export const W = {
   POLL_HITS: 3,
   HAND_ONS: 4,
   STALL_TAKEOVERS: 5,
-  /** seconds spent serving chains: from a chain's pop (or the end of the previous one) to its reply */
+  /** seconds spent serving chains: from finding work after idling to finding none (queue-runner.ts) */
   BUSY_SECONDS: 6,
   /** file data bytes read into / written from guest buffers by READ and WRITE */
   READ_BYTES: 7,
@@ -89,16 +89,18 @@ export function bucketOf(seconds: number): number {
 }
 
 /**
- * Counts one FUSE request into a worker's block: its opcode, how long it took, the reply's error (0 or
- * a negative errno; a request without reply counts as 0) and the file data it moved.
+ * Counts one FUSE request into a worker's block: its opcode, how long it took (-1: not timed, see
+ * queue-runner.ts LATENCY_SAMPLE; it is counted all the same) and the reply's error (0 or a negative
+ * errno; a request without reply counts as 0).
  */
 export function countRequest(c: Float64Array, opcode: number, seconds: number, error: number): void {
   const op = opcode < OPCODE_SLOTS && opcode > 0 ? opcode : 0;
   const at = OP_AT + op * OP_STRIDE;
   c[at + O.REQUESTS]!++;
-  c[at + O.SECONDS]! += seconds;
-  c[at + O.BUCKET0 + bucketOf(seconds)]!++;
-  c[W.BUSY_SECONDS]! += seconds;
+  if (seconds >= 0) {
+    c[at + O.SECONDS]! += seconds;
+    c[at + O.BUCKET0 + bucketOf(seconds)]!++;
+  }
   if (error < 0) {
     c[at + O.ERRORS]!++;
     const e = -error < ERRNO_SLOTS ? -error : 0;

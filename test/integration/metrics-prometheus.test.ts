@@ -20,6 +20,7 @@ import { RequestBuilder, parseReply } from '../../src/frontend/fuse-requests.js'
 import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import type { WorkloadResult } from '../../src/loadtest/report-types.js';
 import { VHOST_USER_VERSION } from '../../src/vhost/message.js';
+import { LATENCY_SAMPLE } from '../../src/virtio/queue-runner.js';
 import { get, metricsPort } from '../helpers/metrics-http.js';
 
 const BIN = path.join(repoRoot(), 'bin', 'virtiofsd-ts.js');
@@ -178,6 +179,10 @@ t.test('Prometheus scrapes the daemon; its figures match the load; every dashboa
   t.equal(await scalar(`virtiofsd_fuse_read_bytes_total{instance="${instance}"}`), readBytes, 'bytes read, exactly');
   t.equal(await scalar(`virtiofsd_fuse_write_bytes_total{instance="${instance}"}`), writeBytes, 'bytes written, exactly');
   t.equal(await scalar(`virtiofsd_fuse_errors_total{instance="${instance}",opcode="unlink",errno="ENOENT"}`), MISSES, 'errors by errno');
+  // Latency is observed for the requests a worker finds after idling and 1 in LATENCY_SAMPLE of the rest.
+  const reads = promOps.get('read') ?? 0;
+  const timed = await scalar(`virtiofsd_fuse_request_duration_seconds_count{instance="${instance}",opcode="read"}`);
+  t.ok(timed <= reads && timed >= Math.floor(reads / LATENCY_SAMPLE) - 2 * 16, `READs timed: ${timed} of ${reads}`);
   t.equal(await scalar(`virtiofsd_vhost_user_connections_total{instance="${instance}"}`), results.length + 1, 'a connection per workload run, then ours: one after the other');
   t.equal(await scalar(`virtiofsd_vhost_user_rejected_messages_total{instance="${instance}",request="UNKNOWN"}`), 1, 'the rejected message');
 
