@@ -8,6 +8,7 @@ import { native } from '../../src/native.js';
 import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { RequestBuilder, parseReply } from '../../src/frontend/fuse-requests.js';
 import { repoRoot } from '../../harness/index.js';
+import { havePython, startSyslogStandIn } from '../helpers/syslog-standin.js';
 
 const bin = path.join(repoRoot(), 'bin', 'virtiofsd-ts.js');
 const run = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 30_000 });
@@ -188,24 +189,13 @@ t.test('a second daemon on a live socket is refused; a stale socket file is repl
   t.equal(await firstExit, 0);
 });
 
-const havePython = spawnSync('python3', ['-c', 'import socket'], { encoding: 'utf8' }).status === 0;
 t.test('--syslog: lines from the main thread and the workers go to the syslog socket', {
   skip: havePython ? false : 'python3 is needed to play the syslog daemon',
 }, async (t) => {
   const { dir, share, sock } = fixture(t, 'syslog');
   const logSock = path.join(dir, 'log');
   const out = path.join(dir, 'received');
-  const server = spawn('python3', ['-c', [
-    'import socket, sys',
-    's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
-    's.bind(sys.argv[1])',
-    'f = open(sys.argv[2], "ab", buffering=0)',
-    'while True:',
-    '    f.write(s.recv(65536) + b"\\n")',
-  ].join('\n'), logSock, out], { stdio: 'ignore' });
-  t.teardown(() => {
-    server.kill('SIGKILL');
-  });
+  startSyslogStandIn(t, logSock, out);
   await waitForPath(logSock, 5000);
 
   const runDaemon = async (env: Record<string, string>): Promise<{ pid: number; stderr: string; code: number | null }> => {

@@ -6,12 +6,13 @@
  * writes as many info+ lines as the first, though it serves ten times the requests. With --syslog the
  * datagrams keep syslog's format, the connection in the tag, and what falls back to stderr is JSON.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { repoRoot } from '../../harness/locations.js';
+import { havePython, startSyslogStandIn } from '../helpers/syslog-standin.js';
 
 const BIN = path.join(repoRoot(), 'bin', 'virtiofsd-ts.js');
 /** normal requests, answered or failed with an ordinary errno (lookup-miss: ENOENT) */
@@ -156,7 +157,6 @@ t.test('--log-format=json: every line an object, connections numbered, nothing p
   t.same([...a, ...b].filter((j) => j.level !== 'info').map((j) => j.msg), [], 'normal requests: no warning or error');
 });
 
-const havePython = spawnSync('python3', ['-c', 'import socket'], { encoding: 'utf8' }).status === 0;
 t.test('--syslog --log-format=json: syslog keeps its format, the stderr fallback is JSON', {
   skip: havePython ? false : 'python3 is needed to play the syslog daemon',
 }, async (t) => {
@@ -164,17 +164,7 @@ t.test('--syslog --log-format=json: syslog keeps its format, the stderr fallback
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const logSock = path.join(dir, 'log');
   const out = path.join(dir, 'received');
-  const server = spawn('python3', ['-c', [
-    'import socket, sys',
-    's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
-    's.bind(sys.argv[1])',
-    'f = open(sys.argv[2], "ab", buffering=0)',
-    'while True:',
-    '    f.write(s.recv(65536) + b"\\n")',
-  ].join('\n'), logSock, out], { stdio: 'ignore' });
-  t.teardown(() => {
-    server.kill('SIGKILL');
-  });
+  startSyslogStandIn(t, logSock, out);
   t.ok(await until(() => fs.existsSync(logSock), 5000), 'the syslog stand-in listens');
   const read = (): string => (fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '');
 

@@ -4,12 +4,11 @@
 // pool-runner-answers.test.ts).
 import t from 'tap';
 import { Logger } from '../../src/log.js';
-import { native } from '../../src/native.js';
-import { Ctl, WorkerState, controlView, qslot } from '../../src/virtio/control.js';
+import { Ctl, WorkerState, controlView } from '../../src/virtio/control.js';
 import type { GuestReader, GuestWriter } from '../../src/virtio/guest-io.js';
 import { QueueRunner } from '../../src/virtio/queue-runner.js';
 import { type VqExports, createSharedMemory, loadVirtqueueModule } from '../../src/virtio/wasm.js';
-import { MockDriver, defaultRegion } from '../helpers/mock-driver.js';
+import { runnerRig } from '../helpers/runner-rig.js';
 
 const memory = createSharedMemory();
 const real = await loadVirtqueueModule(memory);
@@ -18,21 +17,8 @@ const W = 0;
 
 for (const format of ['json', 'text'] as const) {
   t.test(`${format}: a failed request and a failed publish name their queue`, async (t) => {
-    const d = new MockDriver(memory.buffer, { region: defaultRegion(real), queueSize: 16 });
-    t.equal(d.attach(real, Q), 0);
+    const d = runnerRig(t, memory, real, Q, W);
     const ctl = controlView(memory.buffer, real.layout.CONTROL_BASE);
-    const ctlFd = native.eventfd(0);
-    const kick = native.eventfd(0);
-    t.teardown(() => {
-      native.close(ctlFd);
-      native.close(kick);
-    });
-    Atomics.store(ctl, Ctl.CTLFD + W, ctlFd);
-    Atomics.store(ctl, qslot(Q, Ctl.Q_ACTIVE), 1);
-    Atomics.store(ctl, qslot(Q, Ctl.Q_KICKFD), kick);
-    Atomics.store(ctl, qslot(Q, Ctl.Q_CALLFD), -1);
-    Atomics.store(ctl, Ctl.STATE, WorkerState.RUN);
-    Atomics.add(ctl, Ctl.GEN, 1);
 
     const pushFails = new Set<number>();
     const vq: VqExports = {
