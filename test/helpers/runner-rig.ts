@@ -27,3 +27,18 @@ export function runnerRig(t: Test, memory: WebAssembly.Memory, real: VqExports, 
   Atomics.add(ctl, Ctl.GEN, 1);
   return d;
 }
+
+/**
+ * A queueEnableNotify for the wrapped exports: once the ring is drained (or broken) it tells the runner to
+ * stop at its next turn instead of sleeping, so the test's runner.run() returns.
+ */
+export function stopWhenDrained(memory: WebAssembly.Memory, real: VqExports): VqExports['queueEnableNotify'] {
+  const ctl = controlView(memory.buffer, real.layout.CONTROL_BASE);
+  return (q) => {
+    if (real.queueEnableNotify(q) !== 1) {
+      Atomics.store(ctl, Ctl.STATE, WorkerState.STOP);
+      Atomics.add(ctl, Ctl.GEN, 1);
+    }
+    return 1;
+  };
+}

@@ -4,11 +4,10 @@
 // pool-runner-answers.test.ts).
 import t from 'tap';
 import { Logger } from '../../src/log.js';
-import { Ctl, WorkerState, controlView } from '../../src/virtio/control.js';
 import type { GuestReader, GuestWriter } from '../../src/virtio/guest-io.js';
 import { QueueRunner } from '../../src/virtio/queue-runner.js';
 import { type VqExports, createSharedMemory, loadVirtqueueModule } from '../../src/virtio/wasm.js';
-import { runnerRig } from '../helpers/runner-rig.js';
+import { runnerRig, stopWhenDrained } from '../helpers/runner-rig.js';
 
 const memory = createSharedMemory();
 const real = await loadVirtqueueModule(memory);
@@ -18,7 +17,6 @@ const W = 0;
 for (const format of ['json', 'text'] as const) {
   t.test(`${format}: a failed request and a failed publish name their queue`, async (t) => {
     const d = runnerRig(t, memory, real, Q, W);
-    const ctl = controlView(memory.buffer, real.layout.CONTROL_BASE);
 
     const pushFails = new Set<number>();
     const vq: VqExports = {
@@ -27,13 +25,7 @@ for (const format of ['json', 'text'] as const) {
         if (pushFails.delete(head)) throw new WebAssembly.RuntimeError('injected: push');
         return real.queuePushQuiet(q, head, len);
       },
-      queueEnableNotify: (q) => {
-        if (real.queueEnableNotify(q) !== 1) {
-          Atomics.store(ctl, Ctl.STATE, WorkerState.STOP);
-          Atomics.add(ctl, Ctl.GEN, 1);
-        }
-        return 1;
-      },
+      queueEnableNotify: stopWhenDrained(memory, real),
     };
     const lines: string[] = [];
     const log = new Logger('warn', 'w0', (line) => lines.push(line), format);

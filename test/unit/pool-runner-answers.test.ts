@@ -7,11 +7,10 @@
 import t from 'tap';
 import { Errno } from '../../src/errors.js';
 import { Logger } from '../../src/log.js';
-import { Ctl, WorkerState, controlView } from '../../src/virtio/control.js';
 import type { GuestReader, GuestWriter } from '../../src/virtio/guest-io.js';
 import { QueueRunner } from '../../src/virtio/queue-runner.js';
 import { type VqExports, createSharedMemory, loadVirtqueueModule } from '../../src/virtio/wasm.js';
-import { runnerRig } from '../helpers/runner-rig.js';
+import { runnerRig, stopWhenDrained } from '../helpers/runner-rig.js';
 
 const memory = createSharedMemory();
 const real = await loadVirtqueueModule(memory);
@@ -30,7 +29,6 @@ function inHeader(unique: number, opcode = 1): Uint8Array {
 
 t.test('a throw in parsing, reading, the handler or the publish leaves no popped chain unanswered', async (t) => {
   const d = runnerRig(t, memory, real, Q, W);
-  const ctl = controlView(memory.buffer, real.layout.CONTROL_BASE);
 
   const parseFails = new Set<number>();
   const readFails = new Set<number>();
@@ -53,14 +51,8 @@ t.test('a throw in parsing, reading, the handler or the publish leaves no popped
     },
     gather: (...a) => (gatherFails ? trap('gather') : real.gather(...a)),
     queuePushQuiet: (q, head, len) => (pushFails.delete(head) ? trap('push') : real.queuePushQuiet(q, head, len)),
-    queueEnableNotify: (q) => {
-      // Drained (or broken): stop the loop at its next turn instead of sleeping.
-      if (real.queueEnableNotify(q) !== 1) {
-        Atomics.store(ctl, Ctl.STATE, WorkerState.STOP);
-        Atomics.add(ctl, Ctl.GEN, 1);
-      }
-      return 1;
-    },
+    // Drained (or broken): stop the loop at its next turn instead of sleeping.
+    queueEnableNotify: stopWhenDrained(memory, real),
   };
   const lines: string[] = [];
   const log = new Logger('warn', 'w0', (line) => lines.push(line));
