@@ -62,12 +62,15 @@ const ROWS: ReadonlyArray<readonly [Opcode, Op]> = [
   [Opcode.Removexattr, { run: removexattr, modifies: true }],
 ];
 
-/** Indexed by opcode (a dense array: one load per request). */
+/**
+ * Indexed by opcode (a dense array: one load per request). Every entry gets all of Op's fields, so the
+ * dispatch's loads of `gate`, `modifies` and `run` see one object shape, whichever the opcode.
+ */
 export const OPS: ReadonlyArray<Op | undefined> = (() => {
   const t = new Array<Op | undefined>(Math.max(...ROWS.map(([opcode]) => opcode)) + 1).fill(undefined);
   for (const [opcode, op] of ROWS) {
     if (t[opcode] !== undefined) throw new Error(`opcode ${opcode} in the dispatch table twice`);
-    t[opcode] = op;
+    t[opcode] = { run: op.run, gate: op.gate, modifies: op.modifies };
   }
   return t;
 })();
