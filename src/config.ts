@@ -25,6 +25,8 @@ export interface Config {
   xattr: boolean;
   readdirplus: boolean;
   announceSubmounts: boolean;
+  /** Export the share read-only (--readonly): every request that would change it answers EROFS. */
+  readOnly: boolean;
   /** Let the guest create block/char device nodes (as virtiofsd does); --no-device-nodes refuses. */
   deviceNodes: boolean;
   /** Keep the guest's O_DIRECT on host files (--allow-direct-io, -o allow_direct_io). */
@@ -71,6 +73,8 @@ Options:
   --xattr                  serve extended attributes (also -o xattr; off by default, -o no_xattr)
   --allow-direct-io        pass the guest's O_DIRECT on to host files (also -o allow_direct_io);
                            by default host I/O goes through the host page cache
+  --readonly               export the share read-only: the guest can read it, every change fails
+                           with EROFS (write, create, remove, rename, chmod, touch, setxattr ...)
   --no-device-nodes        refuse guest mknod of block/char devices (EPERM). The daemon never opens
                            device nodes either way; this keeps them out of the host directory.
   --rlimit-nofile=N        set the open-file limit to N (0: leave it unchanged; default: raise it to
@@ -147,6 +151,7 @@ const FLAGS: Record<string, (c: Config) => void> = {
   readdirplus: (c) => { c.readdirplus = true; },
   'no-readdirplus': (c) => { c.readdirplus = false; },
   'no-device-nodes': (c) => { c.deviceNodes = false; },
+  readonly: (c) => { c.readOnly = true; },
   'print-capabilities': (c) => { c.printCapabilities = true; },
   help: (c) => { c.help = true; },
   version: (c) => { c.version = true; },
@@ -235,6 +240,7 @@ export function parseArgs(argv: string[]): Config {
     xattr: false,
     readdirplus: true,
     announceSubmounts: false,
+    readOnly: false,
     deviceNodes: true,
     allowDirectIo: false,
     syslog: false,

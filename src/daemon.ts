@@ -103,6 +103,7 @@ export class Daemon {
       timeout: cfg.timeout,
       syslog: cfg.syslog,
       announceSubmounts: cfg.announceSubmounts,
+      readOnly: cfg.readOnly,
       logLevel: cfg.logLevel,
       logFormat: cfg.logFormat,
       counters,
@@ -146,7 +147,7 @@ export class Daemon {
     this.listener.listen();
     log.info(
       `serving ${dir} (cache=${cfg.cache}, writeback=${cfg.writeback ? 'on' : 'off'}, xattr=${cfg.xattr ? 'on' : 'off'}, ` +
-        `${cfg.threadPoolSize} worker threads)`,
+        `${cfg.readOnly ? 'readonly, ' : ''}${cfg.threadPoolSize} worker threads)`,
     );
     const L = vq.layout;
     log.info(

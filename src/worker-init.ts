@@ -21,6 +21,8 @@ export interface WorkerInit {
   syslog: boolean;
   /** --announce-submounts */
   announceSubmounts: boolean;
+  /** --readonly: every request that would change the share answers EROFS */
+  readOnly: boolean;
   logLevel: Config['logLevel'];
   logFormat: Config['logFormat'];
   /**

@@ -106,6 +106,7 @@ export default function runWorker(task: { wid: number }): void {
     readdirplus: data.init.readdirplus,
     xattr: data.init.xattr,
     timeout: data.init.timeout,
+    readOnly: data.init.readOnly,
     announceSubmounts: data.init.announceSubmounts,
     log,
     session: ctl.subarray(Ctl.SESSION, Ctl.SESSION + Ctl.SESSION_LEN),

@@ -55,6 +55,11 @@ export interface Served {
   readonly session: Session;
   /** serve the xattr opcodes (--xattr); off, they answer ENOSYS */
   readonly xattr: boolean;
+  /**
+   * A read-only share (--readonly): the server answers EROFS to every opcode marked `modifies`, and
+   * OPEN and ACCESS refuse write access themselves (their requests may or may not write).
+   */
+  readonly readOnly: boolean;
   readonly log: Logger | undefined;
   /** a warning a guest can trigger: rate limited */
   warn(msg: string): void;
@@ -70,4 +75,10 @@ export interface Op {
    * one (INIT itself). 'forget': the kernel expects no reply, so without a session it is dropped.
    */
   readonly gate?: 'init' | 'forget';
+  /**
+   * Every request of this opcode changes the host tree (a name, a file's data or attributes, an
+   * xattr): on a read-only share it is answered EROFS before its handler runs, as a read-only mount
+   * answers the syscall.
+   */
+  readonly modifies?: true;
 }

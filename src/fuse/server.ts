@@ -1,6 +1,7 @@
 /**
- * FUSE request dispatch: check one request's header, gate it on the session, and hand it to its
- * opcode's handler (the table in src/fuse/ops/table.ts). Handlers check every guest number once, at
+ * FUSE request dispatch: check one request's header, gate it on the session (and, on a read-only
+ * share, on whether its opcode writes), and hand it to its opcode's handler (the table in
+ * src/fuse/ops/table.ts). Handlers check every guest number once, at
  * this boundary (src/fuse/args.ts), so the FileSystem gets decoded, validated arguments
  * (docs/internals.md "FUSE server ↔ virtio layer"). `handle` never throws: an exception is logged and
  * becomes EIO.
@@ -34,6 +35,12 @@ export interface FuseServerOptions {
    * (never 0, metadata/always 86400, auto 1): virtiofsd's -o timeout=. 0 also stops negative entries.
    */
   timeout?: number;
+  /**
+   * Export the share read-only (--readonly): every request that would change the host tree is
+   * answered EROFS (INIT is the same either way: the protocol has no read-only flag, so the guest
+   * learns it per request, as from a read-only mount).
+   */
+  readOnly?: boolean;
   /** negotiate FUSE_SUBMOUNTS (--announce-submounts; the file system marks mount points) */
   announceSubmounts?: boolean;
   log?: Logger;
@@ -68,6 +75,7 @@ export class FuseServer {
       cache: cachePolicy(opts.cache ?? 'auto', opts.timeout),
       session,
       xattr: opts.xattr ?? false,
+      readOnly: opts.readOnly ?? false,
       log,
       warn: (msg) => log?.warn(msg),
     };
@@ -109,6 +117,9 @@ export class FuseServer {
         if (op?.gate !== 'forget') s.session.sync(s.fs);
       }
       if (op === undefined) return errorReply(q, -Errno.ENOSYS);
+      // --readonly: the one check for the opcodes that always write (marked in src/fuse/ops/table.ts);
+      // off, it costs the load of a boolean.
+      if (s.readOnly && op.modifies === true) return errorReply(q, -Errno.EROFS);
       const ctx = q.ctx;
       ctx.uid = q.uid;
       ctx.gid = q.gid;

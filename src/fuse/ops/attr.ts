@@ -4,6 +4,7 @@ import {
   FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FUSE_GETATTR_FH, GETATTR_IN_SIZE, IN_HEADER_SIZE, SETATTR_IN_SIZE,
   type SetattrIn, decodeAccessIn, decodeGetattrInFh, decodeGetattrInFlags, decodeSetattrIn,
 } from '../../abi/fuse.js';
+import { Errno } from '../../errors.js';
 import type { SetattrArgs } from '../../fs/filesystem.js';
 import { idBig, need, offsetBig, timeSpec } from '../args.js';
 import type { Handler } from '../handler.js';
@@ -47,10 +48,16 @@ export const readlink: Handler = (s, q) => {
   return typeof res === 'number' ? errorReply(q, res) : bytesReply(q, res);
 };
 
+/** access(2)'s write bit in fuse_access_in.mask */
+const W_OK = 2;
+
 export const access: Handler = (s, q) => {
   need(q, ACCESS_IN_SIZE);
+  const mask = decodeAccessIn(q.v, P);
+  // Nothing on a read-only share is writable (access(2) on a read-only mount answers EROFS too).
+  if (s.readOnly && (mask & W_OK) !== 0) return errorReply(q, -Errno.EROFS);
   if (!s.fs.access) nosys();
-  return statusReply(q, s.fs.access(q.ctx, q.nodeid, decodeAccessIn(q.v, P)));
+  return statusReply(q, s.fs.access(q.ctx, q.nodeid, mask));
 };
 
 export const statfs: Handler = (s, q) => {

@@ -26,9 +26,19 @@ export const MAX_COPY = 256 * 1024 * 1024;
 const io: IoIn = { fh: 0, offset: 0, size: 0, ioFlags: 0 };
 const rel: ReleaseIn = { fh: 0, flags: 0, releaseFlags: 0 };
 
+/**
+ * open(2) flags as fuse_open_in carries them: the guest's, in Linux's generic encoding (x86-64 and
+ * aarch64; src/fs/passthrough/core.ts passes them on to the host as they are).
+ */
+const O_ACCMODE = 0o3;
+const O_RDONLY = 0;
+const O_TRUNC = 0o1000;
+
 export const open: Handler = (s, q) => {
   need(q, OPEN_IN_SIZE);
   const flags = decodeOpenInFlags(q.v, P);
+  // A read-only share opens for reading only, and truncates nothing (as open(2) on a read-only mount).
+  if (s.readOnly && ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0)) return errorReply(q, -Errno.EROFS);
   if (!s.fs.open) nosys();
   const res = s.fs.open(q.ctx, q.nodeid, flags);
   if (typeof res === 'number') return errorReply(q, res);
