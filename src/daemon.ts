@@ -225,6 +225,7 @@ export class Daemon {
         readdirplus: String(cfg.readdirplus),
         announce_submounts: String(cfg.announceSubmounts),
         allow_direct_io: String(cfg.allowDirectIo),
+        read_only: String(cfg.readOnly),
         thread_pool_size: String(cfg.threadPoolSize),
       },
     });
