@@ -103,6 +103,8 @@ export class Daemon {
       timeout: cfg.timeout,
       syslog: cfg.syslog,
       announceSubmounts: cfg.announceSubmounts,
+      translateUid: cfg.translateUid,
+      translateGid: cfg.translateGid,
       logLevel: cfg.logLevel,
       logFormat: cfg.logFormat,
       counters,

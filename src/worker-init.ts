@@ -21,6 +21,9 @@ export interface WorkerInit {
   syslog: boolean;
   /** --announce-submounts */
   announceSubmounts: boolean;
+  /** --translate-uid / --translate-gid rules (checked by the control plane; each worker builds its tables) */
+  translateUid: string[];
+  translateGid: string[];
   logLevel: Config['logLevel'];
   logFormat: Config['logFormat'];
   /**
