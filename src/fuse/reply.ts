@@ -101,7 +101,8 @@ function ownerOut(v: DataView, at: number, ids: IdMaps): void {
 export function entryReply(q: Req, e: Entry, cache: CachePolicy): number {
   room(q.w, ENTRY_OUT_SIZE);
   encodeEntryOut(q.w.buf, q.wv, OUT_HEADER_SIZE, e.nodeid, e.generation, cache.entryTimeout, cache.attrTimeout, e.attr);
-  if (q.ids !== null && e.attr) ownerOut(q.wv, OUT_HEADER_SIZE + ENTRY_ATTR, q.ids);
+  // (a negative entry's attr is zeros, not an owner)
+  if (q.ids !== null && e.nodeid !== 0) ownerOut(q.wv, OUT_HEADER_SIZE + ENTRY_ATTR, q.ids);
   return okReply(q, ENTRY_OUT_SIZE);
 }
 
@@ -129,7 +130,7 @@ export function openReply(q: Req, fh: number, openFlags: number): number {
 export function createReply(q: Req, e: Entry, fh: number, openFlags: number, cache: CachePolicy): number {
   room(q.w, ENTRY_OUT_SIZE + OPEN_OUT_SIZE);
   encodeEntryOut(q.w.buf, q.wv, OUT_HEADER_SIZE, e.nodeid, e.generation, cache.entryTimeout, cache.attrTimeout, e.attr);
-  if (q.ids !== null && e.attr) ownerOut(q.wv, OUT_HEADER_SIZE + ENTRY_ATTR, q.ids);
+  if (q.ids !== null) ownerOut(q.wv, OUT_HEADER_SIZE + ENTRY_ATTR, q.ids);
   return openOut(q, fh, openFlags, ENTRY_OUT_SIZE);
 }
 
