@@ -3,7 +3,7 @@
 // reply that carries a fuse_attr, and the EPERM of a forbidden caller or new owner. Needs root (it
 // creates files as other uids and chowns them).
 import t, { type Test } from 'tap';
-import { chmodSync, chownSync, lstatSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FATTR_GID, FATTR_UID, type EntryOut } from '../../src/abi/fuse.js';
 import { Errno as E } from '../../src/errors.js';
@@ -108,7 +108,7 @@ t.test('forbid-guest: a forbidden caller gets EPERM; requests without a caller a
   c.uid = 1000;
   c.gid = 1000;
   const x = c.entry(c.lookup(1n, 'x'));
-  const fh = c.open(x.nodeid).fh!;
+  const fh = c.open(x.nodeid, 2 /* O_RDWR */).fh!;
   t.ok(fh !== undefined, 'an allowed caller opens');
   c.uid = 999;
   t.equal(c.lookup(1n, 'x').error, -E.EPERM, 'LOOKUP by a forbidden uid');
@@ -121,6 +121,8 @@ t.test('forbid-guest: a forbidden caller gets EPERM; requests without a caller a
   // RELEASE and FORGET come without the caller's credentials (uid and gid 0)
   c.uid = 0;
   c.gid = 0;
+  t.equal(c.write(x.nodeid, fh, 0, new Uint8Array([65])).error, 0, 'WRITE from uid 0 (page writeback) is served');
+  t.equal(readFileSync(join(dir, 'x'), 'utf8'), 'A', 'written');
   t.equal(c.release(x.nodeid, fh).error, 0, 'RELEASE from uid 0 is served');
   t.equal(c.forget(x.nodeid, 1n).ret, 0, 'FORGET: no reply, as always');
   c.uid = 1000;
