@@ -56,12 +56,12 @@ export interface FuseServerOptions {
  * Requests the kernel may send without the caller's credentials (fuse_args.nocreds, or from its own
  * threads: uid and gid 0): a forbidden guest id there is no caller to refuse, and refusing would leak
  * the kernel's references (FORGET, RELEASE), stop the mount (INIT) or lose written data (WRITE from
- * page writeback: shared mmap writes, the writeback cache). A WRITE needs an open file, which the
- * forbidden caller could not have opened itself.
+ * page writeback: shared mmap writes, the writeback cache; FLUSH of an exiting process). WRITE and
+ * FLUSH need an open file, which the forbidden caller could not have opened itself.
  */
 const NO_CALLER = new Uint8Array(64);
 for (const op of [Opcode.Init, Opcode.Forget, Opcode.BatchForget, Opcode.Release, Opcode.Releasedir,
-  Opcode.Interrupt, Opcode.Destroy, Opcode.Write]) NO_CALLER[op] = 1;
+  Opcode.Interrupt, Opcode.Destroy, Opcode.Write, Opcode.Flush]) NO_CALLER[op] = 1;
 /** The host id a request without a caller acts as when its header's id is forbidden (the overflow id). */
 const NOBODY = 65534;
 

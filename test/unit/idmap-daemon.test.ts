@@ -5,13 +5,13 @@
 import t, { type Test } from 'tap';
 import { chmodSync, chownSync, lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FATTR_GID, FATTR_UID, type EntryOut } from '../../src/abi/fuse.js';
+import { FATTR_GID, FATTR_UID, Opcode, type EntryOut } from '../../src/abi/fuse.js';
 import { Errno as E } from '../../src/errors.js';
 import { idMapsOf } from '../../src/fs/idmap.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { native } from '../../src/native.js';
-import { FuseClient } from '../helpers/fuse-client.js';
+import { FuseClient, le } from '../helpers/fuse-client.js';
 import { realTables, resetTables } from '../helpers/real-tables.js';
 
 const tables = await realTables();
@@ -123,6 +123,7 @@ t.test('forbid-guest: a forbidden caller gets EPERM; requests without a caller a
   c.gid = 0;
   t.equal(c.write(x.nodeid, fh, 0, new Uint8Array([65])).error, 0, 'WRITE from uid 0 (page writeback) is served');
   t.equal(readFileSync(join(dir, 'x'), 'utf8'), 'A', 'written');
+  t.equal(c.call(Opcode.Flush, x.nodeid, le([['u64', fh], ['u32', 0], ['u32', 0], ['u64', 0]])).error, 0, 'FLUSH from uid 0');
   t.equal(c.release(x.nodeid, fh).error, 0, 'RELEASE from uid 0 is served');
   t.equal(c.forget(x.nodeid, 1n).ret, 0, 'FORGET: no reply, as always');
   c.uid = 1000;
