@@ -15,6 +15,7 @@ t.test('every rule kind parses', async (t) => {
   t.same(parseIdRule('forbid-guest:0:1', U), { kind: 'forbid-guest', from: 0, count: 1 });
   t.same(parseIdRule('guest:4294967295:0:1', U), { kind: 'guest', from: 4294967295, to: 0, count: 1 }, 'the last u32');
   t.same(parseIdRule('squash-guest:1:4294967295:4294967295', U).kind, 'squash-guest', 'a squash range may end at 2^32');
+  t.same(parseIdRule('forbid-guest:1:4294967295', U).count, 4294967295, 'so may a forbidden one');
 });
 
 t.test('malformed rules are usage errors naming the option and the value', async (t) => {
@@ -36,7 +37,8 @@ t.test('malformed rules are usage errors naming the option and the value', async
     ['guest:0:4294967295:2', /4294967295\+2 goes past 2\^32/],
     ['host:0:4294967000:1000', /goes past 2\^32/],
     ['squash-host:4294967000:0:1000', /goes past 2\^32/],
-    ['forbid-guest:1:4294967295', /1\+4294967295 goes past 2\^32/],
+    ['forbid-guest:2:4294967295', /2\+4294967295 goes past 2\^32/],
+    ['forbid-guest:4294967295:2', /goes past 2\^32/],
   ];
   for (const [spec, re] of bad) {
     t.throws(() => parseIdRule(spec, U), { name: 'UsageError', exitCode: 2, message: re }, spec);
