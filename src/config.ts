@@ -12,6 +12,7 @@ import type { CacheMode } from './fuse/cache-policy.js';
 import { type LogFormat, type LogLevel, isLogLevel } from './log.js';
 import { type MetricsAddress, parseMetricsAddress } from './metrics/address.js';
 import { native } from './native.js';
+import { type NamespaceIdMap, idMapsOf, parseIdRule, parseNamespaceIdMap } from './fs/idmap.js';
 
 
 export interface Config {
@@ -41,6 +42,13 @@ export interface Config {
   logFormat: LogFormat;
   /** where /metrics, /healthz and /readyz are served (--metrics-address); off when absent */
   metricsAddress?: MetricsAddress;
+  /** --translate-uid rules, in order (src/fs/idmap.ts); checked at parse time, parsed again per worker */
+  translateUid: string[];
+  /** --translate-gid rules */
+  translateGid: string[];
+  /** --uid-map / --gid-map (rootless mode): parsed, then refused until that mode exists */
+  uidMap?: NamespaceIdMap;
+  gidMap?: NamespaceIdMap;
   printCapabilities: boolean;
   help: boolean;
   version: boolean;
@@ -81,6 +89,14 @@ Options:
                            1000000, or the hard limit)
   -o timeout=SECONDS       how long the guest may cache names and attributes (fractions allowed),
                            instead of the cache mode's (never 0, auto 1, metadata/always 86400)
+  --translate-uid=RULE     translate uids between guest and host; repeatable, one rule each:
+                           guest:G:H:N (also map:G:H:N)  guest G.. <-> host H.., N ids, both ways
+                           host:H:G:N                    host H.. -> guest G.. (attributes only)
+                           squash-guest:G:H:N            guest G..G+N-1 -> host H
+                           squash-host:H:G:N             host H..H+N-1 -> guest G
+                           forbid-guest:G:N              guest G..G+N-1 refused (EPERM)
+                           ids no rule covers pass unchanged
+  --translate-gid=RULE     the same for gids
   --print-capabilities     print the vhost-user backend capabilities (JSON) and exit
   --announce-submounts     let the guest mount directories that are mount points on the host
                            separately (their own st_dev; also -o announce_submounts)
@@ -96,7 +112,7 @@ Accepted for compatibility with virtiofsd, without effect here: --sandbox, --sec
   --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
   --security-label, --preserve-noatime,
   -o flock|no_flock|posix_lock|no_posix_lock|sandbox=|modcaps=|killpriv_v2.
-Not supported yet (refused): --posix-acl, --xattrmap.
+Not supported yet (refused): --posix-acl, --xattrmap, --uid-map, --gid-map (rootless mode).
 `;
 
 function parseCache(v: string, where: string): CacheMode {
@@ -141,6 +157,16 @@ const VALUED: Record<string, Setter> = {
   seccomp: (c, v) => { oneOf(v, ['none', 'kill', 'log', 'trap'], '--seccomp'); c.ignored.push(`--seccomp=${v}`); },
   modcaps: (c, v) => { c.ignored.push(`--modcaps=${v}`); },
   'inode-file-handles': (c, v) => { oneOf(v, ['never', 'prefer', 'mandatory'], '--inode-file-handles'); c.ignored.push('--inode-file-handles'); },
+  'translate-uid': (c, v) => { parseIdRule(v, '--translate-uid'); c.translateUid.push(v); },
+  'translate-gid': (c, v) => { parseIdRule(v, '--translate-gid'); c.translateGid.push(v); },
+  'uid-map': (c, v) => {
+    if (c.uidMap) throw new UsageError('--uid-map: given twice');
+    c.uidMap = parseNamespaceIdMap(v, '--uid-map');
+  },
+  'gid-map': (c, v) => {
+    if (c.gidMap) throw new UsageError('--gid-map: given twice');
+    c.gidMap = parseNamespaceIdMap(v, '--gid-map');
+  },
   xattrmap: () => { throw new UsageError('--xattrmap: extended attributes are not supported yet'); },
   tag: (c) => { c.ignored.push('--tag'); },
 };
@@ -245,6 +271,8 @@ export function parseArgs(argv: string[]): Config {
     allowDirectIo: false,
     syslog: false,
     logFormat: 'text',
+    translateUid: [],
+    translateGid: [],
     printCapabilities: false,
     help: false,
     version: false,
@@ -293,6 +321,11 @@ export function parseArgs(argv: string[]): Config {
   if (c.socketPath === undefined && c.fd === undefined) throw new UsageError('one of --socket-path or --fd is required');
   if (c.socketPath !== undefined && c.fd !== undefined) throw new UsageError('--socket-path and --fd are mutually exclusive');
   if (c.sharedDir === undefined) throw new UsageError('--shared-dir (or -o source=DIR) is required');
+  // the whole rule set: overlaps between rules of one option show only together
+  idMapsOf(c.translateUid, c.translateGid);
+  if (c.uidMap || c.gidMap) {
+    throw new UsageError(`${c.uidMap ? '--uid-map' : '--gid-map'}: the rootless mode (a user namespace) is not available yet; run as root, with --translate-uid/--translate-gid for id translation`);
+  }
   return c;
 }
 

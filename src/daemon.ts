@@ -104,6 +104,8 @@ export class Daemon {
       syslog: cfg.syslog,
       announceSubmounts: cfg.announceSubmounts,
       readOnly: cfg.readOnly,
+      translateUid: cfg.translateUid,
+      translateGid: cfg.translateGid,
       logLevel: cfg.logLevel,
       logFormat: cfg.logFormat,
       counters,

@@ -23,6 +23,9 @@ export interface WorkerInit {
   announceSubmounts: boolean;
   /** --readonly: every request that would change the share answers EROFS */
   readOnly: boolean;
+  /** --translate-uid / --translate-gid rules (checked by the control plane; each worker builds its tables) */
+  translateUid: string[];
+  translateGid: string[];
   logLevel: Config['logLevel'];
   logFormat: Config['logFormat'];
   /**

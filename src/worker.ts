@@ -11,6 +11,7 @@ import { FuseServer } from './fuse/server.js';
 import { IN_HEADER_SIZE, OUT_HEADER_SIZE, Opcode, WRITE_IN_SIZE, getId, peekOpcode, peekU32 } from './abi/fuse.js';
 import { W, countRequest, workerBlock } from './metrics/counters.js';
 import { Passthrough } from './fs/passthrough.js';
+import { idMapsOf } from './fs/idmap.js';
 import { sharedBuffer } from './memory/guest-memory.js';
 import { Ctl, controlView } from './virtio/control.js';
 import { QueueRunner } from './virtio/queue-runner.js';
@@ -108,6 +109,7 @@ export default function runWorker(task: { wid: number }): void {
     timeout: data.init.timeout,
     readOnly: data.init.readOnly,
     announceSubmounts: data.init.announceSubmounts,
+    idmap: idMapsOf(data.init.translateUid, data.init.translateGid),
     log,
     session: ctl.subarray(Ctl.SESSION, Ctl.SESSION + Ctl.SESSION_LEN),
   });

@@ -7,6 +7,7 @@
  */
 import type { InHeaderFields } from '../abi/fuse.js';
 import type { Ctx, FileSystem } from '../fs/filesystem.js';
+import type { IdMaps } from '../fs/idmap.js';
 import type { Logger } from '../log.js';
 import type { CachePolicy } from './cache-policy.js';
 import type { Reader, Writer } from './io.js';
@@ -41,6 +42,8 @@ export class Req implements InHeaderFields {
   wv!: DataView;
   /** where the last name checked (src/fuse/args.ts entryName, xattrName) ended, after its NUL */
   next = 0;
+  /** the server's id translation (fixed for its life), for the replies' fuse_attr; null: none */
+  ids: IdMaps | null = null;
 
   /** The request's unique as a bigint, for a log line (never on a path that answers a request). */
   get unique(): bigint {
@@ -60,6 +63,8 @@ export interface Served {
    * OPEN and ACCESS refuse write access themselves (their requests may or may not write).
    */
   readonly readOnly: boolean;
+  /** uid/gid translation (--translate-uid/--translate-gid); null: ids pass unchanged */
+  readonly ids: IdMaps | null;
   readonly log: Logger | undefined;
   /** a warning a guest can trigger: rate limited */
   warn(msg: string): void;

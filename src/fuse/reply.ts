@@ -6,13 +6,14 @@
  * (src/fuse/cache-policy.ts), never from here.
  */
 import {
-  ATTR_OUT_SIZE, ENTRY_OUT_SIZE, GETXATTR_OUT_SIZE, INIT_OUT_SIZE, LSEEK_OUT_SIZE, OPEN_OUT_SIZE, OUT_HEADER_SIZE,
+  ATTR_OUT_SIZE, AttrOff, ENTRY_OUT_SIZE, GETXATTR_OUT_SIZE, INIT_OUT_SIZE, LSEEK_OUT_SIZE, OPEN_OUT_SIZE, OUT_HEADER_SIZE,
   STATFS_OUT_SIZE, WRITE_OUT_SIZE, type InitOut, direntSize, direntplusSize, encodeAttrOut, encodeDirent,
   encodeEntryOut, encodeGetxattrOut, encodeInitOut, encodeLseekOut, encodeOpenOut, encodeOutHeaderParts,
   encodeWriteOut,
 } from '../abi/fuse.js';
 import { Errno } from '../errors.js';
 import type { DirSink, Entry } from '../fs/filesystem.js';
+import type { IdMaps } from '../fs/idmap.js';
 import type { CachePolicy } from './cache-policy.js';
 import type { Req } from './handler.js';
 import type { Writer } from './io.js';
@@ -83,10 +84,25 @@ export function statfsReply(q: Req, kstatfs: Uint8Array): number {
   return okReply(q, STATFS_OUT_SIZE);
 }
 
+/** fuse_attr in fuse_entry_out and in fuse_attr_out */
+const ENTRY_ATTR = 40;
+const ATTR_ATTR = 16;
+
+/**
+ * The owner of the fuse_attr at `at` (already in the reply) as the guest sees it (--translate-uid/gid,
+ * host→guest). Every reply carrying a fuse_attr passes here: entry, attr, create and READDIRPLUS.
+ */
+function ownerOut(v: DataView, at: number, ids: IdMaps): void {
+  v.setUint32(at + AttrOff.uid, ids.uid.hostToGuest(v.getUint32(at + AttrOff.uid, true)), true);
+  v.setUint32(at + AttrOff.gid, ids.gid.hostToGuest(v.getUint32(at + AttrOff.gid, true)), true);
+}
+
 /** fuse_entry_out (LOOKUP and the creating opcodes). */
 export function entryReply(q: Req, e: Entry, cache: CachePolicy): number {
   room(q.w, ENTRY_OUT_SIZE);
   encodeEntryOut(q.w.buf, q.wv, OUT_HEADER_SIZE, e.nodeid, e.generation, cache.entryTimeout, cache.attrTimeout, e.attr);
+  // (a negative entry's attr is zeros, not an owner)
+  if (q.ids !== null && e.nodeid !== 0) ownerOut(q.wv, OUT_HEADER_SIZE + ENTRY_ATTR, q.ids);
   return okReply(q, ENTRY_OUT_SIZE);
 }
 
@@ -94,6 +110,7 @@ export function entryReply(q: Req, e: Entry, cache: CachePolicy): number {
 export function attrReply(q: Req, attr: Uint8Array, cache: CachePolicy): number {
   room(q.w, ATTR_OUT_SIZE);
   encodeAttrOut(q.w.buf, q.wv, OUT_HEADER_SIZE, cache.attrTimeout, attr);
+  if (q.ids !== null) ownerOut(q.wv, OUT_HEADER_SIZE + ATTR_ATTR, q.ids);
   return okReply(q, ATTR_OUT_SIZE);
 }
 
@@ -113,6 +130,7 @@ export function openReply(q: Req, fh: number, openFlags: number): number {
 export function createReply(q: Req, e: Entry, fh: number, openFlags: number, cache: CachePolicy): number {
   room(q.w, ENTRY_OUT_SIZE + OPEN_OUT_SIZE);
   encodeEntryOut(q.w.buf, q.wv, OUT_HEADER_SIZE, e.nodeid, e.generation, cache.entryTimeout, cache.attrTimeout, e.attr);
+  if (q.ids !== null) ownerOut(q.wv, OUT_HEADER_SIZE + ENTRY_ATTR, q.ids);
   return openOut(q, fh, openFlags, ENTRY_OUT_SIZE);
 }
 
@@ -157,6 +175,8 @@ export class ReplyDirSink implements DirSink {
     private readonly limit: number,
     private readonly plus: boolean,
     private readonly cache: CachePolicy,
+    /** the server's id translation (null: none) */
+    private readonly ids: IdMaps | null = null,
   ) {}
 
   fits(nameLen: number): boolean {
@@ -179,6 +199,7 @@ export class ReplyDirSink implements DirSink {
         // nodeid 0: the kernel makes no dentry for it and expects no FORGET; attr stays informative
         encodeEntryOut(this.buf, this.v, p, 0, 0, 0, 0, entry ? entry.attr : null);
       }
+      if (this.ids !== null && entry?.attr) ownerOut(this.v, p + ENTRY_ATTR, this.ids);
       p += ENTRY_OUT_SIZE;
       this.used += ENTRY_OUT_SIZE;
     }

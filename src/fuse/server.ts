@@ -6,9 +6,10 @@
  * (docs/internals.md "FUSE server ↔ virtio layer"). `handle` never throws: an exception is logged and
  * becomes EIO.
  */
-import { IN_HEADER_SIZE, decodeInHeaderInto } from '../abi/fuse.js';
+import { IN_HEADER_SIZE, Opcode, decodeInHeaderInto } from '../abi/fuse.js';
 import { Errno } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
+import type { IdMaps } from '../fs/idmap.js';
 import { type Logger, RateLimitedLogger } from '../log.js';
 import { type CacheMode, cachePolicy } from './cache-policy.js';
 import { Req, type Served } from './handler.js';
@@ -43,6 +44,12 @@ export interface FuseServerOptions {
   readOnly?: boolean;
   /** negotiate FUSE_SUBMOUNTS (--announce-submounts; the file system marks mount points) */
   announceSubmounts?: boolean;
+  /**
+   * uid/gid translation (--translate-uid/--translate-gid, src/fs/idmap.ts): the caller's ids and a
+   * SETATTR's new owner guest→host (a forbidden one answers EPERM), every reply's fuse_attr owner
+   * host→guest. Null or absent: ids pass unchanged, at the cost of one null check per request.
+   */
+  idmap?: IdMaps | null;
   log?: Logger;
   /**
    * Session state shared by every worker's FuseServer (INIT reaches one worker only): 4 × i32 in a
@@ -51,6 +58,19 @@ export interface FuseServerOptions {
    */
   session?: Int32Array;
 }
+
+/**
+ * Requests the kernel may send without the caller's credentials (fuse_args.nocreds, or from its own
+ * threads: uid and gid 0): a forbidden guest id there is no caller to refuse, and refusing would leak
+ * the kernel's references (FORGET, RELEASE), stop the mount (INIT) or lose written data (WRITE from
+ * page writeback: shared mmap writes, the writeback cache; FLUSH of an exiting process). WRITE and
+ * FLUSH need an open file, which the forbidden caller could not have opened itself.
+ */
+const NO_CALLER = new Uint8Array(64);
+for (const op of [Opcode.Init, Opcode.Forget, Opcode.BatchForget, Opcode.Release, Opcode.Releasedir,
+  Opcode.Interrupt, Opcode.Destroy, Opcode.Write, Opcode.Flush]) NO_CALLER[op] = 1;
+/** The host id a request without a caller acts as when its header's id is forbidden (the overflow id). */
+const NOBODY = 65534;
 
 export class FuseServer {
   /** what every handler sees */
@@ -76,9 +96,11 @@ export class FuseServer {
       session,
       xattr: opts.xattr ?? false,
       readOnly: opts.readOnly ?? false,
+      ids: opts.idmap ?? null,
       log,
       warn: (msg) => log?.warn(msg),
     };
+    this.q.ids = this.served.ids;
   }
 
   get initialized(): boolean {
@@ -121,8 +143,18 @@ export class FuseServer {
       // off, it costs the load of a boolean.
       if (s.readOnly && op.modifies === true) return errorReply(q, -Errno.EROFS);
       const ctx = q.ctx;
-      ctx.uid = q.uid;
-      ctx.gid = q.gid;
+      const ids = s.ids;
+      if (ids === null) {
+        ctx.uid = q.uid;
+        ctx.gid = q.gid;
+      } else {
+        // the caller as the host sees it: the file system creates files as, and checks access for, these
+        const uid = ids.uid.guestToHost(q.uid);
+        const gid = ids.gid.guestToHost(q.gid);
+        if ((uid < 0 || gid < 0) && NO_CALLER[q.opcode] !== 1) return errorReply(q, -Errno.EPERM);
+        ctx.uid = uid < 0 ? NOBODY : uid;
+        ctx.gid = gid < 0 ? NOBODY : gid;
+      }
       ctx.pid = q.pid;
       return op.run(s, q);
     } catch (e) {

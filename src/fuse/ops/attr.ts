@@ -6,9 +6,10 @@ import {
 } from '../../abi/fuse.js';
 import { Errno } from '../../errors.js';
 import type { SetattrArgs } from '../../fs/filesystem.js';
+import type { IdMaps } from '../../fs/idmap.js';
 import { idBig, need, offsetBig, timeSpec } from '../args.js';
 import type { Handler } from '../handler.js';
-import { attrReply, bytesReply, errorReply, nosys, statfsReply, statusReply } from '../reply.js';
+import { ReplyError, attrReply, bytesReply, errorReply, nosys, statfsReply, statusReply } from '../reply.js';
 
 const P = IN_HEADER_SIZE;
 
@@ -20,12 +21,23 @@ export const getattr: Handler = (s, q) => {
   return typeof res === 'number' ? errorReply(q, res) : attrReply(q, res, s.cache);
 };
 
+/**
+ * A new owner (chown) as the host sees it (--translate-uid/gid, guest→host); a forbidden guest id
+ * answers EPERM, as a forbidden caller does.
+ */
+function ownerIn(id: number, ids: IdMaps | null, which: 'uid' | 'gid'): number {
+  if (ids === null) return id;
+  const host = ids[which].guestToHost(id);
+  if (host < 0) throw new ReplyError(-Errno.EPERM);
+  return host;
+}
+
 /** fuse_setattr_in as the file system's arguments: only the fields its `valid` bits name, checked. */
-function setattrArgs(a: SetattrIn): SetattrArgs {
+function setattrArgs(a: SetattrIn, ids: IdMaps | null): SetattrArgs {
   const args: SetattrArgs = {};
   if (a.valid & FATTR_MODE) args.mode = a.mode;
-  if (a.valid & FATTR_UID) args.uid = a.uid;
-  if (a.valid & FATTR_GID) args.gid = a.gid;
+  if (a.valid & FATTR_UID) args.uid = ownerIn(a.uid, ids, 'uid');
+  if (a.valid & FATTR_GID) args.gid = ownerIn(a.gid, ids, 'gid');
   if (a.valid & FATTR_SIZE) args.size = offsetBig(a.size);
   if (a.valid & FATTR_FH) args.fh = idBig(a.fh);
   if (a.valid & FATTR_KILL_SUIDGID) args.killSuidgid = true;
@@ -36,7 +48,7 @@ function setattrArgs(a: SetattrIn): SetattrArgs {
 
 export const setattr: Handler = (s, q) => {
   need(q, SETATTR_IN_SIZE);
-  const args = setattrArgs(decodeSetattrIn(q.v, P));
+  const args = setattrArgs(decodeSetattrIn(q.v, P), s.ids);
   if (!s.fs.setattr) nosys();
   const res = s.fs.setattr(q.ctx, q.nodeid, args);
   return typeof res === 'number' ? errorReply(q, res) : attrReply(q, res, s.cache);

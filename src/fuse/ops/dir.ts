@@ -25,7 +25,7 @@ function readdirAny(s: Served, q: Req, plus: boolean): number {
   const rd = decodeReadIn(q.v, P);
   const w = q.w;
   const limit = Math.max(0, Math.min(rd.size, w.buf.length - OUT_HEADER_SIZE));
-  const sink = new ReplyDirSink(w.buf, q.wv, OUT_HEADER_SIZE, limit, plus, s.cache);
+  const sink = new ReplyDirSink(w.buf, q.wv, OUT_HEADER_SIZE, limit, plus, s.cache, s.ids);
   if (!s.fs.readdir) nosys();
   const res = s.fs.readdir(q.ctx, q.nodeid, getId(q.v, P), rd.offset, sink, plus);
   // An error after some entries were produced would lose their lookup references: keep them.
