@@ -82,8 +82,9 @@ export class Daemon {
 
     // The request counters exist only when they are served: without --metrics-address workers neither
     // time nor count requests (docs/metrics.md).
-    const counters = cfg.metricsAddress ? counterBuffer(cfg.threadPoolSize) : null;
-    if (cfg.metricsAddress && counters) {
+    let counters: SharedArrayBuffer | null = null;
+    if (cfg.metricsAddress) {
+      counters = counterBuffer(cfg.threadPoolSize);
       // Listening comes before the workers start, so that a bad address fails the start at once.
       this.metrics = new MetricsServer(cfg.metricsAddress, this.registry(memory, vq, counters), {
         serving: () => this.serving,

@@ -71,11 +71,6 @@ class ScrapeMetric {
   reset(): void {}
 }
 
-/** An opcode slot's label: fuse.h's name in lower case (`copy_file_range`); slot 0 = `unknown`. */
-export function opcodeLabel(op: number): string {
-  return op > 0 ? opcodeName(op) : 'unknown';
-}
-
 /** errno slot → its name (`ENOENT`); slot 0 = `other`. */
 export function errnoLabel(e: number): string {
   return e === 0 ? 'other' : errnoName(e);
@@ -109,7 +104,7 @@ export function buildRegistry(src: MetricsSources): Registry {
 
   // ---- FUSE requests ----
   add('virtiofsd_fuse_requests_total', 'FUSE requests served, by opcode.', 'counter', () =>
-    seenOps().map((op) => ({ value: sum(OP_AT + op * OP_STRIDE + O.REQUESTS), labels: { opcode: opcodeLabel(op) } })),
+    seenOps().map((op) => ({ value: sum(OP_AT + op * OP_STRIDE + O.REQUESTS), labels: { opcode: opcodeName(op) } })),
   );
   add('virtiofsd_fuse_errors_total', 'FUSE requests answered with an error, by opcode and errno.', 'counter', () => {
     const out: Sample[] = [];
@@ -117,7 +112,7 @@ export function buildRegistry(src: MetricsSources): Registry {
       if (sum(OP_AT + op * OP_STRIDE + O.ERRORS) === 0) continue;
       for (let e = 0; e < ERRNO_SLOTS; e++) {
         const v = sum(ERR_AT + op * ERRNO_SLOTS + e);
-        if (v > 0) out.push({ value: v, labels: { opcode: opcodeLabel(op), errno: errnoLabel(e) } });
+        if (v > 0) out.push({ value: v, labels: { opcode: opcodeName(op), errno: errnoLabel(e) } });
       }
     }
     return out;
@@ -130,7 +125,7 @@ export function buildRegistry(src: MetricsSources): Registry {
       const out: Sample[] = [];
       for (const op of seenOps()) {
         const at = OP_AT + op * OP_STRIDE;
-        const opcode = opcodeLabel(op);
+        const opcode = opcodeName(op);
         let cum = 0;
         for (let b = 0; b < BUCKETS; b++) {
           cum += sum(at + O.BUCKET0 + b);
