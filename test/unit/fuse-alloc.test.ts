@@ -161,15 +161,20 @@ t.test('the hot opcodes allocate nothing per request', async (t) => {
   // 11 requests a round
   const mix = await youngGcs(20_000, 500, (n) => { for (let i = 0; i < n; i++) round(); });
   mix.perRequest /= 11;
-  // GETATTR allocates nothing at all. In the mix, some requests box one number (16 bytes: an id ≥ 2^32
-  // is no small integer for V8, and a call it does not inline takes it boxed); a BigInt is 16 bytes too,
-  // an object, a DataView or a subarray more. (The code before measured 720 and 570 bytes.)
-  for (const [what, y, max] of [['200 000 GETATTRs', getattrs, 4], ['220 000 mixed requests', mix, 16]] as const) {
+  // The code allocates nothing; what V8 may add is one number box (16 bytes) where a node id ≥ 2^32 (no
+  // small integer for V8) crosses a call it did not inline. Whether the pin/unpin chain under GETATTR is
+  // inlined depends on its cumulative inlining budget and on the order its concurrent compiles finish:
+  // measured, about 2 runs in 5 box the id once per GETATTR (16.1 bytes), and none does with a larger
+  // budget (--max-inlined-bytecode-size-cumulative=3000). So GETATTR may box one number but no more (an
+  // extra BigInt is 16 bytes, an object, a DataView or a subarray more); the mix averages under one box a
+  // request. (The code before measured 720 and 570 bytes.)
+  for (const [what, y, max] of [['200 000 GETATTRs', getattrs, 20], ['220 000 mixed requests', mix, 16]] as const) {
     t.comment(`${what}: ${y.scavenges} scavenges, ${y.perRequest.toFixed(1)} heap bytes per request`);
     t.ok(y.perRequest <= max, `${what}: at most ${max} bytes per request (${y.perRequest.toFixed(1)})`);
   }
-  // (the mix's few boxes may fill a young generation that has not grown yet: only GETATTR's count is firm)
-  t.ok(getattrs.scavenges <= 1, `200 000 GETATTRs: at most 1 scavenge (${getattrs.scavenges})`);
+  // (the mix's few boxes may fill a young generation that has not grown yet: only GETATTR's count is firm;
+  // its one possible box, 3.2 MB over the run, fills at most one, two if the young generation is still small)
+  t.ok(getattrs.scavenges <= 2, `200 000 GETATTRs: at most 2 scavenges (${getattrs.scavenges})`);
   t.equal(vq.handleCount(), 1, 'every OPEN was released');
   t.equal(c.release(f.nodeid, fh).error, 0);
 });
