@@ -13,6 +13,7 @@ import { type LogFormat, type LogLevel, isLogLevel } from './log.js';
 import { type MetricsAddress, parseMetricsAddress } from './metrics/address.js';
 import { native } from './native.js';
 import { type NamespaceIdMap, idMapsOf, parseIdRule, parseNamespaceIdMap } from './fs/idmap.js';
+import { parseXattrMap } from './fs/xattrmap.js';
 
 
 export interface Config {
@@ -24,6 +25,10 @@ export interface Config {
   logLevel: LogLevel;
   writeback: boolean;
   xattr: boolean;
+  /** --xattrmap rules (src/fs/xattrmap.ts; docs/xattr.md): checked at parse time, compiled per worker; implies xattr */
+  xattrmap?: string;
+  /** --posix-acl: negotiate FUSE_POSIX_ACL and serve the ACL xattrs; implies xattr */
+  posixAcl: boolean;
   readdirplus: boolean;
   announceSubmounts: boolean;
   /** Export the share read-only (--readonly): every request that would change it answers EROFS. */
@@ -78,7 +83,13 @@ Options:
   --log-level=LEVEL        off|error|warn|info|debug|trace (default info; also -o log_level=)
   --writeback              enable the guest's writeback cache (also -o writeback)
   --no-readdirplus         disable READDIRPLUS (also -o no_readdirplus)
-  --xattr                  serve extended attributes (also -o xattr; off by default, -o no_xattr)
+  --xattr                  serve extended attributes (also -o xattr; off by default, -o no_xattr).
+                           Without --xattrmap the guest may use user.*, read security.*, nothing else
+                           (docs/xattr.md)
+  --xattrmap=RULES         map and filter xattr names, virtiofsd's rules, e.g. ':map::user.virtiofs.:'
+                           (also -o xattrmap=; implies --xattr; ':ok:all:::' lets every name through)
+  --posix-acl              POSIX ACLs: the guest kernel enforces them, system.posix_acl_* are served
+                           (also -o posix_acl; implies --xattr; not with --translate-uid/-gid)
   --allow-direct-io        pass the guest's O_DIRECT on to host files (also -o allow_direct_io);
                            by default host I/O goes through the host page cache
   --readonly               export the share read-only: the guest can read it, every change fails
@@ -112,7 +123,7 @@ Accepted for compatibility with virtiofsd, without effect here: --sandbox, --sec
   --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
   --security-label, --preserve-noatime,
   -o flock|no_flock|posix_lock|no_posix_lock|sandbox=|modcaps=|killpriv_v2.
-Not supported yet (refused): --posix-acl, --xattrmap, --uid-map, --gid-map (rootless mode).
+Not supported yet (refused): --uid-map, --gid-map (rootless mode).
 `;
 
 function parseCache(v: string, where: string): CacheMode {
@@ -167,7 +178,7 @@ const VALUED: Record<string, Setter> = {
     if (c.gidMap) throw new UsageError('--gid-map: given twice');
     c.gidMap = parseNamespaceIdMap(v, '--gid-map');
   },
-  xattrmap: () => { throw new UsageError('--xattrmap: extended attributes are not supported yet'); },
+  xattrmap: (c, v) => { setXattrMap(c, v, '--xattrmap'); },
   tag: (c) => { c.ignored.push('--tag'); },
 };
 
@@ -183,7 +194,8 @@ const FLAGS: Record<string, (c: Config) => void> = {
   version: (c) => { c.version = true; },
   debug: (c) => { c.logLevel = 'debug'; },
   xattr: (c) => { c.xattr = true; },
-  'posix-acl': () => { throw new UsageError('--posix-acl: POSIX ACLs are not supported yet'); },
+  'posix-acl': (c) => { c.posixAcl = true; },
+  'no-posix-acl': (c) => { c.posixAcl = false; },
   'announce-submounts': (c) => { c.announceSubmounts = true; },
   'no-announce-submounts': (c) => { c.announceSubmounts = false; },
   syslog: (c) => { c.syslog = true; },
@@ -220,9 +232,10 @@ function applyDashO(c: Config, list: string): void {
       case 'no_readdirplus': noVal(); c.readdirplus = false; break;
       case 'xattr': noVal(); c.xattr = true; break;
       case 'no_xattr': noVal(); c.xattr = false; break;
-      case 'posix_acl': throw new UsageError('-o posix_acl: POSIX ACLs are not supported yet');
-      case 'no_posix_acl': noVal(); break;
-      case 'xattrmap': throw new UsageError('-o xattrmap: extended attributes are not supported yet');
+      case 'posix_acl': noVal(); c.posixAcl = true; break;
+      case 'no_posix_acl': noVal(); c.posixAcl = false; break;
+      // (the rules may hold ',' only in a later -o: this list was split at ',' already)
+      case 'xattrmap': setXattrMap(c, need(), '-o xattrmap'); break;
       case 'allow_direct_io': noVal(); c.allowDirectIo = true; break;
       case 'no_allow_direct_io': noVal(); c.allowDirectIo = false; break;
       case 'announce_submounts': noVal(); c.announceSubmounts = true; break;
@@ -248,6 +261,12 @@ function parseTimeout(v: string): number {
   return n;
 }
 
+/** --xattrmap: the rules are checked now (a UsageError names the bad rule), compiled by each worker. */
+function setXattrMap(c: Config, v: string, where: string): void {
+  parseXattrMap(v, where);
+  c.xattrmap = v;
+}
+
 function nonEmpty(v: string, name: string): string {
   if (v === '') throw new UsageError(`${name}: needs a value`);
   return v;
@@ -264,6 +283,7 @@ export function parseArgs(argv: string[]): Config {
     logLevel: 'info',
     writeback: false,
     xattr: false,
+    posixAcl: false,
     readdirplus: true,
     announceSubmounts: false,
     readOnly: false,
@@ -323,6 +343,11 @@ export function parseArgs(argv: string[]): Config {
   if (c.sharedDir === undefined) throw new UsageError('--shared-dir (or -o source=DIR) is required');
   // the whole rule set: overlaps between rules of one option show only together
   idMapsOf(c.translateUid, c.translateGid);
+  // as virtiofsd: both need the xattr opcodes, and ACL entries hold host ids no rule would translate
+  if (c.xattrmap !== undefined || c.posixAcl) c.xattr = true;
+  if (c.posixAcl && (c.translateUid.length > 0 || c.translateGid.length > 0)) {
+    throw new UsageError('--posix-acl: not with --translate-uid/--translate-gid (the ids inside ACLs would not be translated)');
+  }
   if (c.uidMap || c.gidMap) {
     throw new UsageError(`${c.uidMap ? '--uid-map' : '--gid-map'}: the rootless mode (a user namespace) is not available yet; run as root, with --translate-uid/--translate-gid for id translation`);
   }

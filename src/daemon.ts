@@ -101,6 +101,7 @@ export class Daemon {
       allowDevices: cfg.deviceNodes,
       allowDirectIo: cfg.allowDirectIo,
       xattr: cfg.xattr,
+      xattrmap: cfg.xattrmap, posixAcl: cfg.posixAcl,
       timeout: cfg.timeout,
       syslog: cfg.syslog,
       announceSubmounts: cfg.announceSubmounts,

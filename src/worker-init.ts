@@ -15,6 +15,10 @@ export interface WorkerInit {
   allowDirectIo: boolean;
   /** serve extended attributes (--xattr, -o xattr) */
   xattr: boolean;
+  /** --xattrmap rules (checked by the control plane; each worker compiles them), absent: the default policy */
+  xattrmap?: string;
+  /** --posix-acl */
+  posixAcl: boolean;
   /** entry/attr validity override in seconds (-o timeout=) */
   timeout?: number;
   /** log to syslog (--syslog) */

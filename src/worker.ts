@@ -12,6 +12,7 @@ import { IN_HEADER_SIZE, OUT_HEADER_SIZE, Opcode, WRITE_IN_SIZE, getId, peekOpco
 import { W, countRequest, workerBlock } from './metrics/counters.js';
 import { Passthrough } from './fs/passthrough.js';
 import { idMapsOf } from './fs/idmap.js';
+import { xattrPolicy } from './fs/xattrmap.js';
 import { sharedBuffer } from './memory/guest-memory.js';
 import { Ctl, controlView } from './virtio/control.js';
 import { QueueRunner } from './virtio/queue-runner.js';
@@ -100,6 +101,7 @@ export default function runWorker(task: { wid: number }): void {
     allowDevices: data.init.allowDevices,
     allowDirectIo: data.init.allowDirectIo,
     announceSubmounts: data.init.announceSubmounts,
+    xattrPolicy: xattrPolicy(data.init.xattrmap, data.init.posixAcl),
   });
   const server = new FuseServer(fs, {
     cache: data.init.cache,

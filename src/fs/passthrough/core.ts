@@ -9,6 +9,7 @@ import { Errno } from '../../errors.js';
 import { C, STAT_OUT_SIZE, native } from '../../native.js';
 import type { Ctx, Entry, Opened } from '../filesystem.js';
 import type { Tables } from '../tables.js';
+import type { XattrPolicy } from '../xattrmap.js';
 
 export const RESOLVE = C.RESOLVE_BENEATH | C.RESOLVE_NO_MAGICLINKS | C.RESOLVE_NO_SYMLINKS;
 export const PATH_FLAGS = C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC;
@@ -37,6 +38,8 @@ export interface PassthroughOptions {
    * --announce-submounts). Inode numbers of different host file systems then cannot collide in the guest.
    */
   announceSubmounts?: boolean;
+  /** which xattr names the guest may use, under which host names (src/fs/xattrmap.ts); default: xattrPolicy(undefined, false) */
+  xattrPolicy?: XattrPolicy;
 }
 
 export class Core {

@@ -9,13 +9,32 @@
  * remove are refused. O_NONBLOCK: a regular file under a lease must not block the worker.
  *
  * Credentials: as root, like the reference daemon. The guest kernel has already checked the
- * caller's permission (default_permissions, xattr_permission), so guest root may also set trusted.*
- * and security.* names on the host file.
+ * caller's permission (default_permissions, xattr_permission); what root on the host may do that
+ * guest root must not (set security.capability, trusted.*, LSM labels) is the name policy's to
+ * refuse (src/fs/xattrmap.ts, docs/xattr.md): every name passes through it on the way to the host,
+ * and every listed host name on the way back.
  */
 import { S_IFDIR, S_IFREG } from '../../abi/stat.js';
 import { Errno } from '../../errors.js';
 import { C, native } from '../../native.js';
+import { XATTR_DENIED, XATTR_HIDDEN, type XattrPolicy, xattrPolicy } from '../xattrmap.js';
 import type { Core } from './core.js';
+
+/** What a Passthrough built without a policy applies: the default one, no POSIX ACLs. */
+const DEFAULT_POLICY = xattrPolicy(undefined, false);
+/** XATTR_LIST_MAX (linux/limits.h): the most a host list can hold */
+const LIST_MAX = 65536;
+/** The host's list before the policy filters it (one per thread; the calls never overlap). */
+let hostList: Uint8Array | null = null;
+
+function policyOf(c: Core): XattrPolicy {
+  return c.opts.xattrPolicy ?? DEFAULT_POLICY;
+}
+
+/** A refused name's errno: XATTR_DENIED is EPERM (`denied`: ENODATA for a get), XATTR_UNSUPPORTED EOPNOTSUPP. */
+function refusal(r: number, denied: number): number {
+  return r === XATTR_DENIED ? denied : -Errno.EOPNOTSUPP;
+}
 
 /** f(fd) on a real fd for nodeid, or `other` for a file type that is never opened. */
 function withXattrFd(c: Core, nodeid: number, f: (fd: number) => number, other: number): number {
@@ -38,17 +57,59 @@ function withXattrFd(c: Core, nodeid: number, f: (fd: number) => number, other: 
 }
 
 export function setxattr(c: Core, nodeid: number, name: Uint8Array, value: Uint8Array, flags: number): number {
-  return withXattrFd(c, nodeid, (fd) => native.fsetxattr(fd, name, value, flags), -Errno.EOPNOTSUPP);
+  return withXattrFd(c, nodeid, (fd) => {
+    const host = policyOf(c).toHost(name, true);
+    if (typeof host === 'number') return refusal(host, -Errno.EPERM);
+    return native.fsetxattr(fd, host, value, flags);
+  }, -Errno.EOPNOTSUPP);
 }
 
 export function getxattr(c: Core, nodeid: number, name: Uint8Array, out: Uint8Array): number {
-  return withXattrFd(c, nodeid, (fd) => native.fgetxattr(fd, name, out), -Errno.ENODATA);
+  return withXattrFd(c, nodeid, (fd) => {
+    const host = policyOf(c).toHost(name, false);
+    // a refused name reads as absent (as virtiofsd's `bad`): the guest's probes of security.* or
+    // trusted.* names on every write must not fail the write
+    if (typeof host === 'number') return refusal(host, -Errno.ENODATA);
+    return native.fgetxattr(fd, host, out);
+  }, -Errno.ENODATA);
 }
 
+/**
+ * The host's names as the guest sees them: hidden ones left out, prefixes stripped. `out` empty: the
+ * size the guest needs; else the names, or ERANGE when they do not fit.
+ */
 export function listxattr(c: Core, nodeid: number, out: Uint8Array): number {
-  return withXattrFd(c, nodeid, (fd) => native.flistxattr(fd, out), 0);
+  return withXattrFd(c, nodeid, (fd) => {
+    hostList ??= new Uint8Array(LIST_MAX);
+    const list = hostList;
+    const n = native.flistxattr(fd, list);
+    if (n < 0) return n === -Errno.ERANGE ? -Errno.E2BIG : n;
+    const policy = policyOf(c);
+    let size = 0;
+    for (let at = 0; at < n;) {
+      let end = list.indexOf(0, at);
+      if (end < 0 || end > n) end = n;
+      const strip = policy.toGuest(list.subarray(at, end));
+      // (a host name that is only the prefix would be an empty name: left out)
+      if (strip !== XATTR_HIDDEN && at + strip < end) {
+        const len = end - at - strip + 1;
+        if (out.length > 0) {
+          if (size + len > out.length) return -Errno.ERANGE;
+          out.set(list.subarray(at + strip, end), size);
+          out[size + len - 1] = 0;
+        }
+        size += len;
+      }
+      at = end + 1;
+    }
+    return size;
+  }, 0);
 }
 
 export function removexattr(c: Core, nodeid: number, name: Uint8Array): number {
-  return withXattrFd(c, nodeid, (fd) => native.fremovexattr(fd, name), -Errno.EOPNOTSUPP);
+  return withXattrFd(c, nodeid, (fd) => {
+    const host = policyOf(c).toHost(name, true);
+    if (typeof host === 'number') return refusal(host, -Errno.EPERM);
+    return native.fremovexattr(fd, host);
+  }, -Errno.EOPNOTSUPP);
 }
