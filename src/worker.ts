@@ -108,6 +108,7 @@ export default function runWorker(task: { wid: number }): void {
     writeback: data.init.writeback,
     readdirplus: data.init.readdirplus,
     xattr: data.init.xattr,
+    posixAcl: data.init.posixAcl,
     timeout: data.init.timeout,
     readOnly: data.init.readOnly,
     announceSubmounts: data.init.announceSubmounts,

@@ -28,7 +28,7 @@ export interface FuseServerOptions {
   /**
    * Serve SETXATTR/GETXATTR/LISTXATTR/REMOVEXATTR (--xattr, -o xattr; default false). Off, they answer
    * ENOSYS and the guest kernel stops sending them (its callers then see EOPNOTSUPP). INIT is the same
-   * either way (no flag announces xattr support; FUSE_SETXATTR_EXT is never negotiated).
+   * either way (no flag announces xattr support; FUSE_SETXATTR_EXT only comes with posixAcl).
    */
   xattr?: boolean;
   /**
@@ -44,6 +44,8 @@ export interface FuseServerOptions {
   readOnly?: boolean;
   /** negotiate FUSE_SUBMOUNTS (--announce-submounts; the file system marks mount points) */
   announceSubmounts?: boolean;
+  /** negotiate FUSE_POSIX_ACL and FUSE_SETXATTR_EXT (--posix-acl; with xattr) */
+  posixAcl?: boolean;
   /**
    * uid/gid translation (--translate-uid/--translate-gid, src/fs/idmap.ts): the caller's ids and a
    * SETATTR's new owner guest→host (a forbidden one answers EPERM), every reply's fuse_attr owner
@@ -89,6 +91,7 @@ export class FuseServer {
       writeback: opts.writeback ?? false,
       readdirplus: opts.readdirplus ?? true,
       announceSubmounts: opts.announceSubmounts ?? false,
+      posixAcl: (opts.posixAcl ?? false) && (opts.xattr ?? false),
     });
     this.served = {
       fs,

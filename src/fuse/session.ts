@@ -7,7 +7,7 @@
 import {
   FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FUSE_ATOMIC_O_TRUNC, FUSE_AUTO_INVAL_DATA, FUSE_BIG_WRITES, FUSE_DO_READDIRPLUS,
   FUSE_INIT_EXT, FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, FUSE_MAX_PAGES, FUSE_MIN_MINOR_VERSION,
-  FUSE_PARALLEL_DIROPS, FUSE_READDIRPLUS_AUTO, FUSE_SUBMOUNTS, FUSE_WRITEBACK_CACHE, INIT_IN_SIZE_COMPAT,
+  FUSE_PARALLEL_DIROPS, FUSE_POSIX_ACL, FUSE_SETXATTR_EXT, FUSE_READDIRPLUS_AUTO, FUSE_SUBMOUNTS, FUSE_WRITEBACK_CACHE, INIT_IN_SIZE_COMPAT,
   INIT_OUT_SIZE, IN_HEADER_SIZE, decodeInitIn,
 } from '../abi/fuse.js';
 import { Errno } from '../errors.js';
@@ -37,6 +37,11 @@ export interface SessionOptions {
   readdirplus: boolean;
   /** negotiate FUSE_SUBMOUNTS */
   announceSubmounts: boolean;
+  /**
+   * negotiate FUSE_POSIX_ACL (--posix-acl): the guest kernel enforces ACLs it reads with GETXATTR, and
+   * FUSE_SETXATTR_EXT, whose setxattr_flags carry FUSE_SETXATTR_ACL_KILL_SGID (src/fuse/ops/xattr.ts)
+   */
+  posixAcl?: boolean;
 }
 
 /** One server's handle on the shared session state. */
@@ -52,11 +57,17 @@ export class Session {
     if (opts.writeback) wanted |= FUSE_WRITEBACK_CACHE;
     if (!opts.readdirplus) wanted &= ~(FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO);
     if (opts.announceSubmounts) wanted |= FUSE_SUBMOUNTS;
+    if (opts.posixAcl) wanted |= FUSE_POSIX_ACL | FUSE_SETXATTR_EXT;
     this.wanted = wanted;
   }
 
   get initialized(): boolean {
     return Atomics.load(this.shared, S_INIT) === 1;
+  }
+
+  /** The negotiated INIT flags (0 before INIT). */
+  get flags(): number {
+    return Atomics.load(this.shared, S_FLAGS);
   }
 
   /** INIT may have reached another worker's server: pass its negotiated options to this fs. */
@@ -113,6 +124,7 @@ export const init: Handler = (s, q) => {
   }
   const minor = Math.min(i.minor, FUSE_KERNEL_MINOR_VERSION);
   const flags = (i.flags & s.session.wanted) >>> 0;
+  if ((s.session.wanted & ~flags & FUSE_POSIX_ACL) !== 0) s.warn('--posix-acl: the guest kernel does not offer FUSE_POSIX_ACL; its ACLs are not enforced by it');
   s.session.start(s.fs, minor, flags);
   s.log?.info(`FUSE session 7.${minor}, flags 0x${flags.toString(16)}`);
   return initReply(q, {
