@@ -123,6 +123,12 @@ t.test("virtiofsd's documented examples", async (t) => {
   const map = XattrMap.parse(':map:trusted.:user.virtiofs.:');
   for (const n of ['trusted.a', 'user.virtiofs.a', 'security.selinux', 'user.b']) t.equal(host(map, n), host(ex2, n), `map: ${n}`);
   for (const n of ['user.virtiofs.trusted.a', 'trusted.a', 'user.b']) t.equal(guest(map, n), guest(ex2, n), `map: list ${n}`);
+  // docs/xattr.md: security.* refused, trusted.* moved, the rest through
+  const doc = XattrMap.parse(':bad:client:security.:: :map:trusted.:user.virtiofs.:');
+  t.equal(host(doc, 'security.capability'), 'DENIED');
+  t.equal(host(doc, 'security.selinux', false), 'DENIED');
+  t.equal(host(doc, 'trusted.a'), 'user.virtiofs.trusted.a');
+  t.equal(host(doc, 'user.a'), 'user.a');
   // ok:all restores the unrestricted behaviour
   const all = XattrMap.parse(':ok:all:::');
   t.equal(host(all, 'trusted.x'), 'trusted.x');
