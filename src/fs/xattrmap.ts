@@ -143,7 +143,9 @@ export class XattrMap implements XattrPolicy {
   }
 
   toHost(name: Uint8Array, _write: boolean): Uint8Array | number {
-    for (const r of this.rules) {
+    const rules = this.rules;
+    for (let i = 0; i < rules.length; i++) {
+      const r = rules[i]!;
       if (!r.client || !startsWith(name, r.key)) continue;
       switch (r.type) {
         case 'ok':
@@ -167,7 +169,9 @@ export class XattrMap implements XattrPolicy {
   }
 
   toGuest(hostName: Uint8Array): number {
-    for (const r of this.rules) {
+    const rules = this.rules;
+    for (let i = 0; i < rules.length; i++) {
+      const r = rules[i]!;
       if (!r.server || !startsWith(hostName, r.prepend)) continue;
       switch (r.type) {
         case 'ok':
@@ -182,7 +186,7 @@ export class XattrMap implements XattrPolicy {
     return XATTR_HIDDEN;
   }
 
-  /** The rules as text, one per line (for the startup log and the tests). */
+  /** The rules as text, separated by spaces, each with ':' as its separator (for the tests). */
   describe(): string {
     return this.rules.map((r) => `:${r.type}:${r.client ? (r.server ? 'all' : 'client') : 'server'}:${dec.decode(r.key)}:${dec.decode(r.prepend)}:`).join(' ');
   }
@@ -208,47 +212,45 @@ export function isPosixAclName(name: Uint8Array, from = 0): boolean {
 /**
  * The policy without --xattrmap: the daemon acts as root on the host, so a guest name must not reach
  * a host namespace the host trusts. user.* passes both ways; security.* (capabilities, LSM labels,
- * IMA/EVM) may be read and listed but not set or removed; trusted.*, the rest of system.* and any other
- * name are refused and hidden. (The POSIX ACL names are decided by XattrGuard, before this.)
+ * IMA/EVM) may be read and listed but not set or removed; the POSIX ACL names pass with --posix-acl;
+ * trusted.*, the rest of system.* and any other name are refused and hidden.
  */
 export class DefaultXattrPolicy implements XattrPolicy {
+  constructor(private readonly posixAcl = false) {}
+
   toHost(name: Uint8Array, write: boolean): Uint8Array | number {
     if (startsWith(name, USER)) return name;
     if (!write && startsWith(name, SECURITY)) return name;
+    if (this.posixAcl && isPosixAclName(name)) return name;
     return XATTR_DENIED;
   }
 
   toGuest(hostName: Uint8Array): number {
-    return startsWith(hostName, USER) || startsWith(hostName, SECURITY) ? 0 : XATTR_HIDDEN;
+    if (startsWith(hostName, USER) || startsWith(hostName, SECURITY)) return 0;
+    return this.posixAcl && isPosixAclName(hostName) ? 0 : XATTR_HIDDEN;
   }
 }
 
 /**
- * The policy the passthrough applies: the POSIX ACL names first (without --posix-acl the guest may
- * neither use nor see them: EOPNOTSUPP, hidden, as virtiofsd; with it they pass unchanged under the
- * default policy, or go through the --xattrmap rules like any name), then the rules or the default.
+ * Without --posix-acl the guest may neither use nor see the POSIX ACL names, whatever the rules say
+ * (EOPNOTSUPP, hidden; as virtiofsd): this wraps the rules or the default policy.
  */
-export class XattrGuard implements XattrPolicy {
-  constructor(private readonly inner: XattrPolicy, private readonly posixAcl: boolean) {}
+export class NoPosixAcl implements XattrPolicy {
+  constructor(private readonly inner: XattrPolicy) {}
 
   toHost(name: Uint8Array, write: boolean): Uint8Array | number {
-    if (isPosixAclName(name)) {
-      if (!this.posixAcl) return XATTR_UNSUPPORTED;
-      if (this.inner instanceof DefaultXattrPolicy) return name;
-    }
-    return this.inner.toHost(name, write);
+    return isPosixAclName(name) ? XATTR_UNSUPPORTED : this.inner.toHost(name, write);
   }
 
   toGuest(hostName: Uint8Array): number {
-    if (this.posixAcl && this.inner instanceof DefaultXattrPolicy && isPosixAclName(hostName)) return 0;
     const strip = this.inner.toGuest(hostName);
     // the name the guest would see decides, as for its requests
-    if (strip >= 0 && !this.posixAcl && isPosixAclName(hostName, strip)) return XATTR_HIDDEN;
-    return strip;
+    return strip >= 0 && isPosixAclName(hostName, strip) ? XATTR_HIDDEN : strip;
   }
 }
 
 /** The policy for --xattrmap (or none: the default) and --posix-acl. */
 export function xattrPolicy(xattrmap: string | undefined, posixAcl: boolean): XattrPolicy {
-  return new XattrGuard(xattrmap === undefined ? new DefaultXattrPolicy() : XattrMap.parse(xattrmap), posixAcl);
+  const p = xattrmap === undefined ? new DefaultXattrPolicy(posixAcl) : XattrMap.parse(xattrmap);
+  return posixAcl ? p : new NoPosixAcl(p);
 }

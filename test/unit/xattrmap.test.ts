@@ -4,7 +4,7 @@
 import t from 'tap';
 import { parseArgs } from '../../src/config.js';
 import {
-  DefaultXattrPolicy, XATTR_DENIED, XATTR_HIDDEN, XATTR_UNSUPPORTED, XattrGuard, XattrMap, type XattrPolicy,
+  DefaultXattrPolicy, NoPosixAcl, XATTR_DENIED, XATTR_HIDDEN, XATTR_UNSUPPORTED, XattrMap, type XattrPolicy,
   parseXattrMap, xattrPolicy,
 } from '../../src/fs/xattrmap.js';
 
@@ -173,7 +173,8 @@ t.test('the POSIX ACL names: refused and hidden without --posix-acl, before any 
   t.equal(guest(xattrPolicy(':map::user.virtiofs.:', false), `user.virtiofs.${acl}`), 'HIDDEN', 'the name the guest would see decides');
   t.equal(host(xattrPolicy(':map::user.virtiofs.:', true), acl), `user.virtiofs.${acl}`);
   t.equal(guest(xattrPolicy(':map::user.virtiofs.:', true), `user.virtiofs.${acl}`), acl);
-  t.ok(xattrPolicy(undefined, false) instanceof XattrGuard);
+  t.ok(xattrPolicy(undefined, false) instanceof NoPosixAcl);
+  t.ok(xattrPolicy(undefined, true) instanceof DefaultXattrPolicy, 'with --posix-acl: no wrapper');
 });
 
 t.test('the command line', async (t) => {
