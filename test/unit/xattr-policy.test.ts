@@ -9,6 +9,7 @@ import { FUSE_POSIX_ACL, FUSE_SETXATTR_EXT, Opcode } from '../../src/abi/fuse.js
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { xattrPolicy } from '../../src/fs/xattrmap.js';
 import { FuseServer } from '../../src/fuse/server.js';
+import { Logger } from '../../src/log.js';
 import { E, native } from '../../src/native.js';
 import { FuseClient, type Reply, concat, cstr, le } from '../helpers/fuse-client.js';
 import { realTables, resetTables } from '../helpers/real-tables.js';
@@ -286,4 +287,18 @@ t.test('--posix-acl: INIT flags, ACL round trip, the mode follows, kill-SGID', {
   t.equal(u.setxExt(uf, 'system.posix_acl_access', acl, 0).error, -E.EOPNOTSUPP, 'a set still says EOPNOTSUPP');
 
   t.equal(mount(t, share).initFlags & (FUSE_POSIX_ACL | FUSE_SETXATTR_EXT), 0, 'neither flag without --posix-acl');
+});
+
+t.test('--posix-acl with a kernel that does not offer FUSE_POSIX_ACL: a warning, the old format', { skip: skip ?? false }, async (t) => {
+  const share = t.testdir({ f: '' });
+  const lines: string[] = [];
+  const pfs = Passthrough.open(share, resetTables(tables), { xattrPolicy: xattrPolicy(undefined, true) });
+  t.teardown(() => { pfs.destroy(); native.close(pfs.procFd); });
+  const c = new XattrClient(new FuseServer(pfs, { xattr: true, posixAcl: true, log: new Logger('warn', 't', (l) => lines.push(l)) }));
+  const init = c.init(undefined, undefined, 0xffffffff & ~FUSE_POSIX_ACL & ~FUSE_SETXATTR_EXT);
+  t.equal(init.error, 0);
+  t.equal(init.init!.flags & (FUSE_POSIX_ACL | FUSE_SETXATTR_EXT), 0, 'neither negotiated');
+  t.match(lines.join('\n'), /--posix-acl: the guest kernel does not offer FUSE_POSIX_ACL/, 'the operator is told');
+  const f = c.entry(c.lookup(1n, 'f')).nodeid;
+  t.equal(c.setx(f, 'user.a', 'v').error, 0, 'SETXATTR in the 8-byte format');
 });
