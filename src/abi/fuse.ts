@@ -419,7 +419,7 @@ export function encodeExtGroups(gids: readonly number[]): Uint8Array {
   v.setUint32(0, size, true);
   v.setUint32(4, FUSE_EXT_GROUPS, true);
   v.setUint32(EXT_HEADER_SIZE, gids.length, true);
-  gids.forEach((g, i) => v.setUint32(EXT_HEADER_SIZE + SUPP_GROUPS_FIXED + 4 * i, g >>> 0, true));
+  for (let i = 0; i < gids.length; i++) v.setUint32(EXT_HEADER_SIZE + SUPP_GROUPS_FIXED + 4 * i, gids[i]! >>> 0, true);
   return out;
 }
 
