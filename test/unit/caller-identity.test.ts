@@ -7,7 +7,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, w
 import { join } from 'node:path';
 import {
   FATTR_GID, FATTR_KILL_SUIDGID, FATTR_SIZE, FATTR_UID, FUSE_CREATE_SUPP_GROUP2, FUSE_HANDLE_KILLPRIV_V2,
-  FUSE_INIT_EXT, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, IN_HEADER_SIZE, decodeInitOut, encodeExtGroups,
+  FUSE_INIT_EXT, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, IN_HEADER_SIZE, Opcode, decodeInitOut, encodeExtGroups,
 } from '../../src/abi/fuse.js';
 import { Errno as E } from '../../src/errors.js';
 import { idMapsOf } from '../../src/fs/idmap.js';
@@ -192,6 +192,11 @@ t.test('malformed extensions: EINVAL, nothing created', ROOT, async (t) => {
     t.equal(c.raw(req).error, -E.EINVAL, what);
     t.notOk(existsSync(join(g, name)), `${what}: nothing created`);
   }
+  // The handler sees the request without its extensions: a MKDIR with no name does not take the
+  // record's bytes (16, 0, ...: the one-byte name "\x10") as its name.
+  const noName = withExt(c.rb.request(Opcode.Mkdir, gid, new Uint8Array(8)), good);
+  t.equal(c.raw(noName).error, -E.EINVAL, 'a MKDIR without its name: EINVAL');
+  t.notOk(existsSync(join(g, '\x10')), 'the extension was not read as the name');
   // a valid one still works afterwards
   t.equal(c.raw(withExt(c.rb.mkdir(gid, 'ok', 0o755), good)).error, 0, 'a well-formed extension');
   // an extension the head copy does not hold (the request's bytes beyond what the reader has)
