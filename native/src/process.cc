@@ -69,9 +69,10 @@ static inline bool arg(const Napi::CallbackInfo& info, size_t& i, Gids& out) {
 
 // setCreds(uid, gid, groups?, count?): this thread's fsuid, fsgid and supplementary groups (the first
 // `count` of `groups`, all of them when count is absent; none when null or count is 0), for a request
-// run as its caller; (0, 0) puts the daemon's own back (root, no supplementary groups). 0, or -EPERM when the kernel kept an old id (the
-// daemon lacks CAP_SETUID/CAP_SETGID, or an id is invalid, e.g. 2^32 - 1), or -errno from setgroups.
-// After a failure the thread may be half switched: the caller switches back to (0, 0).
+// run as its caller; (0, 0) puts the daemon's own back (root, no supplementary groups). Returns 0, or
+// -EPERM when the kernel kept an old id (the daemon lacks CAP_SETUID/CAP_SETGID, or an id is invalid,
+// e.g. 2^32 - 1), or -errno from setgroups. After a failure the thread may be half switched: the
+// caller switches back to (0, 0).
 //
 // Raw syscalls: credentials are per thread on Linux, and glibc's setgroups/set*id wrappers would
 // broadcast the change to every thread of the process. setfsuid/setfsgid report no error, only the

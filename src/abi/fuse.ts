@@ -1,6 +1,6 @@
 /**
  * The FUSE wire protocol as Linux speaks it (include/uapi/linux/fuse.h, protocol 7.36 in Linux 6.1; the
- * request extensions of 7.38 and FUSE_CREATE_SUPP_GROUP of 7.39, Linux 6.4, are read when a kernel sends them).
+ * request extensions of 7.38 and FUSE_CREATE_SUPP_GROUP of 7.39, Linux 6.4, are read when sent).
  * Everything is little endian (virtio-fs is little endian on every architecture: virtio 1.1 §5.11).
  * Struct sizes and field offsets are named after the C structs; encoders/decoders work on DataViews.
  * The server's side (decoders of requests, encoders of replies) allocates nothing per request: node ids,
@@ -120,7 +120,10 @@ export const FUSE_INIT_RESERVED = (1 << 31) >>> 0;
 // flags2 (bit n of flags2 is bit 32+n of the 64-bit flag set)
 export const FUSE_SECURITY_CTX2 = 1 << 0;
 export const FUSE_HAS_INODE_DAX2 = 1 << 1;
-/** FUSE_CREATE_SUPP_GROUP (1ULL << 34, 7.39): the kernel adds a FUSE_EXT_GROUPS extension to CREATE, MKDIR, MKNOD, SYMLINK, TMPFILE */
+/**
+ * FUSE_CREATE_SUPP_GROUP (1ULL << 34, 7.39): the kernel may add a FUSE_EXT_GROUPS extension to CREATE,
+ * MKDIR, MKNOD, SYMLINK and TMPFILE
+ */
 export const FUSE_CREATE_SUPP_GROUP2 = 1 << 2;
 
 // ---- setattr valid bits ----
@@ -419,7 +422,8 @@ export function encodeExtGroups(gids: readonly number[]): Uint8Array {
   v.setUint32(0, size, true);
   v.setUint32(4, FUSE_EXT_GROUPS, true);
   v.setUint32(EXT_HEADER_SIZE, gids.length, true);
-  for (let i = 0; i < gids.length; i++) v.setUint32(EXT_HEADER_SIZE + SUPP_GROUPS_FIXED + 4 * i, gids[i]! >>> 0, true);
+  const g = EXT_HEADER_SIZE + SUPP_GROUPS_FIXED;
+  for (let i = 0; i < gids.length; i++) v.setUint32(g + 4 * i, gids[i]! >>> 0, true);
   return out;
 }
 

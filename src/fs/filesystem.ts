@@ -121,9 +121,9 @@ export interface FileSystem {
   /** the link target bytes */
   readlink?(ctx: Ctx, nodeid: number): Uint8Array | number;
 
-  // Creating ops run as the caller (fsuid/fsgid = ctx.uid/ctx.gid, supplementary groups ctx.groups) and,
-  // like lookup, add one lookup reference to the new entry. `mode` already has the caller's umask applied by the kernel
-  // (FUSE_DONT_MASK is not negotiated); `umask` is informational.
+  // Creating ops run as the caller (fsuid/fsgid = ctx.uid/ctx.gid, supplementary groups ctx.groups)
+  // and, like lookup, add one lookup reference to the new entry. `mode` already has the caller's umask
+  // applied by the kernel (FUSE_DONT_MASK is not negotiated); `umask` is informational.
   symlink?(ctx: Ctx, parent: number, name: Uint8Array, target: Uint8Array): Entry | number;
   mknod?(ctx: Ctx, parent: number, name: Uint8Array, mode: number, rdev: number, umask: number): Entry | number;
   mkdir?(ctx: Ctx, parent: number, name: Uint8Array, mode: number, umask: number): Entry | number;

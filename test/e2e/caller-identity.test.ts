@@ -26,7 +26,9 @@ const kernel = process.env.VIRTIOFSD_TS_SUPP_GROUP_KERNEL
 const skip =
   guestSkipReason('ours') ??
   (process.getuid?.() !== 0 ? 'needs root (the share holds files of several owners)' : null) ??
-  (kernel ? null : 'missing: a guest kernel >= 6.4 for FUSE_CREATE_SUPP_GROUP (apt-get install -t bookworm-backports linux-image-amd64)');
+  (kernel
+    ? null
+    : 'missing: a guest kernel >= 6.4 for FUSE_CREATE_SUPP_GROUP (apt-get install -t bookworm-backports linux-image-amd64)');
 if (skip && process.env.CI === 'true') t.fail(`the caller-identity guest test cannot run in CI: ${skip}`);
 
 // u1: uid 1234, gid 5678. u2: uid 1234, gid 100, supplementary group 5678 (from /etc/group).
@@ -63,7 +65,8 @@ step umount umount /mnt
 finish
 `;
 
-t.test('a guest user\'s files are its own on the host, with its supplementary group and set-group-ID', { skip: skip ?? false }, async (t) => {
+const TITLE = 'a guest user\'s files are its own on the host, with its supplementary group and set-group-ID';
+t.test(TITLE, { skip: skip ?? false }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-creds-'));
   const share = path.join(dir, 'share');
   const sub = (n: string, uid: number, gid: number, mode: number) => {

@@ -7,7 +7,8 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, w
 import { join } from 'node:path';
 import {
   FATTR_GID, FATTR_KILL_SUIDGID, FATTR_SIZE, FATTR_UID, FUSE_CREATE_SUPP_GROUP2, FUSE_HANDLE_KILLPRIV_V2,
-  FUSE_INIT_EXT, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, IN_HEADER_SIZE, Opcode, decodeInitOut, encodeExtGroups,
+  FUSE_INIT_EXT, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, IN_HEADER_SIZE, Opcode, decodeInitOut,
+  encodeExtGroups,
 } from '../../src/abi/fuse.js';
 import { Errno as E } from '../../src/errors.js';
 import { idMapsOf } from '../../src/fs/idmap.js';
@@ -56,7 +57,7 @@ const owner = (p: string): [number, number] => {
 };
 const mode = (p: string): number => lstatSync(p).mode & 0o7777;
 
-t.test('INIT: CREATE_SUPP_GROUP (flags2) only when offered with INIT_EXT; HANDLE_KILLPRIV_V2 when offered', async (t) => {
+t.test('INIT: CREATE_SUPP_GROUP (flags2) only offered with INIT_EXT; HANDLE_KILLPRIV_V2 when offered', async (t) => {
   const dir = t.testdir({});
   const fs = Passthrough.open(dir, resetTables(tables), {});
   t.teardown(() => { fs.destroy(); native.close(fs.procFd); });

@@ -147,7 +147,7 @@ export class Core {
   /**
    * The *_KILL_SUIDGID flags (FUSE_HANDLE_KILLPRIV_V2): the guest kernel sets them on a write, a
    * truncate or a chown by a caller without CAP_FSETID, and the file must then lose its set-user-ID bit,
-   * and its set-group-ID bit if group-executable (fuse.h; the VFS's should_remove_suid). The daemon,
+   * and its set-group-ID bit if group-executable (linux/fuse.h, FUSE_HANDLE_KILLPRIV_V2). The daemon,
    * root with CAP_FSETID, would keep them through the same syscall, so it clears them itself with a
    * chmod, before the write or truncate as the kernel does: one fstat when the bits are not set.
    * (Running the call as the caller would not do it for a guest root without CAP_FSETID, whose fsuid

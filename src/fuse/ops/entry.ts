@@ -4,8 +4,8 @@
  */
 import {
   ATTR_SIZE, BATCH_FORGET_IN_SIZE, CREATE_IN_SIZE, FORGET_IN_SIZE, FORGET_ONE_SIZE, FUSE_OPEN_KILL_SUIDGID,
-  IN_HEADER_SIZE, LINK_IN_SIZE, MKDIR_IN_SIZE, MKNOD_IN_SIZE, RENAME2_IN_SIZE, RENAME_IN_SIZE, decodeBatchForgetIn, decodeCreateIn, decodeForgetIn,
-  decodeForgetOneNlookup, decodeForgetOneNodeid, decodeLinkIn, decodeMkdirIn, decodeMknodIn, decodeRename2In,
+  IN_HEADER_SIZE, LINK_IN_SIZE, MKDIR_IN_SIZE, MKNOD_IN_SIZE, RENAME2_IN_SIZE, RENAME_IN_SIZE, decodeBatchForgetIn,
+  decodeCreateIn, decodeForgetIn, decodeForgetOneNlookup, decodeForgetOneNodeid, decodeLinkIn, decodeMkdirIn, decodeMknodIn, decodeRename2In,
   decodeRenameIn,
 } from '../../abi/fuse.js';
 import { Errno } from '../../errors.js';

@@ -6,8 +6,8 @@
  */
 import {
   COPY_FILE_RANGE_IN_SIZE, FALLOCATE_IN_SIZE, FLUSH_IN_SIZE, FSYNC_IN_SIZE, FUSE_FSYNC_FDATASYNC, FUSE_RELEASE_FLUSH,
-  FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, IN_HEADER_SIZE, type IoIn, LSEEK_IN_SIZE, OPEN_IN_SIZE, OUT_HEADER_SIZE, READ_IN_SIZE,
-  RELEASE_IN_SIZE, type ReleaseIn, WRITE_IN_SIZE, decodeCopyFileRangeIn, decodeFallocateIn, decodeFlushInFh,
+  FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, IN_HEADER_SIZE, type IoIn, LSEEK_IN_SIZE, OPEN_IN_SIZE,
+  OUT_HEADER_SIZE, READ_IN_SIZE, RELEASE_IN_SIZE, type ReleaseIn, WRITE_IN_SIZE, decodeCopyFileRangeIn, decodeFallocateIn, decodeFlushInFh,
   decodeFsyncIn, decodeIoInto, decodeLseekIn, decodeOpenInFlags, decodeOpenInOpenFlags, decodeReleaseInto,
 } from '../../abi/fuse.js';
 import { Errno } from '../../errors.js';
