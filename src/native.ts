@@ -235,8 +235,13 @@ export interface Native {
   preadvWin(fd: number, list: number, count: number, pos: number): number;
   /** pwritev counterpart of preadvWin. */
   pwritevWin(fd: number, list: number, count: number, pos: number): number;
-  /** Per-thread setfsgid + setfsuid (raw syscalls). Returns 0. */
-  setCreds(uid: number, gid: number): number;
+  /**
+   * This thread's supplementary groups (the first `count` of `groups`, all when count is absent; none
+   * when null), fsgid and fsuid, with raw per-thread syscalls (setgroups, setfsgid, setfsuid); each id is
+   * read back. (0, 0) restores the daemon's own: root, no supplementary groups. 0 or -errno (-EPERM when
+   * the kernel kept an old id); after a failure the caller switches back to (0, 0). Allocates nothing.
+   */
+  setCreds(uid: number, gid: number, groups?: Uint32Array | null, count?: number): number;
   /** _exit(2): the process ends now, without joining worker threads (process.exit waits for them). */
   exitNow(code: number): never;
 

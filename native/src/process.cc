@@ -42,13 +42,72 @@ Napi::Value NativeAddon::SetNofile(const Napi::CallbackInfo& info) {
   return num(info.Env(), static_cast<double>(want));
 }
 
+// The supplementary groups this thread has, as far as SetCreds knows: -1 until it first sets them (a
+// thread starts with the list it inherited from the process). Credentials are per thread (the raw
+// syscalls below act on the calling thread only), so this is thread_local, not per env.
+static thread_local long tGroups = -1;
+
+// Most supplementary groups one call takes (the FUSE layer keeps far fewer: src/fuse/server.ts).
+constexpr uint32_t kMaxGroups = 64;
+
+// setCreds's third argument: a Uint32Array of gids, or null/undefined for none.
+struct Gids {
+  const uint32_t* data = nullptr;
+  size_t len = 0;
+};
+static inline bool arg(const Napi::CallbackInfo& info, size_t& i, Gids& out) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) {
+    i++;
+    return true;
+  }
+  uint8_t* p = nullptr;
+  size_t bytes;
+  if (!typedAt(info, i++, napi_uint32_array, p, bytes, out.len)) return false;
+  out.data = reinterpret_cast<const uint32_t*>(p);
+  return true;
+}
+
+// setCreds(uid, gid, groups?, count?): this thread's fsuid, fsgid and supplementary groups (the first
+// `count` of `groups`, all of them when count is absent; none when null or count is 0), for a request
+// run as its caller; (0, 0) puts the daemon's own back (root, no supplementary groups). Returns 0, or
+// -EPERM when the kernel kept an old id (the daemon lacks CAP_SETUID/CAP_SETGID, or an id is invalid,
+// e.g. 2^32 - 1), or -errno from setgroups. After a failure the thread may be half switched: the
+// caller switches back to (0, 0).
+//
+// Raw syscalls: credentials are per thread on Linux, and glibc's setgroups/set*id wrappers would
+// broadcast the change to every thread of the process. setfsuid/setfsgid report no error, only the
+// previous id, so each is checked by asking again with -1 (an invalid id: nothing changes, the current
+// one comes back). No allocation: the list is read in place.
 Napi::Value NativeAddon::SetCreds(const Napi::CallbackInfo& info) {
-  uint32_t uid, gid;
-  ARGS_OR_THROW(args(info, uid, gid));
-  // Raw syscalls: per thread on Linux (glibc's set*id wrappers would broadcast to every thread).
-  // gid first: after dropping fsuid we might lose the right to change fsgid.
+  uint32_t uid, gid, count;
+  Gids groups;
+  ARGS_OR_THROW(args(info, uid, gid, groups));
+  // count: how many of `groups` count (default: all of them)
+  size_t i = 3;
+  if (i < info.Length() && !info[i].IsUndefined()) {
+    ARGS_OR_THROW(arg(info, i, count));
+  } else {
+    count = static_cast<uint32_t>(groups.len > kMaxGroups ? kMaxGroups + 1 : groups.len);
+  }
+  if (count > groups.len || count > kMaxGroups) {
+    Napi::TypeError::New(info.Env(), "setCreds: count beyond the groups given").ThrowAsJavaScriptException();
+    return Napi::Value();
+  }
+  // Groups first. setgroups needs CAP_SETGID, which an fsuid other than 0 leaves in place (it drops
+  // only the file-system capabilities). An empty list is set whenever the thread's may not be empty:
+  // a caller never acts with the daemon's own supplementary groups (root's, say).
+  if (count > 0 || tGroups != 0) {
+    if (syscall(SYS_setgroups, static_cast<size_t>(count), count > 0 ? groups.data : nullptr) != 0) {
+      int e = errno;
+      return num(info.Env(), -e);
+    }
+    tGroups = count;
+  }
+  // gid before uid: the thread stays root until its groups and fsgid are in place.
   syscall(SYS_setfsgid, gid);
+  if (static_cast<uint32_t>(syscall(SYS_setfsgid, -1)) != gid) return num(info.Env(), -EPERM);
   syscall(SYS_setfsuid, uid);
+  if (static_cast<uint32_t>(syscall(SYS_setfsuid, -1)) != uid) return num(info.Env(), -EPERM);
   return num(info.Env(), 0);
 }
 

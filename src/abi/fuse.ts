@@ -1,5 +1,6 @@
 /**
- * The FUSE wire protocol as Linux speaks it (include/uapi/linux/fuse.h, protocol 7.36 in Linux 6.1).
+ * The FUSE wire protocol as Linux speaks it (include/uapi/linux/fuse.h, protocol 7.36 in Linux 6.1; the
+ * request extensions of 7.38 and FUSE_CREATE_SUPP_GROUP of 7.39, Linux 6.4, are read when sent).
  * Everything is little endian (virtio-fs is little endian on every architecture: virtio 1.1 §5.11).
  * Struct sizes and field offsets are named after the C structs; encoders/decoders work on DataViews.
  * The server's side (decoders of requests, encoders of replies) allocates nothing per request: node ids,
@@ -119,6 +120,10 @@ export const FUSE_INIT_RESERVED = (1 << 31) >>> 0;
 // flags2 (bit n of flags2 is bit 32+n of the 64-bit flag set)
 export const FUSE_SECURITY_CTX2 = 1 << 0;
 export const FUSE_HAS_INODE_DAX2 = 1 << 1;
+/**
+ * FUSE_CREATE_SUPP_GROUP (1ULL << 34, 7.39): the kernel may add a FUSE_EXT_GROUPS extension to CREATE,
+ * MKDIR, MKNOD, SYMLINK and TMPFILE
+ */
 export const FUSE_CREATE_SUPP_GROUP2 = 1 << 2;
 
 // ---- setattr valid bits ----
@@ -368,6 +373,58 @@ export function encodeOutHeader(v: DataView, off: number, len: number, error: nu
 
 export function decodeOutHeader(v: DataView, off = 0): OutHeader {
   return { len: v.getUint32(off, true), error: v.getInt32(off + 4, true), unique: v.getBigUint64(off + 8, true) };
+}
+
+// ---- request extensions (7.38) ----
+/**
+ * fuse_ext_header.type of a struct fuse_supp_groups record (7.39). Types 0..31 are a
+ * fuse_secctx_header's nr_secctx (FUSE_MAX_NR_SECCTX): the security contexts (FUSE_SECURITY_CTX).
+ */
+export const FUSE_EXT_GROUPS = 32;
+/** struct fuse_ext_header: {u32 size (of the whole record, header included), u32 type} */
+export const EXT_HEADER_SIZE = 8;
+/** struct fuse_supp_groups: {u32 nr_groups, u32 groups[nr_groups]} */
+const SUPP_GROUPS_FIXED = 4;
+
+/**
+ * The extensions of a request: fuse_in_header.total_extlen 8-byte units at its end, [start, end) of
+ * `v`, a sequence of records, each a fuse_ext_header and its body, the header's size a multiple of 8
+ * (FUSE_REC_ALIGN). The gids of the FUSE_EXT_GROUPS record go to `groups`; other records are skipped.
+ * Returns how many gids, or -1 when the records do not tile [start, end) exactly, a groups record is
+ * shorter than its nr_groups says, comes twice, or holds more gids than `groups` has room for.
+ */
+export function decodeExtGroups(v: DataView, start: number, end: number, groups: Uint32Array): number {
+  let n = 0;
+  let seen = false;
+  for (let p = start; p < end;) {
+    if (end - p < EXT_HEADER_SIZE) return -1;
+    const size = v.getUint32(p, true);
+    if (size < EXT_HEADER_SIZE || size % 8 !== 0 || size > end - p) return -1;
+    if (v.getUint32(p + 4, true) === FUSE_EXT_GROUPS) {
+      if (seen || size < EXT_HEADER_SIZE + SUPP_GROUPS_FIXED) return -1;
+      seen = true;
+      const nr = v.getUint32(p + EXT_HEADER_SIZE, true);
+      if (nr > (size - EXT_HEADER_SIZE - SUPP_GROUPS_FIXED) / 4 || nr > groups.length) return -1;
+      const g = p + EXT_HEADER_SIZE + SUPP_GROUPS_FIXED;
+      for (let i = 0; i < nr; i++) groups[i] = v.getUint32(g + 4 * i, true);
+      n = nr;
+    }
+    p += size;
+  }
+  return n;
+}
+
+/** A FUSE_EXT_GROUPS record holding `gids` (zero padded to 8 bytes), for clients and tests. */
+export function encodeExtGroups(gids: readonly number[]): Uint8Array {
+  const size = Math.ceil((EXT_HEADER_SIZE + SUPP_GROUPS_FIXED + 4 * gids.length) / 8) * 8;
+  const out = new Uint8Array(size);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, size, true);
+  v.setUint32(4, FUSE_EXT_GROUPS, true);
+  v.setUint32(EXT_HEADER_SIZE, gids.length, true);
+  const g = EXT_HEADER_SIZE + SUPP_GROUPS_FIXED;
+  for (let i = 0; i < gids.length; i++) v.setUint32(g + 4 * i, gids[i]! >>> 0, true);
+  return out;
 }
 
 // ---- INIT ----
@@ -646,6 +703,10 @@ export function decodeLinkIn(v: DataView, off: number): number {
 /** fuse_open_in (OPEN, OPENDIR): {u32 flags, u32 open_flags} (FUSE_OPEN_KILL_SUIDGID): its flags */
 export function decodeOpenInFlags(v: DataView, off: number): number {
   return v.getUint32(off, true);
+}
+/** fuse_open_in.open_flags (FUSE_OPEN_KILL_SUIDGID) */
+export function decodeOpenInOpenFlags(v: DataView, off: number): number {
+  return v.getUint32(off + 4, true);
 }
 
 /** fuse_create_in: {u32 flags, u32 mode, u32 umask, u32 open_flags}; the name follows */

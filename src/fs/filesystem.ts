@@ -13,10 +13,27 @@
  * turn: `ctx` and `name` are valid for the call only. Nothing is allocated per request on the hot paths.
  */
 
+/** Room for supplementary groups in a Ctx (the kernel sends one: see Ctx.groups). */
+export const CTX_GROUPS_MAX = 32;
+
+/**
+ * The caller of a request, as the host sees it (ids already translated by --translate-uid/gid). The
+ * creating calls run with these credentials (fsuid, fsgid and supplementary groups of the worker thread).
+ */
 export interface Ctx {
   uid: number;
   gid: number;
   pid: number;
+  /**
+   * Supplementary groups of the caller that the request carried (FUSE_CREATE_SUPP_GROUP): the first
+   * `ngroups` entries, CTX_GROUPS_MAX long, reused for every request. A Linux guest sends at most one,
+   * and only on CREATE, MKDIR, MKNOD and SYMLINK (and TMPFILE): the new entry's parent directory's group,
+   * when the caller is a member of it other than by its own gid. It is there to pass the host's
+   * permission check on that directory (group write and search); the caller's other groups are never
+   * known to the daemon, so a host ACL entry naming another of its groups does not apply.
+   */
+  groups: Uint32Array;
+  ngroups: number;
 }
 
 export interface Entry {
@@ -49,7 +66,7 @@ export interface SetattrArgs {
   mtime?: TimeSpec;
   /** FATTR_FH: an open handle to use (truncate through it) */
   fh?: number;
-  /** FATTR_KILL_SUIDGID */
+  /** FATTR_KILL_SUIDGID (a truncate or chown by a caller without CAP_FSETID): as WRITE's killSuidgid */
   killSuidgid?: boolean;
 }
 
@@ -104,26 +121,38 @@ export interface FileSystem {
   /** the link target bytes */
   readlink?(ctx: Ctx, nodeid: number): Uint8Array | number;
 
-  // Creating ops run as the caller (fsuid/fsgid = ctx.uid/ctx.gid) and, like lookup, add one lookup
-  // reference to the new entry. `mode` already has the caller's umask applied by the kernel
-  // (FUSE_DONT_MASK is not negotiated); `umask` is informational.
+  // Creating ops run as the caller (fsuid/fsgid = ctx.uid/ctx.gid, supplementary groups ctx.groups)
+  // and, like lookup, add one lookup reference to the new entry. `mode` already has the caller's umask
+  // applied by the kernel (FUSE_DONT_MASK is not negotiated); `umask` is informational.
   symlink?(ctx: Ctx, parent: number, name: Uint8Array, target: Uint8Array): Entry | number;
   mknod?(ctx: Ctx, parent: number, name: Uint8Array, mode: number, rdev: number, umask: number): Entry | number;
   mkdir?(ctx: Ctx, parent: number, name: Uint8Array, mode: number, umask: number): Entry | number;
   link?(ctx: Ctx, nodeid: number, newParent: number, newName: Uint8Array): Entry | number;
-  /** CREATE: create-and-open; a lookup reference on the entry plus an open handle. */
-  create?(ctx: Ctx, parent: number, name: Uint8Array, mode: number, flags: number, umask: number): Created | number;
+  /**
+   * CREATE: create-and-open; a lookup reference on the entry plus an open handle. `killSuidgid`
+   * (FUSE_OPEN_KILL_SUIDGID): an existing file truncated by O_TRUNC loses its set-user-ID bit, and its
+   * set-group-ID bit if group-executable.
+   */
+  create?(ctx: Ctx, parent: number, name: Uint8Array, mode: number, flags: number, umask: number,
+    killSuidgid: boolean): Created | number;
 
   unlink?(ctx: Ctx, parent: number, name: Uint8Array): number;
   rmdir?(ctx: Ctx, parent: number, name: Uint8Array): number;
   /** RENAME (flags 0) and RENAME2 (RENAME_NOREPLACE/EXCHANGE/WHITEOUT) */
   rename?(ctx: Ctx, parent: number, name: Uint8Array, newParent: number, newName: Uint8Array, flags: number): number;
 
-  /** OPEN: `flags` are the guest's open(2) flags. Only regular files may be opened. */
-  open?(ctx: Ctx, nodeid: number, flags: number): Opened | number;
+  /**
+   * OPEN: `flags` are the guest's open(2) flags. Only regular files may be opened. `killSuidgid`
+   * (FUSE_OPEN_KILL_SUIDGID) as in create.
+   */
+  open?(ctx: Ctx, nodeid: number, flags: number, killSuidgid: boolean): Opened | number;
   /** READ: bytes placed via sink.readFromFile(fd, offset, sinkOff, ≤size) or -errno. Short reads are EOF. */
   read?(ctx: Ctx, nodeid: number, fh: number, offset: number, size: number, sink: FileSink, sinkOff: number): number;
-  /** WRITE: bytes taken via src.writeToFile(fd, offset, srcOff, size) or -errno. */
+  /**
+   * WRITE: bytes taken via src.writeToFile(fd, offset, srcOff, size) or -errno. `killSuidgid`
+   * (FUSE_WRITE_KILL_SUIDGID): the file loses its set-user-ID bit, and its set-group-ID bit if
+   * group-executable, as a write by a caller without CAP_FSETID does.
+   */
   write?(ctx: Ctx, nodeid: number, fh: number, offset: number, size: number, src: FileSource, srcOff: number,
     killSuidgid: boolean): number;
   flush?(ctx: Ctx, nodeid: number, fh: number): number;

@@ -171,12 +171,13 @@ export class Passthrough implements FileSystem {
 
   // ---- files (file.ts) ----
 
-  open(_ctx: Ctx, nodeid: number, flags: number): Opened | number {
-    return file.open(this.c, nodeid, flags);
+  open(_ctx: Ctx, nodeid: number, flags: number, killSuidgid = false): Opened | number {
+    return file.open(this.c, nodeid, flags, killSuidgid);
   }
 
-  create(ctx: Ctx, parent: number, name: Uint8Array, mode: number, flags: number, _umask: number): Created | number {
-    return file.create(this.c, ctx, parent, name, mode, flags);
+  create(ctx: Ctx, parent: number, name: Uint8Array, mode: number, flags: number, _umask: number,
+    killSuidgid = false): Created | number {
+    return file.create(this.c, ctx, parent, name, mode, flags, killSuidgid);
   }
 
   read(_ctx: Ctx, _nodeid: number, fh: number, offset: number, size: number, sink: FileSink, sinkOff: number): number {
@@ -184,8 +185,8 @@ export class Passthrough implements FileSystem {
   }
 
   write(_ctx: Ctx, _nodeid: number, fh: number, offset: number, size: number, src: FileSource, srcOff: number,
-    _killSuidgid: boolean): number {
-    return file.write(this.c, fh, offset, size, src, srcOff);
+    killSuidgid: boolean): number {
+    return file.write(this.c, fh, offset, size, src, srcOff, killSuidgid);
   }
 
   flush(_ctx: Ctx, _nodeid: number, fh: number): number {

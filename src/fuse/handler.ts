@@ -6,7 +6,7 @@
  * src/fuse/reply.ts; an argument it refuses is thrown as a ReplyError and answered by the server.
  */
 import type { InHeaderFields } from '../abi/fuse.js';
-import type { Ctx, FileSystem } from '../fs/filesystem.js';
+import { CTX_GROUPS_MAX, type Ctx, type FileSystem } from '../fs/filesystem.js';
 import type { IdMaps } from '../fs/idmap.js';
 import type { Logger } from '../log.js';
 import type { CachePolicy } from './cache-policy.js';
@@ -32,8 +32,8 @@ export class Req implements InHeaderFields {
   gid = 0;
   pid = 0;
   totalExtlen = 0;
-  /** the caller, from the header */
-  readonly ctx: Ctx = { uid: 0, gid: 0, pid: 0 };
+  /** the caller, from the header (and the request's FUSE_EXT_GROUPS extension) */
+  readonly ctx: Ctx = { uid: 0, gid: 0, pid: 0, groups: new Uint32Array(CTX_GROUPS_MAX), ngroups: 0 };
   /** view of the head copy: fuse_in_header at 0 */
   v!: DataView;
   r!: Reader;

@@ -6,9 +6,9 @@
  * (docs/internals.md "FUSE server ↔ virtio layer"). `handle` never throws: an exception is logged and
  * becomes EIO.
  */
-import { IN_HEADER_SIZE, Opcode, decodeInHeaderInto } from '../abi/fuse.js';
+import { IN_HEADER_SIZE, Opcode, decodeExtGroups, decodeInHeaderInto } from '../abi/fuse.js';
 import { Errno } from '../errors.js';
-import type { FileSystem } from '../fs/filesystem.js';
+import type { Ctx, FileSystem } from '../fs/filesystem.js';
 import type { IdMaps } from '../fs/idmap.js';
 import { type Logger, RateLimitedLogger } from '../log.js';
 import { type CacheMode, cachePolicy } from './cache-policy.js';
@@ -73,6 +73,34 @@ for (const op of [Opcode.Init, Opcode.Forget, Opcode.BatchForget, Opcode.Release
   Opcode.Interrupt, Opcode.Destroy, Opcode.Write, Opcode.Flush]) NO_CALLER[op] = 1;
 /** The host id a request without a caller acts as when its header's id is forbidden (the overflow id). */
 const NOBODY = 65534;
+
+/**
+ * The request's extensions (fuse_in_header.total_extlen 8-byte units at its end, 7.38), checked here,
+ * once: they must lie inside the request and its head copy and be well formed (decodeExtGroups). The
+ * supplementary groups they carry go to ctx, translated guest→host (a group without a host id is
+ * dropped: the caller simply is not in it on the host). The request's length then ends where the
+ * extensions begin, so a handler sees its own arguments only. False: malformed (EINVAL, nothing done).
+ */
+function extensions(s: Served, q: Req, ctx: Ctx): boolean {
+  const bytes = q.totalExtlen * 8;
+  if (bytes > q.len - IN_HEADER_SIZE || q.len > q.r.head.length) return false;
+  const start = q.len - bytes;
+  const n = decodeExtGroups(q.v, start, q.len, ctx.groups);
+  if (n < 0) return false;
+  const ids = s.ids;
+  if (ids === null) {
+    ctx.ngroups = n;
+  } else {
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const g = ids.gid.guestToHost(ctx.groups[i]!);
+      if (g >= 0) ctx.groups[k++] = g;
+    }
+    ctx.ngroups = k;
+  }
+  q.len = start;
+  return true;
+}
 
 export class FuseServer {
   /** what every handler sees */
@@ -159,6 +187,11 @@ export class FuseServer {
         ctx.gid = gid < 0 ? NOBODY : gid;
       }
       ctx.pid = q.pid;
+      ctx.ngroups = 0;
+      if (q.totalExtlen !== 0 && !extensions(s, q, ctx)) {
+        s.warn(`op ${q.opcode}: malformed request extensions (total_extlen ${q.totalExtlen}, len ${q.len})`);
+        return errorReply(q, -Errno.EINVAL);
+      }
       return op.run(s, q);
     } catch (e) {
       if (e instanceof ReplyError) return errorReply(q, e.errno);

@@ -5,9 +5,10 @@
  * tells its own FileSystem of flags negotiated elsewhere before its next request (sync()).
  */
 import {
-  FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FUSE_ATOMIC_O_TRUNC, FUSE_AUTO_INVAL_DATA, FUSE_BIG_WRITES, FUSE_DO_READDIRPLUS,
-  FUSE_INIT_EXT, FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, FUSE_MAX_PAGES, FUSE_MIN_MINOR_VERSION,
-  FUSE_PARALLEL_DIROPS, FUSE_POSIX_ACL, FUSE_SETXATTR_EXT, FUSE_READDIRPLUS_AUTO, FUSE_SUBMOUNTS, FUSE_WRITEBACK_CACHE, INIT_IN_SIZE_COMPAT,
+  FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FUSE_ATOMIC_O_TRUNC, FUSE_AUTO_INVAL_DATA, FUSE_BIG_WRITES, FUSE_CREATE_SUPP_GROUP2,
+  FUSE_DO_READDIRPLUS, FUSE_HANDLE_KILLPRIV_V2, FUSE_INIT_EXT, FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION,
+  FUSE_MAX_PAGES, FUSE_MIN_MINOR_VERSION, FUSE_PARALLEL_DIROPS, FUSE_POSIX_ACL, FUSE_SETXATTR_EXT, FUSE_READDIRPLUS_AUTO,
+  FUSE_SUBMOUNTS, FUSE_WRITEBACK_CACHE, INIT_IN_SIZE_COMPAT,
   INIT_OUT_SIZE, IN_HEADER_SIZE, decodeInitIn,
 } from '../abi/fuse.js';
 import { Errno } from '../errors.js';
@@ -25,10 +26,23 @@ const S_MINOR = 1;
 const S_FLAGS = 2;
 export const SESSION_SLOTS = 4;
 
-/** The flags we ask for (each only if the kernel offers it). */
+/**
+ * The flags we ask for (each only if the kernel offers it). FUSE_HANDLE_KILLPRIV_V2: the daemon clears
+ * set-user-ID/set-group-ID bits itself when a WRITE, a truncate (SETATTR, OPEN or CREATE with O_TRUNC) or
+ * a chown says so (the *_KILL_SUIDGID flags; src/fs/passthrough/core.ts killSuidgid), instead of the guest
+ * sending a chmod of its own after each.
+ */
 const WANTED_FLAGS =
   FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES | FUSE_AUTO_INVAL_DATA | FUSE_DO_READDIRPLUS |
-  FUSE_READDIRPLUS_AUTO | FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_INIT_EXT;
+  FUSE_READDIRPLUS_AUTO | FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_INIT_EXT |
+  FUSE_HANDLE_KILLPRIV_V2;
+
+/**
+ * The flags2 bits (INIT's second word, with FUSE_INIT_EXT) we ask for. FUSE_CREATE_SUPP_GROUP: the
+ * creating requests carry the caller's supplementary group that owns the parent directory
+ * (src/fuse/server.ts reads it into the request's Ctx).
+ */
+const WANTED_FLAGS2 = FUSE_CREATE_SUPP_GROUP2;
 
 export interface SessionOptions {
   /** negotiate FUSE_WRITEBACK_CACHE */
@@ -125,11 +139,13 @@ export const init: Handler = (s, q) => {
   const minor = Math.min(i.minor, FUSE_KERNEL_MINOR_VERSION);
   const flags = (i.flags & s.session.wanted) >>> 0;
   if ((s.session.wanted & ~flags & FUSE_POSIX_ACL) !== 0) s.warn('--posix-acl: the guest kernel does not offer FUSE_POSIX_ACL; its ACLs are not enforced by it');
+  // flags2 counts only with FUSE_INIT_EXT on both sides (decodeInitIn gives 0 without it)
+  const flags2 = (flags & FUSE_INIT_EXT) !== 0 ? (i.flags2 & WANTED_FLAGS2) >>> 0 : 0;
   s.session.start(s.fs, minor, flags);
-  s.log?.info(`FUSE session 7.${minor}, flags 0x${flags.toString(16)}`);
+  s.log?.info(`FUSE session 7.${minor}, flags 0x${flags.toString(16)}, flags2 0x${flags2.toString(16)}`);
   return initReply(q, {
     major: FUSE_KERNEL_VERSION, minor, maxReadahead: i.maxReadahead, flags, maxBackground: 64,
-    congestionThreshold: 48, maxWrite: MAX_WRITE, timeGran: 1, maxPages: MAX_PAGES, mapAlignment: 0, flags2: 0,
+    congestionThreshold: 48, maxWrite: MAX_WRITE, timeGran: 1, maxPages: MAX_PAGES, mapAlignment: 0, flags2,
   });
 };
 

@@ -36,6 +36,13 @@ export function setattr(c: Core, nodeid: number, a: SetattrArgs): Uint8Array | n
       r = native.fchownat(fd, null, a.uid ?? -1, a.gid ?? -1, STAT_FLAGS);
       if (r < 0) return r;
     }
+    // FATTR_KILL_SUIDGID (a truncate by a caller without CAP_FSETID, or any chown): before the truncate,
+    // as the kernel clears them (a chown clears them on the host by itself). Not for directories, whose
+    // set-group-ID bit means inheritance, not privilege.
+    if (a.killSuidgid === true && type !== S_IFDIR) {
+      r = c.killSuidgid(fd);
+      if (r < 0) return r;
+    }
     if (a.size !== undefined) {
       if (a.fh !== undefined) {
         r = c.withHandle(a.fh, (hfd) => native.ftruncate(hfd, a.size!));

@@ -4,7 +4,7 @@
  * a node id. The confinement rules these helpers keep are stated in src/fs/passthrough.ts.
  */
 import { ATTR_SIZE, AttrOff, FUSE_ATTR_SUBMOUNT } from '../../abi/fuse.js';
-import { S_IFDIR, S_IFMT } from '../../abi/stat.js';
+import { S_IFDIR, S_IFMT, S_IFREG } from '../../abi/stat.js';
 import { Errno } from '../../errors.js';
 import { C, STAT_OUT_SIZE, native } from '../../native.js';
 import type { Ctx, Entry, Opened } from '../filesystem.js';
@@ -14,6 +14,11 @@ import type { XattrPolicy } from '../xattrmap.js';
 export const RESOLVE = C.RESOLVE_BENEATH | C.RESOLVE_NO_MAGICLINKS | C.RESOLVE_NO_SYMLINKS;
 export const PATH_FLAGS = C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC;
 export const STAT_FLAGS = C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW;
+/** st_mode's set-user-ID, set-group-ID and group-execute bits (inode(7)) */
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+const S_IXGRP = 0o0010;
+
 /** the empty name, for AT_EMPTY_PATH calls on an inode's own O_PATH fd */
 export const EMPTY_NAME = new Uint8Array(0);
 /** bytes one getdents64 call may fill */
@@ -62,6 +67,8 @@ export class Core {
   dirPos = -1n;
   /** FUSE_WRITEBACK_CACHE was negotiated */
   writeback = false;
+  /** the daemon runs as root (euid 0): it can run a call as its caller (asCaller) */
+  readonly privileged = process.geteuid?.() === 0;
 
   constructor(
     readonly tables: Tables,
@@ -107,14 +114,57 @@ export class Core {
     if (c >= 0) native.close(c);
   }
 
-  /** Run a creating op as the caller so the new file gets the caller's uid/gid. */
-  asCaller<T>(ctx: Ctx, f: () => T): T {
-    native.setCreds(ctx.uid, ctx.gid);
+  /**
+   * Run a creating call as its caller: the worker thread's fsuid, fsgid and supplementary groups become
+   * ctx's for the call (native.setCreds, per thread), then root's again. The new inode gets the caller's
+   * uid and gid, or the parent's gid and set-group-ID bit in a set-group-ID directory, and the host's
+   * permission checks apply to the caller: the host kernel's own rules, as a local process would meet
+   * them. (The guest kernel has checked its copy of the permissions already; running as root would
+   * skip the host's, and make every new file root's.) A failed switch answers its errno (EPERM) and
+   * nothing is created. A caller that is root itself, or a daemon that is not root (it cannot become
+   * anyone else: files are created as its own user), runs f as it is.
+   */
+  asCaller<T>(ctx: Ctx, f: () => T): T | number {
+    if (!this.privileged || (ctx.uid === 0 && ctx.gid === 0 && ctx.ngroups === 0)) return f();
+    const r = native.setCreds(ctx.uid, ctx.gid, ctx.groups, ctx.ngroups);
+    if (r < 0) {
+      this.asRoot();
+      return r;
+    }
     try {
       return f();
     } finally {
-      native.setCreds(0, 0);
+      this.asRoot();
     }
+  }
+
+  /**
+   * Back to the daemon's credentials. A root daemon always may; if it could not, the thread would go on
+   * with a guest user's (fewer) rights, so this is a bug, thrown (the request answers EIO, logged).
+   */
+  private asRoot(): void {
+    const r = native.setCreds(0, 0, null, 0);
+    if (r < 0) throw new Error(`cannot switch this thread back to root: errno ${-r}`);
+  }
+
+  /**
+   * The *_KILL_SUIDGID flags (FUSE_HANDLE_KILLPRIV_V2): the guest kernel sets them on a write, a
+   * truncate or a chown by a caller without CAP_FSETID, and the file must then lose its set-user-ID bit,
+   * and its set-group-ID bit if group-executable (linux/fuse.h, FUSE_HANDLE_KILLPRIV_V2). The daemon,
+   * root with CAP_FSETID, would keep them through the same syscall, so it clears them itself with a
+   * chmod, before the write or truncate as the kernel does: one fstat when the bits are not set.
+   * (Running the call as the caller would not do it for a guest root without CAP_FSETID, whose fsuid
+   * 0 keeps the capability, and would cost a credential switch on every such WRITE.) Only regular files
+   * (the guest kernel asks for nothing else). 0 or -errno; the stat scratch holds fd's attributes.
+   */
+  killSuidgid(fd: number): number {
+    const r = this.statFd(fd);
+    if (r < 0) return r;
+    const mode = this.mode;
+    if ((mode & S_IFMT) !== S_IFREG) return 0;
+    let kill = mode & S_ISUID;
+    if ((mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP)) kill |= S_ISGID;
+    return kill === 0 ? 0 : native.fchmodat(fd, null, mode & 0o7777 & ~kill);
   }
 
   /** stat fd into the scratch (st); 0 or -errno */

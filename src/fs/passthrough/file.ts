@@ -9,7 +9,7 @@ import { C, native } from '../../native.js';
 import type { Created, Ctx, FileSink, FileSource, Opened } from '../filesystem.js';
 import { type Core, PATH_FLAGS, RESOLVE } from './core.js';
 
-export function open(c: Core, nodeid: number, flags: number): Opened | number {
+export function open(c: Core, nodeid: number, flags: number, killSuidgid = false): Opened | number {
   const fd = c.tables.inodeAcquire(nodeid);
   if (fd < 0) return -Errno.ESTALE;
   try {
@@ -25,13 +25,28 @@ export function open(c: Core, nodeid: number, flags: number): Opened | number {
     const f = c.openFlags(flags);
     const ofd = native.openProcFd(c.procSelfFd, fd, f);
     if (ofd < 0) return ofd;
+    const k = truncKill(c, ofd, f, killSuidgid);
+    if (k < 0) {
+      native.close(ofd);
+      return k;
+    }
     return c.newHandle(ofd, f);
   } finally {
     c.unpinInode(nodeid);
   }
 }
 
-export function create(c: Core, ctx: Ctx, parent: number, name: Uint8Array, mode: number, flags: number): Created | number {
+/**
+ * FUSE_OPEN_KILL_SUIDGID on an open that truncated (O_TRUNC): the set-user-ID and group-executable
+ * set-group-ID bits go, as for a truncate by a caller without CAP_FSETID (Core.killSuidgid). The file
+ * is cleared after the open truncated it (an open that fails changes nothing). 0 or -errno.
+ */
+function truncKill(c: Core, fd: number, hostFlags: number, kill: boolean): number {
+  return kill && (hostFlags & C.O_TRUNC) !== 0 ? c.killSuidgid(fd) : 0;
+}
+
+export function create(c: Core, ctx: Ctx, parent: number, name: Uint8Array, mode: number, flags: number,
+  killSuidgid = false): Created | number {
   return c.withInode(parent, (pfd) => {
     // Create with O_EXCL first: O_CREAT alone opens an existing FIFO or device node, and that open is
     // itself the harm (a FIFO's reader sees a writer, a watchdog or tape device acts on open). An
@@ -50,6 +65,11 @@ export function create(c: Core, ctx: Ctx, parent: number, name: Uint8Array, mode
       }
       ofd = c.asCaller(ctx, () => native.openProcFd(c.procSelfFd, efd, f & ~(C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW)));
       native.close(efd);
+      const k = ofd >= 0 ? truncKill(c, ofd, f, killSuidgid) : 0;
+      if (k < 0) {
+        native.close(ofd);
+        return k;
+      }
     }
     if (ofd < 0) return ofd;
     if (c.statFd(ofd) < 0 || c.type !== S_IFREG) {
@@ -87,11 +107,16 @@ export function read(c: Core, fh: number, offset: number, size: number, sink: Fi
   }
 }
 
-export function write(c: Core, fh: number, offset: number, size: number, src: FileSource, srcOff: number): number {
+export function write(c: Core, fh: number, offset: number, size: number, src: FileSource, srcOff: number,
+  killSuidgid = false): number {
   if (size === 0) return 0;
   const fd = c.tables.handleAcquire(fh);
   if (fd < 0) return -Errno.EBADF;
   try {
+    if (killSuidgid) {
+      const k = c.killSuidgid(fd);
+      if (k < 0) return k;
+    }
     return src.writeToFile(fd, offset, srcOff, size);
   } finally {
     c.unpinHandle(fh);

@@ -3,9 +3,9 @@
  * those that remove or move one (UNLINK, RMDIR, RENAME, RENAME2).
  */
 import {
-  ATTR_SIZE, BATCH_FORGET_IN_SIZE, CREATE_IN_SIZE, FORGET_IN_SIZE, FORGET_ONE_SIZE, IN_HEADER_SIZE, LINK_IN_SIZE, MKDIR_IN_SIZE,
-  MKNOD_IN_SIZE, RENAME2_IN_SIZE, RENAME_IN_SIZE, decodeBatchForgetIn, decodeCreateIn, decodeForgetIn,
-  decodeForgetOneNlookup, decodeForgetOneNodeid, decodeLinkIn, decodeMkdirIn, decodeMknodIn, decodeRename2In,
+  ATTR_SIZE, BATCH_FORGET_IN_SIZE, CREATE_IN_SIZE, FORGET_IN_SIZE, FORGET_ONE_SIZE, FUSE_OPEN_KILL_SUIDGID,
+  IN_HEADER_SIZE, LINK_IN_SIZE, MKDIR_IN_SIZE, MKNOD_IN_SIZE, RENAME2_IN_SIZE, RENAME_IN_SIZE, decodeBatchForgetIn,
+  decodeCreateIn, decodeForgetIn, decodeForgetOneNlookup, decodeForgetOneNodeid, decodeLinkIn, decodeMkdirIn, decodeMknodIn, decodeRename2In,
   decodeRenameIn,
 } from '../../abi/fuse.js';
 import { Errno } from '../../errors.js';
@@ -95,7 +95,8 @@ export const create: Handler = (s, q) => {
   const c = decodeCreateIn(q.v, P);
   const name = entryName(q, P + CREATE_IN_SIZE);
   if (!s.fs.create) nosys();
-  const res = s.fs.create(q.ctx, q.nodeid, name, c.mode, c.flags, c.umask);
+  const kill = (c.openFlags & FUSE_OPEN_KILL_SUIDGID) !== 0;
+  const res = s.fs.create(q.ctx, q.nodeid, name, c.mode, c.flags, c.umask, kill);
   if (typeof res === 'number') return errorReply(q, res);
   return createReply(q, res.entry, res.fh, res.openFlags | s.cache.fileOpenFlags, s.cache);
 };

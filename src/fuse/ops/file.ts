@@ -6,9 +6,9 @@
  */
 import {
   COPY_FILE_RANGE_IN_SIZE, FALLOCATE_IN_SIZE, FLUSH_IN_SIZE, FSYNC_IN_SIZE, FUSE_FSYNC_FDATASYNC, FUSE_RELEASE_FLUSH,
-  FUSE_WRITE_KILL_SUIDGID, IN_HEADER_SIZE, type IoIn, LSEEK_IN_SIZE, OPEN_IN_SIZE, OUT_HEADER_SIZE, READ_IN_SIZE,
-  RELEASE_IN_SIZE, type ReleaseIn, WRITE_IN_SIZE, decodeCopyFileRangeIn, decodeFallocateIn, decodeFlushInFh,
-  decodeFsyncIn, decodeIoInto, decodeLseekIn, decodeOpenInFlags, decodeReleaseInto,
+  FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID, IN_HEADER_SIZE, type IoIn, LSEEK_IN_SIZE, OPEN_IN_SIZE,
+  OUT_HEADER_SIZE, READ_IN_SIZE, RELEASE_IN_SIZE, type ReleaseIn, WRITE_IN_SIZE, decodeCopyFileRangeIn, decodeFallocateIn, decodeFlushInFh,
+  decodeFsyncIn, decodeIoInto, decodeLseekIn, decodeOpenInFlags, decodeOpenInOpenFlags, decodeReleaseInto,
 } from '../../abi/fuse.js';
 import { Errno } from '../../errors.js';
 import { need, needFixed, offset } from '../args.js';
@@ -40,7 +40,8 @@ export const open: Handler = (s, q) => {
   // A read-only share opens for reading only, and truncates nothing (as open(2) on a read-only mount).
   if (s.readOnly && ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0)) return errorReply(q, -Errno.EROFS);
   if (!s.fs.open) nosys();
-  const res = s.fs.open(q.ctx, q.nodeid, flags);
+  const kill = (decodeOpenInOpenFlags(q.v, P) & FUSE_OPEN_KILL_SUIDGID) !== 0;
+  const res = s.fs.open(q.ctx, q.nodeid, flags, kill);
   if (typeof res === 'number') return errorReply(q, res);
   return openReply(q, res.fh, res.openFlags | s.cache.fileOpenFlags);
 };

@@ -1,0 +1,123 @@
+/**
+ * The caller's identity with a real guest (one boot): guest users (busybox `su` with an /etc/passwd and
+ * /etc/group of the test's) create files and directories in the share, and the host checks who owns
+ * them. A user whose gid is 5678 creates files owned 1234:5678 on the host; a user of gid 100 whose
+ * supplementary group 5678 alone lets it write a directory (root:5678, mode 0770) creates there (the
+ * guest kernel sends that group with FUSE_CREATE_SUPP_GROUP, Linux 6.4 and later; the host denies it
+ * otherwise); a set-group-ID directory gives new entries its group and subdirectories its bit; and a
+ * user's write to, or truncating open of, a set-user-ID file clears the bit (FUSE_HANDLE_KILLPRIV_V2).
+ *
+ * Needs a guest kernel >= 6.4 (the bookworm-backports one, as test/e2e/multiqueue.test.ts does;
+ * VIRTIOFSD_TS_SUPP_GROUP_KERNEL picks one) and root (the share holds files of several owners). A missing
+ * piece skips, and fails under CI=true.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import {
+  GUEST_PRELUDE, findKernelAtLeast, guestSkipReason, kernelInfo, parseVals, runGuest, startDaemon,
+} from '../../harness/index.js';
+import { checkGuestRun } from './guest-checks.js';
+
+const kernel = process.env.VIRTIOFSD_TS_SUPP_GROUP_KERNEL
+  ? kernelInfo(process.env.VIRTIOFSD_TS_SUPP_GROUP_KERNEL)
+  : findKernelAtLeast('6.4');
+const skip =
+  guestSkipReason('ours') ??
+  (process.getuid?.() !== 0 ? 'needs root (the share holds files of several owners)' : null) ??
+  (kernel
+    ? null
+    : 'missing: a guest kernel >= 6.4 for FUSE_CREATE_SUPP_GROUP (apt-get install -t bookworm-backports linux-image-amd64)');
+if (skip && process.env.CI === 'true') t.fail(`the caller-identity guest test cannot run in CI: ${skip}`);
+
+// u1: uid 1234, gid 5678. u2: uid 1234, gid 100, supplementary group 5678 (from /etc/group).
+const PASSWD = 'root:x:0:0:root:/:/bin/sh\nu1:x:1234:5678::/:/bin/sh\nu2:x:1234:100::/:/bin/sh\n';
+const GROUP = 'root:x:0:\nusers:x:100:\nshared:x:5678:u2\nsetgid:x:4321:\n';
+
+/** Each step: a name, the user, and a shell command run as that user. */
+const AS: ReadonlyArray<readonly [string, string, string]> = [
+  ['own_file', 'u1', 'echo hi > /mnt/open/f'],
+  ['own_dir', 'u1', 'mkdir /mnt/open/d'],
+  ['own_fifo', 'u1', 'mkfifo /mnt/open/p'],
+  ['own_symlink', 'u1', 'ln -s f /mnt/open/l'],
+  ['supp_file', 'u2', 'echo hi > /mnt/grp/f'],
+  ['supp_dir', 'u2', 'mkdir /mnt/grp/d'],
+  ['supp_fifo', 'u2', 'mkfifo /mnt/grp/p'],
+  ['supp_symlink', 'u2', 'ln -s f /mnt/grp/l'],
+  ['sgid_file', 'u1', 'echo hi > /mnt/sgid/f'],
+  ['sgid_dir', 'u1', 'mkdir /mnt/sgid/d'],
+  ['sgid_subdir', 'u1', 'mkdir /mnt/sgid/d/e'],
+  ['kill_write', 'u1', 'echo more >> /mnt/suid-w'],
+  ['kill_trunc', 'u1', 'echo new > /mnt/suid-t'],
+];
+
+const SCRIPT = `${GUEST_PRELUDE}
+umask 022
+step mount mount -t virtiofs myfs /mnt
+val ids_u1 "$(su -s /bin/sh -c id u1)"
+val ids_u2 "$(su -s /bin/sh -c id u2)"
+${AS.map(([n, u, cmd]) => `step ${n} su -s /bin/sh -c '${cmd}' ${u}`).join('\n')}
+val sgid_dir_mode "$(stat -c %a /mnt/sgid/d)"
+val suid_w_mode "$(stat -c %a /mnt/suid-w)"
+val suid_t_mode "$(stat -c %a /mnt/suid-t)"
+step umount umount /mnt
+finish
+`;
+
+const TITLE = 'a guest user\'s files are its own on the host, with its supplementary group and set-group-ID';
+t.test(TITLE, { skip: skip ?? false }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-creds-'));
+  const share = path.join(dir, 'share');
+  const sub = (n: string, uid: number, gid: number, mode: number) => {
+    fs.mkdirSync(path.join(share, n), { recursive: true });
+    fs.chownSync(path.join(share, n), uid, gid);
+    fs.chmodSync(path.join(share, n), mode);
+  };
+  fs.mkdirSync(share);
+  fs.chmodSync(share, 0o755);
+  sub('open', 0, 0, 0o777);
+  sub('grp', 0, 5678, 0o770);
+  sub('sgid', 0, 4321, 0o2777);
+  for (const f of ['suid-w', 'suid-t']) {
+    fs.writeFileSync(path.join(share, f), 'data\n');
+    fs.chmodSync(path.join(share, f), 0o6777);
+  }
+  const sock = path.join(dir, 'vfsd.sock');
+  const daemon = await startDaemon('ours', { sharedDir: share, socketPath: sock });
+  t.teardown(async () => {
+    await daemon.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const r = await runGuest({
+    socketPath: sock, script: SCRIPT, kernel: kernel!, timeoutSec: 240,
+    files: { 'etc/passwd': PASSWD, 'etc/group': GROUP },
+  });
+  t.comment(`guest kernel ${kernel!.kver}: ${r.durationMs} ms`);
+  if (!checkGuestRun(t, 'caller-identity', r, ['mount', ...AS.map(([n]) => n), 'umount'], daemon)) return;
+  t.match(daemon.logs(), /FUSE session 7\.\d+, flags 0x[0-9a-f]+, flags2 0x4\b/, 'CREATE_SUPP_GROUP negotiated');
+  const vals = parseVals(r.output);
+  t.match(vals.get('ids_u2') ?? '', /uid=1234.*gid=100.*groups=.*5678/, 'u2 is in group 5678 in the guest');
+  const owner = (p: string) => {
+    const s = fs.lstatSync(path.join(share, p));
+    return [s.uid, s.gid];
+  };
+  const mode = (p: string) => fs.lstatSync(path.join(share, p)).mode & 0o7777;
+  for (const n of ['f', 'd', 'p', 'l']) t.same(owner(`open/${n}`), [1234, 5678], `open/${n}: 1234:5678 on the host`);
+  for (const n of ['f', 'd', 'p', 'l']) {
+    t.same(owner(`grp/${n}`), [1234, 100], `grp/${n}: made through the supplementary group, owned 1234:100`);
+  }
+  t.equal(mode('open/f'), 0o644, 'mode after the guest umask');
+  t.equal(mode('open/d'), 0o755);
+  t.same(owner('sgid/f'), [1234, 4321], 'sgid/f: the directory\'s group');
+  t.same(owner('sgid/d'), [1234, 4321], 'sgid/d: the directory\'s group');
+  t.equal(mode('sgid/d'), 0o2755, 'sgid/d: the set-group-ID bit inherited');
+  t.same(owner('sgid/d/e'), [1234, 4321], 'sgid/d/e: inherited again');
+  t.equal(mode('sgid/d/e'), 0o2755);
+  t.equal(vals.get('sgid_dir_mode'), '2755', 'the guest sees the same');
+  t.equal(mode('suid-w'), 0o777, 'a user\'s write cleared set-user-ID and set-group-ID');
+  t.equal(fs.readFileSync(path.join(share, 'suid-w'), 'utf8'), 'data\nmore\n');
+  t.equal(mode('suid-t'), 0o777, 'a user\'s truncating open cleared them');
+  t.equal(fs.readFileSync(path.join(share, 'suid-t'), 'utf8'), 'new\n');
+  t.equal(vals.get('suid_w_mode'), '777', 'the guest sees the bits gone');
+});
