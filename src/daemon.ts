@@ -23,6 +23,7 @@ import { VhostUserStats } from './vhost/stats.js';
 import { buildRegistry, type QueueSnapshot } from './metrics/collect.js';
 import { counterBuffer } from './metrics/counters.js';
 import { MetricsServer } from './metrics/http.js';
+import { enterSandbox } from './sandbox/namespaces.js';
 
 /**
  * Queues offered (GET_QUEUE_NUM): the hiprio queue and up to 15 request queues, so QEMU's
@@ -148,6 +149,8 @@ export class Daemon {
     const socketGid = cfg.socketGroup !== undefined ? resolveGroup(cfg.socketGroup) : undefined;
     this.listener = new VhostUserListener(device, { socketPath: cfg.socketPath, fd: cfg.fd, socketGid, log, stats: this.vhostStats });
     this.listener.listen();
+    // Everything the daemon reaches by path is open by now: confine it (src/sandbox/).
+    enterSandbox(cfg.sandbox, dir, this.fs.procFd, cfg.caps, log);
     log.info(
       `serving ${dir} (cache=${cfg.cache}, writeback=${cfg.writeback ? 'on' : 'off'}, xattr=${cfg.xattr ? 'on' : 'off'}, ` +
         `${cfg.readOnly ? 'readonly, ' : ''}${cfg.threadPoolSize} worker threads)`,

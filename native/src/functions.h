@@ -79,6 +79,11 @@
   X(RaiseNofile, raiseNofile)                    \
   X(SetNofile, setNofile)                        \
   X(SetCreds, setCreds)                          \
-  X(ExitNow, exitNow)
+  X(ExitNow, exitNow)                            \
+  /* sandbox.cc: namespaces, the new root, capabilities */ \
+  X(SandboxSpawn, sandboxSpawn)                  \
+  X(WaitChild, waitChild)                        \
+  X(EnterRoot, enterRoot)                        \
+  X(DropCaps, dropCaps)
 
 #endif
