@@ -4,7 +4,6 @@
  *   WorkerPool (piscina) ── worker.ts in each thread: QueueRunner + FuseServer + Passthrough
  *   VhostUserListener ── Connection ── FrontendReqHandler ── VirtioFsDevice
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Config, resolveGroup } from './config.js';
@@ -79,6 +78,9 @@ export class Daemon {
     // The session owner's passthrough opens the root (node id 1 in the shared inode table) and
     // /proc/self/fd; each worker builds its own on the same tables and fd.
     this.fs = Passthrough.open(dir, vq);
+    // The addon names fds by their /proc/self/fd links through this fd from now on (/proc has no path
+    // inside the sandbox).
+    native.setProcFd(this.fs.procFd);
     vq.handleInit();
 
     // The request counters exist only when they are served: without --metrics-address workers neither
@@ -191,6 +193,7 @@ export class Daemon {
     this.faults = null;
     await this.pool?.stop();
     this.pool = null;
+    if (this.fs) native.setProcFd(-1);
     this.fs?.close();
     this.fs = null;
     await this.metrics?.close();
@@ -238,21 +241,17 @@ export class Daemon {
   }
 }
 
-/** VmRSS of this process in KiB (/proc/self/status); -1 where /proc is not there. */
+/** VmRSS of this process in KiB (/proc/self/status, through the addon: it works in the sandbox); -1 without /proc. */
 function rssKib(): number {
-  try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-    return m ? Number(m[1]) : -1;
-  } catch {
-    return -1;
-  }
+  const buf = Buffer.alloc(8192);
+  const n = native.procSelfRead(Buffer.from('status'), buf);
+  if (n < 0) return -1;
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(buf.toString('utf8', 0, n));
+  return m ? Number(m[1]) : -1;
 }
 
-/** Open descriptors of this process (/proc/self/fd, less the one readdir itself holds); -1 without /proc. */
+/** Open descriptors of this process; -1 without /proc. */
 function openFds(): number {
-  try {
-    return fs.readdirSync('/proc/self/fd').length - 1;
-  } catch {
-    return -1;
-  }
+  const n = native.procFdCount();
+  return n < 0 ? -1 : n;
 }

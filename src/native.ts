@@ -157,6 +157,17 @@ export interface Native {
   symlinkat(target: Uint8Array, dirfd: number, name: Name): number;
   /** Length of the target written to out, or -errno. name null → the symlink dirfd itself. */
   readlinkat(dirfd: number, name: Name | null, out: Uint8Array): number;
+  /**
+   * The process's fd of /proc/self/fd: where the addon finds an fd's magic link (and /proc/self) from
+   * now on, /proc being out of reach by path inside the sandbox. Process wide.
+   */
+  setProcFd(fd: number): number;
+  /** What fd's /proc/self/fd link reads (e.g. "anon_inode:[eventfd]"), into out: its length or -errno. */
+  procFdLink(fd: number, out: Uint8Array): number;
+  /** /proc/self/`name` (e.g. "status") into out: bytes read or -errno. */
+  procSelfRead(name: Name, out: Uint8Array): number;
+  /** How many fds this process has open, or -errno. */
+  procFdCount(): number;
   /** name null → chmod via /proc/self/fd/<dirfd>. */
   fchmodat(dirfd: number, name: Name | null, mode: number): number;
   /** name null → AT_EMPTY_PATH. uid/gid -1 (or 0xffffffff) = unchanged. */
