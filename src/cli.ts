@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { USAGE, parseArgs, validateConfig } from './config.js';
 import { UsageError } from './errors.js';
 import { Daemon } from './daemon.js';
-import { Logger, directStderr } from './log.js';
+import { Logger, directStderr, hostPid } from './log.js';
 import { native } from './native.js';
 import { syslogSink } from './syslog.js';
 import { isLaunched, runLauncher } from './sandbox/namespaces.js';
@@ -70,7 +70,7 @@ export async function main(argv: string[]): Promise<number> {
       : '';
     log.warn(`option ${opt} is accepted for compatibility and has no effect${locks}`);
   }
-  log.info(`virtiofsd-ts ${version()} starting (pid ${process.pid}, node ${process.version})`);
+  log.info(`virtiofsd-ts ${version()} starting (pid ${hostPid()}${process.pid !== hostPid() ? ', 1 in its pid namespace' : ''}, node ${process.version})`);
   if (cfg.sandbox === 'none' && process.getuid?.() !== 0) {
     log.warn(
       `running as uid ${process.getuid?.()} with no sandbox: the daemon is not confined to the shared directory ` +

@@ -23,6 +23,7 @@ import { buildRegistry, type QueueSnapshot } from './metrics/collect.js';
 import { counterBuffer } from './metrics/counters.js';
 import { MetricsServer } from './metrics/http.js';
 import { enterSandbox } from './sandbox/namespaces.js';
+import { sealSyslogPath } from './syslog.js';
 
 /**
  * Queues offered (GET_QUEUE_NUM): the hiprio queue and up to 15 request queues, so QEMU's
@@ -153,6 +154,7 @@ export class Daemon {
     this.listener.listen();
     // Everything the daemon reaches by path is open by now: confine it (src/sandbox/).
     enterSandbox(cfg.sandbox, dir, this.fs.procFd, cfg.caps, log);
+    if (cfg.sandbox !== 'none') sealSyslogPath();
     log.info(
       `serving ${dir} (cache=${cfg.cache}, writeback=${cfg.writeback ? 'on' : 'off'}, xattr=${cfg.xattr ? 'on' : 'off'}, ` +
         `${cfg.readOnly ? 'readonly, ' : ''}${cfg.threadPoolSize} worker threads)`,

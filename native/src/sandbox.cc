@@ -99,17 +99,43 @@ Napi::Value NativeAddon::SandboxSpawn(const Napi::CallbackInfo& info) {
   strings(info[2].As<Napi::Array>(), envS);
   uint64_t flags = static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value());
   bool mountProc = info[4].As<Napi::Boolean>().Value();
+  // In its pid namespace the child is pid 1: it learns its pid out there (for log lines and syslog
+  // tags) from the parent, through a pipe, into an environment entry made room for in advance.
+  static const char kHostPid[] = "VIRTIOFSD_TS_HOST_PID=";
+  envS.push_back(std::string(kHostPid) + std::string(12, '\0'));
   std::vector<char*> argv, envp;
   for (auto& s : argvS) argv.push_back(s.data());
   argv.push_back(nullptr);
   for (auto& s : envS) envp.push_back(s.data());
   envp.push_back(nullptr);
+  char* pidSlot = envS.back().data() + sizeof(kHostPid) - 1;
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) != 0) return num(env, -errno);
 
   long pid = syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
-  if (pid < 0) return num(env, -errno);
-  if (pid > 0) return num(env, static_cast<double>(pid));
+  if (pid < 0) {
+    int e = errno;
+    close(pfd[0]);
+    close(pfd[1]);
+    return num(env, -e);
+  }
+  if (pid > 0) {
+    close(pfd[0]);
+    char digits[16];
+    int n = snprintf(digits, sizeof(digits), "%ld", pid);
+    if (write(pfd[1], digits, static_cast<size_t>(n)) != n) { /* the child goes without: its log says pid 1 */ }
+    close(pfd[1]);
+    return num(env, static_cast<double>(pid));
+  }
 
   // The child: raw system calls only.
+  syscall(SYS_close, pfd[1]);
+  for (long got = 0; got < 11;) {
+    long r = syscall(SYS_read, pfd[0], pidSlot + got, 11 - got);
+    if (r > 0) got += r;
+    else if (r == 0 || errno != EINTR) break;
+  }
+  syscall(SYS_close, pfd[0]);
   if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) childFail("prctl(PR_SET_PDEATHSIG)");
   // Node marks every inherited fd close-on-exec at startup (stdio included): the ones the daemon
   // serves with are inherited again.

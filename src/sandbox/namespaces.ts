@@ -59,7 +59,7 @@ export async function runLauncher(o: LaunchOptions): Promise<number> {
   if (script === undefined) throw new Error('sandbox: cannot tell which script to run again');
   const argv = [process.execPath, ...process.execArgv, script, ...process.argv.slice(2)];
   const env = Object.entries(process.env)
-    .filter(([k]) => k !== OUTER_NS_ENV)
+    .filter(([k]) => k !== OUTER_NS_ENV && k !== 'VIRTIOFSD_TS_HOST_PID')
     .map(([k, v]) => `${k}=${v}`);
   env.push(`${OUTER_NS_ENV}=${mntNs()}`);
   const flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | (o.network ? CLONE_NEWNET : 0);
