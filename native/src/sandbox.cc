@@ -238,6 +238,8 @@ int dropOwn() {
   if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
   for (int cap = 0; cap <= gLastCap; cap++) {
     if (gKeep[cap >> 5] & (1u << (cap & 31))) continue;
+    // (one already gone is skipped: dropping needs CAP_SETPCAP, gone too after a first pass)
+    if (syscall(SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;
     if (syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return errno;
   }
   // (EINVAL: a kernel without ambient capabilities has none to clear)
