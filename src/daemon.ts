@@ -109,6 +109,7 @@ export class Daemon {
       syslog: cfg.syslog,
       announceSubmounts: cfg.announceSubmounts,
       readOnly: cfg.readOnly,
+      sandboxed: cfg.sandbox !== 'none',
       translateUid: cfg.translateUid,
       translateGid: cfg.translateGid,
       logLevel: cfg.logLevel,
@@ -125,6 +126,13 @@ export class Daemon {
       workerData: { init },
       log,
       pauseTimeoutMs,
+      // inside the sandbox no new thread can load its code: one started now stands by for a worker that dies
+      spares: cfg.sandbox === 'none' ? 0 : 1,
+      newThreads: cfg.sandbox === 'none',
+      onNoWorkers: () => {
+        log.error('no worker thread is left: exiting, so that the frontend sees the backend gone rather than a hang');
+        native.exitNow(1);
+      },
     });
     await this.pool.start();
     // A test knob (docs/testing.md): serve every guest through apertures, however small.

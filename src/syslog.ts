@@ -47,6 +47,8 @@ export function syslogSink(format: LogFormat = 'text', path = syslogPath()): Log
     }
     return false;
   };
+  // connected at once: the daemon may confine itself before its first line (see sealSyslogPath)
+  open();
   return (line, level, tag, msg) => {
     if (fd < 0 && !open()) {
       directStderr(line);
