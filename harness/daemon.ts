@@ -34,7 +34,13 @@ export interface ExitStatus {
 export interface DaemonHandle {
   kind: DaemonKind;
   child: ChildProcess;
+  /**
+   * The process that serves: for ours under the namespace sandbox (the default as root) the launcher's
+   * child, where fds, memory, capabilities and signals are to be looked at; otherwise the spawned one.
+   */
   pid: number;
+  /** the spawned process (the launcher under the sandbox): stop() signals it, and it passes signals on */
+  spawnedPid: number;
   socketPath: string;
   /** stdout + stderr so far. */
   logs(): string;
@@ -92,6 +98,7 @@ export async function startDaemon(kind: DaemonKind, o: StartDaemonOptions): Prom
     kind,
     child,
     pid: child.pid ?? -1,
+    spawnedPid: child.pid ?? -1,
     socketPath: o.socketPath,
     logs: () => log,
     async waitForLog(pattern, timeoutMs = 5000) {
@@ -121,15 +128,35 @@ export async function startDaemon(kind: DaemonKind, o: StartDaemonOptions): Prom
         `${kind} daemon exited (code ${status.code}, signal ${status.signal}) before creating ${o.socketPath}:\n${log}`,
       );
     }
+    let listening = false;
     try {
-      if (fs.statSync(o.socketPath).isSocket()) return handle;
+      listening = fs.statSync(o.socketPath).isSocket();
     } catch {
       /* not yet */
+    }
+    if (listening) {
+      if (kind === 'ours') {
+        // The socket appears just before the daemon confines itself and says it serves: wait for that,
+        // so that what a test then looks at (capabilities, the root, fds) is the steady state.
+        await handle.waitForLog(/\] serving /, 10_000);
+        handle.pid = servingChild(handle.spawnedPid) ?? handle.spawnedPid;
+      }
+      return handle;
     }
     if (Date.now() > deadline) {
       await handle.stop(2000);
       throw new Error(`${kind} daemon did not create ${o.socketPath} in time:\n${log}`);
     }
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The launcher's child (the daemon under the namespace sandbox), if pid has one. */
+export function servingChild(pid: number): number | null {
+  try {
+    const kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    return kids === '' ? null : Number(kids.split(/\s+/)[0]);
+  } catch {
+    return null;
   }
 }

@@ -6,9 +6,10 @@ import { createRequire } from 'node:module';
 import { USAGE, parseArgs, validateConfig } from './config.js';
 import { UsageError } from './errors.js';
 import { Daemon } from './daemon.js';
-import { Logger, directStderr } from './log.js';
+import { Logger, directStderr, hostPid } from './log.js';
 import { native } from './native.js';
 import { syslogSink } from './syslog.js';
+import { isLaunched, runLauncher } from './sandbox/namespaces.js';
 
 /** How long SIGTERM/SIGINT waits for in-flight requests before the daemon exits without them. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -52,6 +53,16 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
   const log = new Logger(cfg.logLevel, 'main', cfg.syslog ? syslogSink(cfg.logFormat) : directStderr, cfg.logFormat);
+  // --sandbox=namespace: this process only launches the daemon in new namespaces and waits for it
+  // (src/sandbox/namespaces.ts); the daemon is the same command line run again there.
+  if (cfg.sandbox === 'namespace' && !isLaunched()) {
+    try {
+      return await runLauncher({ network: cfg.metricsAddress?.kind !== 'tcp', fds: cfg.fd !== undefined ? [cfg.fd] : [], log });
+    } catch (e) {
+      log.error((e as Error).message);
+      return 1;
+    }
+  }
   for (const opt of cfg.ignored) {
     // Asking for lock forwarding and not getting it matters to shared-directory setups: say what it means.
     const locks = /^-o (posix_lock|flock)$/.test(opt)
@@ -59,7 +70,13 @@ export async function main(argv: string[]): Promise<number> {
       : '';
     log.warn(`option ${opt} is accepted for compatibility and has no effect${locks}`);
   }
-  log.info(`virtiofsd-ts ${version()} starting (pid ${process.pid}, node ${process.version})`);
+  log.info(`virtiofsd-ts ${version()} starting (pid ${hostPid()}${process.pid !== hostPid() ? ', 1 in its pid namespace' : ''}, node ${process.version})`);
+  if (cfg.sandbox === 'none' && process.getuid?.() !== 0) {
+    log.warn(
+      `running as uid ${process.getuid?.()} with no sandbox: the daemon is not confined to the shared directory ` +
+        'beyond its own path checks, and files are created as this user (run as root for the namespace sandbox)',
+    );
+  }
   // The daemon serves guests that outlive any one request: a bug in a callback must cost that
   // callback, not every guest's file system. Log it loudly and keep serving.
   let reporting = false;
@@ -92,13 +109,22 @@ export async function main(argv: string[]): Promise<number> {
   }
   return new Promise<number>((resolve) => {
     let stopping = false;
+    let firstAt = 0;
     const onSignal = (sig: NodeJS.Signals): void => {
+      // Under the sandbox's launcher one request often arrives twice: sent to the process group or
+      // cgroup (a terminal's ^C, systemd, timeout(1)) and passed on by the launcher. A repeat within a
+      // second is that; a later one is an operator who will not wait.
+      if (stopping && Date.now() - firstAt < 1000) {
+        log.debug(`${sig} again within a second: taken as the same request`);
+        return;
+      }
       if (stopping) {
         log.warn(`${sig} again: exiting now`);
         // not process.exit: it joins the worker threads, and one blocked in a system call never ends
         native.exitNow(1);
       }
       stopping = true;
+      firstAt = Date.now();
       log.info(`${sig}: finishing in-flight requests and shutting down`);
       // A request blocked in the host file system (a hung NFS or FUSE mount) never finishes: the
       // shutdown gives in-flight requests SHUTDOWN_GRACE_MS, then exits without them.

@@ -14,6 +14,8 @@ import { type MetricsAddress, parseMetricsAddress } from './metrics/address.js';
 import { native } from './native.js';
 import { type NamespaceIdMap, idMapsOf, parseIdRule, parseNamespaceIdMap } from './fs/idmap.js';
 import { parseXattrMap } from './fs/xattrmap.js';
+import { DEFAULT_CAPS, applyModcaps } from './sandbox/caps.js';
+import type { SandboxMode } from './sandbox/namespaces.js';
 
 
 export interface Config {
@@ -54,6 +56,12 @@ export interface Config {
   /** --uid-map / --gid-map (rootless mode): parsed, then refused until that mode exists */
   uidMap?: NamespaceIdMap;
   gidMap?: NamespaceIdMap;
+  /** --sandbox: namespaces + pivot_root (default), chroot, or none (docs/sandbox.md) */
+  sandbox: SandboxMode;
+  /** whether --sandbox was given (a non-root default falls back to none, an explicit one is refused) */
+  sandboxGiven: boolean;
+  /** the capabilities every thread keeps once confined (DEFAULT_CAPS changed by --modcaps) */
+  caps: string[];
   printCapabilities: boolean;
   help: boolean;
   version: boolean;
@@ -119,10 +127,16 @@ Options:
   -f                       run in the foreground (always the case; accepted for compatibility)
   -h, --help               this text
   -V, --version            version
-Accepted for compatibility with virtiofsd, without effect here: --sandbox, --seccomp, --modcaps,
+Confinement (docs/sandbox.md):
+  --sandbox=MODE           namespace (default): the daemon runs in new mount, pid, IPC and network
+                           namespaces with the shared directory as its root (needs root); chroot:
+                           chroot into it; none: unconfined (a non-root user without --sandbox)
+  --modcaps=+CAP,-CAP      change the capabilities kept once confined (default: chown,dac_override,
+                           dac_read_search,fowner,fsetid,setgid,setuid,mknod,setfcap; also ':'-separated)
+Accepted for compatibility with virtiofsd, without effect here: --seccomp,
   --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
   --security-label, --preserve-noatime,
-  -o flock|no_flock|posix_lock|no_posix_lock|sandbox=|modcaps=|killpriv_v2.
+  -o flock|no_flock|posix_lock|no_posix_lock|killpriv_v2.
 Not supported yet (refused): --uid-map, --gid-map (rootless mode).
 `;
 
@@ -164,9 +178,9 @@ const VALUED: Record<string, Setter> = {
   'metrics-address': (c, v) => { c.metricsAddress = parseMetricsAddress(v); },
   'socket-group': (c, v) => { c.socketGroup = nonEmpty(v, '--socket-group'); },
   'rlimit-nofile': (c, v) => { c.rlimitNofile = parseInt10(v, '--rlimit-nofile', 0, 1 << 30); },
-  sandbox: (c, v) => { oneOf(v, ['namespace', 'chroot', 'none'], '--sandbox'); c.ignored.push(`--sandbox=${v}`); },
+  sandbox: (c, v) => { c.sandbox = sandboxMode(v, '--sandbox'); c.sandboxGiven = true; },
   seccomp: (c, v) => { oneOf(v, ['none', 'kill', 'log', 'trap'], '--seccomp'); c.ignored.push(`--seccomp=${v}`); },
-  modcaps: (c, v) => { c.ignored.push(`--modcaps=${v}`); },
+  modcaps: (c, v) => { c.caps = applyModcaps(v, c.caps); },
   'inode-file-handles': (c, v) => { oneOf(v, ['never', 'prefer', 'mandatory'], '--inode-file-handles'); c.ignored.push('--inode-file-handles'); },
   'translate-uid': (c, v) => { parseIdRule(v, '--translate-uid'); c.translateUid.push(v); },
   'translate-gid': (c, v) => { parseIdRule(v, '--translate-gid'); c.translateGid.push(v); },
@@ -246,7 +260,9 @@ function applyDashO(c: Config, list: string): void {
       case 'norace': case 'writeback_cache':
         noVal(); c.ignored.push(`-o ${key}`); break;
       case 'timeout': c.timeout = parseTimeout(need()); break;
-      case 'sandbox': case 'modcaps': case 'max_idle_threads':
+      case 'sandbox': c.sandbox = sandboxMode(need(), '-o sandbox'); c.sandboxGiven = true; break;
+      case 'modcaps': c.caps = applyModcaps(need(), c.caps, '-o modcaps'); break;
+      case 'max_idle_threads':
         need(); c.ignored.push(`-o ${key}`); break;
       default:
         throw new UsageError(`-o: unknown option '${key}'`);
@@ -272,6 +288,11 @@ function nonEmpty(v: string, name: string): string {
   return v;
 }
 
+function sandboxMode(v: string, name: string): SandboxMode {
+  oneOf(v, ['namespace', 'chroot', 'none'], name);
+  return v as SandboxMode;
+}
+
 function oneOf(v: string, allowed: string[], name: string): void {
   if (!allowed.includes(v)) throw new UsageError(`${name}: invalid value '${v}' (${allowed.join('|')})`);
 }
@@ -293,6 +314,9 @@ export function parseArgs(argv: string[]): Config {
     logFormat: 'text',
     translateUid: [],
     translateGid: [],
+    sandbox: 'namespace',
+    sandboxGiven: false,
+    caps: [...DEFAULT_CAPS],
     printCapabilities: false,
     help: false,
     version: false,
@@ -356,6 +380,14 @@ export function parseArgs(argv: string[]): Config {
 
 /** Checks against the file system. Throws UsageError (exit 2) with a message an operator can act on. */
 export function validateConfig(c: Config): void {
+  // Namespaces and chroot need root (rootless mode, a user namespace, does not exist yet): a non-root
+  // user who asked for a sandbox is refused, one who did not runs unconfined (and is told so loudly).
+  if (c.sandbox !== 'none' && process.getuid?.() !== 0) {
+    if (c.sandboxGiven) {
+      throw new UsageError(`--sandbox=${c.sandbox}: needs root (rootless mode with a user namespace is not supported yet); use --sandbox=none`);
+    }
+    c.sandbox = 'none';
+  }
   const dir = c.sharedDir!;
   let st: fs.Stats;
   try {

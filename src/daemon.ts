@@ -4,7 +4,6 @@
  *   WorkerPool (piscina) ── worker.ts in each thread: QueueRunner + FuseServer + Passthrough
  *   VhostUserListener ── Connection ── FrontendReqHandler ── VirtioFsDevice
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Config, resolveGroup } from './config.js';
@@ -23,6 +22,8 @@ import { VhostUserStats } from './vhost/stats.js';
 import { buildRegistry, type QueueSnapshot } from './metrics/collect.js';
 import { counterBuffer } from './metrics/counters.js';
 import { MetricsServer } from './metrics/http.js';
+import { enterSandbox } from './sandbox/namespaces.js';
+import { sealSyslogPath } from './syslog.js';
 
 /**
  * Queues offered (GET_QUEUE_NUM): the hiprio queue and up to 15 request queues, so QEMU's
@@ -78,6 +79,9 @@ export class Daemon {
     // The session owner's passthrough opens the root (node id 1 in the shared inode table) and
     // /proc/self/fd; each worker builds its own on the same tables and fd.
     this.fs = Passthrough.open(dir, vq);
+    // The addon names fds by their /proc/self/fd links through this fd from now on (/proc has no path
+    // inside the sandbox).
+    native.setProcFd(this.fs.procFd);
     vq.handleInit();
 
     // The request counters exist only when they are served: without --metrics-address workers neither
@@ -106,6 +110,7 @@ export class Daemon {
       syslog: cfg.syslog,
       announceSubmounts: cfg.announceSubmounts,
       readOnly: cfg.readOnly,
+      sandboxed: cfg.sandbox !== 'none',
       translateUid: cfg.translateUid,
       translateGid: cfg.translateGid,
       logLevel: cfg.logLevel,
@@ -122,6 +127,13 @@ export class Daemon {
       workerData: { init },
       log,
       pauseTimeoutMs,
+      // inside the sandbox no new thread can load its code: one started now stands by for a worker that dies
+      spares: cfg.sandbox === 'none' ? 0 : 1,
+      newThreads: cfg.sandbox === 'none',
+      onNoWorkers: () => {
+        log.error('no worker thread is left: exiting, so that the frontend sees the backend gone rather than a hang');
+        native.exitNow(1);
+      },
     });
     await this.pool.start();
     // A test knob (docs/testing.md): serve every guest through apertures, however small.
@@ -149,6 +161,9 @@ export class Daemon {
     const socketGid = cfg.socketGroup !== undefined ? resolveGroup(cfg.socketGroup) : undefined;
     this.listener = new VhostUserListener(device, { socketPath: cfg.socketPath, fd: cfg.fd, socketGid, log, stats: this.vhostStats });
     this.listener.listen();
+    // Everything the daemon reaches by path is open by now: confine it (src/sandbox/).
+    enterSandbox(cfg.sandbox, dir, this.fs.procFd, cfg.caps, log);
+    if (cfg.sandbox !== 'none') sealSyslogPath();
     log.info(
       `serving ${dir} (cache=${cfg.cache}, writeback=${cfg.writeback ? 'on' : 'off'}, xattr=${cfg.xattr ? 'on' : 'off'}, ` +
         `${cfg.readOnly ? 'readonly, ' : ''}${cfg.threadPoolSize} worker threads)`,
@@ -189,6 +204,7 @@ export class Daemon {
     this.faults = null;
     await this.pool?.stop();
     this.pool = null;
+    if (this.fs) native.setProcFd(-1);
     this.fs?.close();
     this.fs = null;
     await this.metrics?.close();
@@ -236,21 +252,17 @@ export class Daemon {
   }
 }
 
-/** VmRSS of this process in KiB (/proc/self/status); -1 where /proc is not there. */
+/** VmRSS of this process in KiB (/proc/self/status, through the addon: it works in the sandbox); -1 without /proc. */
 function rssKib(): number {
-  try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-    return m ? Number(m[1]) : -1;
-  } catch {
-    return -1;
-  }
+  const buf = Buffer.alloc(8192);
+  const n = native.procSelfRead(Buffer.from('status'), buf);
+  if (n < 0) return -1;
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(buf.toString('utf8', 0, n));
+  return m ? Number(m[1]) : -1;
 }
 
-/** Open descriptors of this process (/proc/self/fd, less the one readdir itself holds); -1 without /proc. */
+/** Open descriptors of this process; -1 without /proc. */
 function openFds(): number {
-  try {
-    return fs.readdirSync('/proc/self/fd').length - 1;
-  } catch {
-    return -1;
-  }
+  const n = native.procFdCount();
+  return n < 0 ? -1 : n;
 }

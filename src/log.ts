@@ -303,3 +303,12 @@ export class RateLimitedLog {
     this.log[level](msg);
   }
 }
+
+/**
+ * This process's pid as the host sees it, for log lines and syslog tags: inside the sandbox's pid
+ * namespace process.pid is 1, and the launcher hands the daemon its outer pid (src/sandbox/).
+ */
+export function hostPid(): number {
+  const v = Number(process.env.VIRTIOFSD_TS_HOST_PID);
+  return process.pid === 1 && Number.isInteger(v) && v > 1 ? v : process.pid;
+}

@@ -68,6 +68,12 @@ export const STAT_OUT_SIZE = 96;
 /** Size of struct fuse_kstatfs written by `fstatfs`. */
 export const STATFS_OUT_SIZE = 80;
 
+/** A sandbox step that failed (src/sandbox/): which one and its errno. */
+export interface SandboxFailure {
+  step: string;
+  errno: number;
+}
+
 export interface Native {
   // vhost-user socket
   /** SOCK_STREAM|NONBLOCK|CLOEXEC unix socket bound to `path` and listening. Does not unlink. fd or -errno */
@@ -151,6 +157,17 @@ export interface Native {
   symlinkat(target: Uint8Array, dirfd: number, name: Name): number;
   /** Length of the target written to out, or -errno. name null → the symlink dirfd itself. */
   readlinkat(dirfd: number, name: Name | null, out: Uint8Array): number;
+  /**
+   * The process's fd of /proc/self/fd: where the addon finds an fd's magic link (and /proc/self) from
+   * now on, /proc being out of reach by path inside the sandbox. Process wide.
+   */
+  setProcFd(fd: number): number;
+  /** What fd's /proc/self/fd link reads (e.g. "anon_inode:[eventfd]"), into out: its length or -errno. */
+  procFdLink(fd: number, out: Uint8Array): number;
+  /** /proc/self/`name` (e.g. "status") into out: bytes read or -errno. */
+  procSelfRead(name: Name, out: Uint8Array): number;
+  /** How many fds this process has open, or -errno. */
+  procFdCount(): number;
   /** name null → chmod via /proc/self/fd/<dirfd>. */
   fchmodat(dirfd: number, name: Name | null, mode: number): number;
   /** name null → AT_EMPTY_PATH. uid/gid -1 (or 0xffffffff) = unchanged. */
@@ -244,6 +261,23 @@ export interface Native {
   setCreds(uid: number, gid: number, groups?: Uint32Array | null, count?: number): number;
   /** _exit(2): the process ends now, without joining worker threads (process.exit waits for them). */
   exitNow(code: number): never;
+
+  // sandbox (docs/sandbox.md)
+  /**
+   * A child in new namespaces (`flags`: CLONE_NEW* bits) that makes its mounts private (slave), mounts
+   * a fresh /proc if `mountProc`, dies with its parent, and execs `execPath` with `keepFds` inherited
+   * (Node makes every inherited fd close-on-exec). Its pid or -errno.
+   */
+  sandboxSpawn(execPath: string, argv: string[], env: string[], flags: number, mountProc: boolean, keepFds: number[]): number;
+  /** Resolves once the child has ended: its exit code, the signal that ended it, or the errno of waitpid. */
+  waitChild(pid: number): Promise<{ code?: number; signal?: number; errno?: number }>;
+  /** `dir` becomes the root of every thread: pivot_root (old root detached) if `pivot`, else chroot. */
+  enterRoot(dir: string, pivot: boolean): 0 | SandboxFailure;
+  /**
+   * Every thread keeps only the capabilities `keep` (lo, hi 32 bits) and gets no_new_privs, by a
+   * signal broadcast; `procSelfFd` is an fd of /proc/self/fd. The thread count or a failure.
+   */
+  dropCaps(procSelfFd: number, keepLo: number, keepHi: number): number | SandboxFailure;
 
   readonly constants: NativeConstants;
 }

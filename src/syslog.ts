@@ -6,7 +6,7 @@
  * format whatever --log-format says (`[thread key=value] message`: the context fields in the tag);
  * the lines that fall back to stderr follow --log-format.
  */
-import { directStderr, type LogFormat, type LogLevel, Logger, type LogSink } from './log.js';
+import { directStderr, hostPid, type LogFormat, type LogLevel, Logger, type LogSink } from './log.js';
 import { native } from './native.js';
 
 /** The socket; VIRTIOFSD_TS_SYSLOG_SOCKET overrides it (tests). */
@@ -19,13 +19,22 @@ const SEVERITY: Record<LogLevel, number> = { off: 7, error: 3, warn: 4, info: 6,
 /** Longer messages are cut: a datagram of a few KiB reaches every syslog daemon whole. */
 const MAX_MSG = 4000;
 
+/** Set once the daemon is confined: its root is then the shared directory, where the syslog path would
+ * name a file of the guest's. A connection made before stays; one lost is not made again (stderr then). */
+let sealed = false;
+
+export function sealSyslogPath(): void {
+  sealed = true;
+}
+
 export function syslogSink(format: LogFormat = 'text', path = syslogPath()): LogSink {
+  const pid = hostPid();
   let fd = -1;
   let nextTry = 0;
   let warned = false;
   const open = (): boolean => {
     const now = Date.now();
-    if (now < nextTry) return false;
+    if (now < nextTry || sealed) return false;
     const r = native.connectUnix(path, true, true);
     if (r >= 0) {
       fd = r;
@@ -38,12 +47,14 @@ export function syslogSink(format: LogFormat = 'text', path = syslogPath()): Log
     }
     return false;
   };
+  // connected at once: the daemon may confine itself before its first line (see sealSyslogPath)
+  open();
   return (line, level, tag, msg) => {
     if (fd < 0 && !open()) {
       directStderr(line);
       return;
     }
-    const text = `<${LOG_DAEMON | SEVERITY[level]}>virtiofsd-ts[${process.pid}]: [${tag}] ${msg.length > MAX_MSG ? `${msg.slice(0, MAX_MSG)}…` : msg}`;
+    const text = `<${LOG_DAEMON | SEVERITY[level]}>virtiofsd-ts[${pid}]: [${tag}] ${msg.length > MAX_MSG ? `${msg.slice(0, MAX_MSG)}…` : msg}`;
     const b = Buffer.from(text);
     const n = native.sendMsg(fd, b, 0, b.length, null);
     if (n < 0) {

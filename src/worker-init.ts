@@ -27,6 +27,8 @@ export interface WorkerInit {
   announceSubmounts: boolean;
   /** --readonly: every request that would change the share answers EROFS */
   readOnly: boolean;
+  /** the daemon confines itself once the workers are up (src/sandbox/): nothing is reached by path after */
+  sandboxed: boolean;
   /** --translate-uid / --translate-gid rules (checked by the control plane; each worker builds its tables) */
   translateUid: string[];
   translateGid: string[];

@@ -19,7 +19,7 @@ import { QueueRunner } from './virtio/queue-runner.js';
 import { InFlight, PinRecordingTables } from './virtio/inflight.js';
 import type { GuestReader, GuestWriter } from './virtio/guest-io.js';
 import { guestTableOf, loadVirtqueueModule } from './virtio/wasm.js';
-import { syslogSink } from './syslog.js';
+import { sealSyslogPath, syslogSink } from './syslog.js';
 
 /** WRITE's in-header and write_in: the rest of its readable part is file data, written zero-copy. */
 const WRITE_PREFIX = IN_HEADER_SIZE + WRITE_IN_SIZE;
@@ -87,9 +87,16 @@ class DyingTables extends PinRecordingTables {
   }
 }
 
+// The syslog socket is connected now, while the thread loads: the daemon confines itself (the root
+// becomes the shared directory) once every thread is up, and no path reaches /dev/log after that.
+const sink = data.init.syslog ? syslogSink(data.init.logFormat) : directStderr;
+if (data.init.sandboxed) sealSyslogPath();
+
+/** Runs worker `wid`'s loop until the pool stops it; wid -1 only loads the thread (a spare: src/virtio/pool.ts). */
 export default function runWorker(task: { wid: number }): void {
   const wid = task.wid;
-  const log = new Logger(data.init.logLevel, `w${wid}`, data.init.syslog ? syslogSink(data.init.logFormat) : directStderr, data.init.logFormat);
+  if (wid < 0) return;
+  const log = new Logger(data.init.logLevel, `w${wid}`, sink, data.init.logFormat);
   const ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
   // The file system's pins are recorded in the worker's in-flight record, so they are released for
   // it if the thread dies mid-request (src/virtio/orphans.ts).

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -36,6 +37,10 @@
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "FUSE structs are written little endian with memcpy");
 
 namespace virtiofsd {
+
+// The process's fd of /proc/self/fd (setProcFd), -1 until set: fds are process wide, so this one piece
+// of state is a global (fs.cc).
+inline std::atomic<int> procSelfFd{-1};
 
 constexpr size_t kNameMax = 255;   // NAME_MAX: one path component
 constexpr size_t kPathMax = 4095;  // PATH_MAX - 1: symlink targets

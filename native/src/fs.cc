@@ -10,6 +10,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 #include <linux/openat2.h>
+#include <dirent.h>
 
 #ifndef SYS_faccessat2
 #define SYS_faccessat2 439
@@ -22,7 +23,17 @@ namespace virtiofsd {
 
 namespace {
 
-void procFdPath(char* out, size_t size, int fd) { snprintf(out, size, "/proc/self/fd/%d", fd); }
+// fd's /proc/self/fd/N magic link as (dirfd, path): under the /proc/self/fd fd set by setProcFd when
+// there is one (inside the sandbox /proc is not reachable by path), else by its absolute path.
+int procFdPath(char* out, size_t size, int fd) {
+  int dir = procSelfFd.load(std::memory_order_relaxed);
+  if (dir >= 0) {
+    snprintf(out, size, "%d", fd);
+    return dir;
+  }
+  snprintf(out, size, "/proc/self/fd/%d", fd);
+  return AT_FDCWD;
+}
 
 // Where a call without AT_EMPTY_PATH finds `name` under `dirfd`: a null name is the dirfd itself, as its
 // /proc/self/fd/N magic link (followed: the call's own flags, such as AT_SYMLINK_NOFOLLOW, are dropped).
@@ -33,8 +44,7 @@ struct AtOrProc {
   char proc[32];
   AtOrProc(int fd, const Name& name, int callFlags) : dirfd(fd), path(name.buf), flags(callFlags) {
     if (!name.isNull) return;
-    procFdPath(proc, sizeof proc, fd);
-    dirfd = AT_FDCWD;
+    dirfd = procFdPath(proc, sizeof proc, fd);
     path = proc;
     flags = 0;
   }
@@ -137,8 +147,8 @@ Napi::Value NativeAddon::Linkat(const Napi::CallbackInfo& info) {
     if (linkat(od, "", nd, nn.buf, flags | AT_EMPTY_PATH) == 0) return 0;
     if (errno != ENOENT) return -1;
     char path[32];
-    procFdPath(path, sizeof path, od);
-    return linkat(AT_FDCWD, path, nd, nn.buf, AT_SYMLINK_FOLLOW);
+    int pd = procFdPath(path, sizeof path, od);
+    return linkat(pd, path, nd, nn.buf, AT_SYMLINK_FOLLOW);
   });
 }
 
@@ -189,6 +199,67 @@ Napi::Value NativeAddon::Faccessat(const Napi::CallbackInfo& info) {
     // The raw faccessat2 (Linux 5.8): honours flags exactly instead of glibc's emulation.
     return syscall(SYS_faccessat2, dirfd, name.buf, mode, flags);
   });
+}
+
+// setProcFd(fd): the process's fd of /proc/self/fd (Passthrough opens it), used wherever the addon
+// names an fd by its magic link. Process wide, as fds are: a global, not per-env state.
+Napi::Value NativeAddon::SetProcFd(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  ARGS_OR_THROW(args(info, fd));
+  procSelfFd.store(fd, std::memory_order_relaxed);
+  return num(info.Env(), 0);
+}
+
+// procFdLink(fd, out): what fd's /proc/self/fd link reads ("anon_inode:[eventfd]"...), into out.
+// Its length or -errno.
+Napi::Value NativeAddon::ProcFdLink(const Napi::CallbackInfo& info) {
+  return callWith(info, [](int32_t fd, const Bytes& out) -> long {
+    char path[32];
+    int dir = procFdPath(path, sizeof path, fd);
+    return readlinkat(dir, path, reinterpret_cast<char*>(out.data), out.len);
+  });
+}
+
+// procSelfRead(name, out): /proc/self/<name> (e.g. "status") read into out, through the /proc/self/fd
+// fd when there is one. Bytes read or -errno.
+Napi::Value NativeAddon::ProcSelfRead(const Napi::CallbackInfo& info) {
+  return callWith(info, [](const Name& name, const Bytes& out) -> long {
+    int dir = procSelfFd.load(std::memory_order_relaxed);
+    std::string p = dir >= 0 ? std::string("../") + name.buf : std::string("/proc/self/") + name.buf;
+    int fd = openat(dir >= 0 ? dir : AT_FDCWD, p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    long n = read(fd, out.data, out.len);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n;
+  });
+}
+
+// procFdCount(): how many fds this process has open (the entries of /proc/self/fd, less the one
+// reading it holds), or -errno.
+Napi::Value NativeAddon::ProcFdCount(const Napi::CallbackInfo& info) {
+  int dir = procSelfFd.load(std::memory_order_relaxed);
+  int fd = dir >= 0 ? openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return num(info.Env(), -errno);
+  alignas(8) char buf[4096];
+  long count = 0;
+  for (;;) {
+    long n = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+    if (n < 0) {
+      int e = errno;
+      close(fd);
+      return num(info.Env(), -e);
+    }
+    if (n == 0) break;
+    for (long off = 0; off < n;) {
+      auto* d = reinterpret_cast<struct dirent64*>(buf + off);
+      if (d->d_name[0] != '.') count++;
+      off += d->d_reclen;
+    }
+  }
+  close(fd);
+  return num(info.Env(), static_cast<double>(count - 1));
 }
 
 }  // namespace virtiofsd

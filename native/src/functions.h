@@ -51,6 +51,10 @@
   X(Fchownat, fchownat)                          \
   X(Utimensat, utimensat)                        \
   X(Faccessat, faccessat)                        \
+  X(SetProcFd, setProcFd)                        \
+  X(ProcFdLink, procFdLink)                      \
+  X(ProcSelfRead, procSelfRead)                  \
+  X(ProcFdCount, procFdCount)                    \
   /* io.cc: calls on an open fd, and zero-copy I/O against the window */ \
   X(Close, close)                                \
   X(Dup, dup)                                    \
@@ -79,6 +83,11 @@
   X(RaiseNofile, raiseNofile)                    \
   X(SetNofile, setNofile)                        \
   X(SetCreds, setCreds)                          \
-  X(ExitNow, exitNow)
+  X(ExitNow, exitNow)                            \
+  /* sandbox.cc: namespaces, the new root, capabilities */ \
+  X(SandboxSpawn, sandboxSpawn)                  \
+  X(WaitChild, waitChild)                        \
+  X(EnterRoot, enterRoot)                        \
+  X(DropCaps, dropCaps)
 
 #endif

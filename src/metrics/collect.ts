@@ -12,6 +12,9 @@ import {
   WORKER_SLOTS,
 } from './counters.js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { native } from '../native.js';
+
+const STATUS = Buffer.from('status');
 
 /** A queue as the control plane sees it at scrape time. */
 export interface QueueSnapshot {
@@ -207,5 +210,23 @@ export function buildRegistry(src: MetricsSources): Registry {
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
     reg.removeSingleMetric(name);
   }
+  // prom-client reads these from /proc/self by path, which has none inside the sandbox (the root is the
+  // shared directory): the same series, read through the addon's /proc/self/fd fd instead.
+  for (const name of ['process_open_fds', 'process_resident_memory_bytes', 'process_virtual_memory_bytes', 'process_heap_bytes']) {
+    reg.removeSingleMetric(name);
+  }
+  add('process_open_fds', 'Number of open file descriptors.', 'gauge', () => {
+    const n = native.procFdCount();
+    return n < 0 ? [] : one(n);
+  });
+  const status = Buffer.alloc(8192);
+  const statusKib = (field: string): Sample[] => {
+    const n = native.procSelfRead(STATUS, status);
+    const m = n < 0 ? null : new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status.toString('latin1', 0, n));
+    return m ? one(Number(m[1]) * 1024) : [];
+  };
+  add('process_resident_memory_bytes', 'Resident memory size in bytes.', 'gauge', () => statusKib('VmRSS'));
+  add('process_virtual_memory_bytes', 'Virtual memory size in bytes.', 'gauge', () => statusKib('VmSize'));
+  add('process_heap_bytes', 'Process heap size in bytes.', 'gauge', () => statusKib('VmData'));
   return reg;
 }

@@ -8,6 +8,8 @@ import net from 'node:net';
 import type { Registry } from 'prom-client';
 import type { MetricsAddress } from './address.js';
 import type { Logger } from '../log.js';
+import { errnoName, native } from '../native.js';
+import { SocketFile } from '../socket-file.js';
 
 /** What /healthz and /readyz report. */
 export interface Health {
@@ -24,6 +26,7 @@ export function describeAddress(a: MetricsAddress): string {
 
 export class MetricsServer {
   private readonly server: http.Server;
+  private socketFile: SocketFile | null = null;
 
   constructor(
     private readonly addr: MetricsAddress,
@@ -53,8 +56,19 @@ export class MetricsServer {
         this.server.on('error', (e) => this.log.warn(`metrics endpoint: ${e.message}`));
         resolve();
       };
-      if (a.kind === 'unix') this.server.listen(a.path, done);
-      else this.server.listen({ port: a.port, host: a.host === '' ? undefined : a.host }, done);
+      if (a.kind === 'unix') {
+        // Bound here, not by libuv: libuv would unlink the path at close, and inside the sandbox that
+        // path names a file of the shared directory. The socket file is removed through its directory.
+        const fd = native.listenUnix(a.path, 511);
+        if (fd < 0) {
+          fail(Object.assign(new Error(errnoName(-fd)), { code: errnoName(-fd) }));
+          return;
+        }
+        this.socketFile = SocketFile.hold(a.path);
+        this.server.listen({ fd }, done);
+      } else {
+        this.server.listen({ port: a.port, host: a.host === '' ? undefined : a.host }, done);
+      }
     });
     if (a.kind === 'unix') fs.chmodSync(a.path, 0o660);
     this.log.info(`metrics: http://${describeAddress(this.boundAddress())}/metrics (also /healthz, /readyz)`);
@@ -71,7 +85,8 @@ export class MetricsServer {
     if (!this.server.listening) return;
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    if (this.addr.kind === 'unix') fs.rmSync(this.addr.path, { force: true });
+    this.socketFile?.remove();
+    this.socketFile = null;
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -5,7 +5,6 @@
  * time, even though applying one may wait for the workers to pause. A message that fails is answered
  * as the reply table (replies.ts) says: never with silence when the frontend waits.
  */
-import fs from 'node:fs';
 import { native } from '../native.js';
 import type { Logger } from '../log.js';
 import { Errno, VhostUserProtocolError, VirtiofsdError } from '../errors.js';
@@ -38,13 +37,13 @@ import { VhostUserStats } from './stats.js';
 
 const bit = (n: bigint | number): bigint => 1n << BigInt(n);
 
-/** An eventfd's /proc/self/fd link reads "anon_inode:[eventfd]". */
+const EVENTFD_LINK = Buffer.from('anon_inode:[eventfd]');
+const linkBuf = Buffer.alloc(64);
+
+/** An eventfd's /proc/self/fd link reads "anon_inode:[eventfd]" (read through the addon: inside the sandbox /proc has no path). */
 export function isEventfd(fd: number): boolean {
-  try {
-    return fs.readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventfd]';
-  } catch {
-    return false;
-  }
+  const n = native.procFdLink(fd, linkBuf);
+  return n === EVENTFD_LINK.length && linkBuf.subarray(0, n).equals(EVENTFD_LINK);
 }
 
 /** What we offer in GET_FEATURES. */

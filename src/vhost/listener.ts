@@ -3,11 +3,13 @@
  * a time, and after a disconnect resets the device and waits for the next one (the reference daemon
  * exits instead; a guest reboot or a QEMU restart should not need a new daemon).
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { UNIX_PATH_MAX } from '../abi/unix.js';
 import { Errno } from '../errors.js';
 import { errnoName, native } from '../native.js';
+import { SocketFile } from '../socket-file.js';
 import type { Logger } from '../log.js';
 import type { VirtioFsDevice } from '../virtio/device.js';
 import { Connection } from './connection.js';
@@ -40,6 +42,7 @@ export interface ListenerOptions {
 
 export class VhostUserListener {
   private listenFd = -1;
+  private socketFile: SocketFile | null = null;
   private watch: { stop(): void } | null = null;
   private conn: Connection | null = null;
   /** the current (or last) connection's logger: the listener's with its number */
@@ -82,7 +85,8 @@ export class VhostUserListener {
       // The file appears between bind(2) and listen(2), and a frontend that connects in that gap is
       // refused (ECONNREFUSED): bind a temporary name beside it and rename it into place once it is
       // listening with its final mode, so whoever watches for the path finds a working socket.
-      const tmp = path.join(path.dirname(path.resolve(socketPath)), `.vfsd-${process.pid}.sock`);
+      // (pid and a random part: in the sandbox's pid namespace every daemon is pid 1)
+      const tmp = path.join(path.dirname(path.resolve(socketPath)), `.vfsd-${process.pid}-${randomBytes(4).toString('hex')}.sock`);
       const staged = Buffer.byteLength(tmp) <= UNIX_PATH_MAX && removeStaleSocket(tmp);
       const bindPath = staged ? tmp : socketPath;
       const oldMask = process.umask(0o077);
@@ -102,6 +106,8 @@ export class VhostUserListener {
           fs.chmodSync(bindPath, 0o600);
         }
         if (staged) fs.renameSync(tmp, socketPath);
+        // held by its directory: removed at close even after the sandbox moved the root
+        this.socketFile = SocketFile.hold(socketPath);
       } catch (e) {
         native.close(fd);
         this.listenFd = -1;
@@ -257,11 +263,8 @@ export class VhostUserListener {
     await this.resetting;
     if (this.opts.fd === undefined && this.listenFd >= 0) {
       native.close(this.listenFd);
-      try {
-        fs.unlinkSync(this.opts.socketPath!);
-      } catch {
-        /* already gone */
-      }
+      this.socketFile?.remove();
+      this.socketFile = null;
     }
     this.listenFd = -1;
   }

@@ -21,6 +21,16 @@ export interface PoolOptions {
   log: Logger;
   /** How long pause() waits for a worker to finish the request it holds (default 120 s). */
   pauseTimeoutMs?: number;
+  /**
+   * Threads started beyond `size`, idle, to take over from one that dies. Inside the sandbox a new
+   * thread cannot load its code (the root is the shared directory): only a thread started before can
+   * replace a dead worker (docs/sandbox.md).
+   */
+  spares?: number;
+  /** false inside the sandbox: a dead worker is replaced only by a spare */
+  newThreads?: boolean;
+  /** called when the last worker has died and none can replace it (the daemon then exits) */
+  onNoWorkers?: () => void;
 }
 
 export class WorkerPool {
@@ -34,6 +44,8 @@ export class WorkerPool {
   /** stop() is terminating the threads: one may end anywhere, even inside the module (no recovery) */
   private terminating = false;
   private paused = 0;
+  /** spare threads not yet given a worker to replace */
+  private sparesLeft: number;
 
   constructor(
     private readonly vq: VqExports,
@@ -43,6 +55,7 @@ export class WorkerPool {
     if (opts.size < 1 || opts.size > Math.min(CTL_MAX_WORKERS, vq.layout.MAX_WORKERS)) {
       throw new RangeError(`thread pool size must be 1..${Math.min(CTL_MAX_WORKERS, vq.layout.MAX_WORKERS)}`);
     }
+    this.sparesLeft = opts.spares ?? 0;
     this.ctl = controlView(memory.buffer, vq.layout.CONTROL_BASE);
     Atomics.store(this.ctl, Ctl.STATE, WorkerState.PAUSE);
     Atomics.store(this.ctl, Ctl.NWORKERS, opts.size);
@@ -56,11 +69,16 @@ export class WorkerPool {
     }
     this.piscina = new Piscina({
       filename: opts.filename,
-      minThreads: opts.size,
-      maxThreads: opts.size,
+      minThreads: opts.size + (opts.spares ?? 0),
+      maxThreads: opts.size + (opts.spares ?? 0),
       idleTimeout: Number.POSITIVE_INFINITY,
       maxQueue: 0,
       workerData: { memory, ...opts.workerData },
+    });
+    // A thread piscina starts to replace a dead one fails to load inside the sandbox: say so (once per
+    // failure), not as an uncaught error.
+    this.piscina.on('error', (e: unknown) => {
+      opts.log.warn(`a new worker thread could not start: ${(e as Error)?.message ?? e}${(opts.spares ?? 0) > 0 ? ' (inside the sandbox only the threads started before can serve)' : ''}`);
     });
   }
 
@@ -71,6 +89,11 @@ export class WorkerPool {
   /** Starts every worker's loop and waits until each has come up (acked the current generation). */
   async start(): Promise<void> {
     for (let w = 0; w < this.opts.size; w++) this.launch(w);
+    // A spare loads its code now, with a task that returns at once (wid -1): the workers hold the
+    // other threads, so it lands on the spare.
+    const spares: Promise<unknown>[] = [];
+    for (let i = 0; i < (this.opts.spares ?? 0); i++) spares.push(this.piscina.run({ wid: -1 }));
+    await Promise.all(spares);
     await this.waitAcks(Atomics.load(this.ctl, Ctl.GEN), 30_000, 'start');
     this.bump(WorkerState.RUN);
   }
@@ -90,9 +113,21 @@ export class WorkerPool {
         if (this.stopping) return;
         // A request handler never throws; this is a bug or a resource failure. Keep serving, but
         // back off (up to 10 s) if the worker keeps dying at once, so the log is not flooded.
+        if (this.opts.newThreads === false) {
+          if (this.sparesLeft === 0) {
+            const left = this.alive.filter((a) => a).length;
+            this.opts.log.error(
+              `worker ${w} died: ${(err as Error)?.stack ?? err}; ${lost}no spare thread is left to replace it ` +
+                `(inside the sandbox no new thread can load its code); ${left} worker(s) serve on`,
+            );
+            if (left === 0) this.opts.onNoWorkers?.();
+            return;
+          }
+          this.sparesLeft--;
+        }
         const quick = Date.now() - started < 5000;
         this.restartDelay[w] = quick ? Math.min(10_000, (this.restartDelay[w] ?? 50) * 2) : 100;
-        this.opts.log.error(`worker ${w} died: ${(err as Error)?.stack ?? err}; ${lost}restarting it in ${this.restartDelay[w]} ms`);
+        this.opts.log.error(`worker ${w} died: ${(err as Error)?.stack ?? err}; ${lost}restarting it in ${this.restartDelay[w]} ms${this.opts.newThreads === false ? ' on a spare thread' : ''}`);
         setTimeout(() => {
           if (!this.stopping) this.launch(w);
         }, this.restartDelay[w]).unref();

@@ -31,7 +31,8 @@ t.test('a worker that dies in a GETATTR: EIO reply, replacement serves, pin rele
   fs.mkdirSync(path.join(share, 'dir'));
   const sock = path.join(tmp, 'vfsd.sock');
   process.env.VIRTIOFSD_TS_TEST_HOOKS = `worker-die-on-getattr-of:${HELLO},${DIR}`;
-  const daemon = await startDaemon('ours', { sharedDir: share, socketPath: sock, extraArgs: ['--log-level=info', '--thread-pool-size=1'] })
+  // --sandbox=none: new threads replace the dead ones; inside the sandbox only spares can (below)
+  const daemon = await startDaemon('ours', { sharedDir: share, socketPath: sock, extraArgs: ['--log-level=info', '--thread-pool-size=1', '--sandbox=none'] })
     .finally(() => delete process.env.VIRTIOFSD_TS_TEST_HOOKS);
   let s: VirtioFsSession | undefined;
   t.teardown(async () => {
@@ -101,4 +102,37 @@ t.test('a worker that dies in a GETATTR: EIO reply, replacement serves, pin rele
   // The reset forgot every inode; dir's fd closes only if its pin was released.
   t.ok(await until(() => fdCount(daemon.pid) === baseline, 3000), `fd count back to baseline: ${fdCount(daemon.pid)} vs ${baseline}`);
   t.equal(daemon.exitCode(), undefined, 'the daemon is running');
+});
+
+t.test('inside the sandbox: the spare thread replaces the first dead worker; with none left the daemon exits, no hang', { skip: process.getuid?.() === 0 ? false : 'the sandbox needs root' }, async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-death-sbx-'));
+  const share = path.join(tmp, 'share');
+  fs.mkdirSync(share);
+  fs.writeFileSync(path.join(share, 'hello.txt'), 'hello\n');
+  fs.mkdirSync(path.join(share, 'dir'));
+  const sock = path.join(tmp, 'vfsd.sock');
+  process.env.VIRTIOFSD_TS_TEST_HOOKS = `worker-die-on-getattr-of:${HELLO}`;
+  const daemon = await startDaemon('ours', { sharedDir: share, socketPath: sock, extraArgs: ['--log-level=info', '--thread-pool-size=1'] })
+    .finally(() => delete process.env.VIRTIOFSD_TS_TEST_HOOKS);
+  let s: VirtioFsSession | undefined;
+  t.teardown(async () => {
+    s?.close();
+    await daemon.stop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+  t.match(daemon.logs(), /sandbox: pivot_root/, 'the daemon is confined');
+  const rb = new RequestBuilder();
+  s = VirtioFsSession.open(sock);
+  const call = (req: Uint8Array) => withTimeout(s!.send(1, req, 4096), 15_000, `opcode ${req[4]}`);
+  t.equal(parseReply(await call(rb.init())).error, 0, 'FUSE_INIT');
+  t.equal(parseReply(await call(rb.lookup(1n, 'hello.txt'))).error, 0, 'LOOKUP');
+  t.equal(parseReply(await call(rb.getattr(HELLO))).error, -Errno.EIO, 'the first death: EIO');
+  await daemon.waitForLog(/worker 0 died/);
+  for (let i = 0; i < 3; i++) t.equal(parseReply(await call(rb.getattr(1n))).error, 0, `the spare serves (${i + 1})`);
+  t.match(daemon.logs(), /restarting it in \d+ ms on a spare thread/, 'logged as taken over by the spare');
+  t.equal(parseReply(await call(rb.getattr(HELLO))).error, -Errno.EIO, 'the second death: EIO');
+  const st = await withTimeout(daemon.exited, 15_000, 'the daemon\'s exit');
+  t.equal(st.code, 1, 'no worker left: the daemon exits 1 (through the launcher)');
+  t.match(daemon.logs(), /no spare thread is left to replace it/);
+  t.match(daemon.logs(), /no worker thread is left: exiting/);
 });

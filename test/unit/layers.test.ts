@@ -15,12 +15,16 @@ const ALLOWED: Record<string, readonly string[]> = {
   log: [],
   'package-root': [],
   native: ['package-root'],
+  // a socket file removed through its directory (safe once the sandbox has moved the root)
+  'socket-file': ['native'],
+  // namespaces, the new root, capabilities (the launcher and the move into the sandbox)
+  sandbox: ['errors', 'log', 'native'],
   syslog: ['log', 'native'],
   memory: ['abi', 'errors', 'log', 'native'],
   // the counters workers write and the registry, HTTP endpoint and address syntax that read them
-  metrics: ['abi', 'errors', 'log', 'native'],
+  metrics: ['abi', 'errors', 'log', 'native', 'socket-file'],
   virtio: ['abi', 'errors', 'log', 'native', 'memory', 'metrics', 'package-root'],
-  vhost: ['abi', 'errors', 'log', 'native', 'virtio'],
+  vhost: ['abi', 'errors', 'log', 'native', 'socket-file', 'virtio'],
   fs: ['abi', 'errors', 'log', 'native'],
   fuse: ['abi', 'errors', 'log', 'fs'],
   // the driver side: vhost-user message codec, region descriptions, the wire ABI

@@ -65,7 +65,10 @@ async function startDaemon(t: Test, args: string[], env: NodeJS.ProcessEnv = pro
   const share = path.join(tmp, 'share');
   fs.mkdirSync(share);
   const socket = path.join(tmp, 'sock');
-  const child = spawn(process.execPath, [BIN, `--socket-path=${socket}`, `--shared-dir=${share}`, ...args], {
+  // --sandbox=none: these tests read the pid in syslog tags as the spawned one and cut stderr where the
+  // socket appears; under the sandbox the daemon is the launcher's child and confines itself just after
+  // (test/unit/sandbox-daemon.test.ts covers that)
+  const child = spawn(process.execPath, [BIN, `--socket-path=${socket}`, `--shared-dir=${share}`, '--sandbox=none', ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env,
   });

@@ -243,7 +243,7 @@ t.test('watchFd: one watcher per fd, worker teardown with active watchers, keeps
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
         resolve('alive');
-      }, 1500);
+      }, 4000); // (a loaded machine takes over a second to start node and load the addon)
       child.once('exit', () => {
         clearTimeout(timer);
         resolve('exited');
