@@ -12,6 +12,7 @@ import type { CacheMode } from './fuse/cache-policy.js';
 import { type LogFormat, type LogLevel, isLogLevel } from './log.js';
 import { type MetricsAddress, parseMetricsAddress } from './metrics/address.js';
 import { native } from './native.js';
+import { SECCOMP_MODES, type SeccompMode } from './sandbox/seccomp.js';
 import { type NamespaceIdMap, idMapsOf, parseIdRule, parseNamespaceIdMap } from './fs/idmap.js';
 
 
@@ -46,6 +47,8 @@ export interface Config {
   translateUid: string[];
   /** --translate-gid rules */
   translateGid: string[];
+  /** --seccomp: the system call filter installed once the daemon serves (docs/seccomp.md) */
+  seccomp: SeccompMode;
   /** --uid-map / --gid-map (rootless mode): parsed, then refused until that mode exists */
   uidMap?: NamespaceIdMap;
   gidMap?: NamespaceIdMap;
@@ -104,11 +107,14 @@ Options:
   --log-format=FORMAT      text|json: json writes one object per line (time, level, thread, msg, ...)
   --metrics-address=ADDR   serve Prometheus metrics (/metrics), /healthz and /readyz over HTTP on
                            HOST:PORT ([::1]:PORT for IPv6) or unix:PATH; off unless given
+  --seccomp=ACTION         kill|log|trap|none: what a system call outside the daemon's allowlist does
+                           (kill the process, log it and let it run, print it and die of SIGSYS);
+                           default none (docs/seccomp.md)
   -d, --debug              same as --log-level=debug
   -f                       run in the foreground (always the case; accepted for compatibility)
   -h, --help               this text
   -V, --version            version
-Accepted for compatibility with virtiofsd, without effect here: --sandbox, --seccomp, --modcaps,
+Accepted for compatibility with virtiofsd, without effect here: --sandbox, --modcaps,
   --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
   --security-label, --preserve-noatime,
   -o flock|no_flock|posix_lock|no_posix_lock|sandbox=|modcaps=|killpriv_v2.
@@ -154,7 +160,7 @@ const VALUED: Record<string, Setter> = {
   'socket-group': (c, v) => { c.socketGroup = nonEmpty(v, '--socket-group'); },
   'rlimit-nofile': (c, v) => { c.rlimitNofile = parseInt10(v, '--rlimit-nofile', 0, 1 << 30); },
   sandbox: (c, v) => { oneOf(v, ['namespace', 'chroot', 'none'], '--sandbox'); c.ignored.push(`--sandbox=${v}`); },
-  seccomp: (c, v) => { oneOf(v, ['none', 'kill', 'log', 'trap'], '--seccomp'); c.ignored.push(`--seccomp=${v}`); },
+  seccomp: (c, v) => { oneOf(v, [...SECCOMP_MODES], '--seccomp'); c.seccomp = v as SeccompMode; },
   modcaps: (c, v) => { c.ignored.push(`--modcaps=${v}`); },
   'inode-file-handles': (c, v) => { oneOf(v, ['never', 'prefer', 'mandatory'], '--inode-file-handles'); c.ignored.push('--inode-file-handles'); },
   'translate-uid': (c, v) => { parseIdRule(v, '--translate-uid'); c.translateUid.push(v); },
@@ -271,6 +277,7 @@ export function parseArgs(argv: string[]): Config {
     allowDirectIo: false,
     syslog: false,
     logFormat: 'text',
+    seccomp: 'none',
     translateUid: [],
     translateGid: [],
     printCapabilities: false,

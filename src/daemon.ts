@@ -23,6 +23,7 @@ import { VhostUserStats } from './vhost/stats.js';
 import { buildRegistry, type QueueSnapshot } from './metrics/collect.js';
 import { counterBuffer } from './metrics/counters.js';
 import { MetricsServer } from './metrics/http.js';
+import { installSeccomp } from './sandbox/seccomp.js';
 
 /**
  * Queues offered (GET_QUEUE_NUM): the hiprio queue and up to 15 request queues, so QEMU's
@@ -165,6 +166,8 @@ export class Daemon {
           ` ; in the guest: mount -t virtiofs <tag> /mnt`,
       );
     }
+    // Last: everything the daemon loads and every thread it starts exists now (docs/seccomp.md).
+    installSeccomp(cfg.seccomp, log);
   }
 
   /**

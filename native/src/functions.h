@@ -79,6 +79,8 @@
   X(RaiseNofile, raiseNofile)                    \
   X(SetNofile, setNofile)                        \
   X(SetCreds, setCreds)                          \
-  X(ExitNow, exitNow)
+  X(ExitNow, exitNow)                            \
+  /* seccomp.cc: the system call filter */      \
+  X(SeccompInstall, seccompInstall)
 
 #endif
