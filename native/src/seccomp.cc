@@ -8,8 +8,8 @@
 //
 // The filter is classic BPF built here (no libseccomp): the architecture first (any other, such as a
 // 32-bit int 0x80 call from this 64-bit process, is killed in every mode), then on x86_64 the x32 ABI
-// (numbers with bit 30 set) is refused, then a binary search over the sorted list: a listed call is
-// allowed, anything else gets the mode's action.
+// (numbers with bit 30 set) is refused, ioctl is let through for a few requests only, then a binary
+// search over the sorted list: a listed call is allowed, anything else gets the mode's action.
 
 #include "addon.h"
 
@@ -224,7 +224,7 @@ long install(int32_t mode) {
   prog.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
   prog.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
 #if defined(__x86_64__)
-  // x32 calls carry __X32_SYSCALL_BIT: none is listed, and none is reached through the search.
+  // x32 calls carry __X32_SYSCALL_BIT: refused here, before the search (which matches none of them).
   prog.push_back(jump(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1));
   prog.push_back(stmt(BPF_RET | BPF_K, deny));
 #endif
