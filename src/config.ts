@@ -12,6 +12,7 @@ import type { CacheMode } from './fuse/cache-policy.js';
 import { type LogFormat, type LogLevel, isLogLevel } from './log.js';
 import { type MetricsAddress, parseMetricsAddress } from './metrics/address.js';
 import { native } from './native.js';
+import { SECCOMP_MODES, type SeccompMode } from './sandbox/seccomp.js';
 import { type NamespaceIdMap, idMapsOf, parseIdRule, parseNamespaceIdMap } from './fs/idmap.js';
 import { parseXattrMap } from './fs/xattrmap.js';
 import { DEFAULT_CAPS, applyModcaps } from './sandbox/caps.js';
@@ -53,6 +54,8 @@ export interface Config {
   translateUid: string[];
   /** --translate-gid rules */
   translateGid: string[];
+  /** --seccomp: the system call filter installed once the daemon serves (docs/seccomp.md) */
+  seccomp: SeccompMode;
   /** --uid-map / --gid-map (rootless mode): parsed, then refused until that mode exists */
   uidMap?: NamespaceIdMap;
   gidMap?: NamespaceIdMap;
@@ -133,7 +136,10 @@ Confinement (docs/sandbox.md):
                            chroot into it; none: unconfined (a non-root user without --sandbox)
   --modcaps=+CAP,-CAP      change the capabilities kept once confined (default: chown,dac_override,
                            dac_read_search,fowner,fsetid,setgid,setuid,mknod,setfcap; also ':'-separated)
-Accepted for compatibility with virtiofsd, without effect here: --seccomp,
+  --seccomp=ACTION         kill (default)|log|trap|none: what a system call outside the daemon's
+                           allowlist does (kill the process, log it and let it run, print it and die
+                           of SIGSYS; docs/seccomp.md)
+Accepted for compatibility with virtiofsd, without effect here:
   --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
   --security-label, --preserve-noatime,
   -o flock|no_flock|posix_lock|no_posix_lock|killpriv_v2.
@@ -179,7 +185,7 @@ const VALUED: Record<string, Setter> = {
   'socket-group': (c, v) => { c.socketGroup = nonEmpty(v, '--socket-group'); },
   'rlimit-nofile': (c, v) => { c.rlimitNofile = parseInt10(v, '--rlimit-nofile', 0, 1 << 30); },
   sandbox: (c, v) => { c.sandbox = sandboxMode(v, '--sandbox'); c.sandboxGiven = true; },
-  seccomp: (c, v) => { oneOf(v, ['none', 'kill', 'log', 'trap'], '--seccomp'); c.ignored.push(`--seccomp=${v}`); },
+  seccomp: (c, v) => { oneOf(v, [...SECCOMP_MODES], '--seccomp'); c.seccomp = v as SeccompMode; },
   modcaps: (c, v) => { c.caps = applyModcaps(v, c.caps); },
   'inode-file-handles': (c, v) => { oneOf(v, ['never', 'prefer', 'mandatory'], '--inode-file-handles'); c.ignored.push('--inode-file-handles'); },
   'translate-uid': (c, v) => { parseIdRule(v, '--translate-uid'); c.translateUid.push(v); },
@@ -312,6 +318,7 @@ export function parseArgs(argv: string[]): Config {
     allowDirectIo: false,
     syslog: false,
     logFormat: 'text',
+    seccomp: 'kill',
     translateUid: [],
     translateGid: [],
     sandbox: 'namespace',

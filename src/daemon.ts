@@ -24,6 +24,7 @@ import { counterBuffer } from './metrics/counters.js';
 import { MetricsServer } from './metrics/http.js';
 import { enterSandbox } from './sandbox/namespaces.js';
 import { sealSyslogPath } from './syslog.js';
+import { installSeccomp } from './sandbox/seccomp.js';
 
 /**
  * Queues offered (GET_QUEUE_NUM): the hiprio queue and up to 15 request queues, so QEMU's
@@ -181,6 +182,8 @@ export class Daemon {
           ` ; in the guest: mount -t virtiofs <tag> /mnt`,
       );
     }
+    // Last: everything the daemon loads and every thread it starts exists now (docs/seccomp.md).
+    installSeccomp(cfg.seccomp, log);
   }
 
   /**

@@ -261,6 +261,12 @@ export interface Native {
   setCreds(uid: number, gid: number, groups?: Uint32Array | null, count?: number): number;
   /** _exit(2): the process ends now, without joining worker threads (process.exit waits for them). */
   exitNow(code: number): never;
+  /**
+   * The system call filter of --seccomp on every thread (native/src/seccomp.cc, docs/seccomp.md): mode 1
+   * kills the process on a call outside the list, 2 logs it (and lets it run), 3 writes its number to
+   * stderr and dies of SIGSYS. 0 or -errno, nothing installed then.
+   */
+  seccompInstall(mode: number): number;
 
   // sandbox (docs/sandbox.md)
   /**

@@ -10,10 +10,10 @@
 // setWindow, the active fd watchers) lives in per-env instance data (Napi::Addon), never in globals.
 //
 // Files: functions.h lists every function (declared below, registered in addon.cc), constants.h every
-// exported constant; the bodies live in sockets.cc, wait.cc, memory.cc, fs.cc, io.cc, xattr.cc and
-// process.cc. Most bodies are callWith(info, lambda): the lambda's parameters say which arguments the
-// function takes, and it returns what the syscall returned. The helpers are static inline: each source
-// file gets its own copy, free to inline.
+// exported constant; the bodies live in sockets.cc, wait.cc, memory.cc, fs.cc, io.cc, xattr.cc,
+// process.cc, sigbus.cc and seccomp.cc. Most bodies are callWith(info, lambda): the lambda's
+// parameters say which arguments the function takes, and it returns what the syscall returned. The
+// helpers are static inline: each source file gets its own copy, free to inline.
 
 #ifndef VIRTIOFSD_NATIVE_ADDON_H
 #define VIRTIOFSD_NATIVE_ADDON_H

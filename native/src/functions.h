@@ -88,6 +88,8 @@
   X(SandboxSpawn, sandboxSpawn)                  \
   X(WaitChild, waitChild)                        \
   X(EnterRoot, enterRoot)                        \
-  X(DropCaps, dropCaps)
+  X(DropCaps, dropCaps) \
+  /* seccomp.cc: the system call filter */      \
+  X(SeccompInstall, seccompInstall)
 
 #endif
