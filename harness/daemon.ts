@@ -135,7 +135,7 @@ export async function startDaemon(kind: DaemonKind, o: StartDaemonOptions): Prom
       /* not yet */
     }
     if (listening) {
-      if (kind === 'ours') {
+      if (kind === 'ours' && o.bin === undefined) {
         // The socket appears just before the daemon confines itself and says it serves: wait for that,
         // so that what a test then looks at (capabilities, the root, fds) is the steady state.
         await handle.waitForLog(/\] serving /, 10_000);

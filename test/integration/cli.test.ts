@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { native } from '../../src/native.js';
 import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { RequestBuilder, parseReply } from '../../src/frontend/fuse-requests.js';
-import { repoRoot } from '../../harness/index.js';
+import { repoRoot, servingChild } from '../../harness/index.js';
 import { havePython, startSyslogStandIn } from '../helpers/syslog-standin.js';
 
 const bin = path.join(repoRoot(), 'bin', 'virtiofsd-ts.js');
@@ -206,11 +206,13 @@ t.test('--syslog: lines from the main thread and the workers go to the syslog so
     let stderr = '';
     child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
     await waitForPath(sock);
+    // under the namespace sandbox the daemon is the launcher's child, and its lines carry its pid
+    const pid = servingChild(child.pid!) ?? child.pid!;
     await initAndLookup(t, sock, 'a session');
     await new Promise((r) => setTimeout(r, 300));
     child.kill('SIGTERM');
     const code = await exited;
-    return { pid: child.pid!, stderr, code };
+    return { pid, stderr, code };
   };
 
   const a = await runDaemon({ VIRTIOFSD_TS_SYSLOG_SOCKET: logSock });
@@ -239,7 +241,8 @@ t.test('--rlimit-nofile=N sets the open-file limit to N (lowered too, as the ref
     const { share, sock } = fixture(t, `nofile-${arg}`);
     const { child, exited } = spawnDaemon(t, [`--socket-path=${sock}`, `--shared-dir=${share}`, `--rlimit-nofile=${arg}`]);
     await waitForPath(sock);
-    t.equal(soft(child.pid!), want, `--rlimit-nofile=${arg}: the daemon's soft limit is ${want}`);
+    // (under the namespace sandbox the daemon is the launcher's child)
+    t.equal(soft(servingChild(child.pid!) ?? child.pid!), want, `--rlimit-nofile=${arg}: the daemon's soft limit is ${want}`);
     await initAndLookup(t, sock, `--rlimit-nofile=${arg}`);
     child.kill('SIGTERM');
     t.equal(await exited, 0, `--rlimit-nofile=${arg}: exits 0`);

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { REFERENCE_DAEMON, repoRoot } from '../../harness/locations.js';
+import { servingChild } from '../../harness/daemon.js';
 import { WORKLOADS } from '../../src/loadtest/plan.js';
 import type { CompareRow, WorkloadResult } from '../../src/loadtest/report-types.js';
 
@@ -157,7 +158,9 @@ t.test('a backend that stops answering ends the run after --timeout, not a hang'
   const backend = `sh -c 'echo $$ > ${pidFile}; exec ${process.execPath} ${BIN} --socket-path={socket} --shared-dir={share}'`;
   const run = start(['--backend', backend, '--workloads=getattr', '--duration=60', '--timeout=2']);
   tt.ok(await run.waitFor(/ops\/s/, 60_000), 'the run got to its measured part');
-  const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+  // the process that answers: under the namespace sandbox, the launcher's child
+  const launched = Number(fs.readFileSync(pidFile, 'utf8'));
+  const pid = servingChild(launched) ?? launched;
   const stoppedAt = Date.now();
   process.kill(pid, 'SIGSTOP');
   const r = await run.done;
