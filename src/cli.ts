@@ -23,8 +23,13 @@ function version(): string {
   }
 }
 
-/** The backend capabilities, as `--print-capabilities` prints them (vhost-user.rst "Backend program conventions"). */
-export const CAPABILITIES = { type: 'fs' } as const;
+/**
+ * The backend capabilities, as `--print-capabilities` prints them (vhost-user.rst "Backend program
+ * conventions"): only what we have. `separate-options` tells a VMM manager (libvirt) that options go as
+ * `--shared-dir=`, `--cache=`, ... rather than `-o`; `migrate-precopy` (device state migration) is not
+ * offered: there is none.
+ */
+export const CAPABILITIES = { type: 'fs', features: ['separate-options'] } as const;
 
 export async function main(argv: string[]): Promise<number> {
   // `virtiofsd-ts loadtest …` is the load tester, a vhost-user frontend (src/loadtest/), not the daemon.

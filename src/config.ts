@@ -121,7 +121,8 @@ Options:
   --translate-gid=RULE     the same for gids
   --print-capabilities     print the vhost-user backend capabilities (JSON) and exit
   --announce-submounts     let the guest mount directories that are mount points on the host
-                           separately (their own st_dev; also -o announce_submounts)
+                           separately (their own st_dev; also -o announce_submounts); on by default,
+                           as in virtiofsd 1.x: --no-announce-submounts, -o no_announce_submounts
   --syslog                 log to syslog (/dev/log, facility daemon) instead of stderr
   --log-format=FORMAT      text|json: json writes one object per line (time, level, thread, msg, ...)
   --metrics-address=ADDR   serve Prometheus metrics (/metrics), /healthz and /readyz over HTTP on
@@ -259,6 +260,7 @@ function applyDashO(c: Config, list: string): void {
       case 'allow_direct_io': noVal(); c.allowDirectIo = true; break;
       case 'no_allow_direct_io': noVal(); c.allowDirectIo = false; break;
       case 'announce_submounts': noVal(); c.announceSubmounts = true; break;
+      case 'no_announce_submounts': noVal(); c.announceSubmounts = false; break;
       // locks stay in the guest: what no_flock/no_posix_lock ask for, so only the positive ones are noted
       case 'no_flock': case 'no_posix_lock': noVal(); break;
       case 'flock': case 'posix_lock':
@@ -312,7 +314,8 @@ export function parseArgs(argv: string[]): Config {
     xattr: false,
     posixAcl: false,
     readdirplus: true,
-    announceSubmounts: false,
+    // on, as in virtiofsd 1.x: inode numbers of different host file systems cannot collide in the guest
+    announceSubmounts: true,
     readOnly: false,
     deviceNodes: true,
     allowDirectIo: false,

@@ -307,6 +307,9 @@ async function runProbe(tt: Test, kind: DaemonKind, fixture: string, v: Variant 
     extraArgs: kind === 'reference' ? ['-o', 'cache=auto', ...v.refArgs] : ['--cache=auto', ...v.oursArgs],
   });
   daemons.push(d);
+  // Ours runs the way an operator starts it (as root: the namespace sandbox, seccomp kill): look at its
+  // confinement from the host while the guest runs the probe (docs/sandbox.md).
+  let confined: Confinement | null = null;
   const result = await runGuest({
     socketPath: sock,
     tag: TAG,
@@ -315,8 +318,10 @@ async function runProbe(tt: Test, kind: DaemonKind, fixture: string, v: Variant 
     files: { fsprobe: fs.readFileSync(probe as string) },
     onLine: (l) => {
       if (process.env.VIRTIOFSD_TS_E2E_VERBOSE) console.error(`[${kind}] ${l}`);
+      if (kind === 'ours' && confined === null && l.includes('@@STEP ')) confined = confinementOf(d.pid, share);
     },
   });
+  if (kind === 'ours' && v === ALL_CHECKS && process.getuid?.() === 0) checkConfinement(tt, confined, d);
   if (kind === 'ours') await d.stop(10000);
   else await Promise.race([d.exited, new Promise((r) => setTimeout(r, 10000))]).then(() => d.stop(2000));
   tt.comment(`${kind}${v.name}: guest ran ${(result.durationMs / 1000).toFixed(1)} s`);
@@ -339,6 +344,48 @@ async function runProbe(tt: Test, kind: DaemonKind, fixture: string, v: Variant 
     tt.ok(steps.get(s)?.ok, `${kind}: ${s}`, steps.get(s)?.ok ? {} : { step: steps.get(s), ...diag });
   }
   return { kind, share, result, steps };
+}
+
+interface Confinement {
+  pid: number;
+  threads: number;
+  /** threads whose CapEff, CapBnd, NoNewPrivs or Seccomp differ from the expected */
+  off: string[];
+  rootIsShare: boolean;
+  ownMntNs: boolean;
+  ownPidNs: boolean;
+}
+
+/** The file server's capability set as /proc prints it (src/sandbox/caps.ts DEFAULT_CAPS). */
+const SANDBOX_CAPS = '00000000880000df';
+
+function confinementOf(pid: number, share: string): Confinement {
+  const off: string[] = [];
+  const tids = fs.readdirSync(`/proc/${pid}/task`);
+  for (const tid of tids) {
+    const st = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    const f = (k: string): string => new RegExp(`^${k}:\\s+(\\S+)`, 'm').exec(st)?.[1] ?? '?';
+    const got = [f('CapEff'), f('CapBnd'), f('NoNewPrivs'), f('Seccomp')];
+    if (got.join() !== [SANDBOX_CAPS, SANDBOX_CAPS, '1', '2'].join()) off.push(`${tid}: ${got.join(' ')}`);
+  }
+  return {
+    pid,
+    threads: tids.length,
+    off,
+    rootIsShare: fs.statSync(`/proc/${pid}/root`).ino === fs.statSync(share).ino && fs.readdirSync(`/proc/${pid}/root`).length === fs.readdirSync(share).length,
+    ownMntNs: fs.readlinkSync(`/proc/${pid}/ns/mnt`) !== fs.readlinkSync('/proc/self/ns/mnt'),
+    ownPidNs: fs.readlinkSync(`/proc/${pid}/ns/pid`) !== fs.readlinkSync('/proc/self/ns/pid'),
+  };
+}
+
+function checkConfinement(tt: Test, c: Confinement | null, d: DaemonHandle): void {
+  tt.ok(c !== null, 'ours: its confinement was read while the guest ran the probe');
+  if (c === null) return;
+  tt.not(c.pid, d.spawnedPid, 'ours: the serving process is the launcher\'s child');
+  tt.same(c.off, [], `ours: all ${c.threads} threads: CapEff = CapBnd = ${SANDBOX_CAPS}, NoNewPrivs 1, Seccomp 2 (filter)`);
+  tt.ok(c.rootIsShare, 'ours: /proc/PID/root is the share');
+  tt.ok(c.ownMntNs && c.ownPidNs, 'ours: mount and pid namespaces of its own');
+  tt.match(d.logs(), /seccomp filter installed on every thread \(--seccomp=kill\)/, 'ours: seccomp kill');
 }
 
 function table(ref: Steps | null, ours: Steps): string {

@@ -31,7 +31,7 @@ t.test('--help, --version, --print-capabilities', async (t) => {
   t.match(v.stdout, /^virtiofsd-ts \d+\.\d+\.\d+/);
   const c = run(['--print-capabilities']);
   t.equal(c.status, 0);
-  t.same(JSON.parse(c.stdout), { type: 'fs' });
+  t.same(JSON.parse(c.stdout), { type: 'fs', features: ['separate-options'] }, 'what libvirt reads: options as --name=value, no migration');
 });
 
 t.test('--fd: serves an inherited listening socket; SIGTERM exits 0', async (t) => {

@@ -26,10 +26,12 @@ t.test('virtiofsd spellings are accepted', async (t) => {
     [['--socket-path=/s', '--shared-dir=/d', '--sandbox=none', '--seccomp=none'], {}],
     [['--socket-path=/s', '--shared-dir=/d'], { xattr: false, syslog: false }],
     [['--socket-path=/s', '--shared-dir=/d', '--syslog'], { syslog: true }],
-    [['--socket-path=/s', '--shared-dir=/d'], { announceSubmounts: false }],
+    [['--socket-path=/s', '--shared-dir=/d'], { announceSubmounts: true }],
+    [['--socket-path=/s', '--shared-dir=/d', '--no-announce-submounts'], { announceSubmounts: false }],
+    [['--socket-path=/s', '-o', 'source=/d,no_announce_submounts'], { announceSubmounts: false }],
     [['--socket-path=/s', '--shared-dir=/d', '--announce-submounts'], { announceSubmounts: true, ignored: [] }],
     [['--socket-path=/s', '-o', 'source=/d,announce_submounts'], { announceSubmounts: true, ignored: [] }],
-    [['--socket-path=/s', '-o', 'source=/d,posix_lock,no_flock'], { announceSubmounts: false, ignored: ['-o posix_lock'] }],
+    [['--socket-path=/s', '-o', 'source=/d,posix_lock,no_flock'], { announceSubmounts: true, ignored: ['-o posix_lock'] }],
     [['--socket-path=/s', '--shared-dir=/d', '--xattr'], { xattr: true }],
     [['--socket-path=/s', '-o', 'source=/d,xattr'], { sharedDir: '/d', xattr: true }],
     [['--socket-path=/s', '-o', 'source=/d,xattr', '-o', 'no_xattr'], { xattr: false }],
@@ -42,7 +44,7 @@ t.test('virtiofsd spellings are accepted', async (t) => {
   t.same(parseArgs(['--socket-path=/s', '--shared-dir=/d', '--preserve-noatime']).ignored, ['--preserve-noatime'], 'no-effect options are recorded for a log line');
   const locks = parseArgs(['--socket-path=/s', '-o', 'source=/d,posix_lock,no_flock,no_posix_lock,flock']);
   t.same(locks.ignored, ['-o posix_lock', '-o flock'], 'lock options asking for forwarding are noted; the no_ ones are what we do');
-  t.equal(locks.announceSubmounts, false, 'lock options do not touch other settings');
+  t.equal(locks.announceSubmounts, true, 'lock options do not touch other settings');
 });
 
 t.test('bad options are usage errors (exit code 2) with a message naming the problem', async (t) => {
