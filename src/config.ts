@@ -137,9 +137,9 @@ Confinement (docs/sandbox.md):
                            chroot into it; none: unconfined (a non-root user without --sandbox)
   --modcaps=+CAP,-CAP      change the capabilities kept once confined (default: chown,dac_override,
                            dac_read_search,fowner,fsetid,setgid,setuid,mknod,setfcap; also ':'-separated)
-  --seccomp=ACTION         kill (default)|log|trap|none: what a system call outside the daemon's
-                           allowlist does (kill the process, log it and let it run, print it and die
-                           of SIGSYS; docs/seccomp.md)
+  --seccomp=ACTION         kill|log|trap|none: what a system call outside the daemon's allowlist
+                           does (kill the process, log it and let it run, print it and die of
+                           SIGSYS); default kill (docs/seccomp.md)
 Accepted for compatibility with virtiofsd, without effect here:
   --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
   --security-label, --preserve-noatime,

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { repoRoot } from '../../harness/locations.js';
-import { startDaemon } from '../../harness/index.js';
+import { servingChild, startDaemon } from '../../harness/index.js';
 import { USAGE, parseArgs } from '../../src/config.js';
 import { Errno } from '../../src/errors.js';
 import { RequestBuilder, parseReply } from '../../src/frontend/fuse-requests.js';
@@ -153,8 +153,10 @@ t.test('the daemon under --seccomp=kill serves every workload, metrics, syslog, 
   t.match(await logged(/seccomp filter installed on every thread/), /seccomp filter installed on every thread \(--seccomp=kill\)/);
   const port = await metricsPort((re) => logged(re));
 
-  const tasks = fs.readdirSync(`/proc/${daemon.pid}/task`);
-  const unfiltered = tasks.filter((tid) => !/^Seccomp:\s*2$/m.test(fs.readFileSync(`/proc/${daemon.pid}/task/${tid}/status`, 'utf8')));
+  // (as root the daemon runs in the namespace sandbox: the serving process is the launcher's child)
+  const pid = servingChild(daemon.pid!) ?? daemon.pid!;
+  const tasks = fs.readdirSync(`/proc/${pid}/task`);
+  const unfiltered = tasks.filter((tid) => !/^Seccomp:\s*2$/m.test(fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')));
   t.same(unfiltered, [], `all ${tasks.length} threads of the daemon filtered`);
 
   const workloads = 'mixed,readdir,create-unlink,open-close,getattr,lookup,lookup-miss,read-rand,write-seq';
