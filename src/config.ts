@@ -140,11 +140,10 @@ Confinement (docs/sandbox.md):
   --seccomp=ACTION         kill|log|trap|none: what a system call outside the daemon's allowlist
                            does (kill the process, log it and let it run, print it and die of
                            SIGSYS); default kill (docs/seccomp.md)
-Accepted for compatibility with virtiofsd, without effect here:
-  --inode-file-handles, --killpriv-v2, --no-killpriv-v2,
-  --security-label, --preserve-noatime,
-  -o flock|no_flock|posix_lock|no_posix_lock|killpriv_v2.
-Not supported yet (refused): --uid-map, --gid-map (rootless mode).
+Accepted for compatibility with virtiofsd: --killpriv-v2 (always on here); without effect here:
+  --inode-file-handles, --preserve-noatime, -o flock|no_flock|posix_lock|no_posix_lock.
+Not supported yet (refused): --uid-map, --gid-map (rootless mode), --security-label,
+  --no-killpriv-v2.
 `;
 
 function parseCache(v: string, where: string): CacheMode {
@@ -220,10 +219,12 @@ const FLAGS: Record<string, (c: Config) => void> = {
   'announce-submounts': (c) => { c.announceSubmounts = true; },
   'no-announce-submounts': (c) => { c.announceSubmounts = false; },
   syslog: (c) => { c.syslog = true; },
-  'killpriv-v2': (c) => { c.ignored.push('--killpriv-v2'); },
-  'no-killpriv-v2': () => {},
+  'killpriv-v2': () => {},
+  'no-killpriv-v2': () => { throw noKillprivOff('--no-killpriv-v2'); },
   'allow-direct-io': (c) => { c.allowDirectIo = true; },
-  'security-label': (c) => { c.ignored.push('--security-label'); },
+  'security-label': () => {
+    throw new UsageError('--security-label: security contexts for SELinux guests (FUSE_SECURITY_CTX) are not supported yet');
+  },
   'preserve-noatime': (c) => { c.ignored.push('--preserve-noatime'); },
   foreground: () => {},
 };
@@ -263,8 +264,10 @@ function applyDashO(c: Config, list: string): void {
       case 'no_announce_submounts': noVal(); c.announceSubmounts = false; break;
       // locks stay in the guest: what no_flock/no_posix_lock ask for, so only the positive ones are noted
       case 'no_flock': case 'no_posix_lock': noVal(); break;
+      // killpriv_v2 is always negotiated (the caller's identity: set-id bits cleared on write, truncate, chown)
+      case 'killpriv_v2': noVal(); break;
+      case 'no_killpriv_v2': throw noKillprivOff('-o no_killpriv_v2');
       case 'flock': case 'posix_lock':
-      case 'killpriv_v2': case 'no_killpriv_v2':
       case 'norace': case 'writeback_cache':
         noVal(); c.ignored.push(`-o ${key}`); break;
       case 'timeout': c.timeout = parseTimeout(need()); break;
@@ -294,6 +297,10 @@ function setXattrMap(c: Config, v: string, where: string): void {
 function nonEmpty(v: string, name: string): string {
   if (v === '') throw new UsageError(`${name}: needs a value`);
   return v;
+}
+
+function noKillprivOff(opt: string): UsageError {
+  return new UsageError(`${opt}: killpriv_v2 is always on here (set-user-ID and set-group-ID bits are cleared as the kernel would); it cannot be turned off`);
 }
 
 function sandboxMode(v: string, name: string): SandboxMode {

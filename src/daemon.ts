@@ -163,7 +163,7 @@ export class Daemon {
     this.listener = new VhostUserListener(device, { socketPath: cfg.socketPath, fd: cfg.fd, socketGid, log, stats: this.vhostStats });
     this.listener.listen();
     // Everything the daemon reaches by path is open by now: confine it (src/sandbox/).
-    enterSandbox(cfg.sandbox, dir, this.fs.procFd, cfg.caps, log);
+    enterSandbox(cfg.sandbox, dir, { root: this.fs.rootFd, procSelf: this.fs.procFd }, cfg.caps, log);
     if (cfg.sandbox !== 'none') sealSyslogPath();
     log.info(
       `serving ${dir} (cache=${cfg.cache}, writeback=${cfg.writeback ? 'on' : 'off'}, xattr=${cfg.xattr ? 'on' : 'off'}, ` +

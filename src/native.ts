@@ -277,8 +277,11 @@ export interface Native {
   sandboxSpawn(execPath: string, argv: string[], env: string[], flags: number, mountProc: boolean, keepFds: number[]): number;
   /** Resolves once the child has ended: its exit code, the signal that ended it, or the errno of waitpid. */
   waitChild(pid: number): Promise<{ code?: number; signal?: number; errno?: number }>;
-  /** `dir` becomes the root of every thread: pivot_root (old root detached) if `pivot`, else chroot. */
-  enterRoot(dir: string, pivot: boolean): 0 | SandboxFailure;
+  /**
+   * `dir` becomes the root of every thread: pivot_root (old root detached) if `pivot`, else chroot.
+   * After a pivot, `rootFd` (an fd of dir opened before; -1: none) is made to name the new root.
+   */
+  enterRoot(dir: string, pivot: boolean, rootFd: number): 0 | SandboxFailure;
   /**
    * Every thread keeps only the capabilities `keep` (lo, hi 32 bits) and gets no_new_privs, by a
    * signal broadcast; `procSelfFd` is an fd of /proc/self/fd. The thread count or a failure.

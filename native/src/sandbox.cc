@@ -200,14 +200,16 @@ Napi::Value NativeAddon::WaitChild(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// enterRoot(dir, pivot): make `dir` this process's root. pivot (in a mount namespace of our own):
+// enterRoot(dir, pivot, rootFd): make `dir` this process's root (rootFd, an O_PATH fd of dir, then names
+// the new root). pivot (in a mount namespace of our own):
 // bind dir onto itself, pivot_root into it and detach the old root, so nothing of the host's tree is
 // reachable by path; otherwise chroot. Every thread shares the root (CLONE_FS), so all move at once.
 // Returns 0 or {step, errno}.
 Napi::Value NativeAddon::EnterRoot(const Napi::CallbackInfo& info) {
   std::string dir;
   Flag pivot;
-  ARGS_OR_THROW(args(info, dir, pivot));
+  int32_t rootFd;
+  ARGS_OR_THROW(args(info, dir, pivot, rootFd));
   Napi::Env env = info.Env();
   if (pivot.on) {
     if (mount(dir.c_str(), dir.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) return failure(env, "bind mount", errno);
@@ -215,6 +217,19 @@ Napi::Value NativeAddon::EnterRoot(const Napi::CallbackInfo& info) {
     // pivot_root(".", "."): the old root ends up stacked on the new one, where umount2 detaches it.
     if (syscall(SYS_pivot_root, ".", ".") != 0) return failure(env, "pivot_root", errno);
     if (umount2(".", MNT_DETACH) != 0) return failure(env, "umount2(old root)", errno);
+    // The share's fd opened before (node id 1) is in the old tree, now detached with every mount below
+    // it: through it a mount inside the share would show its empty mount point. It becomes the new root
+    // (the same directory, with its submounts) under the same fd number, which every table holds.
+    if (rootFd >= 0) {
+      int nfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (nfd < 0) return failure(env, "open(/)", errno);
+      if (dup3(nfd, rootFd, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(nfd);
+        return failure(env, "dup3(root)", e);
+      }
+      close(nfd);
+    }
   } else {
     if (chdir(dir.c_str()) != 0) return failure(env, "chdir", errno);
     if (chroot(".") != 0) return failure(env, "chroot", errno);

@@ -88,6 +88,11 @@ export class Passthrough implements FileSystem {
     this.ownedRootFd = -1;
   }
 
+  /** The share root's fd (node id 1) for the session owner; -1 otherwise. */
+  get rootFd(): number {
+    return this.ownedRootFd;
+  }
+
   get procFd(): number {
     return this.c.procSelfFd;
   }

@@ -96,14 +96,16 @@ function failed(what: string, f: SandboxFailure): Error {
 
 /**
  * Confine this process: `dir` becomes the root of every thread (pivot_root in the launcher's child,
- * chroot otherwise), then every thread keeps only `caps` and gets no_new_privs. procSelfFd is an fd of
- * /proc/self/fd opened before (/proc is out of reach afterwards). Throws if any step fails: the daemon
+ * chroot otherwise), then every thread keeps only `caps` and gets no_new_privs. fds.root is the share's
+ * fd opened before (it names the new root afterwards), fds.procSelf an fd of /proc/self/fd opened
+ * before (/proc is out of reach afterwards). Throws if any step fails: the daemon
  * must not serve half confined.
  */
-export function enterSandbox(mode: SandboxMode, dir: string, procSelfFd: number, caps: readonly string[], log: Logger): void {
+export function enterSandbox(mode: SandboxMode, dir: string, fds: { root: number; procSelf: number }, caps: readonly string[], log: Logger): void {
   if (mode === 'none') return;
+  const procSelfFd = fds.procSelf;
   if (mode === 'namespace' && !isLaunched()) throw new Error('sandbox: not in the namespaces the launcher makes; refusing to pivot_root');
-  const r = native.enterRoot(dir, mode === 'namespace');
+  const r = native.enterRoot(dir, mode === 'namespace', fds.root);
   if (r !== 0) throw failed(`cannot make ${dir} the root`, r);
   const { lo, hi } = capMask(caps);
   const n = native.dropCaps(procSelfFd, lo, hi);

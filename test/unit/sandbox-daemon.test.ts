@@ -43,7 +43,7 @@ function setup(t: Test): { tmp: string; share: string; sock: string } {
   return { tmp, share, sock };
 }
 
-t.test('--modcaps and --sandbox parse; bad values are usage errors', async (t) => {
+t.test('--modcaps and --sandbox parse; bad values and what we cannot do are usage errors', async (t) => {
   t.same(parseArgs(['--socket-path=/s', '--shared-dir=/d']).caps, [...DEFAULT_CAPS], 'the default set');
   t.equal(parseArgs(['--socket-path=/s', '--shared-dir=/d']).sandbox, 'namespace', 'namespace by default');
   t.same(applyModcaps('+sys_admin:-mknod'), ['chown', 'dac_override', 'dac_read_search', 'fowner', 'fsetid', 'setgid', 'setuid', 'sys_admin', 'setfcap']);
@@ -52,11 +52,15 @@ t.test('--modcaps and --sandbox parse; bad values are usage errors', async (t) =
   t.notOk(parseArgs(['--socket-path=/s', '-o', 'source=/d,modcaps=-mknod']).caps.includes('mknod'));
   t.equal(maskOf(DEFAULT_CAPS), 0x880000dfn, 'the default set as the kernel prints it');
   t.equal(CAP.checkpoint_restore, 40);
+  t.same(parseArgs(['--socket-path=/s', '--shared-dir=/d', '--killpriv-v2']).ignored, [], '--killpriv-v2: what we do anyway');
   for (const [bad, msg] of [
     ['--modcaps=+bogus', /unknown capability 'bogus'/],
     ['--modcaps=sys_admin', /starts with \+ \(keep\) or - \(drop\)/],
     ['--modcaps=', /empty/],
     ['--sandbox=jail', /invalid value 'jail'/],
+    // what we cannot do is refused, never accepted in silence
+    ['--security-label', /--security-label: security contexts for SELinux guests \(FUSE_SECURITY_CTX\) are not supported yet/],
+    ['--no-killpriv-v2', /killpriv_v2 is always on here/],
   ] as const) {
     const r = spawnSync(process.execPath, [BIN, '--socket-path=/tmp/x.sock', '--shared-dir=/tmp', bad], { encoding: 'utf8' });
     t.equal(r.status, 2, `${bad}: exit 2`);
@@ -80,6 +84,13 @@ t.test('a non-root user: --sandbox is refused, without it the daemon warns that 
 
 t.test('namespace (the default as root): confined, serving, and a clean stop', { skip: root ? false : 'needs root' }, async (t) => {
   const { share, sock } = setup(t);
+  // a file system mounted inside the share before the start: still served after the pivot (the share's
+  // fd opened before it must name the new root, not the detached old tree where the mount is gone)
+  const sub = path.join(share, 'sub');
+  fs.mkdirSync(sub);
+  t.equal(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'vfsd-sbx', sub]).status, 0, 'a tmpfs inside the share');
+  t.teardown(() => spawnSync('umount', ['-l', sub]));
+  fs.writeFileSync(path.join(sub, 'inner.txt'), 'on the submount\n');
   const daemon = await startDaemon('ours', { sharedDir: share, socketPath: sock, extraArgs: ['--thread-pool-size=2'] });
   t.teardown(() => daemon.stop());
   t.not(daemon.pid, daemon.spawnedPid, 'the daemon is the launcher\'s child');
@@ -107,6 +118,9 @@ t.test('namespace (the default as root): confined, serving, and a clean stop', {
   t.equal(open.error, 0, 'OPEN');
   const read = await call(rb.read(node, open.view.getBigUint64(0, true), 0n, 100), 16 + 100);
   t.equal(Buffer.from(read.data).toString(), 'hello from the host\n', 'READ returns the host file');
+  const subDir = await call(rb.lookup(1n, 'sub'));
+  t.equal(subDir.error, 0, 'LOOKUP of the submount');
+  t.equal((await call(rb.lookup(subDir.view.getBigUint64(0, true), 'inner.txt'))).error, 0, 'a file on the submount is there');
   const made = await call(rb.mkdir(1n, 'made-in-sandbox', 0o755));
   t.equal(made.error, 0, 'MKDIR');
   t.ok(fs.statSync(path.join(share, 'made-in-sandbox')).isDirectory(), 'the directory is in the share on the host');
