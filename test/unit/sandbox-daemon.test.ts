@@ -121,6 +121,8 @@ t.test('namespace (the default as root): confined, serving, and a clean stop', {
   const subDir = await call(rb.lookup(1n, 'sub'));
   t.equal(subDir.error, 0, 'LOOKUP of the submount');
   t.equal((await call(rb.lookup(subDir.view.getBigUint64(0, true), 'inner.txt'))).error, 0, 'a file on the submount is there');
+  t.equal((await call(rb.create(subDir.view.getBigUint64(0, true), 'new.txt', 0o101 /* O_WRONLY|O_CREAT */, 0o644))).error, 0, 'CREATE on the submount');
+  t.ok(fs.existsSync(path.join(sub, 'new.txt')), 'the new file is on the submount on the host');
   const made = await call(rb.mkdir(1n, 'made-in-sandbox', 0o755));
   t.equal(made.error, 0, 'MKDIR');
   t.ok(fs.statSync(path.join(share, 'made-in-sandbox')).isDirectory(), 'the directory is in the share on the host');
