@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Config, resolveGroup } from './config.js';
 import type { Logger } from './log.js';
-import { errnoName, native } from './native.js';
+import { errnoName, native, selfStatusKib } from './native.js';
 import type { WorkerInit } from './worker-init.js';
 import { describeFault, GuestMemoryFaults } from './memory/faults.js';
 import { MAX_MEM_SLOTS, sharedBuffer } from './memory/guest-memory.js';
@@ -257,11 +257,7 @@ export class Daemon {
 
 /** VmRSS of this process in KiB (/proc/self/status, through the addon: it works in the sandbox); -1 without /proc. */
 function rssKib(): number {
-  const buf = Buffer.alloc(8192);
-  const n = native.procSelfRead(Buffer.from('status'), buf);
-  if (n < 0) return -1;
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(buf.toString('utf8', 0, n));
-  return m ? Number(m[1]) : -1;
+  return selfStatusKib('VmRSS');
 }
 
 /** Open descriptors of this process; -1 without /proc. */

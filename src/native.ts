@@ -343,6 +343,20 @@ export const C: NativeConstants = raw.constants;
 const ERRNO_BY_NUMBER = new Map<number, string>(Object.entries(C.errno).map(([k, v]) => [v, k]));
 
 /** 'ENOENT' for 2; 'errno 200' for a number the addon does not name. */
+const STATUS_NAME = Buffer.from('status');
+const statusBuf = Buffer.alloc(8192);
+
+/**
+ * A `kB` field of /proc/self/status (VmRSS, VmSize, VmData...) in KiB, read through procSelfRead (it
+ * works inside the sandbox, where /proc has no path); -1 when it cannot be read or is not there.
+ */
+export function selfStatusKib(field: string): number {
+  const n = native.procSelfRead(STATUS_NAME, statusBuf);
+  if (n < 0) return -1;
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(statusBuf.toString('latin1', 0, n));
+  return m ? Number(m[1]) : -1;
+}
+
 export function errnoName(e: number): string {
   return ERRNO_BY_NUMBER.get(e) ?? `errno ${e}`;
 }

@@ -6,14 +6,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { C, native } from './native.js';
-
-/** struct fuse_attr offsets in statAt's output: st_ino, st_mode, then st_dev after the attr */
-const INO = 0;
-const MODE = 60;
-const DEV = 88;
-const S_IFMT = 0o170000;
-const S_IFSOCK = 0o140000;
+import { AttrOff } from './abi/fuse.js';
+import { S_IFMT, S_IFSOCK } from './abi/stat.js';
+import { C, STAT_OUT_SIZE, native } from './native.js';
 
 export class SocketFile {
   private constructor(
@@ -53,9 +48,9 @@ export class SocketFile {
 
 /** The socket's inode and device at dirFd/name, or null when that is no socket (or absent). */
 function stat(dirFd: number, name: Uint8Array): { ino: bigint; dev: bigint } | null {
-  const out = new Uint8Array(96);
+  const out = new Uint8Array(STAT_OUT_SIZE);
   if (native.statAt(dirFd, name, C.AT_SYMLINK_NOFOLLOW, out) < 0) return null;
   const v = new DataView(out.buffer);
-  if ((v.getUint32(MODE, true) & S_IFMT) !== S_IFSOCK) return null;
-  return { ino: v.getBigUint64(INO, true), dev: v.getBigUint64(DEV, true) };
+  if ((v.getUint32(AttrOff.mode, true) & S_IFMT) !== S_IFSOCK) return null;
+  return { ino: v.getBigUint64(AttrOff.ino, true), dev: v.getBigUint64(AttrOff.dev, true) };
 }

@@ -6,15 +6,12 @@
  * docs/metrics.md (labels take bounded values only: opcode, errno, queue and worker numbers).
  */
 import { opcodeName } from '../abi/fuse.js';
-import { errnoName } from '../native.js';
+import { errnoName, native, selfStatusKib } from '../native.js';
 import {
   BUCKETS, ERR_AT, ERRNO_SLOTS, LATENCY_BOUNDS, O, OP_AT, OP_STRIDE, OPCODE_SLOTS, Q, QUEUE_AT, QUEUE_SLOTS, QUEUE_STRIDE, W,
   WORKER_SLOTS,
 } from './counters.js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { native } from '../native.js';
-
-const STATUS = Buffer.from('status');
 
 /** A queue as the control plane sees it at scrape time. */
 export interface QueueSnapshot {
@@ -219,11 +216,9 @@ export function buildRegistry(src: MetricsSources): Registry {
     const n = native.procFdCount();
     return n < 0 ? [] : one(n);
   });
-  const status = Buffer.alloc(8192);
   const statusKib = (field: string): Sample[] => {
-    const n = native.procSelfRead(STATUS, status);
-    const m = n < 0 ? null : new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status.toString('latin1', 0, n));
-    return m ? one(Number(m[1]) * 1024) : [];
+    const kib = selfStatusKib(field);
+    return kib < 0 ? [] : one(kib * 1024);
   };
   add('process_resident_memory_bytes', 'Resident memory size in bytes.', 'gauge', () => statusKib('VmRSS'));
   add('process_virtual_memory_bytes', 'Virtual memory size in bytes.', 'gauge', () => statusKib('VmSize'));

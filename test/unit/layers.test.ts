@@ -16,7 +16,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   'package-root': [],
   native: ['package-root'],
   // a socket file removed through its directory (safe once the sandbox has moved the root)
-  'socket-file': ['native'],
+  'socket-file': ['abi', 'native'],
   // namespaces, the new root, capabilities (the launcher and the move into the sandbox)
   sandbox: ['errors', 'log', 'native'],
   syslog: ['log', 'native'],
