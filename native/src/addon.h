@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -289,6 +290,37 @@ static inline long closeAfterError(int fd) {
   int e = errno;
   close(fd);
   return -e;
+}
+
+// An unsigned number in decimal into out (room for 10 digits); its length. Async-signal-safe: the
+// launcher child before execve and the SIGSYS handler format numbers with it.
+static inline size_t formatDecimal(char* out, uint32_t v) {
+  char rev[10];
+  size_t n = 0;
+  do {
+    rev[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  for (size_t i = 0; i < n; i++) out[i] = rev[n - 1 - i];
+  return n;
+}
+
+// Every entry of the directory open at fd, from where it is, as fn(name); 0 or -errno. The raw
+// getdents64 records (struct linux_dirent64: d_reclen at 16, d_name at 19), no allocation.
+template <class Fn>
+static inline long forEachDirent(int fd, Fn fn) {
+  alignas(8) char buf[4096];
+  for (;;) {
+    long n = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+    if (n < 0) return -errno;
+    if (n == 0) return 0;
+    for (long off = 0; off < n;) {
+      uint16_t reclen;
+      memcpy(&reclen, buf + off + 16, 2);
+      fn(static_cast<const char*>(buf + off + 19));
+      off += reclen;
+    }
+  }
 }
 
 // Little-endian stores into an output buffer (the FUSE structs statAt and fstatfs fill).

@@ -10,7 +10,6 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 #include <linux/openat2.h>
-#include <dirent.h>
 
 #ifndef SYS_faccessat2
 #define SYS_faccessat2 439
@@ -242,24 +241,12 @@ Napi::Value NativeAddon::ProcFdCount(const Napi::CallbackInfo& info) {
   int dir = procSelfFd.load(std::memory_order_relaxed);
   int fd = dir >= 0 ? openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return num(info.Env(), -errno);
-  alignas(8) char buf[4096];
   long count = 0;
-  for (;;) {
-    long n = syscall(SYS_getdents64, fd, buf, sizeof(buf));
-    if (n < 0) {
-      int e = errno;
-      close(fd);
-      return num(info.Env(), -e);
-    }
-    if (n == 0) break;
-    for (long off = 0; off < n;) {
-      auto* d = reinterpret_cast<struct dirent64*>(buf + off);
-      if (d->d_name[0] != '.') count++;
-      off += d->d_reclen;
-    }
-  }
+  long r = forEachDirent(fd, [&count](const char* name) {
+    if (name[0] != '.') count++;
+  });
   close(fd);
-  return num(info.Env(), static_cast<double>(count - 1));
+  return num(info.Env(), r < 0 ? static_cast<double>(r) : static_cast<double>(count - 1));
 }
 
 }  // namespace virtiofsd

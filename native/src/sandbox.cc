@@ -11,7 +11,6 @@
 
 #include "addon.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <sched.h>
@@ -50,14 +49,9 @@ void writeAll(const char* s) {
 }
 
 void writeErrno(int e) {
-  char buf[16];
-  int i = sizeof(buf) - 1;
-  buf[i] = 0;
-  do {
-    buf[--i] = static_cast<char>('0' + e % 10);
-    e /= 10;
-  } while (e > 0 && i > 0);
-  writeAll(buf + i);
+  char buf[12];
+  buf[formatDecimal(buf, static_cast<uint32_t>(e))] = 0;
+  writeAll(buf);
 }
 
 [[noreturn]] void childFail(const char* step) {
@@ -287,17 +281,11 @@ void onDropSignal(int) {
 bool listTasks(int taskFd, std::vector<int>& out) {
   out.clear();
   if (lseek(taskFd, 0, SEEK_SET) != 0) return false;
-  alignas(8) char buf[4096];
-  for (;;) {
-    long n = syscall(SYS_getdents64, taskFd, buf, sizeof(buf));
-    if (n < 0) return false;
-    if (n == 0) return true;
-    for (long off = 0; off < n;) {
-      auto* d = reinterpret_cast<struct dirent64*>(buf + off);
-      if (d->d_name[0] >= '0' && d->d_name[0] <= '9') out.push_back(atoi(d->d_name));
-      off += d->d_reclen;
-    }
-  }
+  long r = forEachDirent(taskFd, [&out](const char* name) {
+    if (name[0] >= '0' && name[0] <= '9') out.push_back(atoi(name));
+  });
+  if (r < 0) errno = static_cast<int>(-r);
+  return r == 0;
 }
 
 // A thread's CapEff and CapBnd, from /proc/self/task/TID/status; false if it has gone.

@@ -172,14 +172,7 @@ void onSigsys(int sig, siginfo_t* si, void*) {
   static const char kHead[] = "virtiofsd-ts: seccomp: blocked system call ";
   size_t len = sizeof kHead - 1;
   memcpy(line, kHead, len);
-  char digits[12];
-  size_t nd = 0;
-  unsigned v = static_cast<unsigned>(si->si_syscall);
-  do {
-    digits[nd++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0 && nd < sizeof digits);
-  while (nd > 0) line[len++] = digits[--nd];
+  len += formatDecimal(line + len, static_cast<uint32_t>(si->si_syscall));
   line[len++] = '\n';
   ssize_t w = write(STDERR_FILENO, line, len);
   (void)w;
