@@ -4,7 +4,7 @@
  * a node id. The confinement rules these helpers keep are stated in src/fs/passthrough.ts.
  */
 import { ATTR_SIZE, AttrOff, FUSE_ATTR_SUBMOUNT } from '../../abi/fuse.js';
-import { S_IFDIR, S_IFMT, S_IFREG } from '../../abi/stat.js';
+import { S_IFDIR, S_IFMT, S_IFREG, S_ISGID, S_ISUID } from '../../abi/stat.js';
 import { Errno } from '../../errors.js';
 import { C, STAT_OUT_SIZE, native } from '../../native.js';
 import type { Ctx, Entry, Opened } from '../filesystem.js';
@@ -14,9 +14,7 @@ import type { XattrPolicy } from '../xattrmap.js';
 export const RESOLVE = C.RESOLVE_BENEATH | C.RESOLVE_NO_MAGICLINKS | C.RESOLVE_NO_SYMLINKS;
 export const PATH_FLAGS = C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC;
 export const STAT_FLAGS = C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW;
-/** st_mode's set-user-ID, set-group-ID and group-execute bits (inode(7)) */
-const S_ISUID = 0o4000;
-const S_ISGID = 0o2000;
+/** st_mode's group-execute bit (inode(7)) */
 const S_IXGRP = 0o0010;
 
 /** the empty name, for AT_EMPTY_PATH calls on an inode's own O_PATH fd */

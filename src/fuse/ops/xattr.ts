@@ -7,6 +7,7 @@ import {
   AttrOff, FUSE_POSIX_ACL, FUSE_SETXATTR_EXT, GETXATTR_IN_SIZE, IN_HEADER_SIZE, OUT_HEADER_SIZE, SETXATTR_IN_SIZE, XATTR_CREATE,
   XATTR_LIST_MAX, XATTR_REPLACE, XATTR_SIZE_MAX, decodeGetxattrIn, decodeSetxattrIn,
 } from '../../abi/fuse.js';
+import { S_ISGID } from '../../abi/stat.js';
 import { Errno } from '../../errors.js';
 import { POSIX_ACL_ACCESS, isPosixAclName } from '../../fs/xattrmap.js';
 import { need, xattrName } from '../args.js';
@@ -21,8 +22,6 @@ const NO_BYTES = new Uint8Array(0);
 const SETXATTR_IN_EXT_SIZE = 16;
 /** setxattr_flags: the caller may not keep the file's set-group-ID bit (fuse.h 7.33) */
 const FUSE_SETXATTR_ACL_KILL_SGID = 1 << 0;
-/** st_mode's set-group-ID bit (linux/stat.h) */
-const S_ISGID = 0o2000;
 
 export const setxattr: Handler = (s, q) => {
   if (!s.xattr) return errorReply(q, -Errno.ENOSYS);
