@@ -33,7 +33,9 @@ export async function queueStress(n: number): Promise<QueueStressResult> {
   const { vq, L } = lb;
   lb.setup(Q, { size: 64, eventIdx: true, slots: SLOTS, slotBytes: 4096 });
   lb.writeShape(SHAPE, [{ off: 0, len: 64, write: false }, { off: 2048, len: 64, write: true }]);
-  const stop = new Int32Array(new SharedArrayBuffer(4));
+  // [0] stop, [1] workers ready: the driver starts once both poll the ring, so that neither can serve
+  // every chain before the other thread has even loaded its module (a loaded 2-core host)
+  const stop = new Int32Array(new SharedArrayBuffer(8));
   const url = new URL('../../src/virtio/wasm.js', import.meta.url).href;
   const code = `
     const { workerData, parentPort } = require('node:worker_threads');
@@ -43,6 +45,7 @@ export async function queueStress(n: number): Promise<QueueStressResult> {
       const q = workerData.q;
       let served = 0;
       let error = '';
+      Atomics.add(workerData.stop, 1, 1);
       while (Atomics.load(workerData.stop, 0) === 0) {
         const head = vq.queuePop(q);
         if (head === -1) {
@@ -72,6 +75,7 @@ export async function queueStress(n: number): Promise<QueueStressResult> {
   let bad = 0;
   const reapList = L.DRV_REAP + Q * L.DRV_REAP_MAX * 8;
   const deadline = Date.now() + 60_000;
+  while (Atomics.load(stop, 1) < workers.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   while (reaped < n && Date.now() < deadline) {
     while (free.length > 0 && made < n) {
       const slot = free.pop()!;
