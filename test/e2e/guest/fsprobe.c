@@ -8,6 +8,7 @@
  *     @@STEP name ok@@            or    @@STEP name FAIL detail@@
  * (the format of parseSteps in test/e2e/harness.ts). Files named hc-* are left in DIR for the host to
  * verify (see functional.test.ts). Exit status: the number of failed checks (capped at 125).
+ * `fsprobe --do OP ARGS` runs one operation instead (see do_cmd below; test/e2e/ids-xattrs.test.ts).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -1748,8 +1749,193 @@ static void sanitize(char *s) {
     if (*s == '@' || *s == '\n' || *s == '\r' || (unsigned char)*s < 0x20) *s = ' ';
 }
 
+/* ---- single commands (`fsprobe --do OP ARGS`) -------------------------------------------------
+ * For guest scripts that need a syscall busybox has no applet for (xattrs, POSIX ACLs) or an exact
+ * errno. Prints one line: the result ("ok", a value, a list) or "E:<ERRNO NAME>" (e.g. E:EPERM);
+ * exits 0 on success, 1 on a failed syscall, 2 on a usage error.
+ *   create PATH MODE        open(O_CREAT|O_EXCL|O_WRONLY, MODE octal), under the caller's umask
+ *   mkdir PATH MODE         mkdir under the caller's umask
+ *   chown PATH UID GID      lchown
+ *   stat PATH               "UID:GID:MODE" (mode in octal, permission bits)
+ *   read PATH               open(O_RDONLY) and read: "ok"
+ *   write PATH              open(O_WRONLY|O_APPEND), write one byte: "ok"
+ *   setx PATH NAME VALUE    setxattr;  getx PATH NAME: the value;  rmx PATH NAME: removexattr
+ *   listx PATH              the names, comma-separated, sorted as the file system gave them
+ *   setacl PATH access|default ACL   set system.posix_acl_*: ACL is "u::rw-,u:1100:r--,g::r--,m::r--,o::---"
+ *   getacl PATH access|default       the ACL in the same form (entries in the stored order)
+ * An ACL xattr is {u32 version 2} then {u16 tag, u16 perm, u32 id} per entry (linux/posix_acl_xattr.h),
+ * entries ordered by tag, then id.
+ */
+#define ACL_XATTR_VERSION 2
+static const struct { char c; int named; unsigned short tag; } acl_tags[] = {
+  {'u', 0, 0x01}, {'u', 1, 0x02}, {'g', 0, 0x04}, {'g', 1, 0x08}, {'m', 0, 0x10}, {'o', 0, 0x20},
+};
+
+static int errout(void) {
+  const char *n = strerrorname_np(errno);
+  printf("E:%s\n", n ? n : "?");
+  return 1;
+}
+
+static int acl_perm(const char *p) {
+  if (strlen(p) != 3) return -1;
+  int v = 0;
+  if (p[0] == 'r') v |= 4; else if (p[0] != '-') return -1;
+  if (p[1] == 'w') v |= 2; else if (p[1] != '-') return -1;
+  if (p[2] == 'x') v |= 1; else if (p[2] != '-') return -1;
+  return v;
+}
+
+struct acl_ent { unsigned short tag, perm; unsigned int id; };
+
+static int acl_cmp(const void *a, const void *b) {
+  const struct acl_ent *x = a, *y = b;
+  if (x->tag != y->tag) return x->tag < y->tag ? -1 : 1;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* "u::rw-,u:1100:r--,..." into buf: the xattr's length, or -1 */
+static int acl_encode(const char *text, unsigned char *buf, size_t cap) {
+  struct acl_ent e[64];
+  int n = 0;
+  char *copy = strdup(text), *save = NULL;
+  for (char *it = strtok_r(copy, ",", &save); it; it = strtok_r(NULL, ",", &save)) {
+    char t = it[0];
+    char *c1 = strchr(it, ':');
+    char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c1 || !c2 || c1 != it + 1 || n == 64) return -1;
+    *c2 = 0;
+    int named = c2 > c1 + 1;
+    int perm = acl_perm(c2 + 1);
+    if (perm < 0) return -1;
+    size_t k = 0;
+    while (k < sizeof acl_tags / sizeof acl_tags[0] && !(acl_tags[k].c == t && acl_tags[k].named == named)) k++;
+    if (k == sizeof acl_tags / sizeof acl_tags[0]) return -1;
+    e[n].tag = acl_tags[k].tag;
+    e[n].perm = (unsigned short)perm;
+    e[n].id = named ? (unsigned int)strtoul(c1 + 1, NULL, 10) : 0xffffffffu;
+    n++;
+  }
+  free(copy);
+  qsort(e, n, sizeof e[0], acl_cmp);
+  if (4 + (size_t)n * 8 > cap) return -1;
+  uint32_t v = ACL_XATTR_VERSION;
+  memcpy(buf, &v, 4);
+  for (int i = 0; i < n; i++) {
+    memcpy(buf + 4 + i * 8, &e[i].tag, 2);
+    memcpy(buf + 6 + i * 8, &e[i].perm, 2);
+    memcpy(buf + 8 + i * 8, &e[i].id, 4);
+  }
+  return 4 + n * 8;
+}
+
+static void acl_print(const unsigned char *buf, ssize_t len) {
+  uint32_t v;
+  memcpy(&v, buf, 4);
+  if (len < 4 || v != ACL_XATTR_VERSION || (len - 4) % 8) {
+    printf("bad-acl(len %zd)\n", len);
+    return;
+  }
+  for (ssize_t at = 4; at < len; at += 8) {
+    unsigned short tag, perm;
+    unsigned int id;
+    memcpy(&tag, buf + at, 2);
+    memcpy(&perm, buf + at + 2, 2);
+    memcpy(&id, buf + at + 4, 4);
+    char t = '?';
+    int named = 0;
+    for (size_t k = 0; k < sizeof acl_tags / sizeof acl_tags[0]; k++)
+      if (acl_tags[k].tag == tag) t = acl_tags[k].c, named = acl_tags[k].named;
+    char ids[16] = "";
+    if (named) snprintf(ids, sizeof ids, "%u", id);
+    printf("%s%c:%s:%c%c%c", at > 4 ? "," : "", t, ids, perm & 4 ? 'r' : '-', perm & 2 ? 'w' : '-', perm & 1 ? 'x' : '-');
+  }
+  printf("\n");
+}
+
+static const char *acl_name(const char *which) {
+  return !strcmp(which, "access") ? "system.posix_acl_access" : !strcmp(which, "default") ? "system.posix_acl_default" : NULL;
+}
+
+static int do_cmd(int argc, char **argv) {
+  static unsigned char buf[65536];
+  const char *op = argv[0];
+#define ARGS(n) do { if (argc != (n) + 1) { fprintf(stderr, "fsprobe --do %s: %d arguments\n", op, (n)); return 2; } } while (0)
+  if (!strcmp(op, "create")) {
+    ARGS(2);
+    int fd = open(argv[1], O_CREAT | O_EXCL | O_WRONLY, (mode_t)strtoul(argv[2], NULL, 8));
+    if (fd < 0) return errout();
+    close(fd);
+  } else if (!strcmp(op, "mkdir")) {
+    ARGS(2);
+    if (mkdir(argv[1], (mode_t)strtoul(argv[2], NULL, 8)) < 0) return errout();
+  } else if (!strcmp(op, "chown")) {
+    ARGS(3);
+    if (lchown(argv[1], (uid_t)strtoul(argv[2], NULL, 10), (gid_t)strtoul(argv[3], NULL, 10)) < 0) return errout();
+  } else if (!strcmp(op, "stat")) {
+    ARGS(1);
+    struct stat st;
+    if (lstat(argv[1], &st) < 0) return errout();
+    printf("%u:%u:%o\n", st.st_uid, st.st_gid, st.st_mode & 07777);
+    return 0;
+  } else if (!strcmp(op, "read") || !strcmp(op, "write")) {
+    ARGS(1);
+    int w = op[0] == 'w';
+    int fd = open(argv[1], w ? O_WRONLY | O_APPEND : O_RDONLY);
+    if (fd < 0) return errout();
+    char c = 'x';
+    ssize_t r = w ? write(fd, &c, 1) : read(fd, buf, sizeof buf);
+    if (r < 0) return errout();
+    close(fd);
+  } else if (!strcmp(op, "setx")) {
+    ARGS(3);
+    if (setxattr(argv[1], argv[2], argv[3], strlen(argv[3]), 0) < 0) return errout();
+  } else if (!strcmp(op, "getx")) {
+    ARGS(2);
+    ssize_t n = getxattr(argv[1], argv[2], buf, sizeof buf - 1);
+    if (n < 0) return errout();
+    buf[n] = 0;
+    printf("%s\n", (char *)buf);
+    return 0;
+  } else if (!strcmp(op, "rmx")) {
+    ARGS(2);
+    if (removexattr(argv[1], argv[2]) < 0) return errout();
+  } else if (!strcmp(op, "listx")) {
+    ARGS(1);
+    ssize_t n = listxattr(argv[1], (char *)buf, sizeof buf);
+    if (n < 0) return errout();
+    for (ssize_t at = 0; at < n; at += strlen((char *)buf + at) + 1) printf("%s%s", at ? "," : "", (char *)buf + at);
+    printf("\n");
+    return 0;
+  } else if (!strcmp(op, "setacl")) {
+    ARGS(3);
+    const char *name = acl_name(argv[2]);
+    int len = name ? acl_encode(argv[3], buf, sizeof buf) : -1;
+    if (len < 0) {
+      fprintf(stderr, "fsprobe --do setacl: bad ACL or kind\n");
+      return 2;
+    }
+    if (setxattr(argv[1], name, buf, (size_t)len, 0) < 0) return errout();
+  } else if (!strcmp(op, "getacl")) {
+    ARGS(2);
+    const char *name = acl_name(argv[2]);
+    if (!name) return 2;
+    ssize_t n = getxattr(argv[1], name, buf, sizeof buf);
+    if (n < 0) return errout();
+    acl_print(buf, n);
+    return 0;
+  } else {
+    fprintf(stderr, "fsprobe --do: unknown operation %s\n", op);
+    return 2;
+  }
+#undef ARGS
+  printf("ok\n");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "--exit-42")) return 42;
+  if (argc >= 3 && !strcmp(argv[1], "--do")) return do_cmd(argc - 2, argv + 2);
   if (argc < 2) {
     fprintf(stderr, "usage: fsprobe DIR [check...]\n");
     return 126;
