@@ -63,6 +63,8 @@ export interface RunGuestOptions {
   kernel?: KernelInfo | string;
   /** Extra vhost-user-fs-pci properties, e.g. `num-request-queues=4`. */
   deviceProps?: string[];
+  /** More vhost-user-fs devices, each on its own backend socket (chardev char1, char2…), after the first. */
+  extraShares?: ReadonlyArray<{ socketPath: string; tag: string }>;
   /**
    * The guest RAM backend object, without id and size (default `memory-backend-memfd,share=on`), e.g.
    * `memory-backend-file,mem-path=/dev/hugepages,share=on` for hugetlbfs-backed RAM.
@@ -106,6 +108,10 @@ export function qemuArgs(opts: RunGuestOptions, k: KernelInfo, initrd: string, t
     '-numa', 'node,memdev=mem',
     '-chardev', `socket,id=char0,path=${opts.socketPath}`,
     '-device', ['vhost-user-fs-pci', 'queue-size=1024', 'chardev=char0', `tag=${tag}`, ...(opts.deviceProps ?? [])].join(','),
+    ...(opts.extraShares ?? []).flatMap((x, i) => [
+      '-chardev', `socket,id=char${i + 1},path=${x.socketPath}`,
+      '-device', `vhost-user-fs-pci,queue-size=1024,chardev=char${i + 1},tag=${x.tag}`,
+    ]),
     '-kernel', k.vmlinuz,
     '-initrd', initrd,
     '-append', ['console=ttyS0 quiet panic=-1', ...(opts.kernelArgs ?? [])].join(' '),

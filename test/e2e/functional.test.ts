@@ -10,7 +10,6 @@
 // The probe is compiled on the host with `gcc -static -O2` and cached next to the base initramfs,
 // keyed by the hash of its source and the compiler version. Two guest boots in total.
 import t, { type Test } from 'tap';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -18,19 +17,17 @@ import * as path from 'node:path';
 import {
   GUEST_PRELUDE,
   REFERENCE_DAEMON,
-  defaultCacheDir,
   guestSkipReason,
   parseSteps,
   parseVals,
-  repoRoot,
   runGuest,
   startDaemon,
   type DaemonHandle,
   type DaemonKind,
   type GuestResult,
-  which,
 } from '../../harness/index.js';
 import { native } from '../../src/native.js';
+import { buildProbe } from './probe-kit.js';
 
 const TAG = 'vfsfunc';
 const GIB = 1024 * 1024 * 1024;
@@ -66,32 +63,6 @@ type Steps = Map<string, { ok: boolean; detail: string }>;
 // ---------------------------------------------------------------------------------------------
 // The probe binary
 
-const PROBE_SRC = path.join(repoRoot(), 'test', 'e2e', 'guest', 'fsprobe.c');
-
-
-/** Compile (or reuse) the static probe. Returns its path, or `{skip}` with the reason. */
-function buildProbe(): string | { skip: string } {
-  const gcc = process.env.CC ?? 'gcc';
-  if (!which(gcc)) return { skip: `no C compiler (${gcc}; apt-get install gcc libc6-dev)` };
-  const src = fs.readFileSync(PROBE_SRC);
-  const ver = spawnSync(gcc, ['--version'], { encoding: 'utf8' }).stdout ?? '';
-  const key = createHash('sha256').update(src).update(ver).digest('hex').slice(0, 16);
-  const dir = defaultCacheDir();
-  const out = path.join(dir, `fsprobe-${key}`);
-  if (fs.existsSync(out)) return out;
-  const tmp = `${out}.${process.pid}.tmp`;
-  const r = spawnSync(gcc, ['-static', '-O2', '-Wall', '-o', tmp, PROBE_SRC], { encoding: 'utf8' });
-  if (r.status !== 0) {
-    fs.rmSync(tmp, { force: true });
-    const err = `${r.stderr ?? ''}${r.error?.message ?? ''}`;
-    if (/cannot find -lc|libc\.a|crt1\.o|No such file/.test(err)) {
-      return { skip: `gcc -static cannot link (static libc missing; apt-get install libc6-dev): ${err.trim().split('\n').at(-1)}` };
-    }
-    throw new Error(`compiling ${PROBE_SRC} failed:\n${err}`);
-  }
-  fs.renameSync(tmp, out);
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Fixture, guest script
