@@ -1759,7 +1759,7 @@ static void sanitize(char *s) {
  *   stat PATH               "UID:GID:MODE" (mode in octal, permission bits)
  *   read PATH               open(O_RDONLY) and read: "ok"
  *   write PATH              open(O_WRONLY|O_APPEND), write one byte: "ok"
- *   setx PATH NAME VALUE    setxattr;  getx PATH NAME: the value;  rmx PATH NAME: removexattr
+ *   setx PATH NAME VALUE    setxattr (VALUE "hex:0102…": those bytes);  getx PATH NAME: the value;  rmx PATH NAME: removexattr
  *   listx PATH              the names, comma-separated, sorted as the file system gave them
  *   setacl PATH access|default ACL   set system.posix_acl_*: ACL is "u::rw-,u:1100:r--,g::r--,m::r--,o::---"
  *   getacl PATH access|default       the ACL in the same form (entries in the stored order)
@@ -1889,7 +1889,19 @@ static int do_cmd(int argc, char **argv) {
     close(fd);
   } else if (!strcmp(op, "setx")) {
     ARGS(3);
-    if (setxattr(argv[1], argv[2], argv[3], strlen(argv[3]), 0) < 0) return errout();
+    const char *v = argv[3];
+    size_t len = strlen(v);
+    if (!strncmp(v, "hex:", 4)) {
+      /* binary values (a security.capability blob): hex digits after "hex:" */
+      len = 0;
+      for (const char *h = v + 4; h[0] && h[1] && len < sizeof buf; h += 2) {
+        unsigned x;
+        if (sscanf(h, "%2x", &x) != 1) return 2;
+        buf[len++] = (unsigned char)x;
+      }
+      v = (const char *)buf;
+    }
+    if (setxattr(argv[1], argv[2], v, len, 0) < 0) return errout();
   } else if (!strcmp(op, "getx")) {
     ARGS(2);
     ssize_t n = getxattr(argv[1], argv[2], buf, sizeof buf - 1);
