@@ -103,6 +103,12 @@ export interface DirSink {
 export interface InitOptions {
   /** FUSE_WRITEBACK_CACHE was negotiated: the kernel may read files opened O_WRONLY, and does O_APPEND itself */
   writeback: boolean;
+  /**
+   * FUSE_DONT_MASK was negotiated (with --posix-acl): the kernel no longer applies the caller's umask
+   * to a creating request's mode; the file system applies the request's `umask` unless the parent
+   * directory has a default ACL (which then replaces it, as on a local file system)
+   */
+  dontMask?: boolean;
 }
 
 export interface FileSystem {
@@ -122,8 +128,9 @@ export interface FileSystem {
   readlink?(ctx: Ctx, nodeid: number): Uint8Array | number;
 
   // Creating ops run as the caller (fsuid/fsgid = ctx.uid/ctx.gid, supplementary groups ctx.groups)
-  // and, like lookup, add one lookup reference to the new entry. `mode` already has the caller's umask
-  // applied by the kernel (FUSE_DONT_MASK is not negotiated); `umask` is informational.
+  // and, like lookup, add one lookup reference to the new entry. `mode` has the caller's umask applied
+  // by the kernel unless FUSE_DONT_MASK was negotiated (InitOptions.dontMask): then `umask` is to be
+  // applied where the parent has no default ACL.
   symlink?(ctx: Ctx, parent: number, name: Uint8Array, target: Uint8Array): Entry | number;
   mknod?(ctx: Ctx, parent: number, name: Uint8Array, mode: number, rdev: number, umask: number): Entry | number;
   mkdir?(ctx: Ctx, parent: number, name: Uint8Array, mode: number, umask: number): Entry | number;

@@ -14,8 +14,9 @@
  * (src/fs/tables.ts); the hot calls (GETATTR, LOOKUP, OPEN, READ, WRITE, FLUSH, RELEASE, FORGET)
  * allocate nothing: they pin in plain code, and return the core's scratch attr, Entry and Opened.
  *
- * Modes: the kernel applies the caller's umask before sending (FUSE_DONT_MASK is not negotiated) and
- * the daemon runs with umask 0, so request modes are used as given.
+ * Modes: the daemon runs with umask 0. The kernel applies the caller's umask before sending, unless
+ * FUSE_DONT_MASK is negotiated (with --posix-acl): then the request's umask is applied here, only where
+ * the parent directory has no default ACL (entry.ts createMode).
  *
  * This file is the FileSystem face and the session (open, init, destroy); the work is in
  * src/fs/passthrough/: core.ts (shared state and helpers), entry.ts (names), attr.ts (attributes),
@@ -101,6 +102,7 @@ export class Passthrough implements FileSystem {
 
   init(opts: InitOptions): void {
     this.c.writeback = opts.writeback;
+    this.c.dontMask = opts.dontMask ?? false;
   }
 
   destroy(): void {
@@ -124,12 +126,12 @@ export class Passthrough implements FileSystem {
     return entry.symlink(this.c, ctx, parent, name, target);
   }
 
-  mknod(ctx: Ctx, parent: number, name: Uint8Array, mode: number, rdev: number, _umask: number): Entry | number {
-    return entry.mknod(this.c, ctx, parent, name, mode, rdev);
+  mknod(ctx: Ctx, parent: number, name: Uint8Array, mode: number, rdev: number, umask: number): Entry | number {
+    return entry.mknod(this.c, ctx, parent, name, entry.createMode(this.c, parent, mode, umask), rdev);
   }
 
-  mkdir(ctx: Ctx, parent: number, name: Uint8Array, mode: number, _umask: number): Entry | number {
-    return entry.mkdir(this.c, ctx, parent, name, mode);
+  mkdir(ctx: Ctx, parent: number, name: Uint8Array, mode: number, umask: number): Entry | number {
+    return entry.mkdir(this.c, ctx, parent, name, entry.createMode(this.c, parent, mode, umask));
   }
 
   link(_ctx: Ctx, nodeid: number, newParent: number, newName: Uint8Array): Entry | number {
@@ -180,9 +182,9 @@ export class Passthrough implements FileSystem {
     return file.open(this.c, nodeid, flags, killSuidgid);
   }
 
-  create(ctx: Ctx, parent: number, name: Uint8Array, mode: number, flags: number, _umask: number,
+  create(ctx: Ctx, parent: number, name: Uint8Array, mode: number, flags: number, umask: number,
     killSuidgid = false): Created | number {
-    return file.create(this.c, ctx, parent, name, mode, flags, killSuidgid);
+    return file.create(this.c, ctx, parent, name, entry.createMode(this.c, parent, mode, umask), flags, killSuidgid);
   }
 
   read(_ctx: Ctx, _nodeid: number, fh: number, offset: number, size: number, sink: FileSink, sinkOff: number): number {

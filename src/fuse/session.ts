@@ -6,13 +6,13 @@
  */
 import {
   FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FUSE_ATOMIC_O_TRUNC, FUSE_AUTO_INVAL_DATA, FUSE_BIG_WRITES, FUSE_CREATE_SUPP_GROUP2,
-  FUSE_DO_READDIRPLUS, FUSE_HANDLE_KILLPRIV_V2, FUSE_INIT_EXT, FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION,
+  FUSE_DO_READDIRPLUS, FUSE_DONT_MASK, FUSE_HANDLE_KILLPRIV_V2, FUSE_INIT_EXT, FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION,
   FUSE_MAX_PAGES, FUSE_MIN_MINOR_VERSION, FUSE_PARALLEL_DIROPS, FUSE_POSIX_ACL, FUSE_SETXATTR_EXT, FUSE_READDIRPLUS_AUTO,
   FUSE_SUBMOUNTS, FUSE_WRITEBACK_CACHE, INIT_IN_SIZE_COMPAT,
   INIT_OUT_SIZE, IN_HEADER_SIZE, decodeInitIn,
 } from '../abi/fuse.js';
 import { Errno } from '../errors.js';
-import type { FileSystem } from '../fs/filesystem.js';
+import type { FileSystem, InitOptions } from '../fs/filesystem.js';
 import type { Handler } from './handler.js';
 import { errorReply, initReply, okReply, room } from './reply.js';
 
@@ -53,9 +53,16 @@ export interface SessionOptions {
   announceSubmounts: boolean;
   /**
    * negotiate FUSE_POSIX_ACL (--posix-acl): the guest kernel enforces ACLs it reads with GETXATTR, and
-   * FUSE_SETXATTR_EXT, whose setxattr_flags carry FUSE_SETXATTR_ACL_KILL_SGID (src/fuse/ops/xattr.ts)
+   * FUSE_SETXATTR_EXT, whose setxattr_flags carry FUSE_SETXATTR_ACL_KILL_SGID (src/fuse/ops/xattr.ts), and
+   * FUSE_DONT_MASK: the kernel leaves the caller's umask to us, so that a parent's default ACL can
+   * replace it as on a local file system (src/fs/passthrough/entry.ts createMode)
    */
   posixAcl?: boolean;
+}
+
+/** What a FileSystem is told of the negotiated flags. */
+function initOptions(flags: number): InitOptions {
+  return { writeback: (flags & FUSE_WRITEBACK_CACHE) !== 0, dontMask: (flags & FUSE_DONT_MASK) !== 0 };
 }
 
 /** One server's handle on the shared session state. */
@@ -71,7 +78,7 @@ export class Session {
     if (opts.writeback) wanted |= FUSE_WRITEBACK_CACHE;
     if (!opts.readdirplus) wanted &= ~(FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO);
     if (opts.announceSubmounts) wanted |= FUSE_SUBMOUNTS;
-    if (opts.posixAcl) wanted |= FUSE_POSIX_ACL | FUSE_SETXATTR_EXT;
+    if (opts.posixAcl) wanted |= FUSE_POSIX_ACL | FUSE_SETXATTR_EXT | FUSE_DONT_MASK;
     this.wanted = wanted;
   }
 
@@ -89,13 +96,13 @@ export class Session {
     const flags = Atomics.load(this.shared, S_FLAGS);
     if (flags !== this.seenFlags) {
       this.seenFlags = flags;
-      fs.init?.({ writeback: (flags & FUSE_WRITEBACK_CACHE) !== 0 });
+      fs.init?.(initOptions(flags));
     }
   }
 
   /** A session negotiated here: tell fs, then publish it (initialized last). */
   start(fs: FileSystem, minor: number, flags: number): void {
-    fs.init?.({ writeback: (flags & FUSE_WRITEBACK_CACHE) !== 0 });
+    fs.init?.(initOptions(flags));
     this.seenFlags = flags | 0;
     Atomics.store(this.shared, S_MINOR, minor);
     Atomics.store(this.shared, S_FLAGS, flags | 0);

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { FUSE_POSIX_ACL, FUSE_SETXATTR_EXT, Opcode } from '../../src/abi/fuse.js';
+import { FUSE_DONT_MASK, FUSE_POSIX_ACL, FUSE_SETXATTR_EXT, Opcode } from '../../src/abi/fuse.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { xattrPolicy } from '../../src/fs/xattrmap.js';
 import { FuseServer } from '../../src/fuse/server.js';
@@ -301,4 +301,43 @@ t.test('--posix-acl with a kernel that does not offer FUSE_POSIX_ACL: a warning,
   t.match(lines.join('\n'), /--posix-acl: the guest kernel does not offer FUSE_POSIX_ACL/, 'the operator is told');
   const f = c.entry(c.lookup(1n, 'f')).nodeid;
   t.equal(c.setx(f, 'user.a', 'v').error, 0, 'SETXATTR in the 8-byte format');
+});
+
+// FUSE_DONT_MASK (with --posix-acl): the kernel sends the mode unmasked plus the caller's umask (the
+// request builder sends 022); the daemon applies the umask only where the parent has no default ACL,
+// where the host kernel gives the new entry the inherited ACL masked by the mode, as a local file system.
+t.test('--posix-acl: FUSE_DONT_MASK, the umask applies only without a default ACL', { skip: aclSkip ?? false }, async (t) => {
+  // the daemon's umask is 0 (src/daemon.ts): this process's own must not mask the modes either
+  const oldUmask = process.umask(0);
+  t.teardown(() => { process.umask(oldUmask); });
+  const share = t.testdir({ inherit: {}, plain: {} });
+  const inherit = path.join(share, 'inherit');
+  t.equal(hostSet(inherit, 'system.posix_acl_default',
+    aclValue([[ACL_USER_OBJ, 7], [ACL_USER, 7, 1100], [ACL_GROUP_OBJ, 5], [ACL_MASK, 7], [ACL_OTHER, 0]])), 0, 'a default ACL on inherit/');
+  const c = mount(t, share, { posixAcl: true });
+  t.not(c.initFlags & FUSE_DONT_MASK, 0, 'FUSE_DONT_MASK negotiated');
+  const mode = (p: string) => fs.lstatSync(path.join(share, p)).mode & 0o7777;
+  const di = c.entry(c.lookup(1n, 'inherit')).nodeid;
+  const dp = c.entry(c.lookup(1n, 'plain')).nodeid;
+  for (const [d, name] of [[dp, 'plain'], [di, 'inherit']] as const) {
+    t.equal(c.mkdir(d, 'd', 0o777).error, 0, `MKDIR in ${name}`);
+    t.equal(c.create(d, 'f', undefined, 0o100666).error, 0, `CREATE in ${name}`);
+    t.equal(c.mknod(d, 'p', 0o010666).error, 0, `MKNOD (a FIFO) in ${name}`);
+  }
+  t.equal(mode('plain/d'), 0o755, 'no default ACL: mkdir 0777 under umask 022');
+  t.equal(mode('plain/f'), 0o644, 'create 0666 under umask 022');
+  t.equal(mode('plain/p'), 0o644, 'mknod 0666 under umask 022');
+  t.equal(hostGet(path.join(share, 'plain/f'), 'system.posix_acl_access'), -E.ENODATA, 'and no ACL');
+  t.equal(mode('inherit/d'), 0o770, 'a default ACL replaces the umask: rwx mask ∩ 0777, other from the ACL');
+  t.equal(mode('inherit/f'), 0o660, 'create 0666: the mask is rw-');
+  t.equal(mode('inherit/p'), 0o660, 'mknod likewise');
+  t.same(hostGet(path.join(share, 'inherit/f'), 'system.posix_acl_access'),
+    aclValue([[ACL_USER_OBJ, 6], [ACL_USER, 7, 1100], [ACL_GROUP_OBJ, 5], [ACL_MASK, 6], [ACL_OTHER, 0]]), 'the inherited ACL, masked by the mode');
+
+  // without --posix-acl there is no FUSE_DONT_MASK: the kernel has masked the mode, it is used as given
+  const share2 = t.testdir({ plain: {} });
+  const n = mount(t, share2);
+  t.equal(n.initFlags & FUSE_DONT_MASK, 0, 'no FUSE_DONT_MASK without --posix-acl');
+  t.equal(n.mkdir(n.entry(n.lookup(1n, 'plain')).nodeid, 'd', 0o777).error, 0);
+  t.equal(fs.lstatSync(path.join(share2, 'plain/d')).mode & 0o7777, 0o777, 'the mode as sent');
 });

@@ -65,6 +65,8 @@ export class Core {
   dirPos = -1n;
   /** FUSE_WRITEBACK_CACHE was negotiated */
   writeback = false;
+  /** FUSE_DONT_MASK was negotiated: creating requests' umask is ours to apply (entry.ts createMode) */
+  dontMask = false;
   /** the daemon runs as root (euid 0): it can run a call as its caller (asCaller) */
   readonly privileged = process.geteuid?.() === 0;
 

@@ -3,6 +3,7 @@ import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT } from '../../abi/stat.js';
 import { Errno } from '../../errors.js';
 import { C, native } from '../../native.js';
 import type { Ctx, Entry } from '../filesystem.js';
+import { POSIX_ACL_DEFAULT } from '../xattrmap.js';
 import type { Core } from './core.js';
 
 export function lookup(c: Core, parent: number, name: Uint8Array): Entry | number {
@@ -13,6 +14,36 @@ export function lookup(c: Core, parent: number, name: Uint8Array): Entry | numbe
   } finally {
     c.unpinInode(parent);
   }
+}
+
+/**
+ * The mode a creating request (MKNOD, MKDIR, CREATE) asks for, as the host call gets it. Without
+ * FUSE_DONT_MASK the guest kernel has applied the caller's umask already: the mode as given. With it
+ * (--posix-acl) the mode is the caller's unmasked, and, as on a local file system, the umask applies
+ * only where the parent has no default ACL: where it has one, the host kernel gives the new entry the
+ * inherited ACL masked by this mode and ignores any umask (the daemon's own is 0). Asking the parent
+ * first and creating second is not atomic; a default ACL set or removed in between gives the mode the
+ * other case would (never more than the caller asked for).
+ */
+export function createMode(c: Core, parent: number, mode: number, umask: number): number {
+  const mask = umask & 0o777;
+  if (!c.dontMask || mask === 0) return mode;
+  return hasDefaultAcl(c, parent) ? mode : mode & ~mask;
+}
+
+/** The directory has a system.posix_acl_default on the host (any error, such as none or no ACLs there: false). */
+function hasDefaultAcl(c: Core, nodeid: number): boolean {
+  const r = c.withInode(nodeid, (ifd) => {
+    // f*xattr needs a real fd: the directory reopened through /proc/self/fd (as xattr.ts does)
+    const fd = native.openProcFd(c.procSelfFd, ifd, C.O_RDONLY | C.O_DIRECTORY);
+    if (fd < 0) return fd;
+    try {
+      return native.fgetxattr(fd, POSIX_ACL_DEFAULT, null);
+    } finally {
+      native.close(fd);
+    }
+  });
+  return r > 0;
 }
 
 export function symlink(c: Core, ctx: Ctx, parent: number, name: Uint8Array, target: Uint8Array): Entry | number {
