@@ -228,9 +228,11 @@ const DO: ReadonlyArray<readonly [string, string]> = [
   ['a_plain_mkdir', 'as r P mkdir /mnt/a/plain/d 777'],
   ['a_plain_create077', 'as077 r P create /mnt/a/plain/f077 666'],
   ['a_plain_stat_f', 'P stat /mnt/a/plain/f'],
-  ['a_chmod', 'chmod 600 /mnt/a/g && echo ok'],
-  ['a_chmod_getacl', 'P getacl /mnt/a/g access'],
-  ['a_write_named_after', 'as q P write /mnt/a/g'],
+  ['a_setacl_c', 'P setacl /mnt/a/c access u::rw-,u:1101:rw-,g::r--,m::rw-,o::---'],
+  ['a_write_named_before', 'as q P write /mnt/a/c'],
+  ['a_chmod', 'chmod 600 /mnt/a/c && echo ok'],
+  ['a_chmod_getacl', 'P getacl /mnt/a/c access'],
+  ['a_write_named_after', 'as q P write /mnt/a/c'],
 ];
 
 const MOUNTS: ReadonlyArray<readonly [string, string]> = [['idmap', '/mnt/i'], ['xmap', '/mnt/x'], ['acl', '/mnt/a']];
@@ -292,6 +294,7 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
   file(A('hostacl'), 0, 0, 0o640);
   setx(A('hostacl'), ACL_ACCESS, aclBytes('u::rw-,u:1100:r--,g::---,m::r--,o::---'));
   file(A('g'), 0, 0, 0o644);
+  file(A('c'), 0, 0, 0o644);
   for (const d of ['inherit', 'plain']) {
     fs.mkdirSync(A(d));
     fs.chmodSync(A(d), 0o777);
@@ -396,7 +399,7 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
     is('m_rm_mapped', 'ok', 'a mapped name is removed');
     t.equal(getx(X('g'), 'user.virtiofs.trusted.rm'), null, '... on the host');
     t.same(listx(X('g')).sort(), ['user.plain2', 'user.virtiofs.trusted.new'], 'the host file holds only what the rules allowed');
-    is('m_list_g', 'trusted.new,user.plain2', 'the guest lists it back');
+    t.same((v.get('m_list_g') ?? '').split(',').sort(), ['trusted.new', 'user.plain2'], 'the guest lists it back');
   });
 
   t.test('POSIX ACLs', async (t) => {
@@ -427,9 +430,11 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
     t.equal(owner(A('plain/f077')), '1100:1100:600', 'umask 077');
     t.equal(getx(A('plain/f'), ACL_ACCESS), null, 'and there is no ACL');
     is('a_plain_stat_f', '1100:1100:644');
+    is('a_setacl_c', 'ok');
+    is('a_write_named_before', 'ok', 'a named user writes through the mask rw-');
     is('a_chmod', 'ok', 'chmod 600 in the guest');
-    t.equal(aclText(getx(A('g'), ACL_ACCESS)), 'u::rw-,u:1101:rw-,g::r--,m::---,o::---', 'updates the ACL mask on the host');
-    t.equal(owner(A('g')), '0:0:600');
+    t.equal(aclText(getx(A('c'), ACL_ACCESS)), 'u::rw-,u:1101:rw-,g::r--,m::---,o::---', 'updates the ACL mask on the host');
+    t.equal(owner(A('c')), '0:0:600');
     is('a_chmod_getacl', 'u::rw-,u:1101:rw-,g::r--,m::---,o::---', 'the guest reads the new mask');
     is('a_write_named_after', 'E:EACCES', 'the named user lost write through the mask');
   });
