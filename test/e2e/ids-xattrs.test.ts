@@ -166,6 +166,7 @@ const DO: ReadonlyArray<readonly [string, string]> = [
   ['i_stat_a', 'as a P stat /mnt/i/open/a-file'],
   ['i_create_s', 'as s P create /mnt/i/open/s-file 666'],
   ['i_stat_s', 'P stat /mnt/i/open/s-file'],
+  ['i_write_s', 'as s P write /mnt/i/open/s-file'],
   ['i_create_f', 'as f P create /mnt/i/open/f-file 666'],
   ['i_mkdir_f', 'as f P mkdir /mnt/i/open/f-dir 777'],
   ['i_lookup_f', 'as f P stat /mnt/i/only-f'],
@@ -174,6 +175,8 @@ const DO: ReadonlyArray<readonly [string, string]> = [
   ['i_stat_host', 'P stat /mnt/i/host-hostrule'],
   ['i_stat_squash', 'P stat /mnt/i/host-squash'],
   ['i_stat_other', 'P stat /mnt/i/host-other'],
+  // a directory listed before anything in it is looked up: the owners come in READDIRPLUS entries
+  ['i_ls', "ls -ln /mnt/i/rdp | awk 'NF > 8 { printf \"%s=%s:%s,\", $9, $3, $4 }'"],
   // chown by guest root
   ['i_chown_map', 'P chown /mnt/i/open/c-map 1003 1004'],
   ['i_chown_map_stat', 'P stat /mnt/i/open/c-map'],
@@ -219,6 +222,10 @@ const DO: ReadonlyArray<readonly [string, string]> = [
   ['a_getacl_g', 'P getacl /mnt/a/g access'],
   ['a_write_named', 'as q P write /mnt/a/g'],
   ['a_write_other', 'as r P write /mnt/a/g'],
+  ['a_mkdir_gdef', 'P mkdir /mnt/a/gdef 777'],
+  ['a_setacl_gdef', 'P setacl /mnt/a/gdef default u::rwx,u:1101:rwx,g::r-x,m::rwx,o::r--'],
+  ['a_create_gdef', 'P create /mnt/a/gdef/f 666'],
+  ['a_write_gdef', 'as q P write /mnt/a/gdef/f'],
   ['a_inherit_create', 'as r P create /mnt/a/inherit/f 666'],
   ['a_inherit_mkdir', 'as r P mkdir /mnt/a/inherit/d 777'],
   ['a_inherit_stat_f', 'P stat /mnt/a/inherit/f'],
@@ -276,6 +283,10 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
   file(I('host-squash'), 60002, 60003, 0o644);
   file(I('host-other'), 4242, 4243, 0o644);
   for (const c of ['c-map', 'c-squash', 'c-forbid']) file(I(`open/${c}`), 0, 0, 0o644);
+  fs.mkdirSync(I('rdp'));
+  file(I('rdp/m1'), 101002, 101003, 0o644);
+  file(I('rdp/h1'), 50000, 50000, 0o644);
+  file(I('rdp/o1'), 4242, 4243, 0o644);
   file(I('xf'), 0, 0, 0o644);
   file(I('xh'), 0, 0, 0o644);
   setx(I('xh'), 'user.h', '1');
@@ -339,6 +350,7 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
     is('i_create_s', 'ok', 'a squashed user creates');
     t.equal(owner(I('open/s-file')), '65534:65534:644', 'squash-guest: owned by the squash target');
     is('i_stat_s', '65534:65534:644', 'host 65534 has no host→guest rule: shown as is');
+    is('i_write_s', 'E:EACCES', 'the squashed user does not own what it created: the guest kernel checks against 65534');
     is('i_create_f', 'E:EPERM', 'a forbidden guest uid cannot create');
     is('i_mkdir_f', 'E:EPERM', 'nor mkdir');
     t.notOk(fs.existsSync(I('open/f-file')) || fs.existsSync(I('open/f-dir')), 'nothing created on the host');
@@ -347,6 +359,8 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
     is('i_stat_host', '1500:1500:644', 'host rule: host 50000 is guest 1500');
     is('i_stat_squash', '7777:60003:644', 'squash-host: host uid 60002 shows as 7777 (the gid has no rule)');
     is('i_stat_other', '4242:4243:644', 'an id no rule covers passes unchanged');
+    t.same((v.get('i_ls') ?? '').split(',').filter((x) => x !== '').sort(), ['h1=1500:1500', 'm1=1002:1003', 'o1=4242:4243'],
+      'ls -ln of a fresh directory (READDIRPLUS) shows the translated owners');
     is('i_chown_map', 'ok', 'guest root chowns to mapped ids');
     t.equal(owner(I('open/c-map')), '101003:101004:644', 'chown lands as the translated host ids');
     is('i_chown_map_stat', '1003:1004:644', 'and reads back as the guest ids');
@@ -414,6 +428,12 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
     is('a_getacl_g', 'u::rw-,u:1101:rw-,g::r--,m::rw-,o::---');
     is('a_write_named', 'ok', 'the named user may now write');
     is('a_write_other', 'E:EACCES', 'others still may not');
+    is('a_setacl_gdef', 'ok', 'guest root sets a default ACL on a directory it made');
+    t.equal(aclText(getx(A('gdef'), ACL_DEFAULT)), 'u::rwx,u:1101:rwx,g::r-x,m::rwx,o::r--', 'on the host');
+    is('a_create_gdef', 'ok');
+    t.equal(owner(A('gdef/f')), '0:0:664', 'a file created under it: 0666 ∩ the default ACL (umask 022 ignored)');
+    t.equal(aclText(getx(A('gdef/f'), ACL_ACCESS)), 'u::rw-,u:1101:rwx,g::r-x,m::rw-,o::r--');
+    is('a_write_gdef', 'ok', 'the user the default ACL names may write the new file');
     is('a_inherit_create', 'ok');
     is('a_inherit_mkdir', 'ok');
     // a local file system: the default ACL replaces the umask; the mask is the default's masked by the mode asked for
