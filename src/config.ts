@@ -112,7 +112,8 @@ Options:
   -o timeout=SECONDS       how long the guest may cache names and attributes (fractions allowed),
                            instead of the cache mode's (never 0, auto 1, metadata/always 86400)
   --translate-uid=RULE     translate uids between guest and host; repeatable, one rule each:
-                           guest:G:H:N (also map:G:H:N)  guest G.. <-> host H.., N ids, both ways
+                           map:G:H:N                     guest G.. <-> host H.., N ids, both ways
+                           guest:G:H:N                   guest G.. -> host H.. (callers, chown only)
                            host:H:G:N                    host H.. -> guest G.. (attributes only)
                            squash-guest:G:H:N            guest G..G+N-1 -> host H
                            squash-host:H:G:N             host H..H+N-1 -> guest G

@@ -8,13 +8,15 @@
  *   guest→host  the caller's uid/gid of every request and a SETATTR's new owner;
  *   host→guest  the owner in every fuse_attr a reply carries.
  * Rules (each a range of `count` ids, count ≥ 1, the range ending at or below 2^32):
- *   guest:G:H:N, map:G:H:N   guest [G, G+N) ↔ host [H, H+N), one to one, both directions
+ *   map:G:H:N                guest [G, G+N) ↔ host [H, H+N), one to one, both directions
+ *   guest:G:H:N              guest [G, G+N) → host [H, H+N) (guest→host only)
  *   host:H:G:N               host [H, H+N) → guest [G, G+N) (host→guest only)
  *   squash-guest:G:H:N       guest [G, G+N) → host H (guest→host only)
  *   squash-host:H:G:N        host [H, H+N) → guest G (host→guest only)
  *   forbid-guest:G:N         guest [G, G+N) refused: the request fails with EPERM
  * Within one direction no two ranges may share an id (refused at startup); an id no range covers
- * passes unchanged.
+ * passes unchanged. As in virtiofsd the rule name is case-insensitive and the separator is the first
+ * character after it that is not a letter, digit, '-' or '_' (`map:1:2:3`, `map/1/2/3`).
  */
 import { UsageError } from '../errors.js';
 
@@ -22,7 +24,7 @@ import { UsageError } from '../errors.js';
 const ID_LIMIT = 2 ** 32;
 
 export type IdRule =
-  | { kind: 'guest' | 'host' | 'squash-guest' | 'squash-host'; from: number; to: number; count: number }
+  | { kind: 'map' | 'guest' | 'host' | 'squash-guest' | 'squash-host'; from: number; to: number; count: number }
   | { kind: 'forbid-guest'; from: number; count: number };
 
 /** guestToHost's answer for a forbidden guest id. */
@@ -48,17 +50,19 @@ function range(from: number, count: number, what: string): void {
 /** One --translate-uid/--translate-gid value. `option` names it in messages ("--translate-uid"). */
 export function parseIdRule(spec: string, option: string): IdRule {
   const what = `${option} '${spec}'`;
-  const parts = spec.split(':');
-  const kind = parts[0] === 'map' ? 'guest' : parts[0];
+  const name = /^[A-Za-z0-9_-]*/.exec(spec)![0];
+  const sep = spec[name.length];
+  const kind = name.toLowerCase();
+  const parts = sep === undefined ? [kind] : [kind, ...spec.slice(name.length + 1).split(sep)];
   switch (kind) {
-    case 'guest': case 'host': case 'squash-guest': case 'squash-host': {
-      if (parts.length !== 4) throw new UsageError(`${what}: expected ${parts[0]}:FROM:TO:COUNT`);
+    case 'map': case 'guest': case 'host': case 'squash-guest': case 'squash-host': {
+      if (parts.length !== 4) throw new UsageError(`${what}: expected ${kind}:FROM:TO:COUNT`);
       const from = u32(parts[1]!, what);
       const to = u32(parts[2]!, what);
       const count = u32(parts[3]!, what);
       range(from, count, what);
       // a one-to-one rule's target range must fit too; a squash has a single target
-      if (kind === 'guest' || kind === 'host') range(to, count, what);
+      if (kind === 'map' || kind === 'guest' || kind === 'host') range(to, count, what);
       return { kind, from, to, count };
     }
     case 'forbid-guest': {
@@ -69,7 +73,7 @@ export function parseIdRule(spec: string, option: string): IdRule {
       return { kind, from, count };
     }
     default:
-      throw new UsageError(`${what}: unknown rule '${parts[0]}' (guest|map|host|squash-guest|squash-host|forbid-guest)`);
+      throw new UsageError(`${what}: unknown rule '${name}' (map|guest|host|squash-guest|squash-host|forbid-guest)`);
   }
 }
 
@@ -136,9 +140,12 @@ export class IdMap {
       const spec = r.kind === 'forbid-guest' ? `forbid-guest:${r.from}:${r.count}` : `${r.kind}:${r.from}:${r.to}:${r.count}`;
       const end = r.from + r.count;
       switch (r.kind) {
-        case 'guest':
+        case 'map':
           this.g2h.add(r.from, end, r.to, How.Offset, spec, `${option} guest-to-host`);
           this.h2g.add(r.to, r.to + r.count, r.from, How.Offset, spec, `${option} host-to-guest`);
+          break;
+        case 'guest':
+          this.g2h.add(r.from, end, r.to, How.Offset, spec, `${option} guest-to-host`);
           break;
         case 'host':
           this.h2g.add(r.from, end, r.to, How.Offset, spec, `${option} host-to-guest`);

@@ -143,13 +143,13 @@ if (skip && process.env.CI === 'true') t.fail(`the ids/xattrs guest test cannot 
 // guest users: a, b mapped (1000, 1001); s squashed (2000); f forbidden (uid 3000); r, q for the ACLs
 const PASSWD = [
   'root:x:0:0:root:/:/bin/sh', 'a:x:1000:1000::/:/bin/sh', 'b:x:1001:1001::/:/bin/sh', 's:x:2000:2000::/:/bin/sh',
-  'f:x:3000:1000::/:/bin/sh', 'r:x:1100:1100::/:/bin/sh', 'q:x:1101:1101::/:/bin/sh', '',
+  'f:x:3000:1000::/:/bin/sh', 'g:x:1010:1000::/:/bin/sh', 'r:x:1100:1100::/:/bin/sh', 'q:x:1101:1101::/:/bin/sh', '',
 ].join('\n');
 const GROUP = 'root:x:0:\na:x:1000:\nb:x:1001:\ns:x:2000:\nr:x:1100:\nq:x:1101:\n';
 
 const ID_ARGS = [
   '--translate-uid=map:1000:101000:10', '--translate-uid=squash-guest:2000:65534:10', '--translate-uid=forbid-guest:3000:1',
-  '--translate-uid=host:50000:1500:1', '--translate-uid=squash-host:60000:7777:5',
+  '--translate-uid=host:50000:1500:1', '--translate-uid=squash-host:60000:7777:5', '--translate-uid=GUEST/1010/102010/5',
   '--translate-gid=map:1000:101000:10', '--translate-gid=squash-guest:2000:65534:10', '--translate-gid=host:50000:1500:1',
   '--xattr', '--modcaps=+sys_admin',
 ];
@@ -167,6 +167,8 @@ const DO: ReadonlyArray<readonly [string, string]> = [
   ['i_create_s', 'as s P create /mnt/i/open/s-file 666'],
   ['i_stat_s', 'P stat /mnt/i/open/s-file'],
   ['i_write_s', 'as s P write /mnt/i/open/s-file'],
+  ['i_create_g', 'as g P create /mnt/i/open/g-file 666'],
+  ['i_stat_g', 'P stat /mnt/i/open/g-file'],
   ['i_create_f', 'as f P create /mnt/i/open/f-file 666'],
   ['i_mkdir_f', 'as f P mkdir /mnt/i/open/f-dir 777'],
   ['i_lookup_f', 'as f P stat /mnt/i/only-f'],
@@ -351,6 +353,9 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
     t.equal(owner(I('open/s-file')), '65534:65534:644', 'squash-guest: owned by the squash target');
     is('i_stat_s', '65534:65534:644', 'host 65534 has no host→guest rule: shown as is');
     is('i_write_s', 'E:EACCES', 'the squashed user does not own what it created: the guest kernel checks against 65534');
+    is('i_create_g', 'ok', 'a user under a one-way guest: rule (spelt GUEST/…/…/…) creates');
+    t.equal(owner(I('open/g-file')), '102010:101000:644', 'owned by the translated host uid');
+    is('i_stat_g', '102010:1000:644', 'guest: is one way: the host uid comes back as it is (the gid by its map:)');
     is('i_create_f', 'E:EPERM', 'a forbidden guest uid cannot create');
     is('i_mkdir_f', 'E:EPERM', 'nor mkdir');
     t.notOk(fs.existsSync(I('open/f-file')) || fs.existsSync(I('open/f-dir')), 'nothing created on the host');

@@ -8,7 +8,11 @@ const U = '--translate-uid';
 
 t.test('every rule kind parses', async (t) => {
   t.same(parseIdRule('guest:1000:2000:10', U), { kind: 'guest', from: 1000, to: 2000, count: 10 });
-  t.same(parseIdRule('map:1000:2000:10', U), { kind: 'guest', from: 1000, to: 2000, count: 10 }, 'map: is guest:');
+  t.same(parseIdRule('map:1000:2000:10', U), { kind: 'map', from: 1000, to: 2000, count: 10 });
+  // virtiofsd's spelling rules: the name in any case, any separator that cannot be part of a name
+  t.same(parseIdRule('MAP/1000/2000/10', U), { kind: 'map', from: 1000, to: 2000, count: 10 }, 'MAP/…/…/…');
+  t.same(parseIdRule('Squash-Guest.0.1000.5', U), { kind: 'squash-guest', from: 0, to: 1000, count: 5 }, 'Squash-Guest.…');
+  t.same(parseIdRule('forbid-guest,3,4', U), { kind: 'forbid-guest', from: 3, count: 4 });
   t.same(parseIdRule('host:5:6:7', U), { kind: 'host', from: 5, to: 6, count: 7 });
   t.same(parseIdRule('squash-guest:0:1000:4294967295', U), { kind: 'squash-guest', from: 0, to: 1000, count: 4294967295 });
   t.same(parseIdRule('squash-host:0:65534:100', U), { kind: 'squash-host', from: 0, to: 65534, count: 100 });
@@ -47,13 +51,14 @@ t.test('malformed rules are usage errors naming the option and the value', async
 
 t.test('ranges of one direction must not overlap; the two directions are separate', async (t) => {
   const clash: Array<[string[], RegExp]> = [
-    [['map:0:1000:10', 'map:9:5000:1'], /guest-to-host 'guest:9:5000:1': ids \[9, 10\) overlap \[0, 10\) of 'guest:0:1000:10'/],
+    [['map:0:1000:10', 'map:9:5000:1'], /guest-to-host 'map:9:5000:1': ids \[9, 10\) overlap \[0, 10\) of 'map:0:1000:10'/],
     [['map:10:1000:10', 'forbid-guest:0:11'], /guest-to-host 'forbid-guest:0:11': ids \[0, 11\) overlap \[10, 20\)/],
     [['forbid-guest:0:1000', 'squash-guest:999:5:1'], /guest-to-host/],
     [['squash-guest:5:0:10', 'guest:0:100:100'], /guest-to-host 'guest:0:100:100'.*overlap \[5, 15\)/],
     [['map:0:1000:10', 'host:1005:7:1'], /host-to-guest 'host:1005:7:1': ids \[1005, 1006\) overlap \[1000, 1010\)/],
     [['host:0:0:100', 'squash-host:50:1:1'], /host-to-guest/],
-    [['map:0:1000:10', 'map:100:1000:1'], /host-to-guest 'guest:100:1000:1'/],
+    [['map:0:1000:10', 'map:100:1000:1'], /host-to-guest 'map:100:1000:1'/],
+    [['guest:0:1000:10', 'map:5:7:1'], /guest-to-host 'map:5:7:1'/],
   ];
   for (const [specs, re] of clash) {
     t.throws(() => IdMap.parse(specs, U), { name: 'UsageError', message: re }, specs.join(' '));
@@ -65,6 +70,9 @@ t.test('ranges of one direction must not overlap; the two directions are separat
     ['map:10:1000:10', 'forbid-guest:0:10', 'forbid-guest:20:4294967276'],
     ['squash-guest:0:1000:100', 'host:0:0:100', 'host:1000:0:1'],
     ['forbid-guest:0:1000', 'map:1000:1000:1', 'forbid-guest:1001:999', 'map:2000:2000:1', 'forbid-guest:2001:4294965294'],
+    // guest: is one way (guest→host): its host ids are free for a host: rule of their own
+    ['guest:0:1000:10', 'host:1000:0:10'],
+    ['guest:0:1000:1', 'guest:1:1000:1', 'host:1000:0:1'],
   ];
   for (const specs of ok) t.doesNotThrow(() => IdMap.parse(specs, U), specs.join(' '));
 });
@@ -101,6 +109,19 @@ t.test('translation in both directions', async (t) => {
     if (many.hostToGuest(want) !== g && want !== g) t.fail(`host ${want} back: ${many.hostToGuest(want)}`);
   }
   t.pass('50 rules, 510 ids both ways');
+});
+
+t.test('guest: and host: are one way each, map: both', async (t) => {
+  const g = IdMap.parse(['guest:1000:101000:10'], U);
+  t.equal(g.guestToHost(1003), 101003, 'guest: guest 1003 -> host 101003');
+  t.equal(g.hostToGuest(101003), 101003, 'but host 101003 is shown as it is (no host->guest rule)');
+  const h = IdMap.parse(['host:101000:1000:10'], U);
+  t.equal(h.hostToGuest(101003), 1003, 'host: host 101003 -> guest 1003');
+  t.equal(h.guestToHost(1003), 1003, 'but guest 1003 is host 1003');
+  const m = IdMap.parse(['map:1000:101000:10'], U);
+  t.same([m.guestToHost(1003), m.hostToGuest(101003)], [101003, 1003], 'map: both');
+  const both = IdMap.parse(['guest:1000:101000:10', 'host:101000:1000:10'], U);
+  t.same([both.guestToHost(1003), both.hostToGuest(101003)], [101003, 1003], 'guest: + host: = map:');
 });
 
 t.test('idMapsOf: null without rules, both tables with any', async (t) => {
@@ -140,7 +161,7 @@ t.test('the options on the command line', async (t) => {
     t.throws(() => parseArgs([...base, ...argv]), { name: 'UsageError', exitCode: 2, message: re }, argv.join(' '));
   usage(['--translate-uid=guest:1:2'], /--translate-uid 'guest:1:2': expected guest:FROM:TO:COUNT/);
   usage(['--translate-gid=nope:1:2:3'], /--translate-gid 'nope:1:2:3': unknown rule/);
-  usage(['--translate-uid=map:0:1000:10', '--translate-uid=map:5:0:1'], /--translate-uid guest-to-host 'guest:5:0:1'.*overlap/);
+  usage(['--translate-uid=map:0:1000:10', '--translate-uid=map:5:0:1'], /--translate-uid guest-to-host 'map:5:0:1'.*overlap/);
   usage(['--translate-uid'], /--translate-uid: needs a value/);
   // the rootless mode's maps: parsed (a bad one says what is wrong), then refused as not available
   usage(['--uid-map=:0:100000:65536:'], /--uid-map: the rootless mode \(a user namespace\) is not available yet/);
