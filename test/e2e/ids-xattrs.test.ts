@@ -145,7 +145,7 @@ const PASSWD = [
   'root:x:0:0:root:/:/bin/sh', 'a:x:1000:1000::/:/bin/sh', 'b:x:1001:1001::/:/bin/sh', 's:x:2000:2000::/:/bin/sh',
   'f:x:3000:1000::/:/bin/sh', 'g:x:1010:1000::/:/bin/sh', 'r:x:1100:1100::/:/bin/sh', 'q:x:1101:1101::/:/bin/sh', '',
 ].join('\n');
-const GROUP = 'root:x:0:\na:x:1000:\nb:x:1001:\ns:x:2000:\nr:x:1100:\nq:x:1101:\n';
+const GROUP = 'root:x:0:\na:x:1000:\nb:x:1001:\ns:x:2000:\nr:x:1100:\nq:x:1101:\nacl5000:x:5000:q\n';
 
 const ID_ARGS = [
   '--translate-uid=map:1000:101000:10', '--translate-uid=squash-guest:2000:65534:10', '--translate-uid=forbid-guest:3000:1',
@@ -228,6 +228,8 @@ const DO: ReadonlyArray<readonly [string, string]> = [
   ['a_setacl_gdef', 'P setacl /mnt/a/gdef default u::rwx,u:1101:rwx,g::r-x,m::rwx,o::r--'],
   ['a_create_gdef', 'P create /mnt/a/gdef/f 666'],
   ['a_write_gdef', 'as q P write /mnt/a/gdef/f'],
+  ['a_grp_read', 'as q P read /mnt/a/agrp/f'],
+  ['a_grp_create', 'as q P create /mnt/a/agrp/new 666'],
   ['a_inherit_create', 'as r P create /mnt/a/inherit/f 666'],
   ['a_inherit_mkdir', 'as r P mkdir /mnt/a/inherit/d 777'],
   ['a_inherit_stat_f', 'P stat /mnt/a/inherit/f'],
@@ -312,6 +314,12 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
     fs.mkdirSync(A(d));
     fs.chmodSync(A(d), 0o777);
   }
+  // a directory only a named group's ACL entry opens, to q through its supplementary group 5000
+  fs.mkdirSync(A('agrp'));
+  fs.chmodSync(A('agrp'), 0o770);
+  file(A('agrp/f'), 0, 0, 0o640);
+  setx(A('agrp'), ACL_ACCESS, aclBytes('u::rwx,g::---,g:5000:rwx,m::rwx,o::---'));
+  setx(A('agrp/f'), ACL_ACCESS, aclBytes('u::rw-,g::---,g:5000:r--,m::r--,o::---'));
   setx(A('inherit'), ACL_DEFAULT, aclBytes('u::rwx,u:1100:rwx,g::r-x,m::rwx,o::---'));
 
   const daemons: DaemonHandle[] = [];
@@ -439,6 +447,11 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
     t.equal(owner(A('gdef/f')), '0:0:664', 'a file created under it: 0666 ∩ the default ACL (umask 022 ignored)');
     t.equal(aclText(getx(A('gdef/f'), ACL_ACCESS)), 'u::rw-,u:1101:rwx,g::r-x,m::rw-,o::r--');
     is('a_write_gdef', 'ok', 'the user the default ACL names may write the new file');
+    is('a_grp_read', 'ok', 'a named-group entry lets a member through its supplementary group read');
+    // the guest kernel allows the create; the host, where the daemon creates as the caller's uid and
+    // primary gid (the request carries no supplementary groups), does not
+    is('a_grp_create', 'E:EACCES', 'creating in a directory only a supplementary group\'s ACL entry opens: EACCES (documented)');
+    t.notOk(fs.existsSync(A('agrp/new')));
     is('a_inherit_create', 'ok');
     is('a_inherit_mkdir', 'ok');
     // a local file system: the default ACL replaces the umask; the mask is the default's masked by the mode asked for
