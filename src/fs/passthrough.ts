@@ -253,7 +253,7 @@ export class Passthrough implements FileSystem {
     return xattr.listxattr(this.c, nodeid, out);
   }
 
-  removexattr(_ctx: Ctx, nodeid: number, name: Uint8Array): number {
-    return xattr.removexattr(this.c, nodeid, name);
+  removexattr(ctx: Ctx, nodeid: number, name: Uint8Array): number {
+    return xattr.removexattr(this.c, ctx, nodeid, name);
   }
 }

@@ -34,9 +34,10 @@ export const XATTR_HIDDEN = -1;
 export interface XattrPolicy {
   /**
    * The host name for a guest's name: for a GETXATTR (`write` false) or a SETXATTR/REMOVEXATTR (`write`
-   * true); or XATTR_DENIED / XATTR_UNSUPPORTED. A returned array is valid until the next call.
+   * true; `remove` true for a REMOVEXATTR); or XATTR_DENIED / XATTR_UNSUPPORTED. A returned array is
+   * valid until the next call.
    */
-  toHost(name: Uint8Array, write: boolean): Uint8Array | number;
+  toHost(name: Uint8Array, write: boolean, remove?: boolean): Uint8Array | number;
   /** For a host name in a LISTXATTR answer: how many leading bytes the guest does not see, or XATTR_HIDDEN. */
   toGuest(hostName: Uint8Array): number;
 }
@@ -194,6 +195,7 @@ export class XattrMap implements XattrPolicy {
 
 const USER = enc.encode('user.');
 const SECURITY = enc.encode('security.');
+const SECURITY_CAPABILITY = enc.encode('security.capability');
 export const POSIX_ACL_ACCESS = enc.encode('system.posix_acl_access');
 export const POSIX_ACL_DEFAULT = enc.encode('system.posix_acl_default');
 
@@ -212,15 +214,18 @@ export function isPosixAclName(name: Uint8Array, from = 0): boolean {
 /**
  * The policy without --xattrmap: the daemon acts as root on the host, so a guest name must not reach
  * a host namespace the host trusts. user.* passes both ways; security.* (capabilities, LSM labels,
- * IMA/EVM) may be read and listed but not set or removed; the POSIX ACL names pass with --posix-acl;
- * trusted.*, the rest of system.* and any other name are refused and hidden.
+ * IMA/EVM) may be read and listed but not set or removed — but for security.capability's removal,
+ * which only lowers privileges and which the guest kernel makes itself before a write to or a chown
+ * of a file that has one (refused, the write or chown would fail); the POSIX ACL names pass with
+ * --posix-acl; trusted.*, the rest of system.* and any other name are refused and hidden.
  */
 export class DefaultXattrPolicy implements XattrPolicy {
   constructor(private readonly posixAcl = false) {}
 
-  toHost(name: Uint8Array, write: boolean): Uint8Array | number {
+  toHost(name: Uint8Array, write: boolean, remove = false): Uint8Array | number {
     if (startsWith(name, USER)) return name;
     if (!write && startsWith(name, SECURITY)) return name;
+    if (remove && equalAt(name, 0, SECURITY_CAPABILITY)) return name;
     if (this.posixAcl && isPosixAclName(name)) return name;
     return XATTR_DENIED;
   }
@@ -238,8 +243,8 @@ export class DefaultXattrPolicy implements XattrPolicy {
 export class NoPosixAcl implements XattrPolicy {
   constructor(private readonly inner: XattrPolicy) {}
 
-  toHost(name: Uint8Array, write: boolean): Uint8Array | number {
-    return isPosixAclName(name) ? XATTR_UNSUPPORTED : this.inner.toHost(name, write);
+  toHost(name: Uint8Array, write: boolean, remove = false): Uint8Array | number {
+    return isPosixAclName(name) ? XATTR_UNSUPPORTED : this.inner.toHost(name, write, remove);
   }
 
   toGuest(hostName: Uint8Array): number {

@@ -198,6 +198,12 @@ const DO: ReadonlyArray<readonly [string, string]> = [
   ['x_rm_sec', 'P rmx /mnt/i/xh security.hs'],
   ['x_rm_trusted', 'P rmx /mnt/i/xh trusted.th'],
   ['x_user_owner', 'as a P setx /mnt/i/open/a-file user.mine m'],
+  // host files with a file capability: the guest kernel reads it and removes it before a write or chown
+  ['x_cap_visible', 'P getx /mnt/i/capw security.capability | wc -c'],
+  ['x_cap_write', 'as a P write /mnt/i/capw'],
+  ['x_cap_chown', 'P chown /mnt/i/capc 1001 1001'],
+  ['x_cap_rm_user', 'as a P rmx /mnt/i/capr security.capability'],
+  ['x_cap_rm_root', 'P rmx /mnt/i/capr security.capability'],
   // --- xattrmap
   ['m_list', 'P listx /mnt/x/h'],
   ['m_get_mapped', 'P getx /mnt/x/h trusted.m'],
@@ -293,6 +299,10 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
   file(I('rdp/o1'), 4242, 4243, 0o644);
   file(I('xf'), 0, 0, 0o644);
   file(I('xh'), 0, 0, 0o644);
+  for (const f of ['capw', 'capc', 'capr']) {
+    file(I(f), 0, 0, f === 'capr' ? 0o644 : 0o666);
+    setx(I(f), 'security.capability', Buffer.from(CAP_BLOB, 'hex'));
+  }
   setx(I('xh'), 'user.h', '1');
   setx(I('xh'), 'security.hs', 'sec');
   setx(I('xh'), 'trusted.th', 't');
@@ -345,7 +355,7 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
   }
   for (const [i, d] of daemons.entries()) t.equal(d.exitCode(), undefined, `the ${MOUNTS[i]![0]} daemon is still running`);
   const v = parseVals(r.output);
-  const is = (k: string, want: string, msg = 'as expected') => t.equal(v.get(k), want, `${k}: ${msg}`);
+  const is = (k: string, want: string, msg = 'as expected') => t.equal(v.get(k), want, `${k}: ${msg}`, { got: v.get(k) });
   const owner = (p: string) => {
     const s = fs.lstatSync(p);
     return `${s.uid}:${s.gid}:${(s.mode & 0o7777).toString(8)}`;
@@ -402,6 +412,19 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
     t.equal(getxs(I('xh'), 'trusted.th'), 't', 'the host\'s trusted.* is intact');
     is('x_user_owner', 'ok', 'a mapped guest user sets user.* on its own file');
     t.equal(getxs(I('open/a-file'), 'user.mine'), 'm');
+    // a file capability only ever goes away: the guest kernel removes it before a write or a chown, as a
+    // local file system does, and refusing that would fail the write or chown
+    t.not(v.get('x_cap_visible'), '0', 'the guest reads the host file\'s security.capability');
+    is('x_cap_write', 'ok', 'a guest user writes a file that has a capability on the host');
+    t.equal(fs.readFileSync(I('capw'), 'utf8'), 'data\nx', 'the data is there');
+    t.equal(getx(I('capw'), 'security.capability'), null, 'and the capability is gone');
+    is('x_cap_chown', 'ok', 'guest root chowns such a file');
+    t.equal(getx(I('capc'), 'security.capability'), null, 'the capability is gone');
+    t.equal(owner(I('capc')), '101001:101001:666');
+    // (the 6.1 guest kernel lets any user try: the daemon allows root, the owner and who may write)
+    is('x_cap_rm_user', 'E:EPERM', 'a guest user who may not write the file cannot remove it');
+    is('x_cap_rm_root', 'ok', 'guest root may (it only lowers privileges)');
+    t.equal(getx(I('capr'), 'security.capability'), null, 'removed on the host');
   });
 
   t.test('--xattrmap', async (t) => {

@@ -154,6 +154,42 @@ t.test('default policy: no trusted.* or security.* from the guest, trusted.* hid
   t.equal(c.rmx(f, 'security.host-label').error, -E.EPERM, 'remove security.*: EPERM');
   t.equal(hostText(p, 'trusted.host-secret'), 'overlay', 'the host keeps its trusted.*');
   t.equal(hostText(p, 'security.host-label'), 'label', 'and its security.*');
+  // but a file capability may be removed: the guest kernel does so before a write or a chown of the file
+  const capOn = new Uint8Array(20);
+  new DataView(capOn.buffer).setUint32(0, 0x02000001, true); // VFS_CAP_REVISION_2, effective
+  new DataView(capOn.buffer).setUint32(4, 1 << 13, true); // permitted: CAP_NET_RAW
+  t.equal(hostSet(p, 'security.capability', capOn), 0, 'a file capability on the host');
+  t.same(c.getx(f, 'security.capability').data, capOn, 'the guest reads it');
+  t.equal(c.rmx(f, 'security.capability').error, 0, 'remove security.capability: done');
+  t.equal(hostGet(p, 'security.capability'), -E.ENODATA, '... gone on the host');
+  t.equal(c.rmx(f, 'security.capability').error, -E.ENODATA, 'again: ENODATA from the host');
+  // ... by root, the owner, or a caller who may write the file; never by another user
+  fs.chownSync(p, 1234, 1234);
+  fs.chmodSync(p, 0o644);
+  const other = () => { c.uid = 4321; c.gid = 4321; };
+  const reset = () => { c.uid = 0; c.gid = 0; };
+  t.teardown(reset);
+  t.equal(hostSet(p, 'security.capability', capOn), 0);
+  other();
+  t.equal(c.rmx(f, 'security.capability').error, -E.EPERM, 'another user (no write permission): EPERM');
+  reset();
+  t.same(hostGet(p, 'security.capability'), capOn, '... the capability stays');
+  fs.chmodSync(p, 0o646);
+  other();
+  t.equal(c.rmx(f, 'security.capability').error, 0, 'a user who may write the file: done (a write would drop it too)');
+  reset();
+  t.equal(hostGet(p, 'security.capability'), -E.ENODATA);
+  fs.chmodSync(p, 0o600);
+  t.equal(hostSet(p, 'security.capability', capOn), 0);
+  c.uid = 1234;
+  c.gid = 1234;
+  t.equal(c.rmx(f, 'security.capability').error, 0, 'the owner: done (a chown drops it too)');
+  reset();
+  t.equal(hostGet(p, 'security.capability'), -E.ENODATA);
+  t.equal(hostSet(p, 'security.capability', capOn), 0);
+  t.equal(c.rmx(f, 'security.capability').error, 0, 'root: done');
+  fs.chownSync(p, 0, 0);
+  fs.chmodSync(p, 0o644);
   t.equal(c.setx(f, 'system.nfs4_acl', 'x').error, -E.EPERM, 'other system.* names: EPERM');
 
   // reads: trusted.* absent, security.* readable

@@ -12,8 +12,8 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /** toHost as text: the host name, 'DENIED' or 'UNSUPPORTED' */
-function host(p: XattrPolicy, name: string, write = true): string {
-  const r = p.toHost(enc.encode(name), write);
+function host(p: XattrPolicy, name: string, write = true, remove = false): string {
+  const r = p.toHost(enc.encode(name), write, remove);
   if (r === XATTR_DENIED) return 'DENIED';
   if (r === XATTR_UNSUPPORTED) return 'UNSUPPORTED';
   if (typeof r === 'number') throw new Error(`unexpected ${r}`);
@@ -142,6 +142,11 @@ t.test('the default policy (no --xattrmap)', async (t) => {
   t.equal(host(d, 'user.a', false), 'user.a', 'user.*: get');
   t.equal(host(d, 'security.capability'), 'DENIED', 'security.capability: no set/remove');
   t.equal(host(d, 'security.capability', false), 'security.capability', '... but readable');
+  t.equal(host(d, 'security.capability', true, true), 'security.capability', '... and removable (only lowers privileges)');
+  t.equal(host(d, 'security.capabilityx', true, true), 'DENIED', '... that name exactly');
+  t.equal(host(d, 'security.selinux', true, true), 'DENIED', 'no other security.* name removable');
+  t.equal(host(xattrPolicy(undefined, false), 'security.capability', true, true), 'security.capability',
+    'through the no-ACL wrapper too');
   t.equal(host(d, 'security.selinux'), 'DENIED', 'no LSM label from the guest');
   t.equal(host(d, 'trusted.overlay.opaque'), 'DENIED', 'trusted.*: no set');
   t.equal(host(d, 'trusted.overlay.opaque', false), 'DENIED', 'trusted.*: no get');

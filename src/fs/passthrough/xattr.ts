@@ -14,10 +14,12 @@
  * refuse (src/fs/xattrmap.ts, docs/xattr.md): every name passes through it on the way to the host,
  * and every listed host name on the way back.
  */
+import { AttrOff } from '../../abi/fuse.js';
 import { S_IFDIR, S_IFREG } from '../../abi/stat.js';
 import { Errno } from '../../errors.js';
 import { C, native } from '../../native.js';
 import { XATTR_DENIED, XATTR_HIDDEN, type XattrPolicy, xattrPolicy } from '../xattrmap.js';
+import type { Ctx } from '../filesystem.js';
 import type { Core } from './core.js';
 
 /** What a Passthrough built without a policy applies: the default one, no POSIX ACLs. */
@@ -106,10 +108,32 @@ export function listxattr(c: Core, nodeid: number, out: Uint8Array): number {
   }, 0);
 }
 
-export function removexattr(c: Core, nodeid: number, name: Uint8Array): number {
+export function removexattr(c: Core, ctx: Ctx, nodeid: number, name: Uint8Array): number {
   return withXattrFd(c, nodeid, (fd) => {
-    const host = policyOf(c).toHost(name, true);
+    const host = policyOf(c).toHost(name, true, true);
     if (typeof host === 'number') return refusal(host, -Errno.EPERM);
+    if (isCapability(host) && !mayDropCapability(c, ctx, fd)) return -Errno.EPERM;
     return native.fremovexattr(fd, host);
   }, -Errno.EOPNOTSUPP);
+}
+
+const CAPABILITY = new TextEncoder().encode('security.capability');
+
+function isCapability(name: Uint8Array): boolean {
+  if (name.length !== CAPABILITY.length) return false;
+  for (let i = 0; i < name.length; i++) if (name[i] !== CAPABILITY[i]) return false;
+  return true;
+}
+
+/**
+ * May this caller remove the file's security.capability? The guest kernel removes it itself before a
+ * write to the file or a chown of it (as a local file system does), which the default policy lets
+ * through; but its own check of an explicit removal (CAP_SETFCAP) is not to be relied on (a Linux 6.1
+ * guest was seen letting any user through). So, on the host: root, the file's owner, or a caller who
+ * may write the file (and so could have made the host kernel drop the capability by writing) — never
+ * another user. `fd` is the file reopened by withXattrFd, whose stat is still in c.stv.
+ */
+function mayDropCapability(c: Core, ctx: Ctx, fd: number): boolean {
+  if (ctx.uid === 0 || c.stv.getUint32(AttrOff.uid, true) === ctx.uid) return true;
+  return c.asCaller(ctx, () => native.faccessat(fd, null, C.W_OK, C.AT_EACCESS)) === 0;
 }
