@@ -230,6 +230,8 @@ const DO: ReadonlyArray<readonly [string, string]> = [
   ['a_getacl_g', 'P getacl /mnt/a/g access'],
   ['a_write_named', 'as q P write /mnt/a/g'],
   ['a_write_other', 'as r P write /mnt/a/g'],
+  ['a_setacl_sgid', 'as r P setacl /mnt/a/sgid access u::rwx,g::rwx,o::---'],
+  ['a_setacl_sgid_keep', 'as r P setacl /mnt/a/sgid-own access u::rwx,g::rwx,o::---'],
   ['a_mkdir_gdef', 'P mkdir /mnt/a/gdef 777'],
   ['a_setacl_gdef', 'P setacl /mnt/a/gdef default u::rwx,u:1101:rwx,g::r-x,m::rwx,o::r--'],
   ['a_create_gdef', 'P create /mnt/a/gdef/f 666'],
@@ -320,6 +322,9 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
   setx(A('hostacl'), ACL_ACCESS, aclBytes('u::rw-,u:1100:r--,g::---,m::r--,o::---'));
   file(A('g'), 0, 0, 0o644);
   file(A('c'), 0, 0, 0o644);
+  // set-group-ID files of r's: one in a group r is not in, one in its own group
+  file(A('sgid'), 1100, 4321, 0o2750);
+  file(A('sgid-own'), 1100, 1100, 0o2750);
   for (const d of ['inherit', 'plain']) {
     fs.mkdirSync(A(d));
     fs.chmodSync(A(d), 0o777);
@@ -464,6 +469,10 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
     is('a_getacl_g', 'u::rw-,u:1101:rw-,g::r--,m::rw-,o::---');
     is('a_write_named', 'ok', 'the named user may now write');
     is('a_write_other', 'E:EACCES', 'others still may not');
+    is('a_setacl_sgid', 'ok', 'the owner sets an ACL on its set-group-ID file of a group it is not in');
+    t.equal(owner(A('sgid')), '1100:4321:770', 'FUSE_SETXATTR_ACL_KILL_SGID: the mode follows the ACL and loses set-group-ID');
+    is('a_setacl_sgid_keep', 'ok');
+    t.equal(owner(A('sgid-own')), '1100:1100:2770', 'in its own group the bit stays');
     is('a_setacl_gdef', 'ok', 'guest root sets a default ACL on a directory it made');
     t.equal(aclText(getx(A('gdef'), ACL_DEFAULT)), 'u::rwx,u:1101:rwx,g::r-x,m::rwx,o::r--', 'on the host');
     is('a_create_gdef', 'ok');
