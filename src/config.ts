@@ -16,7 +16,7 @@ import { SECCOMP_MODES, type SeccompMode } from './sandbox/seccomp.js';
 import { type NamespaceIdMap, idMapsOf, parseIdRule, parseNamespaceIdMap } from './fs/idmap.js';
 import { parseXattrMap } from './fs/xattrmap.js';
 import { DEFAULT_CAPS, applyModcaps } from './sandbox/caps.js';
-import type { SandboxMode } from './sandbox/namespaces.js';
+import { type SandboxMode, isLaunched } from './sandbox/namespaces.js';
 
 
 export interface Config {
@@ -56,12 +56,12 @@ export interface Config {
   translateGid: string[];
   /** --seccomp: the system call filter installed once the daemon serves (docs/seccomp.md) */
   seccomp: SeccompMode;
-  /** --uid-map / --gid-map (rootless mode): parsed, then refused until that mode exists */
+  /** --uid-map / --gid-map: the maps of the daemon's user namespace in rootless mode (newuidmap/newgidmap) */
   uidMap?: NamespaceIdMap;
   gidMap?: NamespaceIdMap;
   /** --sandbox: namespaces + pivot_root (default), chroot, or none (docs/sandbox.md) */
   sandbox: SandboxMode;
-  /** whether --sandbox was given (a non-root default falls back to none, an explicit one is refused) */
+  /** whether --sandbox was given (where user namespaces are unavailable a non-root default falls back to none, an explicit one is refused) */
   sandboxGiven: boolean;
   /** the capabilities every thread keeps once confined (DEFAULT_CAPS changed by --modcaps) */
   caps: string[];
@@ -389,21 +389,32 @@ export function parseArgs(argv: string[]): Config {
   if (c.posixAcl && (c.translateUid.length > 0 || c.translateGid.length > 0)) {
     throw new UsageError('--posix-acl: not with --translate-uid/--translate-gid (the ids inside ACLs would not be translated)');
   }
-  if (c.uidMap || c.gidMap) {
-    throw new UsageError(`${c.uidMap ? '--uid-map' : '--gid-map'}: the rootless mode (a user namespace) is not available yet; run as root, with --translate-uid/--translate-gid for id translation`);
+  for (const [opt, m] of [['--uid-map', c.uidMap], ['--gid-map', c.gidMap]] as const) {
+    if (m === undefined) continue;
+    if (c.sandbox !== 'namespace') {
+      throw new UsageError(`${opt}: only with --sandbox=namespace (the maps are those of the daemon's user namespace, rootless mode)`);
+    }
+    // the daemon is uid/gid 0 of its user namespace (the launcher's child switches to 0 before exec)
+    if (m.namespaceId !== 0) {
+      throw new UsageError(`${opt}: the map must start at namespace id 0 (the daemon runs as 0 in its user namespace), e.g. ':0:100000:65536:'`);
+    }
   }
   return c;
 }
 
 /** Checks against the file system. Throws UsageError (exit 2) with a message an operator can act on. */
 export function validateConfig(c: Config): void {
-  // Namespaces and chroot need root (rootless mode, a user namespace, does not exist yet): a non-root
-  // user who asked for a sandbox is refused, one who did not runs unconfined (and is told so loudly).
-  if (c.sandbox !== 'none' && process.getuid?.() !== 0) {
-    if (c.sandboxGiven) {
-      throw new UsageError(`--sandbox=${c.sandbox}: needs root (rootless mode with a user namespace is not supported yet); use --sandbox=none`);
-    }
-    c.sandbox = 'none';
+  // chroot needs root; a non-root user gets namespace as rootless mode (a user namespace, src/cli.ts and
+  // src/sandbox/namespaces.ts), and the id maps are that mode's: as root they are refused, as virtiofsd
+  // does (root needs no user namespace; --translate-uid/--translate-gid translate ids).
+  const root = process.geteuid?.() === 0;
+  if (c.sandbox === 'chroot' && !root) {
+    throw new UsageError('--sandbox=chroot: needs root; as a non-root user use --sandbox=namespace (rootless mode, a user namespace; the default) or --sandbox=none');
+  }
+  if ((c.uidMap || c.gidMap) && root && !isLaunched()) {
+    throw new UsageError(
+      `${c.uidMap ? '--uid-map' : '--gid-map'}: only for a non-root user (rootless mode, a user namespace); as root use --translate-uid/--translate-gid`,
+    );
   }
   const dir = c.sharedDir!;
   let st: fs.Stats;

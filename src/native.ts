@@ -272,9 +272,13 @@ export interface Native {
   /**
    * A child in new namespaces (`flags`: CLONE_NEW* bits) that makes its mounts private (slave), mounts
    * a fresh /proc if `mountProc`, dies with its parent, and execs `execPath` with `keepFds` inherited
-   * (Node makes every inherited fd close-on-exec). Its pid or -errno.
+   * (Node makes every inherited fd close-on-exec). Its pid or -errno. With `gate` (rootless mode: a new
+   * user namespace, whose id maps the parent writes first) the child waits before anything else until
+   * 'G' is written to `gate`, the parent's end of a pipe (close-on-exec), and exits if it is closed
+   * without: {pid, gate}, or -errno.
    */
-  sandboxSpawn(execPath: string, argv: string[], env: string[], flags: number, mountProc: boolean, keepFds: number[]): number;
+  sandboxSpawn(execPath: string, argv: string[], env: string[], flags: number, mountProc: boolean, keepFds: number[], gate: false): number;
+  sandboxSpawn(execPath: string, argv: string[], env: string[], flags: number, mountProc: boolean, keepFds: number[], gate: true): number | { pid: number; gate: number };
   /** Resolves once the child has ended: its exit code, the signal that ended it, or the errno of waitpid. */
   waitChild(pid: number): Promise<{ code?: number; signal?: number; errno?: number }>;
   /**
