@@ -133,8 +133,14 @@ Options:
   -V, --version            version
 Confinement (docs/sandbox.md):
   --sandbox=MODE           namespace (default): the daemon runs in new mount, pid, IPC and network
-                           namespaces with the shared directory as its root (needs root); chroot:
-                           chroot into it; none: unconfined (a non-root user without --sandbox)
+                           namespaces with the shared directory as its root; as a non-root user in a
+                           user namespace too (rootless mode; where the host forbids that, a non-root
+                           user without --sandbox runs unconfined, with a warning); chroot: chroot
+                           into it (root only); none: unconfined
+  --uid-map=:NS:HOST:COUNT:  rootless mode: the uids of the daemon's user namespace, namespace ids
+                           NS.. (from 0) as host ids HOST.., set with newuidmap (/etc/subuid); default:
+                           only the user's own uid, as 0 (any delimiter instead of ':')
+  --gid-map=:NS:HOST:COUNT:  the same for gids (newgidmap, /etc/subgid); refused as root
   --modcaps=+CAP,-CAP      change the capabilities kept once confined (default: chown,dac_override,
                            dac_read_search,fowner,fsetid,setgid,setuid,mknod,setfcap; also ':'-separated)
   --seccomp=ACTION         kill|log|trap|none: what a system call outside the daemon's allowlist
@@ -142,8 +148,7 @@ Confinement (docs/sandbox.md):
                            SIGSYS); default kill (docs/seccomp.md)
 Accepted for compatibility with virtiofsd: --killpriv-v2 (always on here); without effect here:
   --inode-file-handles, --preserve-noatime, -o flock|no_flock|posix_lock|no_posix_lock.
-Not supported yet (refused): --uid-map, --gid-map (rootless mode), --security-label,
-  --no-killpriv-v2.
+Not supported yet (refused): --security-label, --no-killpriv-v2.
 `;
 
 function parseCache(v: string, where: string): CacheMode {

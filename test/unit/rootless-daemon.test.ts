@@ -124,6 +124,8 @@ t.test('the default as a non-root user: rootless mode, confined, serving, a clea
     const st = fs.statSync(path.join(share, `by-root-${i}`));
     t.same([st.uid, st.gid], [NOBODY, NOBODY], '... owned by the unprivileged host user');
   }
+  t.equal((await call(rb.mknod(1n, 'dev', 0o20644, 0x103))).error, -EPERM, 'MKNOD of a device: EPERM (CAP_MKNOD counts only in the initial namespace)');
+  t.equal((await call(rb.mknod(1n, 'fifo', 0o10644, 0))).error, 0, 'MKNOD of a FIFO works');
   t.equal((await call(rb.create(1n, 'new.txt', 0o101 /* O_WRONLY|O_CREAT */, 0o644))).error, 0, 'CREATE');
   t.equal(fs.statSync(path.join(share, 'new.txt')).uid, NOBODY, '... owned by the host user');
   s.close();
