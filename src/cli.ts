@@ -3,13 +3,13 @@
  * Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure, 2 bad options.
  */
 import { createRequire } from 'node:module';
-import { USAGE, parseArgs, validateConfig } from './config.js';
+import { USAGE, parseArgs, resolveGroup, validateConfig } from './config.js';
 import { UsageError } from './errors.js';
 import { Daemon } from './daemon.js';
 import { Logger, directStderr, hostPid } from './log.js';
 import { native } from './native.js';
 import { syslogSink } from './syslog.js';
-import { UserNamespacesUnavailable, isLaunched, runLauncher } from './sandbox/namespaces.js';
+import { UserNamespacesUnavailable, inUserNamespace, isLaunched, namespaceGidOf, runLauncher } from './sandbox/namespaces.js';
 
 /** How long SIGTERM/SIGINT waits for in-flight requests before the daemon exits without them. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -85,6 +85,17 @@ export async function main(argv: string[]): Promise<number> {
       log.warn(`${e.message}: falling back to --sandbox=none`);
       cfg.sandbox = 'none';
     }
+  }
+  // Rootless mode: --socket-group names a host group; the daemon chowns the socket in its user
+  // namespace, where that group has the id the gid map gives it (if any).
+  if (cfg.socketGroup !== undefined && isLaunched() && inUserNamespace()) {
+    const host = resolveGroup(cfg.socketGroup);
+    const inside = host === undefined ? undefined : namespaceGidOf(host);
+    if (inside === undefined) {
+      log.error(`--socket-group: group ${cfg.socketGroup} (host gid ${host}) is not mapped into the daemon's user namespace (rootless mode: see --gid-map)`);
+      return 2;
+    }
+    cfg.socketGroup = String(inside);
   }
   for (const opt of cfg.ignored) {
     // Asking for lock forwarding and not getting it matters to shared-directory setups: say what it means.

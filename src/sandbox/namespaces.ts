@@ -67,6 +67,25 @@ export function inUserNamespace(): boolean {
   }
 }
 
+/**
+ * The id a host gid has in this process's user namespace (/proc/self/gid_map: "inside outside count"
+ * lines), or undefined when it is not mapped.
+ */
+export function namespaceGidOf(hostGid: number): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync('/proc/self/gid_map', 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.trim().split('\n')) {
+    const [inside, outside, count] = line.trim().split(/\s+/).map(Number);
+    if (inside === undefined || outside === undefined || count === undefined) continue;
+    if (hostGid >= outside && hostGid < outside + count) return inside + (hostGid - outside);
+  }
+  return undefined;
+}
+
 /** Rootless mode: the id maps of the daemon's user namespace (the caller's own id as 0 when absent). */
 export interface UserNamespaceMaps {
   uidMap?: NamespaceIdMap;

@@ -80,9 +80,11 @@ function grantSubordinateIds(t: Test, start: number, count: number): void {
 
 t.test('the default as a non-root user: rootless mode, confined, serving, a clean stop', { skip: NEED_ROOT }, async (t) => {
   const { share, sock } = setup(t, NOBODY);
-  const daemon = await startDaemon('ours', { sharedDir: share, socketPath: sock, extraArgs: ['--thread-pool-size=2'], uid: NOBODY, gid: NOBODY });
+  const daemon = await startDaemon('ours', { sharedDir: share, socketPath: sock, extraArgs: ['--thread-pool-size=2', `--socket-group=${NOBODY}`], uid: NOBODY, gid: NOBODY });
   t.teardown(() => daemon.stop());
   t.not(daemon.pid, daemon.spawnedPid, 'the daemon is the launcher\'s child');
+  const sockSt = fs.statSync(sock);
+  t.same([sockSt.gid, sockSt.mode & 0o777], [NOBODY, 0o660], '--socket-group: the host group (0 in the namespace), 0660');
   t.match(daemon.logs(), /sandbox: rootless: the daemon runs as pid \d+ in new user, mount, pid, IPC, network namespaces; uid map 0 → 65534, gid map 0 → 65534/);
   t.match(daemon.logs(), /sandbox: in a user namespace \(uid_map 0 65534 1; gid_map 0 65534 1; setgroups deny\)/, 'it says once what unmapped ids mean');
   for (const ns of ['user', 'mnt', 'pid', 'net', 'ipc']) {
@@ -198,6 +200,10 @@ t.test('what is refused: maps as root, chroot as non-root', { skip: NEED_ROOT },
   r = spawnSync(process.execPath, [...args, '--sandbox=chroot'], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 20_000 });
   t.equal(r.status, 2, '--sandbox=chroot as non-root: exit 2');
   t.match(r.stderr, /--sandbox=chroot: needs root; as a non-root user use --sandbox=namespace/);
+  r = spawnSync(process.execPath, [...args, '--socket-group=0'], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 20_000 });
+  t.equal(r.status, 2, 'rootless, --socket-group of a group the namespace does not map: exit 2');
+  t.match(r.stderr, /--socket-group: group 0 \(host gid 0\) is not mapped into the daemon's user namespace/);
+  t.notOk(fs.existsSync(`${tmp}/x.sock`), 'no socket');
 });
 
 /**
