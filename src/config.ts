@@ -137,10 +137,10 @@ Confinement (docs/sandbox.md):
                            user namespace too (rootless mode; where the host forbids that, a non-root
                            user without --sandbox runs unconfined, with a warning); chroot: chroot
                            into it (root only); none: unconfined
-  --uid-map=:NS:HOST:COUNT:  rootless mode: the uids of the daemon's user namespace, namespace ids
-                           NS.. (from 0) as host ids HOST.., set with newuidmap (/etc/subuid); default:
-                           only the user's own uid, as 0 (any delimiter instead of ':')
-  --gid-map=:NS:HOST:COUNT:  the same for gids (newgidmap, /etc/subgid); refused as root
+  --uid-map=MAP            rootless mode: the uids of the daemon's user namespace, MAP = :0:HOST:COUNT:
+                           (namespace ids 0.. are host ids HOST..; any delimiter but a letter or
+                           digit), set with newuidmap (/etc/subuid); default: the user's own uid as 0
+  --gid-map=MAP            the same for gids (newgidmap, /etc/subgid). Both are refused as root
   --modcaps=+CAP,-CAP      change the capabilities kept once confined (default: chown,dac_override,
                            dac_read_search,fowner,fsetid,setgid,setuid,mknod,setfcap; also ':'-separated)
   --seccomp=ACTION         kill|log|trap|none: what a system call outside the daemon's allowlist
