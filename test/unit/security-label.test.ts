@@ -252,3 +252,28 @@ t.test('without --security-label: no context is read, whatever follows the names
     'trailing bytes: ignored, as before');
   t.equal(hostXattr(join(dir, 'e'), HOST_NAME), null, 'no label');
 });
+
+t.test('random security context blocks: an answer, never a crash, nothing left behind a refusal', ROOT, async (t) => {
+  const dir = t.testdir({});
+  const c = setup(t, dir, { xattrmap: TRUSTED_MAP });
+  let seed = 0x5ec1abe1;
+  const rnd = (n: number) => {
+    seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+    return seed % n;
+  };
+  const good = secctx('security.selinux', 'abc');
+  const seen = new Map<number, number>();
+  for (let i = 0; i < 600; i++) {
+    // a good block with a few bytes changed, or random bytes, of a length that is a multiple of 8
+    const len = rnd(3) === 0 ? 8 * rnd(8) : good.length;
+    const b = len === good.length ? good.slice() : new Uint8Array(len).map(() => rnd(256));
+    for (let k = rnd(4); k > 0 && b.length > 0; k--) b[rnd(b.length)] = rnd(4) === 0 ? 0 : rnd(256);
+    const name = `r${i}`;
+    const req = c.rb.mkdir(1n, name, 0o755);
+    const r = c.raw(rnd(2) === 0 ? withExt(req, b) : withTrailer(req, b)).error;
+    seen.set(r, (seen.get(r) ?? 0) + 1);
+    if (![0, -E.EINVAL, -E.EPERM, -E.ERANGE, -E.EOPNOTSUPP].includes(r)) t.fail(`${name}: unexpected ${r}`);
+    if (r !== 0 && lstatSync(join(dir, name), { throwIfNoEntry: false }) !== undefined) t.fail(`${name}: left behind`);
+  }
+  t.ok((seen.get(0) ?? 0) > 0 && (seen.get(-E.EINVAL) ?? 0) > 0, `answers: ${JSON.stringify([...seen])}`);
+});
