@@ -7,8 +7,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { FUSE_SECURITY_CTX2, decodeInitOut, encodeSecctx } from '../../src/abi/fuse.js';
-import { RequestBuilder, parseReply } from '../../src/frontend/fuse-requests.js';
+import {
+  FOPEN_DIRECT_IO, FUSE_DIRECT_IO_ALLOW_MMAP2, FUSE_SECURITY_CTX2, decodeInitOut, encodeSecctx,
+} from '../../src/abi/fuse.js';
+import { RequestBuilder, decodeOpenOut, parseReply } from '../../src/frontend/fuse-requests.js';
 import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
 import { native } from '../../src/native.js';
 import { type HostileEnv, startHostile, withTimeout } from '../fuzz/hostile-kit.js';
@@ -114,4 +116,18 @@ t.test('--xattrmap keeps the guest\'s label under user.virtiofs. on the host', {
   t.equal((await call(withExt(rb.symlink(1n, 'l', 'f'), block))).error, -EPERM, 'SYMLINK: EPERM');
   t.ok(gone(env, 'l'), 'no symlink left');
   t.equal((await call(rb.lookup(1n, 'f'))).error, 0, 'the daemon serves on');
+});
+
+t.test('--allow-mmap through the daemon: FUSE_DIRECT_IO_ALLOW_MMAP with cache=never\'s direct-I/O opens', { skip: root ? false : 'needs root (the default sandbox)' }, async (t) => {
+  const env = await startHostile(t, ['--allow-mmap', '--cache=never']);
+  const { rb, call, init } = await session(t, env, FUSE_DIRECT_IO_ALLOW_MMAP2);
+  t.equal(init.error, 0, 'INIT');
+  t.equal(decodeInitOut(init.view, 0).flags2, FUSE_DIRECT_IO_ALLOW_MMAP2, 'negotiated (and nothing else of flags2)');
+  const file = (await call(rb.lookup(1n, 'hello.txt'))).view.getBigUint64(0, true);
+  const open = await call(rb.open(file, 0));
+  t.equal(open.error, 0, 'OPEN');
+  t.equal(decodeOpenOut(open.view, 0).openFlags & FOPEN_DIRECT_IO, FOPEN_DIRECT_IO, 'the file is opened for direct I/O');
+  const again = await call(rb.init(0xffffffff, 0));
+  t.equal(decodeInitOut(again.view, 0).flags2, 0, 'a guest kernel before 6.6: not negotiated, the session goes on');
+  t.match(await env.daemon.waitForLog(/--allow-mmap: the guest kernel does not offer/), /Linux 6\.6/, 'and the daemon says so');
 });
