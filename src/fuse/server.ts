@@ -63,7 +63,7 @@ export interface FuseServerOptions {
   log?: Logger;
   /**
    * Session state shared by every worker's FuseServer (INIT reaches one worker only): 4 × i32 in a
-   * SharedArrayBuffer, [0] initialized (0/1), [1] negotiated minor, [2] negotiated flags, [3] reserved.
+   * SharedArrayBuffer, [0] initialized (0/1), [1] negotiated minor, [2] negotiated flags, [3] negotiated flags2.
    * Defaults to a private array (one server per session).
    */
   session?: Int32Array;
