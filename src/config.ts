@@ -40,6 +40,10 @@ export interface Config {
   deviceNodes: boolean;
   /** Keep the guest's O_DIRECT on host files (--allow-direct-io, -o allow_direct_io). */
   allowDirectIo: boolean;
+  /** --security-label (-o security_label): label new nodes with the guest's security context; implies xattr */
+  securityLabel: boolean;
+  /** --allow-mmap: negotiate FUSE_DIRECT_IO_ALLOW_MMAP (shared mmap with cache=never/metadata) */
+  allowMmap: boolean;
   socketGroup?: string;
   rlimitNofile?: number;
   /** entry/attr validity in seconds, overriding the cache mode's (-o timeout=, as virtiofsd) */
@@ -103,6 +107,12 @@ Options:
                            (also -o posix_acl; implies --xattr; not with --translate-uid/-gid)
   --allow-direct-io        pass the guest's O_DIRECT on to host files (also -o allow_direct_io);
                            by default host I/O goes through the host page cache
+  --security-label         SELinux guests: a new file, directory, node or symlink gets the security
+                           context the guest sends (FUSE_SECURITY_CTX) as an xattr, through --xattrmap
+                           if given (also -o security_label; implies --xattr; docs/xattr.md)
+  --allow-mmap             with --cache=never or metadata, let the guest map files shared (MAP_SHARED;
+                           FUSE_DIRECT_IO_ALLOW_MMAP, guest Linux 6.6 or later). Only when no one else
+                           changes the shared directory
   --readonly               export the share read-only: the guest can read it, every change fails
                            with EROFS (write, create, remove, rename, chmod, touch, setxattr ...)
   --no-device-nodes        refuse guest mknod of block/char devices (EPERM). The daemon never opens
@@ -148,7 +158,7 @@ Confinement (docs/sandbox.md):
                            SIGSYS); default kill (docs/seccomp.md)
 Accepted for compatibility with virtiofsd: --killpriv-v2 (always on here); without effect here:
   --inode-file-handles, --preserve-noatime, -o flock|no_flock|posix_lock|no_posix_lock.
-Not supported yet (refused): --security-label, --no-killpriv-v2.
+Not supported yet (refused): --no-killpriv-v2.
 `;
 
 function parseCache(v: string, where: string): CacheMode {
@@ -227,9 +237,8 @@ const FLAGS: Record<string, (c: Config) => void> = {
   'killpriv-v2': () => {},
   'no-killpriv-v2': () => { throw noKillprivOff('--no-killpriv-v2'); },
   'allow-direct-io': (c) => { c.allowDirectIo = true; },
-  'security-label': () => {
-    throw new UsageError('--security-label: security contexts for SELinux guests (FUSE_SECURITY_CTX) are not supported yet');
-  },
+  'security-label': (c) => { c.securityLabel = true; },
+  'allow-mmap': (c) => { c.allowMmap = true; },
   'preserve-noatime': (c) => { c.ignored.push('--preserve-noatime'); },
   foreground: () => {},
 };
@@ -263,6 +272,8 @@ function applyDashO(c: Config, list: string): void {
       case 'no_posix_acl': noVal(); c.posixAcl = false; break;
       // (the rules may hold ',' only in a later -o: this list was split at ',' already)
       case 'xattrmap': setXattrMap(c, need(), '-o xattrmap'); break;
+      case 'security_label': noVal(); c.securityLabel = true; break;
+      case 'no_security_label': noVal(); c.securityLabel = false; break;
       case 'allow_direct_io': noVal(); c.allowDirectIo = true; break;
       case 'no_allow_direct_io': noVal(); c.allowDirectIo = false; break;
       case 'announce_submounts': noVal(); c.announceSubmounts = true; break;
@@ -331,6 +342,8 @@ export function parseArgs(argv: string[]): Config {
     readOnly: false,
     deviceNodes: true,
     allowDirectIo: false,
+    securityLabel: false,
+    allowMmap: false,
     syslog: false,
     logFormat: 'text',
     seccomp: 'kill',
@@ -389,8 +402,8 @@ export function parseArgs(argv: string[]): Config {
   if (c.sharedDir === undefined) throw new UsageError('--shared-dir (or -o source=DIR) is required');
   // the whole rule set: overlaps between rules of one option show only together
   idMapsOf(c.translateUid, c.translateGid);
-  // as virtiofsd: both need the xattr opcodes, and ACL entries hold host ids no rule would translate
-  if (c.xattrmap !== undefined || c.posixAcl) c.xattr = true;
+  // as virtiofsd: these need the xattr opcodes, and ACL entries hold host ids no rule would translate
+  if (c.xattrmap !== undefined || c.posixAcl || c.securityLabel) c.xattr = true;
   if (c.posixAcl && (c.translateUid.length > 0 || c.translateGid.length > 0)) {
     throw new UsageError('--posix-acl: not with --translate-uid/--translate-gid (the ids inside ACLs would not be translated)');
   }

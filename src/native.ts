@@ -215,6 +215,12 @@ export interface Native {
   fgetxattr(fd: number, name: Name, out: Uint8Array | null): number;
   /** fsetxattr of `value` (flags: XATTR_CREATE 1 / XATTR_REPLACE 2). 0 or -errno. */
   fsetxattr(fd: number, name: Name, value: Uint8Array, flags: number): number;
+  /**
+   * setxattr on the inode an O_PATH fd names, of any file type, without opening it: setxattrat(2) on
+   * its magic link "<fd>" under procFdDir, an fd of /proc/self/fd (a symlink gets the attribute itself).
+   * 0 or -errno; -ENOSYS before Linux 6.13.
+   */
+  setxattrProc(procFdDir: number, fd: number, name: Name, value: Uint8Array, flags: number): number;
   /** flistxattr: the NUL-separated names into `out` (null or empty: the size only). Bytes or -errno. */
   flistxattr(fd: number, out: Uint8Array | null): number;
   /** fremovexattr. 0 or -errno. */

@@ -59,7 +59,6 @@ t.test('--modcaps and --sandbox parse; bad values and what we cannot do are usag
     ['--modcaps=', /empty/],
     ['--sandbox=jail', /invalid value 'jail'/],
     // what we cannot do is refused, never accepted in silence
-    ['--security-label', /--security-label: security contexts for SELinux guests \(FUSE_SECURITY_CTX\) are not supported yet/],
     ['--no-killpriv-v2', /killpriv_v2 is always on here/],
   ] as const) {
     const r = spawnSync(process.execPath, [BIN, '--socket-path=/tmp/x.sock', '--shared-dir=/tmp', bad], { encoding: 'utf8' });
