@@ -24,6 +24,9 @@ export interface StartDaemonOptions {
   /** For 'ours': another checkout's bin/virtiofsd-ts.js (a baseline build to compare with). */
   bin?: string;
   socketTimeoutMs?: number;
+  /** Run as this uid/gid (the caller must be root): a non-root daemon, e.g. rootless mode (docs/sandbox.md). */
+  uid?: number;
+  gid?: number;
 }
 
 export interface ExitStatus {
@@ -78,7 +81,7 @@ export function daemonCommand(kind: DaemonKind, o: StartDaemonOptions): { cmd: s
 export async function startDaemon(kind: DaemonKind, o: StartDaemonOptions): Promise<DaemonHandle> {
   fs.rmSync(o.socketPath, { force: true });
   const { cmd, args } = daemonCommand(kind, o);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], uid: o.uid, gid: o.gid });
   let log = '';
   child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (log += c.toString()));

@@ -3,13 +3,13 @@
  * Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure, 2 bad options.
  */
 import { createRequire } from 'node:module';
-import { USAGE, parseArgs, validateConfig } from './config.js';
+import { USAGE, parseArgs, resolveGroup, validateConfig } from './config.js';
 import { UsageError } from './errors.js';
 import { Daemon } from './daemon.js';
 import { Logger, directStderr, hostPid } from './log.js';
 import { native } from './native.js';
 import { syslogSink } from './syslog.js';
-import { isLaunched, runLauncher } from './sandbox/namespaces.js';
+import { UserNamespacesUnavailable, inUserNamespace, isLaunched, namespaceGidOf, runLauncher } from './sandbox/namespaces.js';
 
 /** How long SIGTERM/SIGINT waits for in-flight requests before the daemon exits without them. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -60,13 +60,42 @@ export async function main(argv: string[]): Promise<number> {
   const log = new Logger(cfg.logLevel, 'main', cfg.syslog ? syslogSink(cfg.logFormat) : directStderr, cfg.logFormat);
   // --sandbox=namespace: this process only launches the daemon in new namespaces and waits for it
   // (src/sandbox/namespaces.ts); the daemon is the same command line run again there.
+  // As a non-root user that is rootless mode: a user namespace as well (docs/sandbox.md).
   if (cfg.sandbox === 'namespace' && !isLaunched()) {
+    const rootless = process.geteuid?.() !== 0;
     try {
-      return await runLauncher({ network: cfg.metricsAddress?.kind !== 'tcp', fds: cfg.fd !== undefined ? [cfg.fd] : [], log });
+      return await runLauncher({
+        network: cfg.metricsAddress?.kind !== 'tcp',
+        fds: cfg.fd !== undefined ? [cfg.fd] : [],
+        user: rootless ? { uidMap: cfg.uidMap, gidMap: cfg.gidMap } : undefined,
+        log,
+      });
     } catch (e) {
-      log.error((e as Error).message);
-      return 1;
+      if (!(e instanceof UserNamespacesUnavailable)) {
+        log.error((e as Error).message);
+        return 1;
+      }
+      // Asked for (--sandbox, or maps that only exist in a user namespace): refused. The default: the
+      // daemon runs unconfined in this process, said loudly (below, and here why).
+      if (cfg.sandboxGiven || cfg.uidMap || cfg.gidMap) {
+        const asked = cfg.sandboxGiven ? '--sandbox=namespace' : cfg.uidMap ? '--uid-map' : '--gid-map';
+        log.error(`${asked}: rootless mode needs a user namespace: ${e.message}`);
+        return 2;
+      }
+      log.warn(`${e.message}: falling back to --sandbox=none`);
+      cfg.sandbox = 'none';
     }
+  }
+  // Rootless mode: --socket-group names a host group; the daemon chowns the socket in its user
+  // namespace, where that group has the id the gid map gives it (if any).
+  if (cfg.socketGroup !== undefined && isLaunched() && inUserNamespace()) {
+    const host = resolveGroup(cfg.socketGroup);
+    const inside = host === undefined ? undefined : namespaceGidOf(host);
+    if (inside === undefined) {
+      log.error(`--socket-group: group ${cfg.socketGroup} (host gid ${host}) is not mapped into the daemon's user namespace (rootless mode: see --gid-map)`);
+      return 2;
+    }
+    cfg.socketGroup = String(inside);
   }
   for (const opt of cfg.ignored) {
     // Asking for lock forwarding and not getting it matters to shared-directory setups: say what it means.
@@ -79,7 +108,7 @@ export async function main(argv: string[]): Promise<number> {
   if (cfg.sandbox === 'none' && process.getuid?.() !== 0) {
     log.warn(
       `running as uid ${process.getuid?.()} with no sandbox: the daemon is not confined to the shared directory ` +
-        'beyond its own path checks, and files are created as this user (run as root for the namespace sandbox)',
+        'beyond its own path checks, and files are created as this user (the namespace sandbox needs root, or user namespaces for rootless mode)',
     );
   }
   // The daemon serves guests that outlive any one request: a bug in a callback must cost that

@@ -16,7 +16,7 @@ import { SECCOMP_MODES, type SeccompMode } from './sandbox/seccomp.js';
 import { type NamespaceIdMap, idMapsOf, parseIdRule, parseNamespaceIdMap } from './fs/idmap.js';
 import { parseXattrMap } from './fs/xattrmap.js';
 import { DEFAULT_CAPS, applyModcaps } from './sandbox/caps.js';
-import type { SandboxMode } from './sandbox/namespaces.js';
+import { type SandboxMode, isLaunched } from './sandbox/namespaces.js';
 
 
 export interface Config {
@@ -40,6 +40,10 @@ export interface Config {
   deviceNodes: boolean;
   /** Keep the guest's O_DIRECT on host files (--allow-direct-io, -o allow_direct_io). */
   allowDirectIo: boolean;
+  /** --security-label (-o security_label): label new nodes with the guest's security context; implies xattr */
+  securityLabel: boolean;
+  /** --allow-mmap: negotiate FUSE_DIRECT_IO_ALLOW_MMAP (shared mmap with cache=never/metadata) */
+  allowMmap: boolean;
   socketGroup?: string;
   rlimitNofile?: number;
   /** entry/attr validity in seconds, overriding the cache mode's (-o timeout=, as virtiofsd) */
@@ -56,12 +60,12 @@ export interface Config {
   translateGid: string[];
   /** --seccomp: the system call filter installed once the daemon serves (docs/seccomp.md) */
   seccomp: SeccompMode;
-  /** --uid-map / --gid-map (rootless mode): parsed, then refused until that mode exists */
+  /** --uid-map / --gid-map: the maps of the daemon's user namespace in rootless mode (newuidmap/newgidmap) */
   uidMap?: NamespaceIdMap;
   gidMap?: NamespaceIdMap;
   /** --sandbox: namespaces + pivot_root (default), chroot, or none (docs/sandbox.md) */
   sandbox: SandboxMode;
-  /** whether --sandbox was given (a non-root default falls back to none, an explicit one is refused) */
+  /** whether --sandbox was given (where user namespaces are unavailable a non-root default falls back to none, an explicit one is refused) */
   sandboxGiven: boolean;
   /** the capabilities every thread keeps once confined (DEFAULT_CAPS changed by --modcaps) */
   caps: string[];
@@ -103,6 +107,12 @@ Options:
                            (also -o posix_acl; implies --xattr; not with --translate-uid/-gid)
   --allow-direct-io        pass the guest's O_DIRECT on to host files (also -o allow_direct_io);
                            by default host I/O goes through the host page cache
+  --security-label         SELinux guests: a new file, directory, node or symlink gets the security
+                           context the guest sends (FUSE_SECURITY_CTX) as an xattr, through --xattrmap
+                           if given (also -o security_label; implies --xattr; docs/xattr.md)
+  --allow-mmap             with --cache=never or metadata, let the guest map files shared (MAP_SHARED;
+                           FUSE_DIRECT_IO_ALLOW_MMAP, guest Linux 6.6 or later). Only when no one else
+                           changes the shared directory
   --readonly               export the share read-only: the guest can read it, every change fails
                            with EROFS (write, create, remove, rename, chmod, touch, setxattr ...)
   --no-device-nodes        refuse guest mknod of block/char devices (EPERM). The daemon never opens
@@ -134,8 +144,14 @@ Options:
   -V, --version            version
 Confinement (docs/sandbox.md):
   --sandbox=MODE           namespace (default): the daemon runs in new mount, pid, IPC and network
-                           namespaces with the shared directory as its root (needs root); chroot:
-                           chroot into it; none: unconfined (a non-root user without --sandbox)
+                           namespaces with the shared directory as its root; as a non-root user in a
+                           user namespace too (rootless mode; where the host forbids that, a non-root
+                           user without --sandbox runs unconfined, with a warning); chroot: chroot
+                           into it (root only); none: unconfined
+  --uid-map=MAP            rootless mode: the uids of the daemon's user namespace, MAP = :0:HOST:COUNT:
+                           (namespace ids 0.. are host ids HOST..; any delimiter but a letter or
+                           digit), set with newuidmap (/etc/subuid); default: the user's own uid as 0
+  --gid-map=MAP            the same for gids (newgidmap, /etc/subgid). Both are refused as root
   --modcaps=+CAP,-CAP      change the capabilities kept once confined (default: chown,dac_override,
                            dac_read_search,fowner,fsetid,setgid,setuid,mknod,setfcap; also ':'-separated)
   --seccomp=ACTION         kill|log|trap|none: what a system call outside the daemon's allowlist
@@ -143,8 +159,7 @@ Confinement (docs/sandbox.md):
                            SIGSYS); default kill (docs/seccomp.md)
 Accepted for compatibility with virtiofsd: --killpriv-v2 (always on here); without effect here:
   --inode-file-handles, --preserve-noatime, -o flock|no_flock|posix_lock|no_posix_lock.
-Not supported yet (refused): --uid-map, --gid-map (rootless mode), --security-label,
-  --no-killpriv-v2.
+Not supported yet (refused): --no-killpriv-v2.
 `;
 
 function parseCache(v: string, where: string): CacheMode {
@@ -223,9 +238,8 @@ const FLAGS: Record<string, (c: Config) => void> = {
   'killpriv-v2': () => {},
   'no-killpriv-v2': () => { throw noKillprivOff('--no-killpriv-v2'); },
   'allow-direct-io': (c) => { c.allowDirectIo = true; },
-  'security-label': () => {
-    throw new UsageError('--security-label: security contexts for SELinux guests (FUSE_SECURITY_CTX) are not supported yet');
-  },
+  'security-label': (c) => { c.securityLabel = true; },
+  'allow-mmap': (c) => { c.allowMmap = true; },
   'preserve-noatime': (c) => { c.ignored.push('--preserve-noatime'); },
   foreground: () => {},
 };
@@ -259,6 +273,8 @@ function applyDashO(c: Config, list: string): void {
       case 'no_posix_acl': noVal(); c.posixAcl = false; break;
       // (the rules may hold ',' only in a later -o: this list was split at ',' already)
       case 'xattrmap': setXattrMap(c, need(), '-o xattrmap'); break;
+      case 'security_label': noVal(); c.securityLabel = true; break;
+      case 'no_security_label': noVal(); c.securityLabel = false; break;
       case 'allow_direct_io': noVal(); c.allowDirectIo = true; break;
       case 'no_allow_direct_io': noVal(); c.allowDirectIo = false; break;
       case 'announce_submounts': noVal(); c.announceSubmounts = true; break;
@@ -327,6 +343,8 @@ export function parseArgs(argv: string[]): Config {
     readOnly: false,
     deviceNodes: true,
     allowDirectIo: false,
+    securityLabel: false,
+    allowMmap: false,
     syslog: false,
     logFormat: 'text',
     seccomp: 'kill',
@@ -385,26 +403,37 @@ export function parseArgs(argv: string[]): Config {
   if (c.sharedDir === undefined) throw new UsageError('--shared-dir (or -o source=DIR) is required');
   // the whole rule set: overlaps between rules of one option show only together
   idMapsOf(c.translateUid, c.translateGid);
-  // as virtiofsd: both need the xattr opcodes, and ACL entries hold host ids no rule would translate
-  if (c.xattrmap !== undefined || c.posixAcl) c.xattr = true;
+  // as virtiofsd: these need the xattr opcodes, and ACL entries hold host ids no rule would translate
+  if (c.xattrmap !== undefined || c.posixAcl || c.securityLabel) c.xattr = true;
   if (c.posixAcl && (c.translateUid.length > 0 || c.translateGid.length > 0)) {
     throw new UsageError('--posix-acl: not with --translate-uid/--translate-gid (the ids inside ACLs would not be translated)');
   }
-  if (c.uidMap || c.gidMap) {
-    throw new UsageError(`${c.uidMap ? '--uid-map' : '--gid-map'}: the rootless mode (a user namespace) is not available yet; run as root, with --translate-uid/--translate-gid for id translation`);
+  for (const [opt, m] of [['--uid-map', c.uidMap], ['--gid-map', c.gidMap]] as const) {
+    if (m === undefined) continue;
+    if (c.sandbox !== 'namespace') {
+      throw new UsageError(`${opt}: only with --sandbox=namespace (the maps are those of the daemon's user namespace, rootless mode)`);
+    }
+    // the daemon is uid/gid 0 of its user namespace (the launcher's child switches to 0 before exec)
+    if (m.namespaceId !== 0) {
+      throw new UsageError(`${opt}: the map must start at namespace id 0 (the daemon runs as 0 in its user namespace), e.g. ':0:100000:65536:'`);
+    }
   }
   return c;
 }
 
 /** Checks against the file system. Throws UsageError (exit 2) with a message an operator can act on. */
 export function validateConfig(c: Config): void {
-  // Namespaces and chroot need root (rootless mode, a user namespace, does not exist yet): a non-root
-  // user who asked for a sandbox is refused, one who did not runs unconfined (and is told so loudly).
-  if (c.sandbox !== 'none' && process.getuid?.() !== 0) {
-    if (c.sandboxGiven) {
-      throw new UsageError(`--sandbox=${c.sandbox}: needs root (rootless mode with a user namespace is not supported yet); use --sandbox=none`);
-    }
-    c.sandbox = 'none';
+  // chroot needs root; a non-root user gets namespace as rootless mode (a user namespace, src/cli.ts and
+  // src/sandbox/namespaces.ts), and the id maps are that mode's: as root they are refused, as virtiofsd
+  // does (root needs no user namespace; --translate-uid/--translate-gid translate ids).
+  const root = process.geteuid?.() === 0;
+  if (c.sandbox === 'chroot' && !root) {
+    throw new UsageError('--sandbox=chroot: needs root; as a non-root user use --sandbox=namespace (rootless mode, a user namespace; the default) or --sandbox=none');
+  }
+  if ((c.uidMap || c.gidMap) && root && !isLaunched()) {
+    throw new UsageError(
+      `${c.uidMap ? '--uid-map' : '--gid-map'}: only for a non-root user (rootless mode, a user namespace); as root use --translate-uid/--translate-gid`,
+    );
   }
   const dir = c.sharedDir!;
   let st: fs.Stats;

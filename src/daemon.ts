@@ -107,6 +107,7 @@ export class Daemon {
       allowDirectIo: cfg.allowDirectIo,
       xattr: cfg.xattr,
       xattrmap: cfg.xattrmap, posixAcl: cfg.posixAcl,
+      securityLabel: cfg.securityLabel, allowMmap: cfg.allowMmap,
       timeout: cfg.timeout,
       syslog: cfg.syslog,
       announceSubmounts: cfg.announceSubmounts,

@@ -215,6 +215,12 @@ export interface Native {
   fgetxattr(fd: number, name: Name, out: Uint8Array | null): number;
   /** fsetxattr of `value` (flags: XATTR_CREATE 1 / XATTR_REPLACE 2). 0 or -errno. */
   fsetxattr(fd: number, name: Name, value: Uint8Array, flags: number): number;
+  /**
+   * setxattr on the inode an O_PATH fd names, of any file type, without opening it: setxattrat(2) on
+   * its magic link "<fd>" under procFdDir, an fd of /proc/self/fd (a symlink gets the attribute itself).
+   * 0 or -errno; -ENOSYS before Linux 6.13.
+   */
+  setxattrProc(procFdDir: number, fd: number, name: Name, value: Uint8Array, flags: number): number;
   /** flistxattr: the NUL-separated names into `out` (null or empty: the size only). Bytes or -errno. */
   flistxattr(fd: number, out: Uint8Array | null): number;
   /** fremovexattr. 0 or -errno. */
@@ -272,9 +278,13 @@ export interface Native {
   /**
    * A child in new namespaces (`flags`: CLONE_NEW* bits) that makes its mounts private (slave), mounts
    * a fresh /proc if `mountProc`, dies with its parent, and execs `execPath` with `keepFds` inherited
-   * (Node makes every inherited fd close-on-exec). Its pid or -errno.
+   * (Node makes every inherited fd close-on-exec). Its pid or -errno. With `gate` (rootless mode: a new
+   * user namespace, whose id maps the parent writes first) the child waits before anything else until
+   * 'G' is written to `gate`, the parent's end of a pipe (close-on-exec), and exits if it is closed
+   * without: {pid, gate}, or -errno.
    */
-  sandboxSpawn(execPath: string, argv: string[], env: string[], flags: number, mountProc: boolean, keepFds: number[]): number;
+  sandboxSpawn(execPath: string, argv: string[], env: string[], flags: number, mountProc: boolean, keepFds: number[], gate: false): number;
+  sandboxSpawn(execPath: string, argv: string[], env: string[], flags: number, mountProc: boolean, keepFds: number[], gate: true): number | { pid: number; gate: number };
   /** Resolves once the child has ended: its exit code, the signal that ended it, or the errno of waitpid. */
   waitChild(pid: number): Promise<{ code?: number; signal?: number; errno?: number }>;
   /**

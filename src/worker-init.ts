@@ -19,6 +19,10 @@ export interface WorkerInit {
   xattrmap?: string;
   /** --posix-acl */
   posixAcl: boolean;
+  /** --security-label: negotiate FUSE_SECURITY_CTX and label new nodes */
+  securityLabel: boolean;
+  /** --allow-mmap: negotiate FUSE_DIRECT_IO_ALLOW_MMAP */
+  allowMmap: boolean;
   /** entry/attr validity override in seconds (-o timeout=) */
   timeout?: number;
   /** log to syslog (--syslog) */

@@ -109,6 +109,7 @@ export default function runWorker(task: { wid: number }): void {
     allowDirectIo: data.init.allowDirectIo,
     announceSubmounts: data.init.announceSubmounts,
     xattrPolicy: xattrPolicy(data.init.xattrmap, data.init.posixAcl),
+    secctxAsIs: data.init.xattrmap === undefined,
   });
   const server = new FuseServer(fs, {
     cache: data.init.cache,
@@ -116,6 +117,8 @@ export default function runWorker(task: { wid: number }): void {
     readdirplus: data.init.readdirplus,
     xattr: data.init.xattr,
     posixAcl: data.init.posixAcl,
+    securityLabel: data.init.securityLabel,
+    allowMmap: data.init.allowMmap,
     timeout: data.init.timeout,
     readOnly: data.init.readOnly,
     announceSubmounts: data.init.announceSubmounts,

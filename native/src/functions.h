@@ -77,6 +77,7 @@
   /* xattr.cc: extended attributes */           \
   X(Fgetxattr, fgetxattr)                        \
   X(Fsetxattr, fsetxattr)                        \
+  X(SetxattrProc, setxattrProc)                  \
   X(Flistxattr, flistxattr)                      \
   X(Fremovexattr, fremovexattr)                  \
   /* process.cc: fd limit, this thread's credentials, exit */ \

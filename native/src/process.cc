@@ -3,6 +3,7 @@
 
 #include "addon.h"
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -46,6 +47,18 @@ Napi::Value NativeAddon::SetNofile(const Napi::CallbackInfo& info) {
 // thread starts with the list it inherited from the process). Credentials are per thread (the raw
 // syscalls below act on the calling thread only), so this is thread_local, not per env.
 static thread_local long tGroups = -1;
+
+// In a user namespace whose setgroups is "deny" (rootless mode with the launcher's own single-id maps,
+// docs/sandbox.md) setgroups always fails with EPERM: no thread can shed the groups it started with or
+// take others. Read once, when the addon is loaded (before the sandbox moves the root away from /proc).
+static const bool kSetgroupsDenied = [] {
+  int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[8] = {0};
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  return n >= 4 && memcmp(buf, "deny", 4) == 0;
+}();
 
 // Most supplementary groups one call takes (the FUSE layer keeps far fewer: src/fuse/server.ts).
 constexpr uint32_t kMaxGroups = 64;
@@ -96,7 +109,9 @@ Napi::Value NativeAddon::SetCreds(const Napi::CallbackInfo& info) {
   // Groups first. setgroups needs CAP_SETGID, which an fsuid other than 0 leaves in place (it drops
   // only the file-system capabilities). An empty list is set whenever the thread's may not be empty:
   // a caller never acts with the daemon's own supplementary groups (root's, say).
-  if (count > 0 || tGroups != 0) {
+  // Where setgroups is denied an empty list is taken as it is (nothing else is possible); a caller's
+  // groups then fail with EPERM.
+  if (count > 0 || (tGroups != 0 && !kSetgroupsDenied)) {
     if (syscall(SYS_setgroups, static_cast<size_t>(count), count > 0 ? groups.data : nullptr) != 0) {
       int e = errno;
       return num(info.Env(), -e);

@@ -67,18 +67,31 @@ void writeErrno(int e) {
 
 }  // namespace
 
-// sandboxSpawn(execPath, argv[], env[], cloneFlags, mountProc, keepFds[]): a child in new namespaces (clone
-// flags from JS: CLONE_NEWNS|NEWPID|NEWNET|NEWIPC|NEWUTS as configured) that makes its mounts private
-// to it, mounts a fresh /proc for its pid namespace, clears close-on-exec on keepFds, and execs execPath. Returns the child's pid or
-// -errno (the clone's). The child dies with its parent (PR_SET_PDEATHSIG).
+// sandboxSpawn(execPath, argv[], env[], cloneFlags, mountProc, keepFds[], gate): a child in new namespaces
+// (clone flags from JS: CLONE_NEWNS|NEWPID|NEWNET|NEWIPC, and CLONE_NEWUSER for rootless mode) that makes
+// its mounts private to it, mounts a fresh /proc for its pid namespace, clears close-on-exec on keepFds,
+// and execs execPath. Returns the child's pid or -errno (the clone's). The child dies with its parent
+// (PR_SET_PDEATHSIG).
+//
+// The handshake, through a pipe: the parent writes the child's pid as it sees it ("1234\n"). With `gate`
+// the child then waits for one more byte before it does anything else: the parent first writes the
+// child's uid_map and gid_map (a new user namespace has none, and without them the child is nobody with
+// no way to gain root in it), then writes 'G' (sandboxRelease). Anything else (the parent closes the
+// pipe, or dies) and the child exits without exec. With gate the result is {pid, gate}: gate is the
+// parent's end of the pipe (close-on-exec), for sandboxRelease or to close on failure.
+//
+// In a new user namespace the child, released, drops the supplementary groups if the namespace allows it
+// (not when setgroups is "deny"), then becomes uid and gid 0 of the namespace (setresgid, setresuid: the
+// maps may not put its own host ids at 0); the capabilities it has there since the clone survive the
+// switch, and execve as uid 0 keeps them all (over its own namespaces only).
 //
 // The parent is multi-threaded, so between clone and execve the child makes raw system calls only:
 // everything it needs is built before the clone.
 Napi::Value NativeAddon::SandboxSpawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 6 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsNumber() ||
-      !info[4].IsBoolean() || !info[5].IsArray()) {
-    Napi::TypeError::New(env, "sandboxSpawn(execPath, argv, env, flags, mountProc, keepFds)").ThrowAsJavaScriptException();
+  if (info.Length() < 7 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsNumber() ||
+      !info[4].IsBoolean() || !info[5].IsArray() || !info[6].IsBoolean()) {
+    Napi::TypeError::New(env, "sandboxSpawn(execPath, argv, env, flags, mountProc, keepFds, gate)").ThrowAsJavaScriptException();
     return Napi::Value();
   }
   std::vector<int> keep;
@@ -93,6 +106,7 @@ Napi::Value NativeAddon::SandboxSpawn(const Napi::CallbackInfo& info) {
   strings(info[2].As<Napi::Array>(), envS);
   uint64_t flags = static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value());
   bool mountProc = info[4].As<Napi::Boolean>().Value();
+  bool gate = info[6].As<Napi::Boolean>().Value();
   // In its pid namespace the child is pid 1: it learns its pid out there (for log lines and syslog
   // tags) from the parent, through a pipe, into an environment entry made room for in advance.
   static const char kHostPid[] = "VIRTIOFSD_TS_HOST_PID=";
@@ -116,20 +130,44 @@ Napi::Value NativeAddon::SandboxSpawn(const Napi::CallbackInfo& info) {
   if (pid > 0) {
     close(pfd[0]);
     char digits[16];
-    int n = snprintf(digits, sizeof(digits), "%ld", pid);
+    int n = snprintf(digits, sizeof(digits), "%ld\n", pid);
     if (write(pfd[1], digits, static_cast<size_t>(n)) != n) { /* the child goes without: its log says pid 1 */ }
-    close(pfd[1]);
-    return num(env, static_cast<double>(pid));
+    if (!gate) {
+      close(pfd[1]);
+      return num(env, static_cast<double>(pid));
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("pid", Napi::Number::New(env, static_cast<double>(pid)));
+    o.Set("gate", Napi::Number::New(env, pfd[1]));
+    return o;
   }
 
   // The child: raw system calls only.
   syscall(SYS_close, pfd[1]);
-  for (long got = 0; got < 11;) {
-    long r = syscall(SYS_read, pfd[0], pidSlot + got, 11 - got);
-    if (r > 0) got += r;
-    else if (r == 0 || errno != EINTR) break;
+  auto readByte = [&](char& c) -> bool {
+    for (;;) {
+      long r = syscall(SYS_read, pfd[0], &c, 1);
+      if (r == 1) return true;
+      if (r == 0 || errno != EINTR) return false;
+    }
+  };
+  char c;
+  for (int got = 0; readByte(c) && c != '\n';)
+    if (got < 11) pidSlot[got++] = c;
+  if (gate) {
+    if (!readByte(c) || c != 'G') {
+      writeAll("virtiofsd-ts: sandbox: the launcher did not release the daemon (its user namespace is not set up); not starting\n");
+      syscall(SYS_exit_group, 125);
+    }
   }
   syscall(SYS_close, pfd[0]);
+  if (flags & CLONE_NEWUSER) {
+    // (EPERM: setgroups is "deny" in this namespace, and the groups cannot change at all)
+    if (syscall(SYS_setgroups, 0, nullptr) != 0 && errno != EPERM) childFail("setgroups(0) in the user namespace");
+    if (syscall(SYS_setresgid, 0, 0, 0) != 0) childFail("setresgid(0, 0, 0) in the user namespace (is gid 0 mapped?)");
+    if (syscall(SYS_setresuid, 0, 0, 0) != 0) childFail("setresuid(0, 0, 0) in the user namespace (is uid 0 mapped?)");
+  }
+  // (after the id switch: a change of the effective ids clears the parent-death signal)
   if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) childFail("prctl(PR_SET_PDEATHSIG)");
   // Node marks every inherited fd close-on-exec at startup (stdio included): the ones the daemon
   // serves with are inherited again.

@@ -66,6 +66,9 @@ constexpr long kAbsent = -1;
 #ifndef SYS_faccessat2
 #define SYS_faccessat2 439
 #endif
+#ifndef SYS_setxattrat
+#define SYS_setxattrat 463
+#endif
 #ifndef SYS_epoll_pwait2
 #define SYS_epoll_pwait2 kAbsent
 #endif
@@ -105,6 +108,8 @@ const long kAllowed[] = {
     SYS_fchownat, SYS_utimensat, SYS_faccessat2, SYS_ftruncate, SYS_fallocate, SYS_copy_file_range,
     SYS_fsync, SYS_fdatasync, SYS_syncfs, SYS_lseek, SYS_pread64, SYS_preadv, SYS_pwritev, SYS_fgetxattr,
     SYS_fsetxattr, SYS_flistxattr, SYS_fremovexattr, SYS_setfsuid, SYS_setfsgid, SYS_setgroups,
+    // --security-label: a new symlink's or special node's security context (xattr.cc setxattrProc)
+    SYS_setxattrat,
 
     // Node's own file calls: fs.* from JS (prom-client reads /proc/self, the SIGUSR1 status line counts
     // /proc/self/fd, stop() removes the socket file), module and addon loading in a new worker.

@@ -125,6 +125,12 @@ export const FUSE_HAS_INODE_DAX2 = 1 << 1;
  * MKDIR, MKNOD, SYMLINK and TMPFILE
  */
 export const FUSE_CREATE_SUPP_GROUP2 = 1 << 2;
+export const FUSE_HAS_EXPIRE_ONLY2 = 1 << 3;
+/**
+ * FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36, 7.39, Linux 6.6 — named FUSE_DIRECT_IO_RELAX there): the guest
+ * may map files opened with FOPEN_DIRECT_IO shared (MAP_SHARED); without it such an mmap fails ENODEV
+ */
+export const FUSE_DIRECT_IO_ALLOW_MMAP2 = 1 << 4;
 
 // ---- setattr valid bits ----
 export const FATTR_MODE = 1 << 0;
@@ -381,6 +387,12 @@ export function decodeOutHeader(v: DataView, off = 0): OutHeader {
  * fuse_secctx_header's nr_secctx (FUSE_MAX_NR_SECCTX): the security contexts (FUSE_SECURITY_CTX).
  */
 export const FUSE_EXT_GROUPS = 32;
+/** The largest fuse_secctx_header.nr_secctx: extension types up to it are a security context block. */
+export const FUSE_MAX_NR_SECCTX = 31;
+/** struct fuse_secctx_header: {u32 size (of the whole block, header included), u32 nr_secctx} */
+export const SECCTX_HEADER_SIZE = 8;
+/** struct fuse_secctx: {u32 size (of the context value), u32 padding}, then the name (NUL ended), the value */
+export const SECCTX_SIZE = 8;
 /** struct fuse_ext_header: {u32 size (of the whole record, header included), u32 type} */
 export const EXT_HEADER_SIZE = 8;
 /** struct fuse_supp_groups: {u32 nr_groups, u32 groups[nr_groups]} */
@@ -389,18 +401,28 @@ const SUPP_GROUPS_FIXED = 4;
 /**
  * The extensions of a request: fuse_in_header.total_extlen 8-byte units at its end, [start, end) of
  * `v`, a sequence of records, each a fuse_ext_header and its body, the header's size a multiple of 8
- * (FUSE_REC_ALIGN). The gids of the FUSE_EXT_GROUPS record go to `groups`; other records are skipped.
- * Returns how many gids, or -1 when the records do not tile [start, end) exactly, a groups record is
- * shorter than its nr_groups says, comes twice, or holds more gids than `groups` has room for.
+ * (FUSE_REC_ALIGN). The gids of the FUSE_EXT_GROUPS record go to `groups`; where a security context
+ * block (a type ≤ FUSE_MAX_NR_SECCTX: fuse_secctx_header) lies goes to `secctx` ([0] its offset, [1] its
+ * end; -1 -1 without one; decodeSecctx reads it); other records are skipped. Returns how many gids, or -1
+ * when the records do not tile [start, end) exactly, a groups record is shorter than its nr_groups says,
+ * a groups record or a security context block comes twice, or the gids do not fit in `groups`.
  */
-export function decodeExtGroups(v: DataView, start: number, end: number, groups: Uint32Array): number {
+export function decodeExtGroups(v: DataView, start: number, end: number, groups: Uint32Array,
+  secctx?: Int32Array): number {
   let n = 0;
   let seen = false;
+  let ctxAt = -1;
+  let ctxEnd = -1;
   for (let p = start; p < end;) {
     if (end - p < EXT_HEADER_SIZE) return -1;
     const size = v.getUint32(p, true);
     if (size < EXT_HEADER_SIZE || size % 8 !== 0 || size > end - p) return -1;
-    if (v.getUint32(p + 4, true) === FUSE_EXT_GROUPS) {
+    const type = v.getUint32(p + 4, true);
+    if (type <= FUSE_MAX_NR_SECCTX) {
+      if (ctxAt >= 0) return -1;
+      ctxAt = p;
+      ctxEnd = p + size;
+    } else if (type === FUSE_EXT_GROUPS) {
       if (seen || size < EXT_HEADER_SIZE + SUPP_GROUPS_FIXED) return -1;
       seen = true;
       const nr = v.getUint32(p + EXT_HEADER_SIZE, true);
@@ -411,7 +433,61 @@ export function decodeExtGroups(v: DataView, start: number, end: number, groups:
     }
     p += size;
   }
+  if (secctx !== undefined) {
+    secctx[0] = ctxAt;
+    secctx[1] = ctxEnd;
+  }
   return n;
+}
+
+/**
+ * A security context block (FUSE_SECURITY_CTX) at [start, end) of `v`: a fuse_secctx_header whose size
+ * is the whole block, then nr_secctx contexts, each a fuse_secctx, the xattr name with its NUL and the
+ * value (fuse_secctx.size bytes), zero padded to 8 bytes (FUSE_REC_ALIGN). Linux sends at most one
+ * context (none when no LSM labels the file), as virtiofsd reads it. `out` gets the name's [start, end)
+ * (without the NUL) and the value's: out[0..3]. Returns 1 (a context), 0 (none), or -1: malformed (a
+ * size that disagrees with the block, more than one context, an empty or overlong name or value, a name
+ * without its NUL, a value reaching past the block, more than alignment padding after it).
+ */
+export function decodeSecctx(v: DataView, start: number, end: number, out: Int32Array): number {
+  if (end - start < SECCTX_HEADER_SIZE || v.getUint32(start, true) !== end - start) return -1;
+  const nr = v.getUint32(start + 4, true);
+  if (nr === 0) return 0;
+  if (nr !== 1) return -1;
+  const c = start + SECCTX_HEADER_SIZE;
+  if (end - c < SECCTX_SIZE) return -1;
+  const size = v.getUint32(c, true);
+  if (size === 0 || size > XATTR_SIZE_MAX) return -1;
+  const name = c + SECCTX_SIZE;
+  let nul = name;
+  const stop = Math.min(end, name + XATTR_NAME_MAX + 1);
+  while (nul < stop && v.getUint8(nul) !== 0) nul++;
+  if (nul === stop || nul === name) return -1;
+  const value = nul + 1;
+  if (size > end - value || end - (value + size) >= 8) return -1;
+  out[0] = name;
+  out[1] = nul;
+  out[2] = value;
+  out[3] = value + size;
+  return 1;
+}
+
+/**
+ * A security context block holding one context (`name` = `value`), or none (`name` null), as Linux
+ * sends it: for clients and tests.
+ */
+export function encodeSecctx(name: Uint8Array | null, value: Uint8Array = new Uint8Array(0)): Uint8Array {
+  const body = name === null ? 0 : Math.ceil((SECCTX_SIZE + name.length + 1 + value.length) / 8) * 8;
+  const out = new Uint8Array(SECCTX_HEADER_SIZE + body);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, out.length, true);
+  v.setUint32(4, name === null ? 0 : 1, true);
+  if (name !== null) {
+    v.setUint32(SECCTX_HEADER_SIZE, value.length, true);
+    out.set(name, SECCTX_HEADER_SIZE + SECCTX_SIZE);
+    out.set(value, SECCTX_HEADER_SIZE + SECCTX_SIZE + name.length + 1);
+  }
+  return out;
 }
 
 /** A FUSE_EXT_GROUPS record holding `gids` (zero padded to 8 bytes), for clients and tests. */

@@ -34,6 +34,18 @@ export interface Ctx {
    */
   groups: Uint32Array;
   ngroups: number;
+  /**
+   * The new node's security context (--security-label, FUSE_SECURITY_CTX), on CREATE, MKDIR, MKNOD and
+   * SYMLINK only: the xattr the file system sets on it before it answers, removing the node again when
+   * that fails. Null or absent: none. Valid for the call only.
+   */
+  secctx?: SecurityContext | null;
+}
+
+/** A security context as the guest kernel's LSM computed it: an xattr name (e.g. security.selinux) and value. */
+export interface SecurityContext {
+  name: Uint8Array;
+  value: Uint8Array;
 }
 
 export interface Entry {

@@ -209,7 +209,8 @@ export interface NamespaceIdMap {
 export function parseNamespaceIdMap(spec: string, option: string): NamespaceIdMap {
   const what = `${option} '${spec}'`;
   const d = spec[0];
-  if (d === undefined || /[0-9]/.test(d)) throw new UsageError(`${what}: expected :NAMESPACE_ID:HOST_ID:COUNT:`);
+  // (as virtiofsd: any delimiter but a letter or digit, the same around each field)
+  if (d === undefined || /[\p{L}\p{N}]/u.test(d)) throw new UsageError(`${what}: expected :NAMESPACE_ID:HOST_ID:COUNT:`);
   const parts = spec.split(d);
   if (parts.length !== 5 || parts[0] !== '' || parts[4] !== '') {
     throw new UsageError(`${what}: expected ${d}NAMESPACE_ID${d}HOST_ID${d}COUNT${d} (three numbers, '${d}' around each)`);

@@ -4,7 +4,7 @@
  * src/abi/fuse.ts after need() and pass what they get here through these checks; the FileSystem
  * receives only checked values. A refusal is thrown as a ReplyError with the errno Linux would give.
  */
-import { IN_HEADER_SIZE, NAME_MAX, PATH_MAX, XATTR_NAME_MAX } from '../abi/fuse.js';
+import { FUSE_SECURITY_CTX2, IN_HEADER_SIZE, NAME_MAX, PATH_MAX, XATTR_NAME_MAX, decodeSecctx } from '../abi/fuse.js';
 import { Errno } from '../errors.js';
 import type { TimeSpec } from '../fs/filesystem.js';
 import type { Req } from './handler.js';
@@ -69,12 +69,44 @@ export function entryName(q: Req, start: number, forLookup = false): Uint8Array 
   return start === IN_HEADER_SIZE ? headNames.of(head, len) : head.subarray(start, nul);
 }
 
-/** A NUL-terminated symlink target at `start` (after need()): non-empty, < PATH_MAX. */
+/** A NUL-terminated symlink target at `start` (after need()): non-empty, < PATH_MAX. Sets q.next past its NUL. */
 export function symlinkTarget(q: Req, start: number): Uint8Array {
   const nul = nulBefore(q.r.head, start, end(q));
   if (nul < 0 || nul === start) throw new ReplyError(-Errno.EINVAL);
   if (nul - start >= PATH_MAX) throw new ReplyError(-Errno.ENAMETOOLONG);
+  q.next = nul + 1;
   return q.r.head.subarray(start, nul);
+}
+
+/**
+ * The security context of a CREATE, MKDIR, MKNOD or SYMLINK (FUSE_SECURITY_CTX in `flags2`, the
+ * session's), into q.ctx.secctx: null when the session has none or the request carries none (nr_secctx
+ * 0: no LSM in the guest labels it). Linux 6.4 on (and 6.1.x stable) sends the block as the request's
+ * first extension (src/fuse/server.ts found it); Linux 5.17 to 6.3 appended it after the names with no
+ * total_extlen: then it is what follows `namesEnd`. A malformed block is EINVAL (decodeSecctx says
+ * which); the name and value are views of the head copy, valid for the request only.
+ */
+export function securityContext(q: Req, flags2: number, namesEnd: number): void {
+  const ctx = q.ctx;
+  ctx.secctx = null;
+  if ((flags2 & FUSE_SECURITY_CTX2) === 0) return;
+  let start: number;
+  let stop: number;
+  if (q.totalExtlen !== 0) {
+    start = q.secctx[0]!;
+    stop = q.secctx[1]!;
+    if (start < 0) return;
+  } else {
+    start = namesEnd;
+    stop = end(q);
+    if (start >= stop) return;
+  }
+  const p = q.secctxParts;
+  const r = decodeSecctx(q.v, start, stop, p);
+  if (r < 0) throw new ReplyError(-Errno.EINVAL);
+  if (r === 0) return;
+  const head = q.r.head;
+  ctx.secctx = { name: head.subarray(p[0]!, p[1]!), value: head.subarray(p[2]!, p[3]!) };
 }
 
 /**

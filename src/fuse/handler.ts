@@ -33,15 +33,23 @@ export class Req implements InHeaderFields {
   pid = 0;
   totalExtlen = 0;
   /** the caller, from the header (and the request's FUSE_EXT_GROUPS extension) */
-  readonly ctx: Ctx = { uid: 0, gid: 0, pid: 0, groups: new Uint32Array(CTX_GROUPS_MAX), ngroups: 0 };
+  readonly ctx: Ctx = { uid: 0, gid: 0, pid: 0, groups: new Uint32Array(CTX_GROUPS_MAX), ngroups: 0, secctx: null };
   /** view of the head copy: fuse_in_header at 0 */
   v!: DataView;
   r!: Reader;
   w!: Writer;
   /** view of w.buf: the reply's header at 0 */
   wv!: DataView;
-  /** where the last name checked (src/fuse/args.ts entryName, xattrName) ended, after its NUL */
+  /** where the last name checked (src/fuse/args.ts entryName, xattrName, symlinkTarget) ended, after its NUL */
   next = 0;
+  /**
+   * [0, 1): where the request's security context block lies in the head copy, as its extensions
+   * (src/fuse/server.ts) found it: -1 -1 for none. Valid only when the request has extensions
+   * (totalExtlen ≠ 0); src/fuse/args.ts securityContext reads it.
+   */
+  readonly secctx = new Int32Array(2);
+  /** the name's and the value's [start, end) of a security context (decodeSecctx's output) */
+  readonly secctxParts = new Int32Array(4);
   /** the server's id translation (fixed for its life), for the replies' fuse_attr; null: none */
   ids: IdMaps | null = null;
 

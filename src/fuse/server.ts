@@ -47,6 +47,14 @@ export interface FuseServerOptions {
   /** negotiate FUSE_POSIX_ACL and FUSE_SETXATTR_EXT (--posix-acl; with xattr) */
   posixAcl?: boolean;
   /**
+   * negotiate FUSE_SECURITY_CTX (--security-label): CREATE, MKDIR, MKNOD and SYMLINK carry the new
+   * node's security context, which the file system sets as an xattr (Ctx.secctx); INIT from a guest
+   * kernel that does not offer it is refused (EPROTO), as virtiofsd does
+   */
+  securityLabel?: boolean;
+  /** negotiate FUSE_DIRECT_IO_ALLOW_MMAP (--allow-mmap): the guest may map FOPEN_DIRECT_IO files shared */
+  allowMmap?: boolean;
+  /**
    * uid/gid translation (--translate-uid/--translate-gid, src/fs/idmap.ts): the caller's ids and a
    * SETATTR's new owner guest→host (a forbidden one answers EPERM), every reply's fuse_attr owner
    * host→guest. Null or absent: ids pass unchanged, at the cost of one null check per request.
@@ -55,7 +63,7 @@ export interface FuseServerOptions {
   log?: Logger;
   /**
    * Session state shared by every worker's FuseServer (INIT reaches one worker only): 4 × i32 in a
-   * SharedArrayBuffer, [0] initialized (0/1), [1] negotiated minor, [2] negotiated flags, [3] reserved.
+   * SharedArrayBuffer, [0] initialized (0/1), [1] negotiated minor, [2] negotiated flags, [3] negotiated flags2.
    * Defaults to a private array (one server per session).
    */
   session?: Int32Array;
@@ -78,14 +86,16 @@ const NOBODY = 65534;
  * The request's extensions (fuse_in_header.total_extlen 8-byte units at its end, 7.38), checked here,
  * once: they must lie inside the request and its head copy and be well formed (decodeExtGroups). The
  * supplementary groups they carry go to ctx, translated guest→host (a group without a host id is
- * dropped: the caller simply is not in it on the host). The request's length then ends where the
- * extensions begin, so a handler sees its own arguments only. False: malformed (EINVAL, nothing done).
+ * dropped: the caller simply is not in it on the host); where a security context block lies goes to
+ * q.secctx (read by the creating handlers: src/fuse/args.ts securityContext). The request's length then
+ * ends where the extensions begin, so a handler sees its own arguments only. False: malformed (EINVAL,
+ * nothing done).
  */
 function extensions(s: Served, q: Req, ctx: Ctx): boolean {
   const bytes = q.totalExtlen * 8;
   if (bytes > q.len - IN_HEADER_SIZE || q.len > q.r.head.length) return false;
   const start = q.len - bytes;
-  const n = decodeExtGroups(q.v, start, q.len, ctx.groups);
+  const n = decodeExtGroups(q.v, start, q.len, ctx.groups, q.secctx);
   if (n < 0) return false;
   const ids = s.ids;
   if (ids === null) {
@@ -120,6 +130,8 @@ export class FuseServer {
       readdirplus: opts.readdirplus ?? true,
       announceSubmounts: opts.announceSubmounts ?? false,
       posixAcl: (opts.posixAcl ?? false) && (opts.xattr ?? false),
+      securityLabel: opts.securityLabel ?? false,
+      allowMmap: opts.allowMmap ?? false,
     });
     this.served = {
       fs,

@@ -6,9 +6,10 @@
  */
 import {
   FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FUSE_ATOMIC_O_TRUNC, FUSE_AUTO_INVAL_DATA, FUSE_BIG_WRITES, FUSE_CREATE_SUPP_GROUP2,
-  FUSE_DO_READDIRPLUS, FUSE_DONT_MASK, FUSE_HANDLE_KILLPRIV_V2, FUSE_INIT_EXT, FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION,
+  FUSE_DIRECT_IO_ALLOW_MMAP2, FUSE_DO_READDIRPLUS, FUSE_DONT_MASK, FUSE_HANDLE_KILLPRIV_V2, FUSE_INIT_EXT, FUSE_KERNEL_MINOR_VERSION,
+  FUSE_KERNEL_VERSION,
   FUSE_MAX_PAGES, FUSE_MIN_MINOR_VERSION, FUSE_PARALLEL_DIROPS, FUSE_POSIX_ACL, FUSE_SETXATTR_EXT, FUSE_READDIRPLUS_AUTO,
-  FUSE_SUBMOUNTS, FUSE_WRITEBACK_CACHE, INIT_IN_SIZE_COMPAT,
+  FUSE_SECURITY_CTX2, FUSE_SUBMOUNTS, FUSE_WRITEBACK_CACHE, INIT_IN_SIZE_COMPAT,
   INIT_OUT_SIZE, IN_HEADER_SIZE, decodeInitIn,
 } from '../abi/fuse.js';
 import { Errno } from '../errors.js';
@@ -20,10 +21,11 @@ import { errorReply, initReply, okReply, room } from './reply.js';
 export const MAX_WRITE = 1024 * 1024;
 export const MAX_PAGES = 256;
 
-/** Slots of the shared session array: [0] initialized (0/1), [1] negotiated minor, [2] flags, [3] reserved. */
+/** Slots of the shared session array: [0] initialized (0/1), [1] negotiated minor, [2] flags, [3] flags2. */
 const S_INIT = 0;
 const S_MINOR = 1;
 const S_FLAGS = 2;
+const S_FLAGS2 = 3;
 export const SESSION_SLOTS = 4;
 
 /**
@@ -58,6 +60,14 @@ export interface SessionOptions {
    * replace it as on a local file system (src/fs/passthrough/entry.ts createMode)
    */
   posixAcl?: boolean;
+  /**
+   * negotiate FUSE_SECURITY_CTX (--security-label): the creating requests carry the new node's security
+   * context (src/fuse/args.ts securityContext); a guest kernel that does not offer it is refused (EPROTO),
+   * as virtiofsd does
+   */
+  securityLabel?: boolean;
+  /** negotiate FUSE_DIRECT_IO_ALLOW_MMAP (--allow-mmap): shared mmap of FOPEN_DIRECT_IO files */
+  allowMmap?: boolean;
 }
 
 /** What a FileSystem is told of the negotiated flags. */
@@ -69,6 +79,8 @@ function initOptions(flags: number): InitOptions {
 export class Session {
   /** The INIT flags this server offers to take. */
   readonly wanted: number;
+  /** The flags2 bits this server offers to take. */
+  readonly wanted2: number;
   /** The session flags this server last told its file system about. */
   private seenFlags = -1;
 
@@ -80,6 +92,10 @@ export class Session {
     if (opts.announceSubmounts) wanted |= FUSE_SUBMOUNTS;
     if (opts.posixAcl) wanted |= FUSE_POSIX_ACL | FUSE_SETXATTR_EXT | FUSE_DONT_MASK;
     this.wanted = wanted;
+    let wanted2 = WANTED_FLAGS2;
+    if (opts.securityLabel) wanted2 |= FUSE_SECURITY_CTX2;
+    if (opts.allowMmap) wanted2 |= FUSE_DIRECT_IO_ALLOW_MMAP2;
+    this.wanted2 = wanted2;
   }
 
   get initialized(): boolean {
@@ -89,6 +105,11 @@ export class Session {
   /** The negotiated INIT flags (0 before INIT). */
   get flags(): number {
     return Atomics.load(this.shared, S_FLAGS);
+  }
+
+  /** The negotiated flags2 bits (0 before INIT, or without FUSE_INIT_EXT). */
+  get flags2(): number {
+    return Atomics.load(this.shared, S_FLAGS2);
   }
 
   /** INIT may have reached another worker's server: pass its negotiated options to this fs. */
@@ -101,11 +122,12 @@ export class Session {
   }
 
   /** A session negotiated here: tell fs, then publish it (initialized last). */
-  start(fs: FileSystem, minor: number, flags: number): void {
+  start(fs: FileSystem, minor: number, flags: number, flags2 = 0): void {
     fs.init?.(initOptions(flags));
     this.seenFlags = flags | 0;
     Atomics.store(this.shared, S_MINOR, minor);
     Atomics.store(this.shared, S_FLAGS, flags | 0);
+    Atomics.store(this.shared, S_FLAGS2, flags2 | 0);
     Atomics.store(this.shared, S_INIT, 1);
   }
 
@@ -147,8 +169,18 @@ export const init: Handler = (s, q) => {
   const flags = (i.flags & s.session.wanted) >>> 0;
   if ((s.session.wanted & ~flags & FUSE_POSIX_ACL) !== 0) s.warn('--posix-acl: the guest kernel does not offer FUSE_POSIX_ACL; its ACLs are not enforced by it');
   // flags2 counts only with FUSE_INIT_EXT on both sides (decodeInitIn gives 0 without it)
-  const flags2 = (flags & FUSE_INIT_EXT) !== 0 ? (i.flags2 & WANTED_FLAGS2) >>> 0 : 0;
-  s.session.start(s.fs, minor, flags);
+  const flags2 = (flags & FUSE_INIT_EXT) !== 0 ? (i.flags2 & s.session.wanted2) >>> 0 : 0;
+  const missing2 = s.session.wanted2 & ~flags2;
+  if ((missing2 & FUSE_SECURITY_CTX2) !== 0) {
+    // as virtiofsd: the operator asked for labels, and a guest that cannot send them would create
+    // unlabelled files unnoticed (Linux offers FUSE_SECURITY_CTX from 5.17 on)
+    s.log?.error('--security-label: the guest kernel does not offer FUSE_SECURITY_CTX (Linux 5.17 or later); refusing the session');
+    return errorReply(q, -Errno.EPROTO);
+  }
+  if ((missing2 & FUSE_DIRECT_IO_ALLOW_MMAP2) !== 0) {
+    s.warn('--allow-mmap: the guest kernel does not offer FUSE_DIRECT_IO_ALLOW_MMAP (Linux 6.6 or later); shared mmap of files opened for direct I/O stays refused');
+  }
+  s.session.start(s.fs, minor, flags, flags2);
   s.log?.info(`FUSE session 7.${minor}, flags 0x${flags.toString(16)}, flags2 0x${flags2.toString(16)}`);
   return initReply(q, {
     major: FUSE_KERNEL_VERSION, minor, maxReadahead: i.maxReadahead, flags, maxBackground: 64,

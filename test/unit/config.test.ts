@@ -36,6 +36,12 @@ t.test('virtiofsd spellings are accepted', async (t) => {
     [['--socket-path=/s', '-o', 'source=/d,xattr'], { sharedDir: '/d', xattr: true }],
     [['--socket-path=/s', '-o', 'source=/d,xattr', '-o', 'no_xattr'], { xattr: false }],
     [['--socket-path=/s', '-o', 'no_xattr', '--xattr', '--shared-dir=/d'], { xattr: true }],
+    // --security-label implies --xattr (as virtiofsd); -o security_label|no_security_label as virtiofsd's -o
+    [['--socket-path=/s', '--shared-dir=/d'], { securityLabel: false, allowMmap: false }],
+    [['--socket-path=/s', '--shared-dir=/d', '--security-label'], { securityLabel: true, xattr: true }],
+    [['--socket-path=/s', '-o', 'source=/d,security_label'], { securityLabel: true, xattr: true }],
+    [['--socket-path=/s', '-o', 'source=/d,security_label,no_security_label'], { securityLabel: false, xattr: false }],
+    [['--socket-path=/s', '--shared-dir=/d', '--allow-mmap', '--cache=never'], { allowMmap: true, cache: 'never' }],
     [['--print-capabilities'], { printCapabilities: true }],
     [['--help'], { help: true }],
     [['-V'], { version: true }],
@@ -60,6 +66,10 @@ t.test('bad options are usage errors (exit code 2) with a message naming the pro
     [['--socket-path=/s', '--shared-dir=/d', '--log-level=loud'], /invalid level/],
     [['--socket-path=/s', '--shared-dir=/d', '--frobnicate'], /unknown option '--frobnicate'/],
     [['--socket-path=/s', '-o', 'source=/d,frob'], /unknown option 'frob'/],
+    // virtiofsd has --allow-mmap only, no -o spelling
+    [['--socket-path=/s', '-o', 'source=/d,allow_mmap'], /unknown option 'allow_mmap'/],
+    [['--socket-path=/s', '--shared-dir=/d', '--security-label=yes'], /--security-label: takes no value/],
+    [['--socket-path=/s', '-o', 'source=/d,security_label=1'], /-o security_label: takes no value/],
     [['--socket-path=/s', '-o', 'source='], /needs a value/],
     [['--socket-path=/s', '-o'], /needs an option list/],
     [['--socket-path'], /needs a value/],

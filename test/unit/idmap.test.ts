@@ -144,6 +144,8 @@ t.test('--uid-map/--gid-map: the user-namespace syntax', async (t) => {
     [':0:x:2:', /'x' is not a number/],
     [':0:1:0:', /count must be at least 1/],
     [':0:4294967295:2:', /goes past 2\^32/],
+    ['x0x1x2x', /expected :NAMESPACE_ID/],
+    ['_0_1_2:', /three numbers/],
   ];
   for (const [spec, re] of bad) {
     t.throws(() => parseNamespaceIdMap(spec, '--uid-map'), { name: 'UsageError', message: re }, spec);
@@ -163,9 +165,12 @@ t.test('the options on the command line', async (t) => {
   usage(['--translate-gid=nope:1:2:3'], /--translate-gid 'nope:1:2:3': unknown rule/);
   usage(['--translate-uid=map:0:1000:10', '--translate-uid=map:5:0:1'], /--translate-uid guest-to-host 'map:5:0:1'.*overlap/);
   usage(['--translate-uid'], /--translate-uid: needs a value/);
-  // the rootless mode's maps: parsed (a bad one says what is wrong), then refused as not available
-  usage(['--uid-map=:0:100000:65536:'], /--uid-map: the rootless mode \(a user namespace\) is not available yet/);
-  usage(['--gid-map=:0:100000:65536:'], /--gid-map: the rootless mode .* not available yet/);
+  // the rootless mode's maps (docs/sandbox.md): the user namespace's, so only with --sandbox=namespace,
+  // and from namespace id 0 (the daemon is 0 there); as root they are refused by validateConfig
+  t.same(parseArgs([...base, '--uid-map=:0:100000:65536:', '--gid-map=/0/100000/65536/']).gidMap, { namespaceId: 0, hostId: 100000, count: 65536 });
+  usage(['--uid-map=:0:100000:65536:', '--sandbox=none'], /--uid-map: only with --sandbox=namespace/);
+  usage(['--gid-map=:0:100000:65536:', '--sandbox=chroot'], /--gid-map: only with --sandbox=namespace/);
+  usage(['--uid-map=:1000:1000:1:'], /--uid-map: the map must start at namespace id 0/);
   usage(['--uid-map=0:1:2'], /--uid-map '0:1:2': expected/);
   usage(['--uid-map=:0:1:1:', '--uid-map=:0:1:1:'], /--uid-map: given twice/);
 });

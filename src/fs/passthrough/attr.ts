@@ -1,6 +1,6 @@
 /** A node's attributes and its file system: GETATTR, SETATTR, READLINK, ACCESS, STATFS, SYNCFS. */
-import { AttrOff, PATH_MAX } from '../../abi/fuse.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../abi/stat.js';
+import { PATH_MAX } from '../../abi/fuse.js';
+import { S_IFDIR, S_IFLNK, S_IFREG } from '../../abi/stat.js';
 import { Errno } from '../../errors.js';
 import { C, STATFS_OUT_SIZE, native } from '../../native.js';
 import type { Ctx, SetattrArgs } from '../filesystem.js';
@@ -108,21 +108,20 @@ export function syncfs(c: Core, nodeid: number): number {
   });
 }
 
+/**
+ * ACCESS: the host kernel's own answer for the caller. faccessat2(AT_EACCESS) on the inode's O_PATH fd,
+ * run as the caller (Core.asCaller: fsuid, fsgid and the supplementary groups the request carried), so
+ * every rule the host applies counts: owner, group and other classes, POSIX ACLs, root's capabilities
+ * (execute only with an x bit somewhere), a read-only host mount (EROFS), an immutable file (EPERM).
+ * The caller's supplementary groups are only those the request carries: Linux sends FUSE_EXT_GROUPS on
+ * creating requests only, so an ACCESS from a client without default_permissions is answered for the
+ * caller's uid and gid alone (a permission held only through another group reads as EACCES). A Linux
+ * guest never sends ACCESS: virtiofs mounts always use default_permissions, and its kernel checks with
+ * the caller's whole group list itself (docs/internals.md "The caller's identity"). A daemon that is
+ * not root answers for its own user (what it can then do on the caller's behalf).
+ */
 export function access(c: Core, ctx: Ctx, nodeid: number, mask: number): number {
-  return c.withInode(nodeid, (fd) => {
-    const r = c.statFd(fd);
-    if (r < 0) return r;
-    const m = mask & 7;
-    if (m === 0) return 0;
-    const mode = c.mode;
-    if (ctx.uid === 0) {
-      // root may do anything, except execute a non-directory without any x bit
-      if ((m & C.X_OK) && (mode & S_IFMT) !== S_IFDIR && (mode & 0o111) === 0) return -Errno.EACCES;
-      return 0;
-    }
-    const uid = c.stv.getUint32(AttrOff.uid, true);
-    const gid = c.stv.getUint32(AttrOff.gid, true);
-    const bits = uid === ctx.uid ? (mode >> 6) & 7 : gid === ctx.gid ? (mode >> 3) & 7 : mode & 7;
-    return (bits & m) === m ? 0 : -Errno.EACCES;
-  });
+  return c.withInode(nodeid, (fd) =>
+    c.asCaller(ctx, () => native.faccessat(fd, null, mask & (C.R_OK | C.W_OK | C.X_OK), C.AT_EACCESS)),
+  );
 }

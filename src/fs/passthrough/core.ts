@@ -43,6 +43,12 @@ export interface PassthroughOptions {
   announceSubmounts?: boolean;
   /** which xattr names the guest may use, under which host names (src/fs/xattrmap.ts); default: xattrPolicy(undefined, false) */
   xattrPolicy?: XattrPolicy;
+  /**
+   * --security-label without --xattrmap: a new node's `security.selinux` context goes to the host under
+   * its own name, although the default policy refuses that name to SETXATTR (docs/xattr.md). With a map,
+   * the context's name goes through the map like any other.
+   */
+  secctxAsIs?: boolean;
 }
 
 export class Core {

@@ -4,7 +4,8 @@ import { Errno } from '../../errors.js';
 import { C, native } from '../../native.js';
 import type { Ctx, Entry } from '../filesystem.js';
 import { POSIX_ACL_DEFAULT } from '../xattrmap.js';
-import type { Core } from './core.js';
+import { type Core, PATH_FLAGS, RESOLVE } from './core.js';
+import { labelNode } from './xattr.js';
 
 export function lookup(c: Core, parent: number, name: Uint8Array): Entry | number {
   const pfd = c.tables.inodeAcquire(parent);
@@ -46,10 +47,29 @@ function hasDefaultAcl(c: Core, nodeid: number): boolean {
   return r > 0;
 }
 
+/**
+ * The node a creating call just made under `name` in the directory pfd, entered (one lookup reference).
+ * With a security context (--security-label) it gets its label first, as the daemon; if that fails the
+ * node is removed again and the failure answered (as virtiofsd does), so the guest never sees it.
+ */
+function created(c: Core, ctx: Ctx, pfd: number, name: Uint8Array, isDir: boolean): Entry | number {
+  const sec = ctx.secctx;
+  if (sec === undefined || sec === null) return c.lookupAt(pfd, name);
+  const fd = native.openat2(pfd, name, PATH_FLAGS, 0, RESOLVE);
+  if (fd < 0) return fd;
+  const r = labelNode(c, fd, sec);
+  if (r < 0) {
+    native.close(fd);
+    native.unlinkat(pfd, name, isDir ? C.AT_REMOVEDIR : 0);
+    return r;
+  }
+  return c.enter(fd);
+}
+
 export function symlink(c: Core, ctx: Ctx, parent: number, name: Uint8Array, target: Uint8Array): Entry | number {
   return c.withInode(parent, (pfd) => {
     const r = c.asCaller(ctx, () => native.symlinkat(target, pfd, name));
-    return r < 0 ? r : c.lookupAt(pfd, name);
+    return r < 0 ? r : created(c, ctx, pfd, name, false);
   });
 }
 
@@ -59,14 +79,14 @@ export function mknod(c: Core, ctx: Ctx, parent: number, name: Uint8Array, mode:
   if ((type === S_IFBLK || type === S_IFCHR) && !c.opts.allowDevices) return -Errno.EPERM;
   return c.withInode(parent, (pfd) => {
     const r = c.asCaller(ctx, () => native.mknodat(pfd, name, mode, rdev));
-    return r < 0 ? r : c.lookupAt(pfd, name);
+    return r < 0 ? r : created(c, ctx, pfd, name, false);
   });
 }
 
 export function mkdir(c: Core, ctx: Ctx, parent: number, name: Uint8Array, mode: number): Entry | number {
   return c.withInode(parent, (pfd) => {
     const r = c.asCaller(ctx, () => native.mkdirat(pfd, name, mode & 0o7777));
-    return r < 0 ? r : c.lookupAt(pfd, name);
+    return r < 0 ? r : created(c, ctx, pfd, name, true);
   });
 }
 

@@ -8,6 +8,7 @@ import { Errno } from '../../errors.js';
 import { C, native } from '../../native.js';
 import type { Created, Ctx, FileSink, FileSource, Opened } from '../filesystem.js';
 import { type Core, PATH_FLAGS, RESOLVE } from './core.js';
+import { labelOpenFile } from './xattr.js';
 
 export function open(c: Core, nodeid: number, flags: number, killSuidgid = false): Opened | number {
   const fd = c.tables.inodeAcquire(nodeid);
@@ -54,6 +55,8 @@ export function create(c: Core, ctx: Ctx, parent: number, name: Uint8Array, mode
     // O_NONBLOCK: belt and braces should a FIFO appear anyway; on regular files it has no effect.
     const f = c.openFlags(flags) | (flags & C.O_EXCL) | C.O_CREAT | C.O_NOFOLLOW | C.O_NONBLOCK;
     let ofd = c.asCaller(ctx, () => native.openat2(pfd, name, f | C.O_EXCL, mode & 0o7777, RESOLVE));
+    // a file made by this call (not an existing one opened) gets the security context, if any
+    const made = ofd >= 0;
     if (ofd === -Errno.EEXIST && (flags & C.O_EXCL) === 0) {
       const efd = native.openat2(pfd, name, PATH_FLAGS, 0, RESOLVE);
       if (efd < 0) return efd;
@@ -75,6 +78,15 @@ export function create(c: Core, ctx: Ctx, parent: number, name: Uint8Array, mode
     if (c.statFd(ofd) < 0 || c.type !== S_IFREG) {
       native.close(ofd);
       return -Errno.EACCES;
+    }
+    if (made && ctx.secctx) {
+      // --security-label: labelled through the open fd, as the daemon; a file that cannot be is removed
+      const l = labelOpenFile(c, ofd, ctx.secctx);
+      if (l < 0) {
+        native.close(ofd);
+        native.unlinkat(pfd, name, 0);
+        return l;
+      }
     }
     // The inode fd for exactly the file we opened (no second name resolution, no race).
     const pathFd = native.openProcFd(c.procSelfFd, ofd, C.O_PATH);

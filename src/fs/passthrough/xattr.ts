@@ -18,9 +18,13 @@ import { AttrOff } from '../../abi/fuse.js';
 import { S_IFDIR, S_IFREG } from '../../abi/stat.js';
 import { Errno } from '../../errors.js';
 import { C, native } from '../../native.js';
+import type { SecurityContext } from '../filesystem.js';
 import { XATTR_DENIED, XATTR_HIDDEN, type XattrPolicy, xattrPolicy } from '../xattrmap.js';
 import type { Ctx } from '../filesystem.js';
 import type { Core } from './core.js';
+
+/** The one security context name a Linux guest sends today (only SELinux labels a dentry before creation). */
+const SELINUX = new TextEncoder().encode('security.selinux');
 
 /** What a Passthrough built without a policy applies: the default one, no POSIX ACLs. */
 const DEFAULT_POLICY = xattrPolicy(undefined, false);
@@ -40,22 +44,25 @@ function refusal(r: number, denied: number): number {
 
 /** f(fd) on a real fd for nodeid, or `other` for a file type that is never opened. */
 function withXattrFd(c: Core, nodeid: number, f: (fd: number) => number, other: number): number {
-  return c.withInode(nodeid, (ifd) => {
-    const r = c.statFd(ifd);
-    if (r < 0) return r;
-    const type = c.type;
-    let flags: number;
-    if (type === S_IFREG) flags = C.O_RDONLY | C.O_NONBLOCK;
-    else if (type === S_IFDIR) flags = C.O_RDONLY | C.O_DIRECTORY;
-    else return other;
-    const fd = native.openProcFd(c.procSelfFd, ifd, flags);
-    if (fd < 0) return fd;
-    try {
-      return f(fd);
-    } finally {
-      native.close(fd);
-    }
-  });
+  return c.withInode(nodeid, (ifd) => withOpenedFd(c, ifd, f, other));
+}
+
+/** f(fd) on a real fd reopened from the O_PATH fd `ifd`, or `other` for a file type that is never opened. */
+function withOpenedFd(c: Core, ifd: number, f: (fd: number) => number, other: number): number {
+  const r = c.statFd(ifd);
+  if (r < 0) return r;
+  const type = c.type;
+  let flags: number;
+  if (type === S_IFREG) flags = C.O_RDONLY | C.O_NONBLOCK;
+  else if (type === S_IFDIR) flags = C.O_RDONLY | C.O_DIRECTORY;
+  else return other;
+  const fd = native.openProcFd(c.procSelfFd, ifd, flags);
+  if (fd < 0) return fd;
+  try {
+    return f(fd);
+  } finally {
+    native.close(fd);
+  }
 }
 
 export function setxattr(c: Core, nodeid: number, name: Uint8Array, value: Uint8Array, flags: number): number {
@@ -112,18 +119,12 @@ export function removexattr(c: Core, ctx: Ctx, nodeid: number, name: Uint8Array)
   return withXattrFd(c, nodeid, (fd) => {
     const host = policyOf(c).toHost(name, true, true);
     if (typeof host === 'number') return refusal(host, -Errno.EPERM);
-    if (isCapability(host) && !mayDropCapability(c, ctx, fd)) return -Errno.EPERM;
+    if (sameBytes(host, CAPABILITY) && !mayDropCapability(c, ctx, fd)) return -Errno.EPERM;
     return native.fremovexattr(fd, host);
   }, -Errno.EOPNOTSUPP);
 }
 
 const CAPABILITY = new TextEncoder().encode('security.capability');
-
-function isCapability(name: Uint8Array): boolean {
-  if (name.length !== CAPABILITY.length) return false;
-  for (let i = 0; i < name.length; i++) if (name[i] !== CAPABILITY[i]) return false;
-  return true;
-}
 
 /**
  * May this caller remove the file's security.capability? The guest kernel removes it itself before a
@@ -136,4 +137,49 @@ function isCapability(name: Uint8Array): boolean {
 function mayDropCapability(c: Core, ctx: Ctx, fd: number): boolean {
   if (ctx.uid === 0 || c.stv.getUint32(AttrOff.uid, true) === ctx.uid) return true;
   return c.asCaller(ctx, () => native.faccessat(fd, null, C.W_OK, C.AT_EACCESS)) === 0;
+}
+
+// ---- --security-label: a new node's security context ----
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The host name a new node's security context is stored under: the guest's name through the policy,
+ * as a SETXATTR's (so `--xattrmap=':map:security.selinux:user.virtiofs.:'` keeps the guest's labels
+ * apart from the host's), except that without --xattrmap `security.selinux` goes through as it is
+ * (secctxAsIs: what --security-label asks for; the host's LSM, or the lack of CAP_SYS_ADMIN on a host
+ * without one, judges it). A refused name is EPERM (EOPNOTSUPP for an `unsupported` rule).
+ */
+function secctxHostName(c: Core, sec: SecurityContext): Uint8Array | number {
+  const host = policyOf(c).toHost(sec.name, true);
+  if (typeof host !== 'number') return host;
+  if (c.opts.secctxAsIs === true && sameBytes(sec.name, SELINUX)) return sec.name;
+  return refusal(host, -Errno.EPERM);
+}
+
+/**
+ * Set the security context on a regular file just created and opened (`fd`, a real fd), as the daemon
+ * (as virtiofsd does: the caller could not set a security.* name). 0 or -errno.
+ */
+export function labelOpenFile(c: Core, fd: number, sec: SecurityContext): number {
+  const host = secctxHostName(c, sec);
+  if (typeof host === 'number') return host;
+  return native.fsetxattr(fd, host, sec.value, 0);
+}
+
+/**
+ * Set the security context on a node just created, known by its O_PATH fd, whatever its type, without
+ * opening it (setxattrat on its /proc/self/fd link, Linux 6.13). Before 6.13 a directory or regular file
+ * is reopened for fsetxattr; a symlink or special node then cannot be labelled: EOPNOTSUPP. 0 or -errno.
+ */
+export function labelNode(c: Core, fd: number, sec: SecurityContext): number {
+  const host = secctxHostName(c, sec);
+  if (typeof host === 'number') return host;
+  const r = native.setxattrProc(c.procSelfFd, fd, host, sec.value, 0);
+  if (r !== -Errno.ENOSYS) return r;
+  return withOpenedFd(c, fd, (rfd) => native.fsetxattr(rfd, host, sec.value, 0), -Errno.EOPNOTSUPP);
 }

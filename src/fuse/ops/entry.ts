@@ -10,7 +10,7 @@ import {
 } from '../../abi/fuse.js';
 import { Errno } from '../../errors.js';
 import type { Entry } from '../../fs/filesystem.js';
-import { entryName, has, need, symlinkTarget } from '../args.js';
+import { entryName, has, need, securityContext, symlinkTarget } from '../args.js';
 import type { Handler, Req, Served } from '../handler.js';
 import { createReply, entryReply, errorReply, nosys, statusReply } from '../reply.js';
 
@@ -60,6 +60,7 @@ export const batchForget: Handler = (s, q) => {
 export const mknod: Handler = (s, q) => {
   need(q, MKNOD_IN_SIZE);
   const name = entryName(q, P + MKNOD_IN_SIZE);
+  securityContext(q, s.session.flags2, q.next);
   if (!s.fs.mknod) nosys();
   const m = decodeMknodIn(q.v, P);
   return entryOrError(s, q, s.fs.mknod(q.ctx, q.nodeid, name, m.mode, m.rdev, m.umask));
@@ -68,6 +69,7 @@ export const mknod: Handler = (s, q) => {
 export const mkdir: Handler = (s, q) => {
   need(q, MKDIR_IN_SIZE);
   const name = entryName(q, P + MKDIR_IN_SIZE);
+  securityContext(q, s.session.flags2, q.next);
   if (!s.fs.mkdir) nosys();
   const m = decodeMkdirIn(q.v, P);
   return entryOrError(s, q, s.fs.mkdir(q.ctx, q.nodeid, name, m.mode, m.umask));
@@ -77,6 +79,7 @@ export const symlink: Handler = (s, q) => {
   need(q, 0);
   const name = entryName(q, P);
   const target = symlinkTarget(q, q.next);
+  securityContext(q, s.session.flags2, q.next);
   if (!s.fs.symlink) nosys();
   return entryOrError(s, q, s.fs.symlink(q.ctx, q.nodeid, name, target));
 };
@@ -94,6 +97,7 @@ export const create: Handler = (s, q) => {
   need(q, CREATE_IN_SIZE);
   const c = decodeCreateIn(q.v, P);
   const name = entryName(q, P + CREATE_IN_SIZE);
+  securityContext(q, s.session.flags2, q.next);
   if (!s.fs.create) nosys();
   const kill = (c.openFlags & FUSE_OPEN_KILL_SUIDGID) !== 0;
   const res = s.fs.create(q.ctx, q.nodeid, name, c.mode, c.flags, c.umask, kill);
