@@ -19,6 +19,7 @@
  * character after it that is not a letter, digit, '-' or '_' (`map:1:2:3`, `map/1/2/3`).
  */
 import { UsageError } from '../errors.js';
+import type { IdMapRange } from '../abi/userns.js';
 
 /** One past the largest u32: ranges end at or below it. */
 const ID_LIMIT = 2 ** 32;
@@ -200,11 +201,7 @@ export function idMapsOf(translateUid: readonly string[], translateGid: readonly
  * A user-namespace map of the rootless mode (--uid-map, --gid-map): `:NAMESPACE_ID:HOST_ID:COUNT:`,
  * any one non-digit character as the delimiter, which starts and ends the value.
  */
-export interface NamespaceIdMap {
-  namespaceId: number;
-  hostId: number;
-  count: number;
-}
+export type NamespaceIdMap = IdMapRange;
 
 export function parseNamespaceIdMap(spec: string, option: string): NamespaceIdMap {
   const what = `${option} '${spec}'`;

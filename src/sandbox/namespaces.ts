@@ -17,7 +17,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { errnoName, native, type SandboxFailure } from '../native.js';
 import type { Logger } from '../log.js';
-import type { NamespaceIdMap } from '../fs/idmap.js';
+import type { IdMapRange } from '../abi/userns.js';
 import { capMask } from './caps.js';
 
 export type SandboxMode = 'namespace' | 'chroot' | 'none';
@@ -88,8 +88,8 @@ export function namespaceGidOf(hostGid: number): number | undefined {
 
 /** Rootless mode: the id maps of the daemon's user namespace (the caller's own id as 0 when absent). */
 export interface UserNamespaceMaps {
-  uidMap?: NamespaceIdMap;
-  gidMap?: NamespaceIdMap;
+  uidMap?: IdMapRange;
+  gidMap?: IdMapRange;
 }
 
 /**
@@ -110,7 +110,7 @@ export interface LaunchOptions {
 }
 
 /** "0 → 1000 (1 id)" */
-function describeMap(m: NamespaceIdMap): string {
+function describeMap(m: IdMapRange): string {
   return `${m.namespaceId}${m.count > 1 ? `..${m.namespaceId + m.count - 1}` : ''} → ${m.hostId}${m.count > 1 ? `..${m.hostId + m.count - 1}` : ''}`;
 }
 
@@ -124,7 +124,7 @@ function describeMap(m: NamespaceIdMap): string {
 function writeIdMaps(pid: number, maps: UserNamespaceMaps): { uid: string; gid: string } {
   const euid = process.geteuid?.() ?? 0;
   const egid = process.getegid?.() ?? 0;
-  const helper = (tool: 'newuidmap' | 'newgidmap', m: NamespaceIdMap): void => {
+  const helper = (tool: 'newuidmap' | 'newgidmap', m: IdMapRange): void => {
     const r = spawnSync(tool, [String(pid), String(m.namespaceId), String(m.hostId), String(m.count)], { encoding: 'utf8', timeout: 10_000 });
     const opt = tool === 'newuidmap' ? '--uid-map' : '--gid-map';
     if (r.error) {

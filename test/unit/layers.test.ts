@@ -18,7 +18,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   // a socket file removed through its directory (safe once the sandbox has moved the root)
   'socket-file': ['abi', 'native'],
   // namespaces, the new root, capabilities (the launcher and the move into the sandbox)
-  sandbox: ['errors', 'log', 'native'],
+  sandbox: ['abi', 'errors', 'log', 'native'],
   syslog: ['log', 'native'],
   memory: ['abi', 'errors', 'log', 'native'],
   // the counters workers write and the registry, HTTP endpoint and address syntax that read them
