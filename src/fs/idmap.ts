@@ -199,7 +199,7 @@ export function idMapsOf(translateUid: readonly string[], translateGid: readonly
 
 /**
  * A user-namespace map of the rootless mode (--uid-map, --gid-map): `:NAMESPACE_ID:HOST_ID:COUNT:`,
- * any one non-digit character as the delimiter, which starts and ends the value.
+ * any one character but a letter or digit as the delimiter, which starts and ends the value.
  */
 export type NamespaceIdMap = IdMapRange;
 
