@@ -22,6 +22,20 @@ import type { FuseServer } from '../../src/fuse/server.js';
 
 export { concat, cstr, le } from '../../src/frontend/fuse-requests.js';
 
+/**
+ * A request with `ext` appended as its request extensions (FUSE 7.38): the header's len and
+ * total_extlen (in 8-byte units) patched; `extlen` sets a total_extlen of the test's own instead.
+ */
+export function withExt(req: Uint8Array, ext: Uint8Array, o: { extlen?: number } = {}): Uint8Array {
+  const out = new Uint8Array(req.length + ext.length);
+  out.set(req);
+  out.set(ext, req.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, out.length, true);
+  v.setUint16(36, o.extlen ?? ext.length / 8, true);
+  return out;
+}
+
 export interface Reply {
   /** what handle() returned */
   ret: number;

@@ -13,7 +13,7 @@ import { Errno as E } from '../../src/errors.js';
 import { Passthrough } from '../../src/fs/passthrough.js';
 import { FuseServer } from '../../src/fuse/server.js';
 import { native } from '../../src/native.js';
-import { FuseClient } from '../helpers/fuse-client.js';
+import { FuseClient, withExt } from '../helpers/fuse-client.js';
 import { realTables, resetTables } from '../helpers/real-tables.js';
 
 const tables = await realTables();
@@ -28,17 +28,6 @@ function setup(t: Test, dir: string) {
   t.teardown(() => { fs.destroy(); native.close(fs.procFd); });
   t.equal(c.init().error, 0, 'INIT');
   return c;
-}
-
-/** A request with `ext` appended as its extensions: len and total_extlen (8-byte units) patched. */
-function withExt(req: Uint8Array, ext: Uint8Array): Uint8Array {
-  const out = new Uint8Array(req.length + ext.length);
-  out.set(req);
-  out.set(ext, req.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, out.length, true);
-  v.setUint16(36, ext.length / 8, true);
-  return out;
 }
 
 function file(dir: string, name: string, mode: number, uid: number, gid: number): string {

@@ -12,6 +12,7 @@ import {
 } from '../../src/abi/fuse.js';
 import { RequestBuilder, decodeOpenOut, parseReply } from '../../src/frontend/fuse-requests.js';
 import { VirtioFsSession } from '../../src/frontend/virtio-fs-session.js';
+import { withExt } from '../helpers/fuse-client.js';
 import { native } from '../../src/native.js';
 import { type HostileEnv, startHostile, withTimeout } from '../fuzz/hostile-kit.js';
 
@@ -24,17 +25,6 @@ const enc = new TextEncoder();
 const LABEL = 'system_u:object_r:container_file_t:s0';
 const root = process.getuid?.() === 0;
 const secctx = (name: string) => encodeSecctx(enc.encode(name), enc.encode(LABEL));
-
-/** A request with `ext` appended as its extensions: len and total_extlen patched. */
-function withExt(req: Uint8Array, ext: Uint8Array): Uint8Array {
-  const out = new Uint8Array(req.length + ext.length);
-  out.set(req);
-  out.set(ext, req.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, out.length, true);
-  v.setUint16(36, ext.length / 8, true);
-  return out;
-}
 
 async function session(t: Test, env: HostileEnv, flags2: number) {
   const s = VirtioFsSession.open(env.sock);

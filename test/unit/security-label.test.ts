@@ -17,7 +17,7 @@ import { Passthrough } from '../../src/fs/passthrough.js';
 import { xattrPolicy } from '../../src/fs/xattrmap.js';
 import { FuseServer, type FuseServerOptions } from '../../src/fuse/server.js';
 import { native } from '../../src/native.js';
-import { FuseClient } from '../helpers/fuse-client.js';
+import { FuseClient, withExt } from '../helpers/fuse-client.js';
 import { realTables, resetTables } from '../helpers/real-tables.js';
 
 const tables = await realTables();
@@ -53,17 +53,6 @@ function setup(t: Test, dir: string, o: Setup = {}) {
   t.equal(r.error, 0, 'INIT');
   t.equal(decodeInitOut(r.view, 0).flags2 & FUSE_SECURITY_CTX2, FUSE_SECURITY_CTX2, 'SECURITY_CTX negotiated');
   return c;
-}
-
-/** A request with `ext` appended as its extensions: len and total_extlen (8-byte units) patched. */
-function withExt(req: Uint8Array, ext: Uint8Array): Uint8Array {
-  const out = new Uint8Array(req.length + ext.length);
-  out.set(req);
-  out.set(ext, req.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, out.length, true);
-  v.setUint16(36, ext.length / 8, true);
-  return out;
 }
 
 /** A request with `block` appended after its names, as Linux 5.17 to 6.3 sent it (no total_extlen). */
