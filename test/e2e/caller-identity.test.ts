@@ -7,9 +7,13 @@
  * otherwise); a set-group-ID directory gives new entries its group and subdirectories its bit; and a
  * user's write to, or truncating open of, a set-user-ID file clears the bit (FUSE_HANDLE_KILLPRIV_V2).
  *
- * Needs a guest kernel >= 6.4 (the bookworm-backports one, as test/e2e/multiqueue.test.ts does;
- * VIRTIOFSD_TS_SUPP_GROUP_KERNEL picks one) and root (the share holds files of several owners). A missing
- * piece skips, and fails under CI=true.
+ * The same boot checks --allow-mmap, which needs a newer guest too: two more devices share files with
+ * --cache=never (opened for direct I/O); a shared writable mmap of one fails ENODEV without the option
+ * and, with it (FUSE_DIRECT_IO_ALLOW_MMAP, Linux 6.6), works and its write reaches the host file.
+ *
+ * Needs a guest kernel >= 6.6 (the bookworm-backports one, as test/e2e/multiqueue.test.ts does;
+ * VIRTIOFSD_TS_SUPP_GROUP_KERNEL picks one), the static guest probe (test/e2e/guest/fsprobe.c) and root
+ * (the share holds files of several owners). A missing piece skips, and fails under CI=true.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,16 +23,20 @@ import {
   GUEST_PRELUDE, findKernelAtLeast, guestSkipReason, kernelInfo, parseVals, runGuest, startDaemon,
 } from '../../harness/index.js';
 import { checkGuestRun } from './guest-checks.js';
+import { buildProbe } from './probe-kit.js';
+import { FUSE_DIRECT_IO_ALLOW_MMAP2 } from '../../src/abi/fuse.js';
 
 const kernel = process.env.VIRTIOFSD_TS_SUPP_GROUP_KERNEL
   ? kernelInfo(process.env.VIRTIOFSD_TS_SUPP_GROUP_KERNEL)
-  : findKernelAtLeast('6.4');
+  : findKernelAtLeast('6.6');
+const probe = guestSkipReason('ours') ? null : buildProbe();
 const skip =
   guestSkipReason('ours') ??
   (process.getuid?.() !== 0 ? 'needs root (the share holds files of several owners)' : null) ??
+  (typeof probe === 'object' && probe !== null ? probe.skip : null) ??
   (kernel
     ? null
-    : 'missing: a guest kernel >= 6.4 for FUSE_CREATE_SUPP_GROUP (apt-get install -t bookworm-backports linux-image-amd64)');
+    : 'missing: a guest kernel >= 6.6 for FUSE_CREATE_SUPP_GROUP and FUSE_DIRECT_IO_ALLOW_MMAP (apt-get install -t bookworm-backports linux-image-amd64)');
 if (skip && process.env.CI === 'true') t.fail(`the caller-identity guest test cannot run in CI: ${skip}`);
 
 // u1: uid 1234, gid 5678. u2: uid 1234, gid 100, supplementary group 5678 (from /etc/group).
@@ -62,6 +70,15 @@ val sgid_dir_mode "$(stat -c %a /mnt/sgid/d)"
 val suid_w_mode "$(stat -c %a /mnt/suid-w)"
 val suid_t_mode "$(stat -c %a /mnt/suid-t)"
 step umount umount /mnt
+chmod 755 /fsprobe
+mkdir -p /mnt/nommap /mnt/mmap
+step mount_nommap mount -t virtiofs nommap /mnt/nommap
+step mount_mmap mount -t virtiofs mmap /mnt/mmap
+val mmap_without "$(/fsprobe --do mmap /mnt/nommap/m.txt 2>&1)"
+val mmap_with "$(/fsprobe --do mmap /mnt/mmap/m.txt 2>&1)"
+val mmap_with_read "$(cat /mnt/mmap/m.txt)"
+step umount_nommap umount /mnt/nommap
+step umount_mmap umount /mnt/mmap
 finish
 `;
 
@@ -85,16 +102,31 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
   }
   const sock = path.join(dir, 'vfsd.sock');
   const daemon = await startDaemon('ours', { sharedDir: share, socketPath: sock });
+  // --allow-mmap: a share without it and one with it, both opening files for direct I/O
+  const mm: Record<'nommap' | 'mmap', { share: string; sock: string; daemon?: Awaited<ReturnType<typeof startDaemon>> }> = {
+    nommap: { share: path.join(dir, 'nommap'), sock: path.join(dir, 'nommap.sock') },
+    mmap: { share: path.join(dir, 'mmap'), sock: path.join(dir, 'mmap.sock') },
+  };
   t.teardown(async () => {
     await daemon.stop();
+    for (const m of Object.values(mm)) await m.daemon?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
+  for (const [tag, m] of Object.entries(mm)) {
+    fs.mkdirSync(m.share);
+    fs.writeFileSync(path.join(m.share, 'm.txt'), 'host\n');
+    m.daemon = await startDaemon('ours', {
+      sharedDir: m.share, socketPath: m.sock, extraArgs: ['--cache=never', ...(tag === 'mmap' ? ['--allow-mmap'] : [])],
+    });
+  }
   const r = await runGuest({
     socketPath: sock, script: SCRIPT, kernel: kernel!, timeoutSec: 240,
-    files: { 'etc/passwd': PASSWD, 'etc/group': GROUP },
+    extraShares: [{ socketPath: mm.nommap.sock, tag: 'nommap' }, { socketPath: mm.mmap.sock, tag: 'mmap' }],
+    files: { 'etc/passwd': PASSWD, 'etc/group': GROUP, fsprobe: fs.readFileSync(probe as string) },
   });
   t.comment(`guest kernel ${kernel!.kver}: ${r.durationMs} ms`);
-  if (!checkGuestRun(t, 'caller-identity', r, ['mount', ...AS.map(([n]) => n), 'umount'], daemon)) return;
+  const steps = ['mount', ...AS.map(([n]) => n), 'umount', 'mount_nommap', 'mount_mmap', 'umount_nommap', 'umount_mmap'];
+  if (!checkGuestRun(t, 'caller-identity', r, steps, daemon)) return;
   t.match(daemon.logs(), /FUSE session 7\.\d+, flags 0x[0-9a-f]+, flags2 0x4\b/, 'CREATE_SUPP_GROUP negotiated');
   const vals = parseVals(r.output);
   t.match(vals.get('ids_u2') ?? '', /uid=1234.*gid=100.*groups=.*5678/, 'u2 is in group 5678 in the guest');
@@ -120,4 +152,13 @@ t.test(TITLE, { skip: skip ?? false }, async (t) => {
   t.equal(mode('suid-t'), 0o777, 'a user\'s truncating open cleared them');
   t.equal(fs.readFileSync(path.join(share, 'suid-t'), 'utf8'), 'new\n');
   t.equal(vals.get('suid_w_mode'), '777', 'the guest sees the bits gone');
+
+  t.equal(vals.get('mmap_without'), 'E:ENODEV', 'without --allow-mmap: a shared writable mmap of a direct-I/O file fails ENODEV');
+  t.equal(fs.readFileSync(path.join(mm.nommap.share, 'm.txt'), 'utf8'), 'host\n', '... and the host file is unchanged');
+  const flags2 = (d: { logs(): string }) => Number(/FUSE session 7\.\d+, flags 0x[0-9a-f]+, flags2 (0x[0-9a-f]+)/.exec(d.logs())?.[1] ?? NaN);
+  t.equal(flags2(mm.nommap.daemon!) & FUSE_DIRECT_IO_ALLOW_MMAP2, 0, 'without --allow-mmap: FUSE_DIRECT_IO_ALLOW_MMAP not negotiated');
+  t.equal(flags2(mm.mmap.daemon!) & FUSE_DIRECT_IO_ALLOW_MMAP2, FUSE_DIRECT_IO_ALLOW_MMAP2, 'with it: negotiated');
+  t.equal(vals.get('mmap_with'), 'ok', 'with --allow-mmap: the mapping works');
+  t.equal(vals.get('mmap_with_read'), 'Most', 'the guest reads back what it wrote through the mapping');
+  t.equal(fs.readFileSync(path.join(mm.mmap.share, 'm.txt'), 'utf8'), 'Most\n', 'the write reached the host file');
 });

@@ -1887,6 +1887,29 @@ static int do_cmd(int argc, char **argv) {
     ssize_t r = w ? write(fd, &c, 1) : read(fd, buf, sizeof buf);
     if (r < 0) return errout();
     close(fd);
+  } else if (!strcmp(op, "mmap")) {
+    /* a shared, writable mapping of an existing file: its first byte becomes 'M' through the mapping,
+       written back with msync (a direct-I/O file on virtiofs refuses this, ENODEV, unless the daemon
+       negotiated FUSE_DIRECT_IO_ALLOW_MMAP) */
+    ARGS(1);
+    int fd = open(argv[1], O_RDWR);
+    if (fd < 0) return errout();
+    char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+      int e = errno;
+      close(fd);
+      errno = e;
+      return errout();
+    }
+    m[0] = 'M';
+    int r = msync(m, 4096, MS_SYNC);
+    int e = errno;
+    munmap(m, 4096);
+    close(fd);
+    if (r < 0) {
+      errno = e;
+      return errout();
+    }
   } else if (!strcmp(op, "setx")) {
     ARGS(3);
     const char *v = argv[3];
