@@ -195,12 +195,13 @@ export class XattrMap implements XattrPolicy {
 
 const USER = enc.encode('user.');
 const SECURITY = enc.encode('security.');
-const SECURITY_CAPABILITY = enc.encode('security.capability');
+export const SECURITY_CAPABILITY = enc.encode('security.capability');
 export const POSIX_ACL_ACCESS = enc.encode('system.posix_acl_access');
 export const POSIX_ACL_DEFAULT = enc.encode('system.posix_acl_default');
 
 /** name[from..] is exactly b */
-function equalAt(name: Uint8Array, from: number, b: Uint8Array): boolean {
+/** name[from..] is exactly b */
+export function equalAt(name: Uint8Array, from: number, b: Uint8Array): boolean {
   if (name.length - from !== b.length) return false;
   for (let i = 0; i < b.length; i++) if (name[from + i] !== b[i]) return false;
   return true;

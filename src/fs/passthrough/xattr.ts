@@ -18,9 +18,8 @@ import { AttrOff } from '../../abi/fuse.js';
 import { S_IFDIR, S_IFREG } from '../../abi/stat.js';
 import { Errno } from '../../errors.js';
 import { C, native } from '../../native.js';
-import type { SecurityContext } from '../filesystem.js';
-import { XATTR_DENIED, XATTR_HIDDEN, type XattrPolicy, xattrPolicy } from '../xattrmap.js';
-import type { Ctx } from '../filesystem.js';
+import type { Ctx, SecurityContext } from '../filesystem.js';
+import { SECURITY_CAPABILITY, XATTR_DENIED, XATTR_HIDDEN, type XattrPolicy, equalAt, xattrPolicy } from '../xattrmap.js';
 import type { Core } from './core.js';
 
 /** The one security context name a Linux guest sends today (only SELinux labels a dentry before creation). */
@@ -119,12 +118,10 @@ export function removexattr(c: Core, ctx: Ctx, nodeid: number, name: Uint8Array)
   return withXattrFd(c, nodeid, (fd) => {
     const host = policyOf(c).toHost(name, true, true);
     if (typeof host === 'number') return refusal(host, -Errno.EPERM);
-    if (sameBytes(host, CAPABILITY) && !mayDropCapability(c, ctx, fd)) return -Errno.EPERM;
+    if (equalAt(host, 0, SECURITY_CAPABILITY) && !mayDropCapability(c, ctx, fd)) return -Errno.EPERM;
     return native.fremovexattr(fd, host);
   }, -Errno.EOPNOTSUPP);
 }
-
-const CAPABILITY = new TextEncoder().encode('security.capability');
 
 /**
  * May this caller remove the file's security.capability? The guest kernel removes it itself before a
@@ -141,12 +138,6 @@ function mayDropCapability(c: Core, ctx: Ctx, fd: number): boolean {
 
 // ---- --security-label: a new node's security context ----
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /**
  * The host name a new node's security context is stored under: the guest's name through the policy,
  * as a SETXATTR's (so `--xattrmap=':map:security.selinux:user.virtiofs.:'` keeps the guest's labels
@@ -157,7 +148,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 function secctxHostName(c: Core, sec: SecurityContext): Uint8Array | number {
   const host = policyOf(c).toHost(sec.name, true);
   if (typeof host !== 'number') return host;
-  if (c.opts.secctxAsIs === true && sameBytes(sec.name, SELINUX)) return sec.name;
+  if (c.opts.secctxAsIs === true && equalAt(sec.name, 0, SELINUX)) return sec.name;
   return refusal(host, -Errno.EPERM);
 }
 

@@ -9,7 +9,7 @@ import {
 } from '../../abi/fuse.js';
 import { S_ISGID } from '../../abi/stat.js';
 import { Errno } from '../../errors.js';
-import { POSIX_ACL_ACCESS, isPosixAclName } from '../../fs/xattrmap.js';
+import { POSIX_ACL_ACCESS, equalAt, isPosixAclName } from '../../fs/xattrmap.js';
 import { need, xattrName } from '../args.js';
 import type { Handler, Req, Served } from '../handler.js';
 import { ReplyError, errorReply, nosys, okReply, statusReply, xattrSizeReply } from '../reply.js';
@@ -41,15 +41,9 @@ export const setxattr: Handler = (s, q) => {
   const value = q.r.head.subarray(next, next + x.size);
   if (!s.fs.setxattr) nosys();
   const res = s.fs.setxattr(q.ctx, q.nodeid, name, value, x.flags);
-  if (res === 0 && setxattrFlags !== 0 && sameBytes(name, POSIX_ACL_ACCESS)) return statusReply(q, killSgid(s, q));
+  if (res === 0 && setxattrFlags !== 0 && equalAt(name, 0, POSIX_ACL_ACCESS)) return statusReply(q, killSgid(s, q));
   return statusReply(q, res);
 };
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /**
  * FUSE_SETXATTR_ACL_KILL_SGID: the guest kernel found the caller neither in the file's group nor
